@@ -1,0 +1,542 @@
+//! Azure Batch, on both of its planes.
+//!
+//! The *management* plane is ARM (`Microsoft.Batch/batchAccounts[/pools]`): envelopes, ARM
+//! errors, ARM paging. The *data* plane (list and remove nodes) is served at the account
+//! endpoint with its own token audience and api-versions like `2024-07-01.20.0`; it is not ARM
+//! and differs in three ways modelled here: pages link with `odata.nextLink`, errors have a
+//! localized `message` object, and enum values are lowercase (`idle`, `requeue`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::common::Resource;
+
+// ---------------------------------------------------------------------------------------------
+// Management plane (ARM)
+// ---------------------------------------------------------------------------------------------
+
+pub type BatchAccount = Resource<BatchAccountProperties>;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAccountProperties {
+    /// Host (no scheme) of the data plane, e.g. `acct.eastus.batch.azure.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_management_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    /// `BatchService` (quotas below apply) or `UserSubscription` (subscription quotas apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_allocation_mode: Option<String>,
+    /// vCPUs, across all dedicated nodes of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_core_quota: Option<u32>,
+    /// vCPUs, across all Spot/low-priority nodes of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_priority_core_quota: Option<u32>,
+    #[serde(
+        default,
+        rename = "dedicatedCoreQuotaPerVMFamily",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dedicated_core_quota_per_vm_family: Option<Vec<VirtualMachineFamilyCoreQuota>>,
+    #[serde(
+        default,
+        rename = "dedicatedCoreQuotaPerVMFamilyEnforced",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dedicated_core_quota_per_vm_family_enforced: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_quota: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_job_and_job_schedule_quota: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_network_access: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineFamilyCoreQuota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_quota: Option<u32>,
+}
+
+/// A pool. PUT and PATCH answer 200 synchronously with an `ETag`; only DELETE is long-running.
+pub type Pool = Resource<PoolProperties>;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Batch upper-cases it in responses (`STANDARD_D4`); compare case-insensitively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_configuration: Option<DeploymentConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_settings: Option<ScaleSettings>,
+    /// Read-only result of the last autoscale evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale_run: Option<AutoScaleRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<NetworkConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task: Option<StartTask>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_slots_per_node: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_scheduling_policy: Option<serde_json::Value>,
+    /// `Enabled` or `Disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inter_node_communication: Option<String>,
+    /// Retired in 2024 and absent from the 2025-06-01 model; kept so the simulator can see a
+    /// client still sending it and refuse with an explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_licenses: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_packages: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_accounts: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Vec<MetadataItem>>,
+    /// See [`AllocationState`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_state_transition_time: Option<String>,
+    /// See [`PoolProvisioningState`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_dedicated_nodes: Option<u32>,
+    /// Spot and low-priority nodes alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_low_priority_nodes: Option<u32>,
+    /// The last (or running) resize, with its errors: where quota shortfalls show up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_operation_status: Option<ResizeOperationStatus>,
+}
+
+/// Values of `allocationState`.
+pub struct AllocationState;
+
+impl AllocationState {
+    pub const STEADY: &'static str = "Steady";
+    pub const RESIZING: &'static str = "Resizing";
+    /// A stop-resize was requested and the pool is settling.
+    pub const STOPPING: &'static str = "Stopping";
+}
+
+/// Values of a pool's `provisioningState`.
+pub struct PoolProvisioningState;
+
+impl PoolProvisioningState {
+    pub const SUCCEEDED: &'static str = "Succeeded";
+    pub const DELETING: &'static str = "Deleting";
+}
+
+/// Values of `nodeDeallocationOption`: what happens to running tasks when a node is removed.
+/// The data plane spells them in lowercase (`requeue`); Batch compares case-insensitively.
+pub struct NodeDeallocationOption;
+
+impl NodeDeallocationOption {
+    pub const REQUEUE: &'static str = "Requeue";
+    pub const TERMINATE: &'static str = "Terminate";
+    pub const TASK_COMPLETION: &'static str = "TaskCompletion";
+    pub const RETAINED_DATA: &'static str = "RetainedData";
+}
+
+/// Codes of [`ResizeError`] (`PoolResizeErrorCodes` in the Batch SDKs). Open set.
+pub struct ResizeErrorCode;
+
+impl ResizeErrorCode {
+    pub const ACCOUNT_CORE_QUOTA_REACHED: &'static str = "AccountCoreQuotaReached";
+    pub const ACCOUNT_LOW_PRIORITY_CORE_QUOTA_REACHED: &'static str =
+        "AccountLowPriorityCoreQuotaReached";
+    pub const ACCOUNT_SPOT_CORE_QUOTA_REACHED: &'static str = "AccountSpotCoreQuotaReached";
+    pub const ACCOUNT_VM_SERIES_CORE_QUOTA_REACHED: &'static str =
+        "AccountVMSeriesCoreQuotaReached";
+    pub const ALLOCATION_FAILED: &'static str = "AllocationFailed";
+    /// Note the lowercase `o`: that is how the service spells it.
+    pub const ALLOCATION_TIMED_OUT: &'static str = "AllocationTimedout";
+    pub const REMOVE_NODES_FAILED: &'static str = "RemoveNodesFailed";
+    pub const RESIZE_STOPPED: &'static str = "ResizeStopped";
+    pub const UNKNOWN: &'static str = "Unknown";
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_configuration: Option<VirtualMachineConfiguration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_reference: Option<ImageReference>,
+    /// Must match the image, e.g. `batch.node.ubuntu 24.04`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_agent_sku_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_disk: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_disks: Option<Vec<serde_json::Value>>,
+}
+
+/// Batch's image reference: marketplace fields or a gallery image `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Exactly one of the two should be set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_scale: Option<FixedScaleSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale: Option<AutoScaleSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FixedScaleSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_dedicated_nodes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_low_priority_nodes: Option<u32>,
+    /// ISO 8601 duration; the service defaults to `PT15M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_timeout: Option<String>,
+    /// See [`NodeDeallocationOption`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_deallocation_option: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScaleSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScaleRun {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_time: Option<String>,
+    /// `$Var=value;...` as evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    /// ARM id of the subnet the nodes join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// `{"provision": "NoPublicIPAddresses"}` for render nodes behind a NAT.
+    #[serde(
+        default,
+        rename = "publicIPAddressConfiguration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_ip_address_configuration: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_configuration: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_line: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_settings: Option<Vec<EnvironmentSetting>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_files: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_identity: Option<serde_json::Value>,
+    /// `-1` retries forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_task_retry_count: Option<i32>,
+    /// When true a node stays out of scheduling until the start task succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_success: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSetting {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A `{name, value}` pair of pool metadata; renderburst can mark its pools with these.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataItem {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeOperationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_dedicated_nodes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_low_priority_nodes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_deallocation_option: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// Present once a resize fell short (a quota, allocation failure or timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ResizeError>>,
+}
+
+/// Why a resize did not reach its target; `code` is one of [`ResizeErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizeError {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<ResizeError>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data plane (`https://{accountEndpoint}`, not ARM)
+// ---------------------------------------------------------------------------------------------
+
+/// One page of a data-plane list call. Clients follow `odata.nextLink`, not `nextLink`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPage<T> {
+    #[serde(
+        rename = "odata.metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_metadata: Option<String>,
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(
+        rename = "odata.nextLink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_next_link: Option<String>,
+}
+
+impl<T> Default for BatchPage<T> {
+    fn default() -> Self {
+        Self {
+            odata_metadata: None,
+            value: Vec::new(),
+            odata_next_link: None,
+        }
+    }
+}
+
+/// `GET /pools/{pool}/nodes`.
+pub type ComputeNodeListResult = BatchPage<ComputeNode>;
+
+/// A node of a pool, as the data plane lists it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeNode {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// See [`ComputeNodeState`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// See [`SchedulingState`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_transition_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_size: Option<String>,
+    /// False for Spot/low-priority nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_dedicated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_tasks_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_task_slots_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tasks_run: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tasks_succeeded: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task_info: Option<serde_json::Value>,
+    /// Why a node is `unusable` or its start task failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ComputeNodeError>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_agent_info: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_info: Option<serde_json::Value>,
+}
+
+impl ComputeNode {
+    /// Idle nodes are the cheap ones to remove: nothing is requeued.
+    pub fn is_idle(&self) -> bool {
+        self.state
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(ComputeNodeState::IDLE))
+    }
+}
+
+/// Values of a node's `state`, lowercase as the data plane sends them. Open set.
+pub struct ComputeNodeState;
+
+impl ComputeNodeState {
+    pub const IDLE: &'static str = "idle";
+    pub const REBOOTING: &'static str = "rebooting";
+    pub const REIMAGING: &'static str = "reimaging";
+    pub const RUNNING: &'static str = "running";
+    pub const UNUSABLE: &'static str = "unusable";
+    pub const CREATING: &'static str = "creating";
+    pub const STARTING: &'static str = "starting";
+    pub const WAITING_FOR_START_TASK: &'static str = "waitingforstarttask";
+    pub const START_TASK_FAILED: &'static str = "starttaskfailed";
+    pub const UNKNOWN: &'static str = "unknown";
+    pub const LEAVING_POOL: &'static str = "leavingpool";
+    pub const OFFLINE: &'static str = "offline";
+    /// A Spot/low-priority node that was evicted.
+    pub const PREEMPTED: &'static str = "preempted";
+    pub const UPGRADING_OS: &'static str = "upgradingos";
+    pub const DEALLOCATED: &'static str = "deallocated";
+    pub const DEALLOCATING: &'static str = "deallocating";
+}
+
+/// Values of a node's `schedulingState`.
+pub struct SchedulingState;
+
+impl SchedulingState {
+    pub const ENABLED: &'static str = "enabled";
+    pub const DISABLED: &'static str = "disabled";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeNodeError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<Vec<NameValuePair>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NameValuePair {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Body of `POST /pools/{pool}/removenodes`: at most 100 node ids per call.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRemoveParameter {
+    pub node_list: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_timeout: Option<String>,
+    /// See [`NodeDeallocationOption`] (lowercase on this plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_deallocation_option: Option<String>,
+}
+
+impl NodeRemoveParameter {
+    /// The service rejects larger `nodeList`s.
+    pub const MAX_NODES: usize = 100;
+}
+
+/// A data-plane error: `{"code", "message": {"lang", "value"}, "values": [{"key", "value"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BatchError {
+    #[serde(
+        rename = "odata.metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub odata_metadata: Option<String>,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<BatchErrorMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<BatchErrorDetail>>,
+}
+
+impl BatchError {
+    /// The message text, or "" when the service sent none.
+    pub fn message_text(&self) -> &str {
+        self.message
+            .as_ref()
+            .and_then(|m| m.value.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BatchErrorMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BatchErrorDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}

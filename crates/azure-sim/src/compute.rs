@@ -1,0 +1,986 @@
+//! `Microsoft.Compute`: virtual machines (create with NIC and OS disk, power actions, delete
+//! with `deleteOption` cascade, Spot eviction) and managed disks.
+//!
+//! What is decided when: quota and unknown sizes are refused synchronously on the PUT (409),
+//! as Azure does; capacity is decided when the operation starts and reported when it ends
+//! (`AllocationFailed` as a failed asynchronous operation), for creates and starts alike.
+
+use std::time::{Duration, Instant};
+
+use arm_model::ErrorDetail;
+use http::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::arm::{Ctx, truncate, validate_name, validate_tags};
+use crate::catalog;
+use crate::reply::{ArmErr, Reply};
+use crate::resources::require_location;
+use crate::state::{DiskState, Effect, Kind, NicState, Power, RType, Res, State, VmState, rfc3339};
+use crate::throttle::ComputeGroup;
+
+const NS: &str = "Microsoft.Compute";
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+pub fn allocation_failed() -> (ErrorDetail, StatusCode) {
+    (
+        ErrorDetail {
+            code: "AllocationFailed".into(),
+            message: "Allocation failed. We do not have sufficient capacity for the requested VM size in this region. \
+                      Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance"
+                .into(),
+            ..Default::default()
+        },
+        StatusCode::CONFLICT,
+    )
+}
+
+pub fn internal_failure() -> (ErrorDetail, StatusCode) {
+    (
+        ErrorDetail {
+            code: "InternalExecutionError".into(),
+            message: "An internal execution error occurred. Please retry later.".into(),
+            ..Default::default()
+        },
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+}
+
+fn quota_error(what: &str, location: &str, limit: u64, usage: u64, required: u64) -> ArmErr {
+    ArmErr::conflict(
+        "OperationNotAllowed",
+        format!(
+            "Operation could not be completed as it results in exceeding approved {what} quota. Additional details - \
+             Deployment Model: Resource Manager, Location: {location}, Current Limit: {limit}, Current Usage: {usage}, \
+             Additional Required: {required}, (Minimum) New Limit Required: {}. Submit a request for Quota increase at \
+             https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/UsageAndQuota.ReactView/Parameters/ by \
+             specifying parameters listed in the 'Details' section for deployment to succeed. Please read more about \
+             quota limits at https://docs.microsoft.com/en-us/azure/azure-supportability/per-vm-quota-requests",
+            usage + required
+        ),
+    )
+}
+
+impl State {
+    /// Refuses with Azure's quota message if `vcpus` more would exceed a quota.
+    fn check_quota(
+        &self,
+        spot: bool,
+        family: &str,
+        vcpus: u64,
+        location: &str,
+    ) -> Result<(), ArmErr> {
+        let (regional, families, spot_used) = self.quota_usage();
+        if spot {
+            if let Some(limit) = self.cfg.quota.spot_vcpus
+                && spot_used + vcpus > limit
+            {
+                return Err(quota_error(
+                    "LowPriorityCores",
+                    location,
+                    limit,
+                    spot_used,
+                    vcpus,
+                ));
+            }
+            return Ok(());
+        }
+        if let Some(limit) = self.cfg.quota.regional_vcpus
+            && regional + vcpus > limit
+        {
+            return Err(quota_error(
+                "Total Regional Cores",
+                location,
+                limit,
+                regional,
+                vcpus,
+            ));
+        }
+        if let Some(limit) = self.cfg.family_quota(family) {
+            let used = families
+                .get(&family.to_ascii_lowercase())
+                .copied()
+                .unwrap_or(0);
+            if used + vcpus > limit {
+                return Err(quota_error(
+                    &format!("{family} Cores"),
+                    location,
+                    limit,
+                    used,
+                    vcpus,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides an operation's fate when it starts: injected failures.
+    fn injected_failure(&self) -> Option<(ErrorDetail, StatusCode)> {
+        let rate = self.cfg.faults.operation_fail_rate;
+        (rate > 0.0 && fastrand::f64() < rate).then(internal_failure)
+    }
+
+    pub fn vm_put(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: &str,
+        rg: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Reply, ArmErr> {
+        let body = ctx.json_body()?;
+        validate_tags(&body)?;
+        if let Err(e) = serde_json::from_value::<arm_model::compute::VirtualMachine>(body.clone()) {
+            return Err(ArmErr::invalid_content(format!(
+                "The request content was invalid and could not be deserialized: '{e}'."
+            )));
+        }
+        if self.get(id).is_some() {
+            return self.vm_update(ctx, sub, id, name, &body);
+        }
+        self.compute_throttle(ctx, ComputeGroup::PutVm, Some(id))?;
+        let location = require_location(&body)?;
+        let props = &body["properties"];
+        let size_name = str_at(props, "/hardwareProfile/vmSize").ok_or_else(|| {
+            ArmErr::invalid_parameter(
+                "hardwareProfile.vmSize",
+                "Required parameter 'vmSize' is missing (null).",
+            )
+        })?;
+        let size = catalog::lookup(size_name).ok_or_else(|| {
+            ArmErr::conflict(
+                "SkuNotAvailable",
+                format!(
+                    "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: {}' is \
+                     currently not available in location '{location}'. Please try another size or deploy to a different \
+                     location or different zone. See https://aka.ms/azureskunotavailable for details.",
+                    truncate(size_name, 80)
+                ),
+            )
+            .target("sku.name")
+        })?;
+        if !props
+            .pointer("/storageProfile/imageReference")
+            .is_some_and(Value::is_object)
+        {
+            return Err(ArmErr::invalid_parameter(
+                "storageProfile.imageReference",
+                "Required parameter 'imageReference' is missing (null).",
+            ));
+        }
+        if str_at(props, "/osProfile/adminUsername").is_none_or(str::is_empty) {
+            return Err(ArmErr::invalid_parameter(
+                "osProfile.adminUsername",
+                "Required parameter 'adminUsername' is missing (null).",
+            ));
+        }
+        let windows = props
+            .pointer("/osProfile/windowsConfiguration")
+            .is_some_and(Value::is_object);
+        let computer_name = str_at(props, "/osProfile/computerName")
+            .unwrap_or(name)
+            .to_owned();
+        let max_cn = if windows { 15 } else { 64 };
+        if computer_name.is_empty() || computer_name.chars().count() > max_cn {
+            return Err(ArmErr::invalid_parameter(
+                "osProfile.computerName",
+                format!(
+                    "The value of parameter osProfile.computerName is invalid: at most {max_cn} characters."
+                ),
+            ));
+        }
+        if let Some(cd) = props.pointer("/osProfile/customData") {
+            let ok = cd.as_str().is_some_and(|s| {
+                use base64::Engine;
+                s.len() <= 87_380 && base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+            });
+            if !ok {
+                return Err(ArmErr::invalid_parameter(
+                    "osProfile.customData",
+                    "The value of parameter customData is invalid: it must be base64 and at most 64 KB decoded.",
+                ));
+            }
+        }
+        let priority = str_at(props, "/priority").unwrap_or("Regular");
+        let spot = match priority.to_ascii_lowercase().as_str() {
+            "regular" => false,
+            "spot" | "low" => true,
+            _ => {
+                return Err(ArmErr::invalid_parameter(
+                    "priority",
+                    format!(
+                        "The value of parameter priority is invalid: '{}'.",
+                        truncate(priority, 40)
+                    ),
+                ));
+            }
+        };
+        let evict_delete = match str_at(props, "/evictionPolicy") {
+            None => false,
+            Some(_) if !spot => {
+                return Err(ArmErr::bad_request(
+                    "EvictionPolicyCanBeSetOnlyOnLowPriorityVirtualMachines",
+                    "Eviction policy can be set only on Spot (low priority) virtual machines.",
+                ));
+            }
+            Some(p) if p.eq_ignore_ascii_case("delete") => true,
+            Some(p) if p.eq_ignore_ascii_case("deallocate") => false,
+            Some(p) => {
+                return Err(ArmErr::invalid_parameter(
+                    "evictionPolicy",
+                    format!(
+                        "The value of parameter evictionPolicy is invalid: '{}'.",
+                        truncate(p, 40)
+                    ),
+                ));
+            }
+        };
+        if let Some(mp) = props
+            .pointer("/billingProfile/maxPrice")
+            .filter(|v| !v.is_null())
+        {
+            let p = mp.as_f64().unwrap_or(0.0);
+            if !spot {
+                return Err(ArmErr::invalid_parameter(
+                    "billingProfile.maxPrice",
+                    "Max price can be set only on Spot virtual machines.",
+                ));
+            }
+            if !(p == -1.0 || p > 0.0) {
+                return Err(ArmErr::bad_request(
+                    "MaxPriceValueInvalid",
+                    "Max price must be -1 or greater than zero.",
+                ));
+            }
+        }
+        // Network: NICs by reference, or created inline from networkInterfaceConfigurations.
+        let refs = props
+            .pointer("/networkProfile/networkInterfaces")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let configs = props
+            .pointer("/networkProfile/networkInterfaceConfigurations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if refs.is_empty() && configs.is_empty() {
+            return Err(ArmErr::invalid_parameter(
+                "networkProfile",
+                "At least one network interface is required.",
+            ));
+        }
+        let mut nics: Vec<(String, bool)> = Vec::new();
+        for r in &refs {
+            let nic_id = r["id"].as_str().unwrap_or_default();
+            let nic = self.get(nic_id).filter(|n| n.rtype == RType::NetworkInterface).ok_or_else(|| {
+                ArmErr::bad_request("InvalidResourceReference", format!(
+                    "Resource {} referenced by resource {id} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.",
+                    truncate(nic_id, 300)))
+            })?;
+            if let Kind::Nic(NicState {
+                attached_vm: Some(other),
+            }) = &nic.kind
+            {
+                return Err(ArmErr::bad_request(
+                    "NicInUse",
+                    format!(
+                        "Network interface {} is in use by virtual machine {other}.",
+                        nic.id
+                    ),
+                ));
+            }
+            let delete = str_at(r, "/properties/deleteOption")
+                .is_some_and(|d| d.eq_ignore_ascii_case("delete"));
+            nics.push((nic.id.clone(), delete));
+        }
+        let mut new_nics: Vec<Res> = Vec::new();
+        for c in &configs {
+            let cname = c["name"].as_str().unwrap_or_default();
+            validate_name(RType::NetworkInterface, cname).map_err(|_| {
+                ArmErr::invalid_parameter(
+                    "networkProfile.networkInterfaceConfigurations.name",
+                    "Every network interface configuration needs a valid name.",
+                )
+            })?;
+            let nic_id = format!(
+                "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkInterfaces/{cname}"
+            );
+            if self.get(&nic_id).is_some() {
+                return Err(ArmErr::conflict(
+                    "NicReservedForAnotherVm",
+                    format!(
+                        "Network interface {nic_id} already exists and cannot be created for virtual machine {id}."
+                    ),
+                ));
+            }
+            let mut ipconfigs = Vec::new();
+            for (i, ip) in c
+                .pointer("/properties/ipConfigurations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let subnet = str_at(ip, "/properties/subnet/id").unwrap_or_default();
+                if self
+                    .get(subnet)
+                    .filter(|s| s.rtype == RType::Subnet)
+                    .is_none()
+                {
+                    return Err(ArmErr::bad_request(
+                        "InvalidResourceReference",
+                        format!(
+                            "Resource {} referenced by resource {id} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.",
+                            truncate(
+                                if subnet.is_empty() {
+                                    "(no subnet id)"
+                                } else {
+                                    subnet
+                                },
+                                300
+                            )
+                        ),
+                    ));
+                }
+                let ipname = ip["name"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("ipconfig{}", i + 1));
+                ipconfigs.push(json!({
+                    "name": ipname,
+                    "id": format!("{nic_id}/ipConfigurations/{ipname}"),
+                    "properties": {
+                        "subnet": {"id": subnet},
+                        "primary": i == 0,
+                        "privateIPAllocationMethod": "Dynamic",
+                        "privateIPAddress": self.next_private_ip(),
+                        "privateIPAddressVersion": "IPv4",
+                        "provisioningState": "Succeeded",
+                    }
+                }));
+            }
+            if ipconfigs.is_empty() {
+                return Err(ArmErr::invalid_parameter(
+                    "networkProfile.networkInterfaceConfigurations.ipConfigurations",
+                    "A network interface configuration needs at least one IP configuration with a subnet.",
+                ));
+            }
+            let delete = str_at(c, "/properties/deleteOption")
+                .is_some_and(|d| d.eq_ignore_ascii_case("delete"));
+            let mut nic_props = json!({
+                "ipConfigurations": ipconfigs,
+                "primary": c.pointer("/properties/primary").cloned().unwrap_or(json!(true)),
+                "enableAcceleratedNetworking": c.pointer("/properties/enableAcceleratedNetworking").cloned().unwrap_or(json!(false)),
+                "macAddress": format!("00-0D-3A-{:02X}-{:02X}-{:02X}", fastrand::u8(..), fastrand::u8(..), fastrand::u8(..)),
+                "nicType": "Standard",
+            });
+            if let Some(nsg) = c.pointer("/properties/networkSecurityGroup") {
+                nic_props["networkSecurityGroup"] = nsg.clone();
+            }
+            nics.push((nic_id.clone(), delete));
+            new_nics.push(Res {
+                id: nic_id,
+                rtype: RType::NetworkInterface,
+                name: cname.to_owned(),
+                rg: rg.to_ascii_lowercase(),
+                body: json!({"location": location, "properties": nic_props}),
+                kind: Kind::Nic(NicState {
+                    attached_vm: Some(id.to_owned()),
+                }),
+                provisioning: "Succeeded".into(),
+                created: OffsetDateTime::now_utc(),
+            });
+        }
+        self.check_quota(spot, size.family, size.vcpus, &location)?;
+        let mut fail_with = None;
+        let mut allocated = true;
+        if !self.has_capacity(&size.name, 1) {
+            fail_with = Some(allocation_failed());
+            allocated = false;
+        } else if let Some(f) = self.injected_failure() {
+            fail_with = Some(f);
+        }
+        // The OS disk is created with the VM and named after it.
+        let os = props
+            .pointer("/storageProfile/osDisk")
+            .cloned()
+            .unwrap_or(json!({}));
+        let disk_name = os["name"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{name}_OsDisk_1_{}", uuid::Uuid::new_v4().simple()));
+        let disk_id = format!(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/disks/{disk_name}"
+        );
+        if self.get(&disk_id).is_some() {
+            return Err(ArmErr::conflict(
+                "Conflict",
+                format!(
+                    "Disk {disk_name} already exists in resource group {rg}; choose another OS disk name."
+                ),
+            ));
+        }
+        let disk_delete =
+            str_at(&os, "/deleteOption").is_some_and(|d| d.eq_ignore_ascii_case("delete"));
+        let os_type = if windows { "Windows" } else { "Linux" };
+        let sku = str_at(&os, "/managedDisk/storageAccountType")
+            .unwrap_or("Premium_LRS")
+            .to_owned();
+        let disk_size = os["diskSizeGB"]
+            .as_u64()
+            .unwrap_or(if windows { 127 } else { 30 });
+        let now_wall = OffsetDateTime::now_utc();
+        // What we store is what the client sent, minus secrets Azure never returns, plus
+        // the fields the service fills in.
+        let mut stored = body.clone();
+        let sp = &mut stored["properties"];
+        if let Some(o) = sp["osProfile"].as_object_mut() {
+            o.remove("adminPassword");
+            o.remove("customData");
+            o.insert("computerName".into(), json!(computer_name));
+            o.entry("secrets").or_insert(json!([]));
+        }
+        sp["vmId"] = json!(uuid::Uuid::new_v4().to_string());
+        sp["timeCreated"] = json!(rfc3339(now_wall));
+        sp["storageProfile"]["osDisk"] = json!({
+            "name": disk_name,
+            "osType": os_type,
+            "createOption": os["createOption"].as_str().unwrap_or("FromImage"),
+            "caching": os["caching"].as_str().unwrap_or("ReadWrite"),
+            "managedDisk": {"id": disk_id, "storageAccountType": sku},
+            "deleteOption": if disk_delete { "Delete" } else { "Detach" },
+            "diskSizeGB": disk_size,
+        });
+        if !configs.is_empty() {
+            sp["networkProfile"]["networkInterfaces"] = json!(nics.iter().enumerate().map(|(i, (nid, del))| json!({
+                "id": nid, "properties": {"primary": i == 0, "deleteOption": if *del { "Delete" } else { "Detach" }}
+            })).collect::<Vec<_>>());
+        }
+        for n in new_nics {
+            self.insert(n);
+        }
+        for (nic, _) in &refs_ids(&refs) {
+            if let Some(Res {
+                kind: Kind::Nic(n), ..
+            }) = self.get_mut(nic)
+            {
+                n.attached_vm = Some(id.to_owned());
+            }
+        }
+        self.insert(Res {
+            id: disk_id.clone(),
+            rtype: RType::Disk,
+            name: disk_name,
+            rg: rg.to_ascii_lowercase(),
+            body: json!({
+                "location": location,
+                "sku": {"name": sku},
+                "properties": {"osType": os_type, "diskSizeGB": disk_size, "timeCreated": rfc3339(now_wall),
+                               "creationData": {"createOption": "FromImage", "imageReference": props["storageProfile"]["imageReference"].clone()}},
+            }),
+            kind: Kind::Disk(DiskState { managed_by: Some(id.to_owned()) }),
+            provisioning: "Updating".into(),
+            created: now_wall,
+        });
+        self.insert(Res {
+            id: id.to_owned(),
+            rtype: RType::VirtualMachine,
+            name: name.to_owned(),
+            rg: rg.to_ascii_lowercase(),
+            body: stored,
+            kind: Kind::Vm(Box::new(VmState {
+                size: size.name.clone(),
+                vcpus: size.vcpus,
+                family: size.family,
+                spot,
+                evict_delete,
+                provisioning: "Creating".into(),
+                failed_code: None,
+                power: Power::Starting,
+                allocated,
+                busy_op: None,
+                deleting: false,
+                nics,
+                os_disk: Some((disk_id, disk_delete)),
+                location: location.clone(),
+            })),
+            provisioning: "Creating".into(),
+            created: now_wall,
+        });
+        let latency = ms(self.cfg.latency_ms.vm_create);
+        let op = self.start_op(
+            latency,
+            Effect::VmCreate { vm: id.to_owned() },
+            fail_with,
+            ctx.now,
+        );
+        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        Ok(Reply::json(StatusCode::CREATED, rendered)
+            .header("azure-asyncoperation", aao)
+            .header("azure-asyncnotification", "Enabled"))
+    }
+
+    /// PUT on an existing VM: an idempotent retry of a running create answers with that
+    /// create; otherwise tags, size and a few settable fields are updated.
+    fn vm_update(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: &str,
+        id: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<Reply, ArmErr> {
+        self.compute_throttle(ctx, ComputeGroup::UpdateVm, Some(id))?;
+        let (busy, deleting, location) = {
+            let v = self
+                .get(id)
+                .and_then(Res::vm)
+                .ok_or_else(ArmErr::internal)?;
+            (v.busy_op.clone(), v.deleting, v.location.clone())
+        };
+        if deleting {
+            return Err(marked_for_deletion("PUT", name));
+        }
+        if let Some(op) = &busy {
+            if self
+                .ops
+                .get(op)
+                .is_some_and(|o| matches!(o.effect, Effect::VmCreate { .. }))
+            {
+                let (aao, _) = ctx.op_urls(sub, NS, &location, op);
+                let rendered = self
+                    .get(id)
+                    .map(|r| self.render(r, false))
+                    .unwrap_or_default();
+                return Ok(Reply::json(StatusCode::CREATED, rendered)
+                    .header("azure-asyncoperation", aao)
+                    .header("azure-asyncnotification", "Enabled"));
+            }
+            return Err(another_operation("PUT", name));
+        }
+        self.apply_vm_update(id, body)?;
+        let latency = ms(self.cfg.latency_ms.nic);
+        let op = self.start_op(
+            latency,
+            Effect::VmUpdate { vm: id.to_owned() },
+            None,
+            ctx.now,
+        );
+        if let Some(v) = self.get_mut(id).and_then(Res::vm_mut) {
+            v.provisioning = "Updating".into();
+        }
+        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        Ok(Reply::ok(rendered)
+            .header("azure-asyncoperation", aao)
+            .header("azure-asyncnotification", "Enabled"))
+    }
+
+    fn apply_vm_update(&mut self, id: &str, body: &Value) -> Result<(), ArmErr> {
+        let new_size = str_at(body, "/properties/hardwareProfile/vmSize").map(str::to_owned);
+        let size = match &new_size {
+            Some(s) => Some(catalog::lookup(s).ok_or_else(|| {
+                ArmErr::conflict(
+                    "SkuNotAvailable",
+                    format!(
+                        "The requested VM size '{}' is currently not available.",
+                        truncate(s, 80)
+                    ),
+                )
+                .target("sku.name")
+            })?),
+            None => None,
+        };
+        let r = self.get_mut(id).ok_or_else(ArmErr::internal)?;
+        if let Some(tags) = body.get("tags") {
+            r.body["tags"] = tags.clone();
+        }
+        if let Some(ud) = body.pointer("/properties/userData") {
+            r.body["properties"]["userData"] = ud.clone();
+        }
+        if let (Some(size), Some(v)) = (size, r.vm_mut()) {
+            v.size = size.name.clone();
+            v.vcpus = size.vcpus;
+            v.family = size.family;
+            r.body["properties"]["hardwareProfile"]["vmSize"] = json!(size.name);
+        }
+        Ok(())
+    }
+
+    pub fn vm_patch(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: &str,
+        id: &str,
+        name: &str,
+        rg: &str,
+    ) -> Result<Reply, ArmErr> {
+        let body = ctx.json_body()?;
+        validate_tags(&body)?;
+        if self.get(id).is_none() {
+            return Err(ArmErr::not_found(
+                RType::VirtualMachine.arm_type(),
+                name,
+                rg,
+            ));
+        }
+        self.vm_update(ctx, sub, id, name, &body).map(|mut r| {
+            r.status = StatusCode::OK;
+            r
+        })
+    }
+
+    pub fn vm_delete(&mut self, ctx: &mut Ctx, sub: &str, id: &str) -> Result<Reply, ArmErr> {
+        let Some(v) = self.get(id).and_then(Res::vm).cloned() else {
+            return Ok(Reply::empty(StatusCode::NO_CONTENT));
+        };
+        self.compute_throttle(ctx, ComputeGroup::DeleteVm, Some(id))?;
+        let retry = self.cfg.polling.retry_after_seconds;
+        if v.deleting
+            && let Some(op) = &v.busy_op
+        {
+            return Ok(ctx.accepted(sub, NS, &v.location, op, retry));
+        }
+        if let Some(op) = &v.busy_op {
+            // A delete preempts whatever the VM was doing.
+            self.cancel_op(op, ctx.now);
+        }
+        if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
+            vm.deleting = true;
+            vm.busy_op = None;
+        }
+        let latency = ms(self.cfg.latency_ms.vm_delete);
+        let op = self.start_op(
+            latency,
+            Effect::VmDelete { vm: id.to_owned() },
+            None,
+            ctx.now,
+        );
+        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+    }
+
+    pub fn vm_action(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: &str,
+        rg: &str,
+        id: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<Reply, ArmErr> {
+        let group = match action {
+            "start" | "poweroff" | "restart" => ComputeGroup::UpdateVm,
+            "deallocate" | "simulateeviction" => ComputeGroup::DeleteVm,
+            _ => {
+                return Err(ArmErr::bad_request(
+                    "InvalidResourceType",
+                    format!(
+                        "The action '{}' is not supported by the simulator on virtual machines.",
+                        truncate(action, 64)
+                    ),
+                ));
+            }
+        };
+        let Some(v) = self.get(id).and_then(Res::vm).cloned() else {
+            return Err(ArmErr::not_found(
+                RType::VirtualMachine.arm_type(),
+                name,
+                rg,
+            ));
+        };
+        self.compute_throttle(ctx, group, Some(id))?;
+        if v.deleting {
+            return Err(marked_for_deletion(action, name));
+        }
+        if v.busy_op.is_some() {
+            return Err(another_operation(action, name));
+        }
+        let retry = self.cfg.polling.retry_after_seconds;
+        let l = self.cfg.latency_ms.clone();
+        let (effect, latency, fail_with, power) = match action {
+            "start" => {
+                let mut fail_with = None;
+                let mut allocate = false;
+                if !v.allocated {
+                    let already_counted = v.spot && v.failed_code.is_none();
+                    if !already_counted {
+                        self.check_quota(v.spot, v.family, v.vcpus, &v.location)?;
+                    }
+                    if self.has_capacity(&v.size, 1) {
+                        allocate = true;
+                    } else {
+                        fail_with = Some(allocation_failed());
+                    }
+                }
+                if fail_with.is_none() {
+                    fail_with = self.injected_failure();
+                }
+                if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut)
+                    && allocate
+                {
+                    vm.allocated = true;
+                }
+                (
+                    Effect::VmStart { vm: id.to_owned() },
+                    l.vm_start,
+                    fail_with,
+                    Some(Power::Starting),
+                )
+            }
+            "deallocate" => (
+                Effect::VmDeallocate { vm: id.to_owned() },
+                l.vm_deallocate,
+                None,
+                (v.power != Power::Deallocated).then_some(Power::Deallocating),
+            ),
+            "poweroff" => {
+                if !v.allocated {
+                    (Effect::None, 0, None, None)
+                } else {
+                    (
+                        Effect::VmPowerOff { vm: id.to_owned() },
+                        l.vm_deallocate,
+                        None,
+                        Some(Power::Stopping),
+                    )
+                }
+            }
+            "restart" => {
+                if !v.allocated || v.power != Power::Running {
+                    return Err(ArmErr::conflict(
+                        "OperationNotAllowed",
+                        format!(
+                            "Operation 'restart' is not allowed on VM '{name}' since the VM is not running."
+                        ),
+                    ));
+                }
+                (
+                    Effect::VmRestart { vm: id.to_owned() },
+                    l.vm_start,
+                    None,
+                    Some(Power::Starting),
+                )
+            }
+            _ => {
+                // simulateEviction
+                if !v.spot {
+                    return Err(ArmErr::conflict(
+                        "OperationNotAllowed",
+                        format!(
+                            "Operation 'simulateEviction' is not allowed on VM '{name}' since it is not a Spot virtual machine."
+                        ),
+                    ));
+                }
+                if !v.allocated {
+                    return Err(ArmErr::conflict(
+                        "OperationNotAllowed",
+                        format!(
+                            "Operation 'simulateEviction' is not allowed on VM '{name}' since the VM is not allocated."
+                        ),
+                    ));
+                }
+                self.schedule_eviction(id, ctx.now);
+                return Ok(Reply::empty(StatusCode::NO_CONTENT));
+            }
+        };
+        if let (Some(p), Some(vm)) = (power, self.get_mut(id).and_then(Res::vm_mut)) {
+            vm.power = p;
+        }
+        let op = self.start_op(ms(latency), effect, fail_with, ctx.now);
+        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+    }
+
+    pub fn schedule_eviction(&mut self, vm: &str, now: Instant) {
+        let due = now + ms(self.cfg.latency_ms.eviction);
+        if !self.evictions.iter().any(|e| e.vm.eq_ignore_ascii_case(vm)) {
+            self.evictions.push(crate::state::PendingEviction {
+                due,
+                vm: vm.to_owned(),
+            });
+        }
+    }
+
+    /// Evicts a Spot VM per its eviction policy, as the platform does.
+    pub fn apply_eviction(&mut self, vm_id: &str, now: Instant) {
+        let Some(v) = self.get(vm_id).and_then(Res::vm).cloned() else {
+            return;
+        };
+        if !v.allocated || v.deleting {
+            return;
+        }
+        if let Some(op) = &v.busy_op {
+            self.cancel_op(op, now);
+        }
+        self.stats.evictions += 1;
+        if v.evict_delete {
+            // The Delete policy removes the VM and its disks.
+            if let Some(vm) = self.get_mut(vm_id).and_then(Res::vm_mut)
+                && let Some(d) = vm.os_disk.as_mut()
+            {
+                d.1 = true;
+            }
+            self.remove_vm(vm_id);
+        } else if let Some(vm) = self.get_mut(vm_id).and_then(Res::vm_mut) {
+            vm.power = Power::Deallocated;
+            vm.allocated = false;
+            vm.busy_op = None;
+            vm.provisioning = "Succeeded".into();
+        }
+    }
+
+    /// `POST /_sim/evict`: schedules the eviction of up to `count` running Spot VMs.
+    pub fn evict_some(&mut self, count: usize, now: Instant) -> Vec<String> {
+        let mut candidates: Vec<String> = self
+            .res
+            .values()
+            .filter(|r| r.vm().is_some_and(|v| v.spot && v.allocated && !v.deleting))
+            .map(|r| r.id.clone())
+            .filter(|id| !self.evictions.iter().any(|e| e.vm.eq_ignore_ascii_case(id)))
+            .collect();
+        fastrand::shuffle(&mut candidates);
+        candidates.truncate(count);
+        for id in &candidates {
+            self.schedule_eviction(id, now);
+        }
+        candidates
+    }
+
+    pub fn disk_put(
+        &mut self,
+        ctx: &mut Ctx,
+        sub: &str,
+        rg: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<Reply, ArmErr> {
+        let body = ctx.json_body()?;
+        validate_tags(&body)?;
+        if let Some(existing) = self.get_mut(id) {
+            if let Some(tags) = body.get("tags") {
+                existing.body["tags"] = tags.clone();
+            }
+            let r = existing.clone();
+            return Ok(Reply::ok(self.render(&r, false)));
+        }
+        let location = require_location(&body)?;
+        let create = str_at(&body, "/properties/creationData/createOption").ok_or_else(|| {
+            ArmErr::invalid_parameter(
+                "creationData.createOption",
+                "Required parameter 'createOption' is missing (null).",
+            )
+        })?;
+        if create.eq_ignore_ascii_case("empty")
+            && body
+                .pointer("/properties/diskSizeGB")
+                .and_then(Value::as_u64)
+                .is_none()
+        {
+            return Err(ArmErr::invalid_parameter(
+                "diskSizeGB",
+                "Required parameter 'diskSizeGB' is missing (null).",
+            ));
+        }
+        let mut stored = body.clone();
+        if stored.get("sku").is_none() {
+            stored["sku"] = json!({"name": "Standard_LRS"});
+        }
+        stored["properties"]["timeCreated"] = json!(rfc3339(OffsetDateTime::now_utc()));
+        self.insert(Res {
+            id: id.to_owned(),
+            rtype: RType::Disk,
+            name: name.to_owned(),
+            rg: rg.to_ascii_lowercase(),
+            body: stored,
+            kind: Kind::Disk(DiskState::default()),
+            provisioning: "Updating".into(),
+            created: OffsetDateTime::now_utc(),
+        });
+        let latency = ms(self.cfg.latency_ms.disk);
+        let op = self.start_op(
+            latency,
+            Effect::DiskCreate {
+                disk: id.to_owned(),
+            },
+            None,
+            ctx.now,
+        );
+        let (aao, loc) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        Ok(Reply::json(StatusCode::ACCEPTED, rendered)
+            .header("azure-asyncoperation", aao)
+            .header("location", loc)
+            .header(
+                "retry-after",
+                self.cfg.polling.retry_after_seconds.to_string(),
+            ))
+    }
+
+    pub fn disk_delete(&mut self, ctx: &mut Ctx, sub: &str, id: &str) -> Result<Reply, ArmErr> {
+        let Some(r) = self.get(id) else {
+            return Ok(Reply::empty(StatusCode::NO_CONTENT));
+        };
+        if let Kind::Disk(DiskState {
+            managed_by: Some(vm),
+        }) = &r.kind
+        {
+            return Err(ArmErr::conflict(
+                "OperationNotAllowed",
+                format!("Disk {} is attached to VM {vm}.", r.name),
+            ));
+        }
+        let location = r.body["location"].as_str().unwrap_or_default().to_owned();
+        let latency = ms(self.cfg.latency_ms.disk);
+        let op = self.start_op(latency, Effect::Remove { id: id.to_owned() }, None, ctx.now);
+        Ok(ctx.accepted(
+            sub,
+            NS,
+            &location,
+            &op,
+            self.cfg.polling.retry_after_seconds,
+        ))
+    }
+}
+
+fn refs_ids(refs: &[Value]) -> Vec<(String, ())> {
+    refs.iter()
+        .filter_map(|r| r["id"].as_str().map(|s| (s.to_owned(), ())))
+        .collect()
+}
+
+fn marked_for_deletion(op: &str, vm: &str) -> ArmErr {
+    ArmErr::conflict(
+        "OperationNotAllowed",
+        format!(
+            "Operation '{op}' is not allowed on VM '{vm}' since the VM is marked for deletion. You can only retry the \
+             Delete operation (or wait for an ongoing one to complete)."
+        ),
+    )
+}
+
+fn another_operation(op: &str, vm: &str) -> ArmErr {
+    ArmErr::conflict(
+        "OperationNotAllowed",
+        format!(
+            "Operation '{op}' is not allowed on VM '{vm}' since another operation is in progress."
+        ),
+    )
+}

@@ -1,0 +1,98 @@
+//! The simulator's control API (`/_sim/*`): not ARM, but what tests, demos and benchmarks
+//! use to look at the whole world, tune it and break it. It needs no token and is never
+//! subject to faults or throttling.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::reply::Reply;
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/_sim/resources", get(resources))
+        .route("/_sim/stats", get(stats))
+        .route("/_sim/config", get(get_config).put(put_config))
+        .route("/_sim/evict", post(evict))
+        .route("/_sim/reset", post(reset))
+}
+
+fn bad(code: &str, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({"error": {"code": code, "message": message.into()}});
+    if let Some(f) = field {
+        body["error"]["field"] = json!(f);
+    }
+    Reply::json(StatusCode::BAD_REQUEST, body).into_response()
+}
+
+async fn resources(State(shared): State<Arc<Shared>>) -> Response {
+    let mut st = shared.lock();
+    st.advance(Instant::now());
+    let all: Vec<Value> = st.res.values().map(|r| st.render(r, true)).collect();
+    Reply::ok(json!({"resources": all})).into_response()
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let st = shared.lock();
+    Reply::ok(st.stats.to_json()).into_response()
+}
+
+async fn get_config(State(shared): State<Arc<Shared>>) -> Response {
+    let st = shared.lock();
+    Reply::ok(serde_json::to_value(&st.cfg).unwrap_or_default()).into_response()
+}
+
+async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("InvalidJson", format!("the body is not JSON: {e}"), None),
+    };
+    let mut st = shared.lock();
+    let merged = match st.cfg.merged(&patch) {
+        Ok(c) => c,
+        Err(e) => return bad("InvalidConfig", e.to_string(), None),
+    };
+    let limits_changed = merged.limits != st.cfg.limits;
+    st.cfg = merged;
+    if limits_changed {
+        st.reset_buckets(Instant::now());
+    }
+    Reply::ok(serde_json::to_value(&st.cfg).unwrap_or_default()).into_response()
+}
+
+async fn evict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("InvalidJson", format!("the body is not JSON: {e}"), None),
+    };
+    let Some(count) = v
+        .get("count")
+        .and_then(Value::as_u64)
+        .filter(|n| *n <= 100_000)
+    else {
+        return bad(
+            "InvalidCount",
+            "count must be a whole number from 0 to 100000",
+            Some("count"),
+        );
+    };
+    let now = Instant::now();
+    let mut st = shared.lock();
+    st.advance(now);
+    let evicted = st.evict_some(count as usize, now);
+    Reply::ok(json!({"evicted": evicted})).into_response()
+}
+
+async fn reset(State(shared): State<Arc<Shared>>) -> Response {
+    let mut st = shared.lock();
+    *st = crate::state::State::new(shared.initial.clone(), Instant::now());
+    Reply::empty(StatusCode::NO_CONTENT).into_response()
+}

@@ -1,0 +1,738 @@
+//! The simulator's world: resources, asynchronous operations, throttling buckets and
+//! statistics, behind one lock.
+//!
+//! Time is modelled lazily: every operation, eviction and Batch node carries the instant it
+//! completes, and `advance` applies everything that is due before a request is answered. So
+//! state never changes between two requests that nobody sees, no background task is needed,
+//! and a test that polls sees transitions exactly when their latency has passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use arm_model::ErrorDetail;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::config::SimConfig;
+use crate::throttle::{ArmClass, ComputeGroup, TokenBucket};
+
+/// Upper bounds that keep memory bounded whatever clients do.
+pub const MAX_RESOURCES: usize = 200_000;
+pub const MAX_OPS: usize = 100_000;
+/// Finished operations stay readable this long (clients poll them after completion).
+pub const OP_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+/// The resource types the simulator models, with their canonical ARM type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RType {
+    ResourceGroup,
+    VirtualNetwork,
+    Subnet,
+    NetworkSecurityGroup,
+    NetworkInterface,
+    VirtualMachine,
+    Disk,
+    BatchAccount,
+    BatchPool,
+}
+
+impl RType {
+    pub fn arm_type(self) -> &'static str {
+        match self {
+            RType::ResourceGroup => "Microsoft.Resources/resourceGroups",
+            RType::VirtualNetwork => "Microsoft.Network/virtualNetworks",
+            RType::Subnet => "Microsoft.Network/virtualNetworks/subnets",
+            RType::NetworkSecurityGroup => "Microsoft.Network/networkSecurityGroups",
+            RType::NetworkInterface => "Microsoft.Network/networkInterfaces",
+            RType::VirtualMachine => "Microsoft.Compute/virtualMachines",
+            RType::Disk => "Microsoft.Compute/disks",
+            RType::BatchAccount => "Microsoft.Batch/batchAccounts",
+            RType::BatchPool => "Microsoft.Batch/batchAccounts/pools",
+        }
+    }
+
+    pub fn namespace(self) -> &'static str {
+        self.arm_type().split('/').next().unwrap_or_default()
+    }
+
+    /// The last segment of the type, as it appears in URLs (`virtualMachines`).
+    pub fn segment(self) -> &'static str {
+        self.arm_type().rsplit('/').next().unwrap_or_default()
+    }
+
+    /// Top-level types by (namespace, type), case-insensitively.
+    pub fn top_level(ns: &str, ty: &str) -> Option<RType> {
+        [
+            RType::VirtualNetwork,
+            RType::NetworkSecurityGroup,
+            RType::NetworkInterface,
+            RType::VirtualMachine,
+            RType::Disk,
+            RType::BatchAccount,
+        ]
+        .into_iter()
+        .find(|t| t.namespace().eq_ignore_ascii_case(ns) && t.segment().eq_ignore_ascii_case(ty))
+    }
+
+    /// Child types by (parent, child segment).
+    pub fn child(parent: RType, child: &str) -> Option<RType> {
+        match parent {
+            RType::VirtualNetwork if child.eq_ignore_ascii_case("subnets") => Some(RType::Subnet),
+            RType::BatchAccount if child.eq_ignore_ascii_case("pools") => Some(RType::BatchPool),
+            _ => None,
+        }
+    }
+
+    /// Longest name Azure accepts for the type.
+    pub fn max_name_len(self) -> usize {
+        match self {
+            RType::ResourceGroup => 90,
+            RType::VirtualMachine => 64,
+            RType::BatchAccount => 24,
+            RType::BatchPool => 64,
+            _ => 80,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Deallocating,
+    Deallocated,
+}
+
+impl Power {
+    pub fn code(self) -> &'static str {
+        match self {
+            Power::Starting => "starting",
+            Power::Running => "running",
+            Power::Stopping => "stopping",
+            Power::Stopped => "stopped",
+            Power::Deallocating => "deallocating",
+            Power::Deallocated => "deallocated",
+        }
+    }
+
+    pub fn display(self) -> &'static str {
+        match self {
+            Power::Starting => "VM starting",
+            Power::Running => "VM running",
+            Power::Stopping => "VM stopping",
+            Power::Stopped => "VM stopped",
+            Power::Deallocating => "VM deallocating",
+            Power::Deallocated => "VM deallocated",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VmState {
+    pub size: String,
+    pub vcpus: u64,
+    pub family: &'static str,
+    pub spot: bool,
+    pub evict_delete: bool,
+    pub provisioning: String,
+    /// Error code of the last failed operation, shown as `ProvisioningState/failed/<code>`.
+    pub failed_code: Option<String>,
+    pub power: Power,
+    /// Holds capacity (and, for regular VMs, quota) now.
+    pub allocated: bool,
+    /// The operation in flight, if any; a second one is refused with 409.
+    pub busy_op: Option<String>,
+    pub deleting: bool,
+    /// NICs attached, with whether they go with the VM (`deleteOption: Delete`).
+    pub nics: Vec<(String, bool)>,
+    pub os_disk: Option<(String, bool)>,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NicState {
+    pub attached_vm: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DiskState {
+    pub managed_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchNode {
+    pub id: String,
+    pub dedicated: bool,
+    /// `creating` until `due`, then `idle`; `leavingpool` until `due`, then gone.
+    pub state: &'static str,
+    pub due: Option<Instant>,
+    pub allocation_time: OffsetDateTime,
+    pub state_time: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolState {
+    pub account_id: String,
+    pub vm_size: String,
+    pub vcpus: u64,
+    pub target_dedicated: u64,
+    pub target_spot: u64,
+    pub dealloc_option: String,
+    pub nodes: Vec<BatchNode>,
+    pub resize_errors: Vec<ErrorDetail>,
+    pub resize_start: OffsetDateTime,
+    pub allocation_state: &'static str,
+    pub allocation_time: OffsetDateTime,
+    pub etag: u64,
+    pub next_node: u64,
+    pub deleting: bool,
+    pub created: OffsetDateTime,
+    pub modified: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Plain,
+    Vm(Box<VmState>),
+    Nic(NicState),
+    Disk(DiskState),
+    Pool(Box<PoolState>),
+}
+
+/// One resource. `body` is what the client last PUT (plus fields the service fills in);
+/// `kind` holds the behavioural state that rendering overlays on it.
+#[derive(Debug, Clone)]
+pub struct Res {
+    pub id: String,
+    pub rtype: RType,
+    pub name: String,
+    /// Resource group name, lower-cased (empty for none).
+    pub rg: String,
+    pub body: Value,
+    pub kind: Kind,
+    pub provisioning: String,
+    pub created: OffsetDateTime,
+}
+
+impl Res {
+    pub fn vm(&self) -> Option<&VmState> {
+        match &self.kind {
+            Kind::Vm(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn vm_mut(&mut self) -> Option<&mut VmState> {
+        match &mut self.kind {
+            Kind::Vm(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn pool_mut(&mut self) -> Option<&mut PoolState> {
+        match &mut self.kind {
+            Kind::Pool(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn tags(&self) -> Value {
+        self.body.get("tags").cloned().unwrap_or_else(|| json!({}))
+    }
+}
+
+/// What happens to the world when an operation completes.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Nothing beyond marking the operation done (network PUTs, updates).
+    None,
+    VmCreate {
+        vm: String,
+    },
+    VmUpdate {
+        vm: String,
+    },
+    VmStart {
+        vm: String,
+    },
+    VmDeallocate {
+        vm: String,
+    },
+    VmPowerOff {
+        vm: String,
+    },
+    VmRestart {
+        vm: String,
+    },
+    VmDelete {
+        vm: String,
+    },
+    DiskCreate {
+        disk: String,
+    },
+    /// Removes a resource (and, for a resource group, everything in it).
+    Remove {
+        id: String,
+    },
+    PoolDelete {
+        pool: String,
+    },
+}
+
+impl Effect {
+    pub fn vm(&self) -> Option<&str> {
+        match self {
+            Effect::VmCreate { vm }
+            | Effect::VmUpdate { vm }
+            | Effect::VmStart { vm }
+            | Effect::VmDeallocate { vm }
+            | Effect::VmPowerOff { vm }
+            | Effect::VmRestart { vm }
+            | Effect::VmDelete { vm } => Some(vm),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum OpStatus {
+    InProgress,
+    Succeeded,
+    Failed(ErrorDetail, http::StatusCode),
+    Canceled(ErrorDetail),
+}
+
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub id: String,
+    pub start: OffsetDateTime,
+    pub end: Option<OffsetDateTime>,
+    pub due: Instant,
+    pub finished_at: Option<Instant>,
+    pub seq: u64,
+    pub effect: Effect,
+    /// Decided when the operation starts (capacity, injected faults); applied when due.
+    pub fail_with: Option<(ErrorDetail, http::StatusCode)>,
+    pub status: OpStatus,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub requests: BTreeMap<String, u64>,
+    pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
+    pub throttled_429: u64,
+    pub faults_injected: u64,
+    pub evictions: u64,
+    pub operations_failed: u64,
+}
+
+impl Stats {
+    pub fn to_json(&self) -> Value {
+        let mut requests = serde_json::Map::new();
+        for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
+            requests.insert(m.into(), json!(self.requests.get(m).copied().unwrap_or(0)));
+        }
+        for (m, n) in &self.requests {
+            requests.entry(m.clone()).or_insert(json!(n));
+        }
+        json!({
+            "requests": requests,
+            "by_type": self.by_type,
+            "throttled_429": self.throttled_429,
+            "faults_injected": self.faults_injected,
+            "evictions": self.evictions,
+            "operations_failed": self.operations_failed,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingEviction {
+    pub due: Instant,
+    pub vm: String,
+}
+
+pub struct State {
+    pub cfg: SimConfig,
+    pub res: BTreeMap<String, Res>,
+    pub ops: HashMap<String, Op>,
+    pub evictions: Vec<PendingEviction>,
+    pub arm_buckets: HashMap<ArmClass, TokenBucket>,
+    pub compute_buckets: HashMap<ComputeGroup, TokenBucket>,
+    pub vm_buckets: HashMap<(String, ComputeGroup), TokenBucket>,
+    pub stats: Stats,
+    pub seq: u64,
+    pub next_ip: u32,
+}
+
+pub fn key(id: &str) -> String {
+    id.to_ascii_lowercase()
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl State {
+    pub fn new(cfg: SimConfig, now: Instant) -> Self {
+        let mut s = Self {
+            cfg,
+            res: BTreeMap::new(),
+            ops: HashMap::new(),
+            evictions: Vec::new(),
+            arm_buckets: HashMap::new(),
+            compute_buckets: HashMap::new(),
+            vm_buckets: HashMap::new(),
+            stats: Stats::default(),
+            seq: 0,
+            next_ip: 4,
+        };
+        s.reset_buckets(now);
+        s
+    }
+
+    /// Refills every bucket to its (possibly new) size.
+    pub fn reset_buckets(&mut self, now: Instant) {
+        let l = &self.cfg.limits;
+        self.arm_buckets = HashMap::from([
+            (
+                ArmClass::Reads,
+                TokenBucket::new(l.reads_bucket, l.reads_per_s, now),
+            ),
+            (
+                ArmClass::Writes,
+                TokenBucket::new(l.writes_bucket, l.writes_per_s, now),
+            ),
+            (
+                ArmClass::Deletes,
+                TokenBucket::new(l.deletes_bucket, l.deletes_per_s, now),
+            ),
+        ]);
+        let f = l.compute_factor;
+        self.compute_buckets = ComputeGroup::ALL
+            .into_iter()
+            .map(|g| {
+                let (burst, per_min) = g.subscription_limits();
+                (g, TokenBucket::new(burst * f, per_min * f / 60.0, now))
+            })
+            .collect();
+        self.vm_buckets.clear();
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Res> {
+        self.res.get(&key(id))
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Res> {
+        self.res.get_mut(&key(id))
+    }
+
+    pub fn insert(&mut self, res: Res) {
+        self.res.insert(key(&res.id), res);
+    }
+
+    /// Starts an operation that completes after `latency`.
+    pub fn start_op(
+        &mut self,
+        latency: Duration,
+        effect: Effect,
+        fail_with: Option<(ErrorDetail, http::StatusCode)>,
+        now: Instant,
+    ) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let seq = self.next_seq();
+        if let Some(vm) = effect.vm().map(str::to_owned)
+            && let Some(v) = self.get_mut(&vm).and_then(Res::vm_mut)
+        {
+            v.busy_op = Some(id.clone());
+        }
+        self.ops.insert(
+            id.clone(),
+            Op {
+                id: id.clone(),
+                start: OffsetDateTime::now_utc(),
+                end: None,
+                due: now + latency,
+                finished_at: None,
+                seq,
+                effect,
+                fail_with,
+                status: OpStatus::InProgress,
+            },
+        );
+        id
+    }
+
+    /// Applies every transition that is due at `now`, oldest first.
+    pub fn advance(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, u64, String)> = self
+            .ops
+            .values()
+            .filter(|o| matches!(o.status, OpStatus::InProgress) && o.due <= now)
+            .map(|o| (o.due, o.seq, o.id.clone()))
+            .collect();
+        due.sort();
+        for (_, _, id) in due {
+            self.complete_op(&id, now);
+        }
+        if !self.evictions.is_empty() {
+            let (ready, later): (Vec<_>, Vec<_>) =
+                self.evictions.drain(..).partition(|e| e.due <= now);
+            self.evictions = later;
+            for e in ready {
+                self.apply_eviction(&e.vm, now);
+            }
+        }
+        self.advance_pools(now);
+        self.prune_ops(now);
+    }
+
+    fn prune_ops(&mut self, now: Instant) {
+        self.ops.retain(|_, o| match o.finished_at {
+            Some(t) => now.saturating_duration_since(t) < OP_RETENTION,
+            None => true,
+        });
+        if self.ops.len() > MAX_OPS {
+            let mut finished: Vec<(u64, String)> = self
+                .ops
+                .values()
+                .filter(|o| o.finished_at.is_some())
+                .map(|o| (o.seq, o.id.clone()))
+                .collect();
+            finished.sort();
+            let excess = self.ops.len() - MAX_OPS;
+            for (_, id) in finished.into_iter().take(excess) {
+                self.ops.remove(&id);
+            }
+        }
+    }
+
+    fn finish_op(&mut self, id: &str, status: OpStatus, now: Instant) {
+        if let Some(op) = self.ops.get_mut(id) {
+            if matches!(status, OpStatus::Failed(..)) {
+                self.stats.operations_failed += 1;
+            }
+            op.status = status;
+            op.end = Some(OffsetDateTime::now_utc());
+            op.finished_at = Some(now);
+        }
+    }
+
+    /// Marks an operation that a later one superseded (e.g. a create preempted by a delete).
+    pub fn cancel_op(&mut self, id: &str, now: Instant) {
+        if self
+            .ops
+            .get(id)
+            .is_some_and(|o| matches!(o.status, OpStatus::InProgress))
+        {
+            let detail = ErrorDetail {
+                code: "OperationPreempted".into(),
+                message: "Operation execution has been preempted by a more recent operation."
+                    .into(),
+                ..ErrorDetail::default()
+            };
+            self.finish_op(id, OpStatus::Canceled(detail), now);
+        }
+    }
+
+    fn complete_op(&mut self, id: &str, now: Instant) {
+        let Some(op) = self.ops.get(id).cloned() else {
+            return;
+        };
+        let status = match op.fail_with.clone() {
+            Some((detail, http)) => OpStatus::Failed(detail, http),
+            None => OpStatus::Succeeded,
+        };
+        if let Some(vm_id) = op.effect.vm()
+            && let Some(v) = self.get_mut(vm_id).and_then(Res::vm_mut)
+            && v.busy_op.as_deref() == Some(id)
+        {
+            v.busy_op = None;
+        }
+        let failed_code = op.fail_with.as_ref().map(|(d, _)| d.code.clone());
+        match &op.effect {
+            Effect::None => {}
+            Effect::VmCreate { vm } | Effect::VmStart { vm } => {
+                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
+                    match &failed_code {
+                        None => {
+                            v.power = Power::Running;
+                            v.provisioning = "Succeeded".into();
+                            v.failed_code = None;
+                        }
+                        Some(code) => {
+                            v.power = Power::Deallocated;
+                            v.allocated = false;
+                            v.provisioning = "Failed".into();
+                            v.failed_code = Some(code.clone());
+                        }
+                    }
+                }
+                if failed_code.is_none() {
+                    self.set_disk_state(vm, true);
+                }
+            }
+            Effect::VmUpdate { vm } | Effect::VmRestart { vm } => {
+                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
+                    v.provisioning = "Succeeded".into();
+                    if matches!(op.effect, Effect::VmRestart { .. }) {
+                        v.power = Power::Running;
+                    }
+                }
+            }
+            Effect::VmDeallocate { vm } => {
+                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
+                    v.power = Power::Deallocated;
+                    v.allocated = false;
+                    v.provisioning = "Succeeded".into();
+                }
+            }
+            Effect::VmPowerOff { vm } => {
+                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
+                    v.power = Power::Stopped;
+                    v.provisioning = "Succeeded".into();
+                }
+            }
+            Effect::VmDelete { vm } => self.remove_vm(vm),
+            Effect::DiskCreate { disk } => {
+                if let Some(d) = self.get_mut(disk) {
+                    d.provisioning = "Succeeded".into();
+                }
+            }
+            Effect::Remove { id } => self.remove_tree(id),
+            Effect::PoolDelete { pool } => {
+                self.res.remove(&key(pool));
+            }
+        }
+        self.finish_op(id, status, now);
+    }
+
+    /// Removes a VM and, per each `deleteOption`, its NICs and OS disk; what stays is
+    /// detached.
+    pub fn remove_vm(&mut self, vm_id: &str) {
+        let Some(res) = self.res.remove(&key(vm_id)) else {
+            return;
+        };
+        self.vm_buckets.retain(|(vm, _), _| vm != &key(vm_id));
+        let Kind::Vm(v) = res.kind else { return };
+        for (nic, delete) in &v.nics {
+            if *delete {
+                self.res.remove(&key(nic));
+            } else if let Some(Res {
+                kind: Kind::Nic(n), ..
+            }) = self.res.get_mut(&key(nic))
+            {
+                n.attached_vm = None;
+            }
+        }
+        if let Some((disk, delete)) = &v.os_disk {
+            if *delete {
+                self.res.remove(&key(disk));
+            } else if let Some(Res {
+                kind: Kind::Disk(d),
+                ..
+            }) = self.res.get_mut(&key(disk))
+            {
+                d.managed_by = None;
+            }
+        }
+    }
+
+    fn set_disk_state(&mut self, vm_id: &str, _attached: bool) {
+        let disk = self
+            .get(vm_id)
+            .and_then(Res::vm)
+            .and_then(|v| v.os_disk.clone());
+        if let Some((disk, _)) = disk
+            && let Some(d) = self.get_mut(&disk)
+        {
+            d.provisioning = "Succeeded".into();
+        }
+    }
+
+    /// Removes a resource and everything whose id lies below it (children, or all
+    /// resources of a resource group).
+    pub fn remove_tree(&mut self, id: &str) {
+        let k = key(id);
+        let is_rg = self
+            .res
+            .get(&k)
+            .is_some_and(|r| r.rtype == RType::ResourceGroup);
+        let victims: Vec<String> = if is_rg {
+            let rg = self.res.get(&k).map(|r| r.rg.clone()).unwrap_or_default();
+            self.res
+                .iter()
+                .filter(|(_, r)| r.rg == rg)
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            let prefix = format!("{k}/");
+            self.res
+                .keys()
+                .filter(|rk| **rk == k || rk.starts_with(&prefix))
+                .cloned()
+                .collect()
+        };
+        for v in victims {
+            self.res.remove(&v);
+        }
+        self.vm_buckets.retain(|(vm, _), _| !vm.starts_with(&k));
+    }
+
+    /// vCPUs in use for quota purposes: (regional regular, per family regular, spot).
+    pub fn quota_usage(&self) -> (u64, HashMap<String, u64>, u64) {
+        let mut regional = 0;
+        let mut families: HashMap<String, u64> = HashMap::new();
+        let mut spot = 0;
+        for r in self.res.values() {
+            let Some(v) = r.vm() else { continue };
+            if v.spot {
+                // Azure counts deallocated Spot VMs against the Spot quota.
+                if v.allocated || v.power == Power::Deallocated && v.failed_code.is_none() {
+                    spot += v.vcpus;
+                }
+            } else if v.allocated {
+                regional += v.vcpus;
+                *families.entry(v.family.to_ascii_lowercase()).or_default() += v.vcpus;
+            }
+        }
+        (regional, families, spot)
+    }
+
+    /// VMs and Batch nodes of a size that hold capacity now.
+    pub fn allocated_of_size(&self, size: &str) -> u64 {
+        let mut n = 0;
+        for r in self.res.values() {
+            match &r.kind {
+                Kind::Vm(v) if v.allocated && v.size.eq_ignore_ascii_case(size) => n += 1,
+                Kind::Pool(p) if p.vm_size.eq_ignore_ascii_case(size) => {
+                    n += p.nodes.iter().filter(|n| n.state != "preempted").count() as u64
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
+    pub fn has_capacity(&self, size: &str, extra: u64) -> bool {
+        match self.cfg.capacity_for(size) {
+            Some(cap) => self.allocated_of_size(size) + extra <= cap,
+            None => true,
+        }
+    }
+
+    /// An IP address in 10.0.0.0/16 for a new NIC.
+    pub fn next_private_ip(&mut self) -> String {
+        let n = self.next_ip;
+        self.next_ip = self.next_ip.wrapping_add(1);
+        format!("10.0.{}.{}", (n >> 8) & 0xff, n & 0xff)
+    }
+}
