@@ -341,4 +341,10 @@ mod tests {
         assert_eq!(cfg.family_quota("standarddsv5family"), Some(8));
         assert!(SimConfig::from_toml_str("[paging]\npage = 7\n").is_err());
     }
+
+    #[test]
+    fn example_file_documents_exactly_the_defaults() {
+        let text = include_str!("../../../config/sim.example.toml");
+        assert_eq!(SimConfig::from_toml_str(text).unwrap(), SimConfig::default());
+    }
 }
