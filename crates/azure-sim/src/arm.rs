@@ -151,13 +151,14 @@ pub fn valid_api_version(v: &str) -> bool {
 }
 
 /// ARM's rules for resource names: 1..=max characters, no `<>%&:\?/` or control
-/// characters, not ending in `.` or space.
+/// characters, not ending in `.` or space. U+FFFD stands for percent escapes that were not
+/// UTF-8 (`percent_decode` is lossy), so it is refused too.
 pub fn validate_name(rtype: RType, name: &str) -> Result<(), ArmErr> {
     let bad = name.is_empty()
         || name.chars().count() > rtype.max_name_len()
-        || name
-            .chars()
-            .any(|c| c.is_control() || "<>%&:\\?/#*".contains(c))
+        || name.chars().any(|c| {
+            c.is_control() || c == char::REPLACEMENT_CHARACTER || "<>%&:\\?/#*".contains(c)
+        })
         || name.ends_with('.')
         || name.ends_with(' ');
     if bad {
@@ -509,7 +510,9 @@ impl State {
         let vm_key = vm.filter(|_| group.per_vm()).map(|v| (key(v), group));
         if let Some(k) = &vm_key {
             self.vm_buckets.entry(k.clone()).or_insert_with(|| {
-                TokenBucket::new(PER_VM_BURST * f, PER_VM_PER_MIN * f / 60.0, now)
+                // At least one token, as for the subscription buckets: 12 × a small
+                // factor must still let a VM be created.
+                TokenBucket::new((PER_VM_BURST * f).max(1.0), PER_VM_PER_MIN * f / 60.0, now)
             });
         }
         let sub_wait = self

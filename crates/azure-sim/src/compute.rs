@@ -121,10 +121,15 @@ impl State {
         Ok(())
     }
 
-    /// Decides an operation's fate when it starts: injected failures.
-    fn injected_failure(&self) -> Option<(ErrorDetail, StatusCode)> {
+    /// Decides an operation's fate when it starts: injected failures, counted in
+    /// `faults_injected` like every other fault.
+    fn injected_failure(&mut self) -> Option<(ErrorDetail, StatusCode)> {
         let rate = self.cfg.faults.operation_fail_rate;
-        (rate > 0.0 && fastrand::f64() < rate).then(internal_failure)
+        let fail = rate > 0.0 && fastrand::f64() < rate;
+        if fail {
+            self.stats.faults_injected += 1;
+        }
+        fail.then(internal_failure)
     }
 
     pub fn vm_put(

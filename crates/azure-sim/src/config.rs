@@ -345,6 +345,9 @@ mod tests {
     #[test]
     fn example_file_documents_exactly_the_defaults() {
         let text = include_str!("../../../config/sim.example.toml");
-        assert_eq!(SimConfig::from_toml_str(text).unwrap(), SimConfig::default());
+        assert_eq!(
+            SimConfig::from_toml_str(text).unwrap(),
+            SimConfig::default()
+        );
     }
 }

@@ -41,7 +41,9 @@ async fn resources(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
-    let st = shared.lock();
+    let mut st = shared.lock();
+    // Count what is due (evictions, failed operations) even if no ARM request came since.
+    st.advance(Instant::now());
     Reply::ok(st.stats.to_json()).into_response()
 }
 

@@ -624,10 +624,13 @@ mod entra {
                 "attestationEndpoint": "attest.azure.net",
             },
         });
-        // The CLI reads the array form when asked with api-version 2022-09-01.
-        let as_array = uri
-            .query()
-            .is_some_and(|q| q.contains("api-version=2022-09-01"));
+        // api-version 2022-09-01 answers one object (what current Azure CLIs read); the
+        // 2019-05-01 to 2020-06-01 versions answered an array of clouds.
+        let as_array = uri.query().is_some_and(|q| {
+            ["2019-05-01", "2020-06-01"]
+                .iter()
+                .any(|v| q.contains(&format!("api-version={v}")))
+        });
         Reply::ok(if as_array { json!([doc]) } else { doc }).into_response()
     }
 

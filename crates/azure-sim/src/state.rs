@@ -416,7 +416,9 @@ impl State {
             .into_iter()
             .map(|g| {
                 let (burst, per_min) = g.subscription_limits();
-                (g, TokenBucket::new(burst * f, per_min * f / 60.0, now))
+                // A bucket smaller than one token would refuse every request forever.
+                let size = (burst * f).max(1.0);
+                (g, TokenBucket::new(size, per_min * f / 60.0, now))
             })
             .collect();
         self.vm_buckets.clear();

@@ -1,0 +1,139 @@
+//! The control API: resources, stats (shape as in DESIGN.md), config merge with unknown keys
+//! refused, and reset.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn resources_lists_the_whole_world() {
+    let s = spawn_sim(json!({})).await;
+    assert!(s.resources().await.is_empty());
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
+        .await;
+    let all = s.resources().await;
+    let mut types: Vec<&str> = all.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "Microsoft.Compute/disks",
+            "Microsoft.Compute/virtualMachines",
+            "Microsoft.Network/networkInterfaces",
+            "Microsoft.Network/virtualNetworks",
+            "Microsoft.Network/virtualNetworks/subnets",
+            "Microsoft.Resources/resourceGroups",
+        ]
+    );
+    for r in &all {
+        assert!(r["id"].as_str().unwrap().starts_with("/subscriptions/"));
+        assert!(r["properties"].is_object(), "{r:#}");
+    }
+    let vm = all
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Compute/virtualMachines")
+        .unwrap();
+    assert_eq!(vm["tags"]["renderburst-pool"], "p1");
+    assert_eq!(power_of(vm).as_deref(), Some("running"));
+}
+
+#[tokio::test]
+async fn stats_shape() {
+    let s = spawn_sim(json!({})).await;
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
+        .await;
+    s.vm_action_ok("rg", "vm1", "deallocate").await;
+    s.patch(&s.nic_path("rg", "vm1-nic"), &json!({"tags": {"a": "b"}}))
+        .await
+        .expect(200);
+    let r = s.delete(&s.vm_path("rg", "vm1")).await;
+    s.wait_op_ok(&r).await;
+    let st = s.stats().await;
+    let req = st["requests"].as_object().expect("requests object");
+    for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
+        assert!(req[m].is_u64(), "requests.{m}: {st:#}");
+    }
+    assert_eq!(req["PUT"], 3, "RG, VNet, VM: {st:#}");
+    assert_eq!(req["POST"], 1);
+    assert_eq!(req["PATCH"], 1);
+    assert_eq!(req["DELETE"], 1);
+    assert!(req["GET"].as_u64().unwrap() >= 2);
+    let by_type = st["by_type"].as_object().expect("by_type object");
+    let vms = &by_type["Microsoft.Compute/virtualMachines"];
+    assert_eq!(vms["PUT"], 1, "{st:#}");
+    assert_eq!(vms["POST"], 1);
+    assert_eq!(vms["DELETE"], 1);
+    assert_eq!(by_type["Microsoft.Network/networkInterfaces"]["PATCH"], 1);
+    assert_eq!(by_type["Microsoft.Resources/resourceGroups"]["PUT"], 1);
+    assert_eq!(st["throttled_429"], 0);
+    assert_eq!(st["faults_injected"], 0);
+}
+
+#[tokio::test]
+async fn config_merges_and_refuses_unknown_keys() {
+    let s = spawn_sim(json!({})).await;
+    let before = s.sim_get("/_sim/config").await;
+    assert_eq!(before["latency_ms"]["vm_create"], 20);
+    // Each bad patch, and the key its error must name. The last one is partly valid: the
+    // valid part must not be applied either.
+    for (bad, key) in [
+        (json!({"latency_ms": {"vm_creat": 5}}), "vm_creat"),
+        (json!({"nonsense": 1}), "nonsense"),
+        (json!({"faults": {"drop_rate": 1.5}}), "drop_rate"),
+        (
+            json!({"latency_ms": {"vm_create": 1}, "quota": {"regional_cpus": 4}}),
+            "regional_cpus",
+        ),
+    ] {
+        let r = s.send(Method::PUT, "/_sim/config", None, Some(&bad)).await;
+        r.expect(400);
+        assert!(r.text.contains(key), "error should name {key}: {r:#?}");
+        assert_eq!(s.sim_get("/_sim/config").await, before, "config unchanged");
+    }
+    let r = s.send(Method::PUT, "/_sim/config", None, None).await;
+    r.expect(400);
+    // A valid patch changes only what it names.
+    let after = s
+        .set_config(json!({"quota": {"regional_vcpus": 8}, "paging": {"page_size": 2}}))
+        .await;
+    assert_eq!(after["quota"]["regional_vcpus"], 8);
+    assert_eq!(after["paging"]["page_size"], 2);
+    assert_eq!(after["latency_ms"], before["latency_ms"]);
+    assert_eq!(s.sim_get("/_sim/config").await, after);
+    // And it takes effect.
+    for i in 0..3 {
+        s.create_rg(&format!("rg{i}")).await;
+    }
+    let r = s.get(&format!("{}/resourcegroups", s.sub_path())).await;
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 2);
+    assert!(r.body["nextLink"].is_string());
+}
+
+#[tokio::test]
+async fn reset_empties_everything() {
+    let s = spawn_sim(json!({})).await;
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
+        .await;
+    s.set_config(json!({"quota": {"regional_vcpus": 2}})).await;
+    assert!(!s.resources().await.is_empty());
+    let r = s.send(Method::POST, "/_sim/reset", None, None).await;
+    assert!(matches!(r.status, 200 | 204), "{r:#?}");
+    assert!(s.resources().await.is_empty());
+    let st = s.stats().await;
+    assert_eq!(st["requests"]["PUT"], 0, "{st:#}");
+    assert_eq!(
+        s.sim_get("/_sim/config").await["quota"]["regional_vcpus"],
+        json!(null)
+    );
+    s.get(&s.rg_path("rg"))
+        .await
+        .expect_err(404, "ResourceGroupNotFound");
+    // Tokens issued before the reset still work, and the world is usable again.
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
+        .await;
+}
