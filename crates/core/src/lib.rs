@@ -1,0 +1,21 @@
+//! renderburst's domain: what a pool is, how many nodes it should have, and the planner that
+//! turns desired and observed state into actions with reasons.
+//!
+//! Nothing here does IO or reads the clock: time comes in as `now` (Unix seconds), Azure's
+//! state comes in as [`NodeView`]s, and plans come out as data. That keeps the heart of the
+//! daemon testable in microseconds and makes every decision explainable.
+
+pub mod offerings;
+pub mod plan;
+pub mod spec;
+
+pub use offerings::{Offering, Unavailable, UnavailableReason};
+pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
+pub use spec::{Os, PoolMode, PoolSpec, Priority, ScaleDown, SpecError, SpotSpec, desired_count};
+
+/// Unix time in seconds.
+pub type UnixSeconds = i64;
+
+/// Tag names every resource renderburst creates carries.
+pub const TAG_POOL: &str = "renderburst-pool";
+pub const TAG_OWNER: &str = "renderburst-owner";
