@@ -24,5 +24,6 @@ pub mod common;
 pub mod compute;
 pub mod network;
 pub mod resources;
+pub mod sizes;
 
 pub use common::*;

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::arm::{Ctx, truncate, validate_tags};
-use crate::catalog;
 use crate::reply::{ArmErr, Reply};
 use crate::resources::require_location;
 use crate::state::{BatchNode, Effect, Kind, PoolState, RType, Res, State, key, rfc3339};
+use arm_model::sizes as catalog;
 
 const NS: &str = "Microsoft.Batch";
 

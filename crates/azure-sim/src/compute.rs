@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::arm::{Ctx, truncate, validate_name, validate_tags};
-use crate::catalog;
 use crate::reply::{ArmErr, Reply};
 use crate::resources::require_location;
 use crate::state::{DiskState, Effect, Kind, NicState, Power, RType, Res, State, VmState, rfc3339};
 use crate::throttle::ComputeGroup;
+use arm_model::sizes as catalog;
 
 const NS: &str = "Microsoft.Compute";
 

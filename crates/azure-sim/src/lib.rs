@@ -20,7 +20,6 @@ pub mod config;
 mod arm;
 mod auth;
 mod batch;
-mod catalog;
 mod compute;
 mod control;
 mod network;

@@ -1,6 +1,8 @@
-//! The VM sizes the simulator knows: vCPUs, memory and quota family, as Azure publishes
-//! them. Quota and capacity are accounted with these numbers; a size not listed here is
-//! answered like Azure answers a size that is not offered in the region (`SkuNotAvailable`).
+//! Common Azure VM sizes: vCPUs, memory and quota family, as Azure publishes them.
+//!
+//! Facts, not wire format, but shared the same way: the simulator accounts quota and capacity
+//! with them (a size not listed is answered like a size not offered, `SkuNotAvailable`), and
+//! the daemon validates pool specs against them before anything reaches Azure.
 
 use std::sync::OnceLock;
 
