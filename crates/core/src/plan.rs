@@ -1,11 +1,13 @@
 //! The planner: a pure function from a pool's spec, its desired count, what Azure shows and
 //! what renderburst is already doing, to the actions of one activation, each with a reason.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
-use crate::offerings::Unavailable;
-use crate::spec::{PoolSpec, Priority};
+use crate::offerings::{Offering, Unavailable, format_utc, is_unavailable};
+use crate::spec::{PoolSpec, Priority, ScaleDown};
 
 /// A node's state as observed in Azure (or in flight through renderburst).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,8 +105,539 @@ pub fn node_name(pool: &str, index: u64) -> String {
     format!("{pool}-{index:05}")
 }
 
+/// How long a `busy: true` heartbeat is believed, at least. A node that crashed mid-frame
+/// stops heartbeating; after this (or the idle timeout, if longer) it counts as idle since its
+/// last heartbeat. Not the idle timeout alone: with `idle_timeout_seconds = 0` a busy node
+/// would be removable a second after saying it is busy.
+pub const BUSY_HEARTBEAT_TTL_SECONDS: i64 = 600;
+
 /// Plans one activation of one pool.
+///
+/// Rules, in the order they apply:
+/// - in-flight nodes are left alone, whatever their state;
+/// - missing nodes are forgotten, failed nodes deleted;
+/// - a pool being deleted deletes every node that is not busy;
+/// - drained nodes leave once not busy, whatever the desired count;
+/// - below desired: start stopped nodes, then deallocated ones (oldest first), wait for
+///   deallocating ones, then create on the first available size, never above `max`;
+/// - above desired: remove idle running nodes, newest first, never busy ones;
+/// - stopped nodes not needed are deallocated, or deleted with `scale_down: delete`, which also
+///   deletes deallocated nodes that are not needed.
+///
+/// The output depends only on the input (nodes are ordered by name first), so the same
+/// observation always gives the same plan and the what-if endpoint shows what will happen.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let _ = input;
-    todo!("the planner is being written")
+    let mut nodes: Vec<&NodeView> = input.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut planner = Planner {
+        input,
+        spec: input.spec,
+        now: input.now,
+        plan: Plan {
+            active: count(&nodes, is_active),
+            desired: if input.deleting { 0 } else { input.desired },
+            ..Plan::default()
+        },
+    };
+    planner.size_conditions();
+    planner.forget_and_clean_up(&nodes);
+    if input.deleting {
+        planner.delete_everything(&nodes);
+    } else {
+        planner.reconcile(&nodes);
+    }
+    planner.plan
+}
+
+struct Planner<'a> {
+    input: &'a PlanInput<'a>,
+    spec: &'a PoolSpec,
+    now: UnixSeconds,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    fn push(&mut self, kind: ActionKind, node: &str, reason: String) {
+        self.plan.actions.push(Action {
+            kind,
+            node: node.to_string(),
+            size: None,
+            priority: None,
+            reason,
+        });
+    }
+
+    fn condition(&mut self, text: String) {
+        self.plan.conditions.push(text);
+    }
+
+    /// What scale-down does to a node, per the spec.
+    fn remove_kind(&self) -> ActionKind {
+        match self.spec.scale_down {
+            ScaleDown::Deallocate => ActionKind::Deallocate,
+            ScaleDown::Delete => ActionKind::Delete,
+        }
+    }
+
+    fn idle_timeout(&self) -> i64 {
+        i64::try_from(self.spec.idle_timeout_seconds).unwrap_or(i64::MAX)
+    }
+
+    /// Busy as far as removal is concerned: said so recently enough to be believed.
+    fn is_busy(&self, n: &NodeView) -> bool {
+        if !n.busy {
+            return false;
+        }
+        match n.last_heartbeat {
+            Some(hb) => {
+                self.now.saturating_sub(hb) < self.idle_timeout().max(BUSY_HEARTBEAT_TTL_SECONDS)
+            }
+            // Busy without a heartbeat time cannot go stale: never remove it on a guess.
+            None => true,
+        }
+    }
+
+    /// Since when a node that is not busy has had nothing to do. A node that never sent a
+    /// heartbeat is idle from when it (last) started running.
+    fn idle_since(&self, n: &NodeView) -> UnixSeconds {
+        let started = n.started_at.unwrap_or(n.created_at);
+        n.last_heartbeat.map_or(started, |hb| hb.max(started))
+    }
+
+    /// The entry that makes a node's offering unavailable now, if any.
+    fn offering_unavailable(&self, size: &str, priority: Priority) -> Option<&Unavailable> {
+        is_unavailable(
+            self.input.unavailable,
+            &Offering::new(size, priority),
+            self.now,
+        )
+    }
+
+    fn in_spec(&self, size: &str) -> bool {
+        self.spec
+            .vm_sizes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(size))
+    }
+
+    /// Why a deallocated node cannot be started now, or None if it can.
+    fn why_not_startable(&self, n: &NodeView) -> Option<String> {
+        if !self.in_spec(&n.size) {
+            return Some(format!("size {} is no longer in vm_sizes", n.size));
+        }
+        self.offering_unavailable(&n.size, n.priority).map(|u| {
+            format!(
+                "size {} ({}) unavailable ({})",
+                n.size,
+                priority_str(n.priority),
+                u.code
+            )
+        })
+    }
+
+    /// One `SizeUnavailable` condition per unavailable offering of the pool's sizes, in
+    /// preference order, so an admin sees why a pool runs on its second choice.
+    fn size_conditions(&mut self) {
+        let mut seen: Vec<(usize, Priority, &Unavailable)> = Vec::new();
+        for u in self
+            .input
+            .unavailable
+            .iter()
+            .filter(|u| u.is_active(self.now))
+        {
+            let Some(pos) = self
+                .spec
+                .vm_sizes
+                .iter()
+                .position(|s| s.eq_ignore_ascii_case(&u.offering.size))
+            else {
+                continue;
+            };
+            let priority = u.offering.priority;
+            if seen.iter().any(|&(p, pr, _)| p == pos && pr == priority) {
+                continue;
+            }
+            // The longest entry decides when the offering can be tried again.
+            let longest =
+                is_unavailable(self.input.unavailable, &u.offering, self.now).unwrap_or(u);
+            seen.push((pos, priority, longest));
+        }
+        seen.sort_by_key(|&(pos, priority, _)| (pos, priority));
+        for (pos, priority, u) in seen {
+            let text = format!(
+                "SizeUnavailable: {} ({}) {} until {}",
+                self.spec.vm_sizes[pos],
+                priority_str(priority),
+                u.code,
+                format_utc(u.until)
+            );
+            self.condition(text);
+        }
+    }
+
+    fn forget_and_clean_up(&mut self, nodes: &[&NodeView]) {
+        for n in nodes.iter().filter(|n| !n.in_flight) {
+            match n.state {
+                NodeState::Missing => self.push(
+                    ActionKind::Forget,
+                    &n.name,
+                    "deleted or evicted outside renderburst".to_string(),
+                ),
+                NodeState::Failed => {
+                    let code = n.failed_code.as_deref().unwrap_or("no error code");
+                    self.push(
+                        ActionKind::Delete,
+                        &n.name,
+                        format!("provisioning failed: {code}"),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The pool is going away: delete every node, except busy ones, which finish first.
+    fn delete_everything(&mut self, nodes: &[&NodeView]) {
+        let mut waiting = 0;
+        for n in nodes.iter().filter(|n| !n.in_flight) {
+            match n.state {
+                NodeState::Missing | NodeState::Failed | NodeState::Deleting => {}
+                NodeState::Running if self.is_busy(n) => waiting += 1,
+                _ => self.push(
+                    ActionKind::Delete,
+                    &n.name,
+                    "pool is being deleted".to_string(),
+                ),
+            }
+        }
+        if waiting > 0 {
+            self.condition(format!(
+                "WaitingForBusyNodes: {waiting} busy nodes finish their work before the pool is deleted"
+            ));
+        }
+    }
+
+    fn reconcile(&mut self, nodes: &[&NodeView]) {
+        let desired = self.input.desired;
+        let active = self.plan.active;
+        let remove = self.remove_kind();
+        // Nodes that count toward `max` and get deleted by this plan.
+        let mut deleted = 0u32;
+
+        // Drained nodes go as soon as they are not busy: they get no new work, so waiting for
+        // the idle timeout would only cost money.
+        let mut drain_waiting = 0;
+        for n in nodes
+            .iter()
+            .filter(|n| n.draining && !n.in_flight && n.state == NodeState::Running)
+        {
+            if self.is_busy(n) {
+                drain_waiting += 1;
+            } else {
+                self.push(remove, &n.name, "drained; not busy".to_string());
+                deleted += u32::from(remove == ActionKind::Delete);
+            }
+        }
+        if drain_waiting > 0 {
+            self.condition(format!(
+                "WaitingForDrain: {drain_waiting} drained nodes are still busy"
+            ));
+        }
+
+        // Below desired: start what exists before creating, oldest first. Stopped nodes first:
+        // they are allocated and billed already, and starting them needs no capacity.
+        let mut need = desired.saturating_sub(active);
+        let mut stopped: Vec<&NodeView> = nodes
+            .iter()
+            .copied()
+            .filter(|n| n.state == NodeState::Stopped && !n.in_flight)
+            .collect();
+        stopped.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        let mut deallocated: Vec<&NodeView> = nodes
+            .iter()
+            .copied()
+            .filter(|n| n.state == NodeState::Deallocated && !n.in_flight)
+            .collect();
+        deallocated.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+
+        let gap = format!("pool below desired (active {active} < desired {desired})");
+        let mut started: HashSet<&str> = HashSet::new();
+        for n in stopped.iter().filter(|n| !n.draining) {
+            if need == 0 {
+                break;
+            }
+            self.push(
+                ActionKind::Start,
+                &n.name,
+                format!("{gap}; powered off outside renderburst but still allocated, so starting it is fastest"),
+            );
+            started.insert(&n.name);
+            need -= 1;
+        }
+        for n in deallocated.iter().filter(|n| !n.draining) {
+            if need == 0 {
+                break;
+            }
+            if self.why_not_startable(n).is_none() {
+                self.push(
+                    ActionKind::Start,
+                    &n.name,
+                    format!("{gap}; starting a deallocated node is faster than creating one"),
+                );
+                started.insert(&n.name);
+                need -= 1;
+            }
+        }
+
+        // Stopped nodes not started are billed for nothing.
+        for n in stopped
+            .iter()
+            .filter(|n| !started.contains(&n.name.as_str()))
+        {
+            let why = if n.draining { "drained" } else { "not needed" };
+            self.push(
+                remove,
+                &n.name,
+                format!("powered off outside renderburst but still allocated (billed); {why}"),
+            );
+            deleted += u32::from(remove == ActionKind::Delete);
+        }
+        // With scale_down = delete, deallocated nodes not started now are not kept.
+        let mut spare: Vec<(&NodeView, String)> = Vec::new();
+        for n in deallocated
+            .iter()
+            .filter(|n| !started.contains(&n.name.as_str()))
+        {
+            let why = if n.draining {
+                Some("drained".to_string())
+            } else {
+                self.why_not_startable(n)
+            };
+            if remove == ActionKind::Delete {
+                let why = why.unwrap_or_else(|| "not needed".to_string());
+                self.push(
+                    ActionKind::Delete,
+                    &n.name,
+                    format!("deallocated and {why}; scale_down is delete"),
+                );
+                deleted += 1;
+            } else if let Some(why) = why {
+                spare.push((n, why));
+            }
+        }
+
+        if need > 0 {
+            self.scale_up(nodes, need, deleted, &spare, &gap);
+        } else if active > desired {
+            self.scale_down(nodes, active, desired);
+        }
+    }
+
+    fn scale_up(
+        &mut self,
+        nodes: &[&NodeView],
+        mut need: u32,
+        deleted: u32,
+        spare: &[(&NodeView, String)],
+        gap: &str,
+    ) {
+        // Deallocating nodes become startable within minutes: wait for them rather than pay
+        // for new VMs (and their disks) that scale-down would soon park again.
+        let deallocating = nodes
+            .iter()
+            .filter(|n| {
+                n.state == NodeState::Deallocating
+                    && !n.draining
+                    && self.why_not_startable(n).is_none()
+            })
+            .count();
+        let deallocating = u32::try_from(deallocating).unwrap_or(u32::MAX).min(need);
+        if deallocating > 0 {
+            need -= deallocating;
+            self.condition(format!(
+                "WaitingForDeallocation: {deallocating} nodes are deallocating and will be started instead of creating new ones"
+            ));
+        }
+        if need == 0 {
+            return;
+        }
+        let Some(choice) = self.choose_offering() else {
+            let tried = self.unavailable_summary();
+            self.condition(format!("NoCapacity: every size is unavailable ({tried})"));
+            return;
+        };
+        if choice.fallback {
+            self.condition(
+                "SpotFallback: no Spot size is available; creating regular VMs as the spec allows"
+                    .to_string(),
+            );
+        }
+
+        let max = self.spec.max;
+        let total = u32::try_from(nodes.iter().filter(|n| counts_toward_max(n.state)).count())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(deleted);
+        let mut room = max.saturating_sub(total);
+        let mut replaced = 0;
+        // At the cap, deallocated nodes that cannot be started only hold places: replace them.
+        for (n, why) in spare {
+            if room >= need {
+                break;
+            }
+            self.push(ActionKind::Delete, &n.name, format!("{why}; replacing"));
+            room += 1;
+            replaced += 1;
+        }
+        let creates = need.min(room);
+        if creates < need {
+            self.condition(format!(
+                "AtMax: {} nodes exist or are being created (max {max}); {} more wanted",
+                total - replaced + creates,
+                need - creates
+            ));
+        }
+        for k in 0..creates {
+            let name = node_name(&self.spec.name, self.input.next_index + u64::from(k));
+            self.plan.actions.push(Action {
+                kind: ActionKind::Create,
+                node: name,
+                size: Some(choice.size.clone()),
+                priority: Some(choice.priority),
+                reason: format!("{gap}; {}", choice.why),
+            });
+        }
+    }
+
+    /// The first size of the preference list available at the pool's priority, or at regular
+    /// priority when every Spot size is out and the spec allows falling back.
+    fn choose_offering(&self) -> Option<Choice> {
+        let mut skipped: Vec<String> = Vec::new();
+        let mut priorities = vec![self.spec.priority];
+        if self.spec.priority == Priority::Spot && self.spec.spot.fallback_to_regular {
+            priorities.push(Priority::Regular);
+        }
+        for (i, &priority) in priorities.iter().enumerate() {
+            for size in &self.spec.vm_sizes {
+                match self.offering_unavailable(size, priority) {
+                    Some(u) => skipped.push(format!(
+                        "{size} ({}) unavailable: {} until {}",
+                        priority_str(priority),
+                        u.code,
+                        format_utc(u.until)
+                    )),
+                    None => {
+                        let mut why = format!("creating {size} ({})", priority_str(priority));
+                        if i > 0 {
+                            why.push_str(
+                                "; every Spot size is unavailable, falling back to regular priority as the spec allows",
+                            );
+                        }
+                        if !skipped.is_empty() {
+                            why.push_str(&format!("; skipped {}", skipped.join(", ")));
+                        }
+                        return Some(Choice {
+                            size: size.clone(),
+                            priority,
+                            fallback: i > 0,
+                            why,
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// "size (priority): CODE until T, ..." for every size the pool could create.
+    fn unavailable_summary(&self) -> String {
+        let mut parts = Vec::new();
+        let mut priorities = vec![self.spec.priority];
+        if self.spec.priority == Priority::Spot && self.spec.spot.fallback_to_regular {
+            priorities.push(Priority::Regular);
+        }
+        for &priority in &priorities {
+            for size in &self.spec.vm_sizes {
+                if let Some(u) = self.offering_unavailable(size, priority) {
+                    parts.push(format!(
+                        "{size} ({}): {} until {}",
+                        priority_str(priority),
+                        u.code,
+                        format_utc(u.until)
+                    ));
+                }
+            }
+        }
+        parts.join(", ")
+    }
+
+    /// Above desired: remove running nodes that have been idle for the idle timeout, newest
+    /// first (oldest nodes have warm caches). Busy and in-flight nodes never go.
+    fn scale_down(&mut self, nodes: &[&NodeView], active: u32, desired: u32) {
+        let surplus = active - desired;
+        let timeout = self.idle_timeout();
+        let mut candidates: Vec<(&NodeView, i64)> = nodes
+            .iter()
+            .copied()
+            .filter(|n| {
+                n.state == NodeState::Running && !n.draining && !n.in_flight && !self.is_busy(n)
+            })
+            .map(|n| (n, self.now.saturating_sub(self.idle_since(n))))
+            .filter(|&(_, idle)| idle >= timeout)
+            .collect();
+        candidates.sort_by(|(a, _), (b, _)| {
+            let ka = (a.started_at.unwrap_or(a.created_at), &a.name);
+            let kb = (b.started_at.unwrap_or(b.created_at), &b.name);
+            kb.cmp(&ka)
+        });
+        let remove = self.remove_kind();
+        let mut taken = 0;
+        for (n, idle) in candidates.into_iter().take(surplus as usize) {
+            self.push(
+                remove,
+                &n.name,
+                format!("pool above desired (active {active} > desired {desired}); idle {idle} s"),
+            );
+            taken += 1;
+        }
+        if taken < surplus {
+            self.condition(format!(
+                "WaitingForIdle: {} nodes above desired are busy, not idle for {timeout} s yet, or still starting",
+                surplus - taken
+            ));
+        }
+    }
+}
+
+struct Choice {
+    size: String,
+    priority: Priority,
+    fallback: bool,
+    why: String,
+}
+
+/// Counted toward the desired count: running or on its way there, and not drained.
+fn is_active(n: &NodeView) -> bool {
+    matches!(
+        n.state,
+        NodeState::Creating | NodeState::Starting | NodeState::Running
+    ) && !n.draining
+}
+
+/// Counted toward `max`: everything that exists and is not on its way out.
+fn counts_toward_max(state: NodeState) -> bool {
+    !matches!(
+        state,
+        NodeState::Missing | NodeState::Deleting | NodeState::Failed
+    )
+}
+
+fn count(nodes: &[&NodeView], f: impl Fn(&NodeView) -> bool) -> u32 {
+    u32::try_from(nodes.iter().filter(|n| f(n)).count()).unwrap_or(u32::MAX)
+}
+
+fn priority_str(p: Priority) -> &'static str {
+    match p {
+        Priority::Regular => "regular",
+        Priority::Spot => "spot",
+    }
 }

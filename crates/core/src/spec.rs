@@ -12,7 +12,9 @@ pub enum PoolMode {
     Batch,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]
@@ -59,7 +61,11 @@ pub struct SpotSpec {
 
 impl Default for SpotSpec {
     fn default() -> Self {
-        Self { eviction_policy: EvictionPolicy::Deallocate, max_price: -1.0, fallback_to_regular: false }
+        Self {
+            eviction_policy: EvictionPolicy::Deallocate,
+            max_price: -1.0,
+            fallback_to_regular: false,
+        }
     }
 }
 
@@ -110,7 +116,10 @@ pub struct SpecError {
 
 impl SpecError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -119,6 +128,322 @@ pub const MAX_POOL_SIZE: u32 = 5000;
 
 /// Desired node count: clamp(max(target, live requests, min), 0, max).
 pub fn desired_count(spec: &PoolSpec, live_requests: u64) -> u32 {
-    let want = u64::from(spec.target).max(live_requests).max(u64::from(spec.min));
+    let want = u64::from(spec.target)
+        .max(live_requests)
+        .max(u64::from(spec.min));
     want.min(u64::from(spec.max)) as u32
+}
+
+/// Most sizes a pool may list: a longer preference list is a mistake, not a strategy.
+pub const MAX_VM_SIZES: usize = 10;
+
+/// Longest idle timeout: a week. Beyond that a node is not burst capacity any more.
+pub const MAX_IDLE_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Most tags an admin may set: Azure allows 50 per resource and renderburst adds its own.
+pub const MAX_TAGS: usize = 40;
+
+/// Longest tag value Azure accepts.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+
+/// Longest tag name Azure accepts.
+pub const MAX_TAG_NAME_CHARS: usize = 512;
+
+/// Tag name prefix renderburst keeps for itself, so admins cannot forge ownership.
+pub const RESERVED_TAG_PREFIX: &str = "renderburst-";
+
+/// Longest pool name: VM, NIC and disk names are built from it and must stay short.
+pub const MAX_POOL_NAME_CHARS: usize = 20;
+
+impl PoolSpec {
+    /// Parses a spec from JSON, naming the offending field when the body does not fit, so
+    /// the API can answer a 4xx that points at it.
+    pub fn from_json(bytes: &[u8]) -> Result<PoolSpec, SpecError> {
+        let err = match serde_json::from_slice::<PoolSpec>(bytes) {
+            Ok(spec) => return Ok(spec),
+            Err(err) => err,
+        };
+        if !err.is_data() {
+            // Syntax, early end of input: nothing names a field.
+            return Err(SpecError::new("body", err.to_string()));
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return Err(SpecError::new("body", err.to_string()));
+        };
+        // Errors from a Value carry no line and column, so they compare equal across probes.
+        let message = match serde_json::from_value::<PoolSpec>(value.clone()) {
+            Err(e) => e.to_string(),
+            // Only the text form failed (a duplicate key, for example): the message names it.
+            Ok(_) => {
+                let message = strip_position(&err.to_string());
+                let field = backticked(&message).unwrap_or("body").to_string();
+                return Err(SpecError::new(field, message));
+            }
+        };
+        let mut path = locate_error(&value, &message);
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            path.push(name.to_string());
+        }
+        let field = if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.join(".")
+        };
+        Err(SpecError::new(field, message))
+    }
+
+    /// Checks everything serde cannot: names, bounds, sizes, image, tags. `known_size` says
+    /// whether a VM size exists (the caller knows the region's sizes; `core` does no IO).
+    pub fn validate(&self, known_size: &dyn Fn(&str) -> bool) -> Result<(), SpecError> {
+        validate_name(&self.name)?;
+        if self.mode == PoolMode::Batch {
+            return Err(SpecError::new("mode", "batch pools are not supported yet"));
+        }
+        self.validate_sizes(known_size)?;
+        validate_image(&self.image)?;
+        if self.max == 0 {
+            return Err(SpecError::new("max", "must be at least 1"));
+        }
+        if self.max > MAX_POOL_SIZE {
+            return Err(SpecError::new(
+                "max",
+                format!(
+                    "{} is above the limit of {MAX_POOL_SIZE} nodes per pool",
+                    self.max
+                ),
+            ));
+        }
+        if self.min > self.max {
+            return Err(SpecError::new(
+                "min",
+                format!("min {} is above max {}", self.min, self.max),
+            ));
+        }
+        if self.target < self.min || self.target > self.max {
+            return Err(SpecError::new(
+                "target",
+                format!(
+                    "target {} is outside [min {}, max {}]",
+                    self.target, self.min, self.max
+                ),
+            ));
+        }
+        if self.idle_timeout_seconds > MAX_IDLE_TIMEOUT_SECONDS {
+            return Err(SpecError::new(
+                "idle_timeout_seconds",
+                format!("must be at most {MAX_IDLE_TIMEOUT_SECONDS} (7 days)"),
+            ));
+        }
+        let price = self.spot.max_price;
+        if !(price == -1.0 || (price > 0.0 && price.is_finite())) {
+            return Err(SpecError::new(
+                "spot.max_price",
+                "must be -1 (never evicted for price) or a price above 0 in US dollars per hour",
+            ));
+        }
+        self.validate_tags()
+    }
+
+    fn validate_sizes(&self, known_size: &dyn Fn(&str) -> bool) -> Result<(), SpecError> {
+        if self.vm_sizes.is_empty() {
+            return Err(SpecError::new("vm_sizes", "list at least one VM size"));
+        }
+        if self.vm_sizes.len() > MAX_VM_SIZES {
+            return Err(SpecError::new(
+                "vm_sizes",
+                format!("at most {MAX_VM_SIZES} sizes, got {}", self.vm_sizes.len()),
+            ));
+        }
+        for (i, size) in self.vm_sizes.iter().enumerate() {
+            if !known_size(size) {
+                return Err(SpecError::new(
+                    "vm_sizes",
+                    format!("unknown VM size {size:?}"),
+                ));
+            }
+            if self.vm_sizes[..i]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(size))
+            {
+                return Err(SpecError::new(
+                    "vm_sizes",
+                    format!("{size:?} is listed twice (sizes compare case-insensitively)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_tags(&self) -> Result<(), SpecError> {
+        if self.tags.len() > MAX_TAGS {
+            return Err(SpecError::new(
+                "tags",
+                format!(
+                    "at most {MAX_TAGS} tags (renderburst adds its own), got {}",
+                    self.tags.len()
+                ),
+            ));
+        }
+        for (name, value) in &self.tags {
+            let field = format!("tags.{name}");
+            if name.is_empty() {
+                return Err(SpecError::new("tags", "tag names cannot be empty"));
+            }
+            if name.chars().count() > MAX_TAG_NAME_CHARS {
+                return Err(SpecError::new(
+                    field,
+                    format!("tag names are at most {MAX_TAG_NAME_CHARS} characters"),
+                ));
+            }
+            let reserved = name
+                .get(..RESERVED_TAG_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_TAG_PREFIX));
+            if reserved {
+                return Err(SpecError::new(
+                    field,
+                    format!("tag names starting with {RESERVED_TAG_PREFIX:?} are reserved"),
+                ));
+            }
+            if let Some(c) = name.chars().find(|c| "<>%&\\?/".contains(*c)) {
+                return Err(SpecError::new(
+                    field,
+                    format!("tag names cannot contain {c:?} (Azure rejects <>%&\\?/)"),
+                ));
+            }
+            if value.chars().count() > MAX_TAG_VALUE_CHARS {
+                return Err(SpecError::new(
+                    field,
+                    format!("tag values are at most {MAX_TAG_VALUE_CHARS} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[a-z][a-z0-9-]{0,19}`, not ending in `-`: Azure resource names are built from it.
+fn validate_name(name: &str) -> Result<(), SpecError> {
+    let bad = |why: &str| {
+        Err(SpecError::new(
+            "name",
+            format!(
+                "{name:?} {why}: use 1 to {MAX_POOL_NAME_CHARS} lower-case letters, digits and '-', \
+                 starting with a letter and not ending with '-'"
+            ),
+        ))
+    };
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        None => return bad("is empty"),
+        Some(b) if !b.is_ascii_lowercase() => {
+            return bad("does not start with a lower-case letter");
+        }
+        Some(_) => {}
+    }
+    if bytes.len() > MAX_POOL_NAME_CHARS {
+        return bad("is too long");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
+        return bad("has a character other than a-z, 0-9 and '-'");
+    }
+    if name.ends_with('-') {
+        return bad("ends with '-'");
+    }
+    Ok(())
+}
+
+/// A marketplace URN `publisher:offer:sku:version` or an image resource id.
+fn validate_image(image: &str) -> Result<(), SpecError> {
+    let is_id = image
+        .get(.."/subscriptions/".len())
+        .is_some_and(|p| p.eq_ignore_ascii_case("/subscriptions/"))
+        && image.len() > "/subscriptions/".len();
+    let parts: Vec<&str> = image.split(':').collect();
+    let is_urn = parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && !p.chars().any(char::is_whitespace));
+    if is_id || is_urn {
+        Ok(())
+    } else {
+        Err(SpecError::new(
+            "image",
+            format!(
+                "{image:?} is neither a marketplace URN (publisher:offer:sku:version) \
+                 nor an image resource id (/subscriptions/...)"
+            ),
+        ))
+    }
+}
+
+/// Most keys probed per object when locating an error: the probes clone the document, and a
+/// body with thousands of tags is rejected by validation anyway.
+const MAX_PROBED_KEYS: usize = 64;
+
+/// Finds the path of the key that causes `message`: serde stops at the first bad key, so
+/// removing the culprit (and only the culprit) changes the error. Generic over the spec's
+/// shape, so new fields and sections need no table here.
+fn locate_error(root: &serde_json::Value, message: &str) -> Vec<String> {
+    let mut path: Vec<String> = Vec::new();
+    loop {
+        let Some(serde_json::Value::Object(obj)) = value_at(root, &path) else {
+            return path;
+        };
+        if obj.len() > MAX_PROBED_KEYS {
+            return path;
+        }
+        let culprit = obj.keys().find(|key| {
+            let mut probe = root.clone();
+            if let Some(serde_json::Value::Object(o)) = value_at_mut(&mut probe, &path) {
+                o.remove(key.as_str());
+            }
+            match serde_json::from_value::<PoolSpec>(probe) {
+                Ok(_) => true,
+                // Removing a required key only makes serde report that key missing instead;
+                // for a missing-field error that says nothing about where the field belongs.
+                Err(e) => {
+                    let changed = e.to_string();
+                    changed != message
+                        && !(message.starts_with("missing field `")
+                            && changed == format!("missing field `{key}`"))
+                }
+            }
+        });
+        match culprit {
+            Some(key) => path.push(key.clone()),
+            None => return path,
+        }
+    }
+}
+
+fn value_at<'a>(root: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
+    path.iter().try_fold(root, |v, key| v.get(key.as_str()))
+}
+
+fn value_at_mut<'a>(
+    root: &'a mut serde_json::Value,
+    path: &[String],
+) -> Option<&'a mut serde_json::Value> {
+    path.iter().try_fold(root, |v, key| v.get_mut(key.as_str()))
+}
+
+/// serde_json appends " at line L column C" to errors from text.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The first `name` in backticks of a serde message ("unknown field `foo`, expected ...").
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
 }

@@ -1,0 +1,198 @@
+//! Planner benchmark: 100 pools of 10,000 VMs each, in the mix of states a busy farm shows
+//! (running and busy, idle, deallocated, in flight, failed, evicted), planned repeatedly.
+//! Reports the median over several runs of the time per pool plan and for all 100 pools.
+//!
+//! Run: `cargo bench -p renderburst-core --bench plan`. No benchmark framework: the workspace
+//! takes no new dependency for this, and a median of `Instant` timings is enough to see
+//! whether planning is microseconds or milliseconds next to ARM calls that take seconds.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use rb_core::offerings::{Offering, Unavailable, UnavailableReason};
+use rb_core::plan::node_name;
+use rb_core::spec::{Os, PoolMode, ScaleDown, SpotSpec};
+use rb_core::{NodeState, NodeView, PlanInput, PoolSpec, Priority, plan};
+
+const POOLS: usize = 100;
+const NODES_PER_POOL: u64 = 10_000;
+const RUNS: usize = 9;
+const NOW: i64 = 1_700_000_000;
+const SIZES: [&str; 3] = [
+    "Standard_NC4as_T4_v3",
+    "Standard_NC8as_T4_v3",
+    "Standard_NC16as_T4_v3",
+];
+
+/// A small deterministic generator, so every run plans the same farm.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Pool {
+    spec: PoolSpec,
+    desired: u32,
+    nodes: Vec<NodeView>,
+    unavailable: Vec<Unavailable>,
+}
+
+fn pool(i: usize) -> Pool {
+    let mut rng = Lcg(i as u64 + 1);
+    let spot = i.is_multiple_of(2);
+    let priority = if spot {
+        Priority::Spot
+    } else {
+        Priority::Regular
+    };
+    let name = format!("pool-{i:03}");
+    let spec = PoolSpec {
+        name: name.clone(),
+        mode: PoolMode::Vm,
+        vm_sizes: SIZES.iter().map(|s| s.to_string()).collect(),
+        priority,
+        spot: SpotSpec {
+            fallback_to_regular: i.is_multiple_of(4),
+            ..SpotSpec::default()
+        },
+        image: "Canonical:ubuntu-24_04-lts:server:latest".into(),
+        os: Os::Linux,
+        min: 0,
+        max: 12_000,
+        target: 0,
+        idle_timeout_seconds: 900,
+        scale_down: if i.is_multiple_of(3) {
+            ScaleDown::Delete
+        } else {
+            ScaleDown::Deallocate
+        },
+        tags: BTreeMap::new(),
+    };
+    let nodes = (0..NODES_PER_POOL)
+        .map(|k| {
+            // Per 1000: 550 running, 300 deallocated, 30 creating, 20 starting, 20 deallocating,
+            // 10 deleting, 10 stopped, 40 failed, 20 missing.
+            let state = match rng.below(1000) {
+                0..550 => NodeState::Running,
+                550..850 => NodeState::Deallocated,
+                850..880 => NodeState::Creating,
+                880..900 => NodeState::Starting,
+                900..920 => NodeState::Deallocating,
+                920..930 => NodeState::Deleting,
+                930..940 => NodeState::Stopped,
+                940..980 => NodeState::Failed,
+                _ => NodeState::Missing,
+            };
+            let created_at = NOW - 86_400 + rng.below(80_000) as i64;
+            let running = state == NodeState::Running;
+            let heartbeat = running && rng.below(10) < 8;
+            let busy = heartbeat && rng.below(10) < 5;
+            let in_flight = matches!(
+                state,
+                NodeState::Creating
+                    | NodeState::Starting
+                    | NodeState::Deallocating
+                    | NodeState::Deleting
+            ) || rng.below(100) == 0;
+            NodeView {
+                name: node_name(&name, k),
+                size: SIZES[rng.below(3) as usize].to_string(),
+                priority: if spot && rng.below(10) < 8 {
+                    Priority::Spot
+                } else {
+                    Priority::Regular
+                },
+                state,
+                failed_code: (state == NodeState::Failed).then(|| "AllocationFailed".to_string()),
+                created_at,
+                started_at: (state != NodeState::Creating)
+                    .then(|| created_at + rng.below(3600) as i64),
+                last_heartbeat: heartbeat.then(|| NOW - rng.below(3600) as i64),
+                busy,
+                draining: running && rng.below(100) == 0,
+                in_flight,
+            }
+        })
+        .collect();
+    // Scale down hard, hold, scale up into deallocated nodes, scale up into creates.
+    let desired = [2_000, 5_500, 8_000, 11_000][i % 4];
+    let unavailable = vec![
+        Unavailable::new(
+            Offering::new(SIZES[0], Priority::Spot),
+            UnavailableReason::Capacity,
+            "AllocationFailed",
+            NOW - 60,
+        ),
+        Unavailable::new(
+            Offering::new(SIZES[1], Priority::Regular),
+            UnavailableReason::Quota,
+            "OperationNotAllowed",
+            NOW - 60,
+        ),
+    ];
+    Pool {
+        spec,
+        desired,
+        nodes,
+        unavailable,
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let pools: Vec<Pool> = (0..POOLS).map(pool).collect();
+    let inputs: Vec<PlanInput<'_>> = pools
+        .iter()
+        .map(|p| PlanInput {
+            spec: &p.spec,
+            desired: p.desired,
+            nodes: &p.nodes,
+            unavailable: &p.unavailable,
+            next_index: NODES_PER_POOL,
+            deleting: false,
+            now: NOW,
+        })
+        .collect();
+
+    // Warm up caches and the allocator; report what a plan does so the numbers mean something.
+    let mut actions = 0;
+    for input in &inputs {
+        actions += black_box(plan(input)).actions.len();
+    }
+
+    let mut totals = Vec::with_capacity(RUNS);
+    let mut per_pool = Vec::with_capacity(RUNS * POOLS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        for input in &inputs {
+            let t = Instant::now();
+            black_box(plan(black_box(input)));
+            per_pool.push(t.elapsed());
+        }
+        totals.push(start.elapsed());
+    }
+    let slowest = *per_pool.iter().max().expect("runs");
+    let total = median(totals);
+    let pool = median(per_pool);
+    println!(
+        "planner: {POOLS} pools x {NODES_PER_POOL} VMs, {actions} actions per round, median of {RUNS} runs"
+    );
+    println!("  per pool plan: median {pool:.2?}, slowest {slowest:.2?}");
+    println!("  all {POOLS} pools: median {total:.2?}");
+}

@@ -1,0 +1,391 @@
+//! Pool spec validation and JSON parsing: every rule, and the field each failure names.
+
+use std::collections::BTreeMap;
+
+use rb_core::spec::{MAX_POOL_SIZE, Os, PoolMode, ScaleDown, SpotSpec};
+use rb_core::{PoolSpec, Priority, SpecError};
+
+const KNOWN: [&str; 3] = [
+    "Standard_NC4as_T4_v3",
+    "Standard_NC8as_T4_v3",
+    "Standard_D4s_v5",
+];
+
+fn known(size: &str) -> bool {
+    KNOWN.iter().any(|k| k.eq_ignore_ascii_case(size))
+}
+
+fn spec() -> PoolSpec {
+    PoolSpec {
+        name: "maya-spot".into(),
+        mode: PoolMode::Vm,
+        vm_sizes: vec!["Standard_NC4as_T4_v3".into(), "Standard_NC8as_T4_v3".into()],
+        priority: Priority::Spot,
+        spot: SpotSpec::default(),
+        image: "Canonical:ubuntu-24_04-lts:server:latest".into(),
+        os: Os::Linux,
+        min: 0,
+        max: 50,
+        target: 0,
+        idle_timeout_seconds: 900,
+        scale_down: ScaleDown::Deallocate,
+        tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+    }
+}
+
+/// The field a modified spec fails on, or None if it passes.
+fn failing_field(change: impl FnOnce(&mut PoolSpec)) -> Option<String> {
+    let mut s = spec();
+    change(&mut s);
+    s.validate(&known).err().map(|e| e.field)
+}
+
+#[test]
+fn the_design_example_is_valid() {
+    assert_eq!(spec().validate(&known), Ok(()));
+}
+
+#[test]
+fn names() {
+    let cases: &[(&str, bool)] = &[
+        ("a", true),
+        ("maya-spot-2", true),
+        ("abcdefghijklmnopqrst", true),   // 20
+        ("abcdefghijklmnopqrstu", false), // 21
+        ("", false),
+        ("Maya", false),
+        ("1maya", false),
+        ("-maya", false),
+        ("maya-", false),
+        ("maya_spot", false),
+        ("maya.spot", false),
+        ("mayä", false),
+    ];
+    for &(name, ok) in cases {
+        let field = failing_field(|s| s.name = name.into());
+        assert_eq!(field.is_none(), ok, "{name:?}");
+        if !ok {
+            assert_eq!(field.as_deref(), Some("name"));
+        }
+    }
+}
+
+#[test]
+fn batch_mode_is_not_supported_yet() {
+    let mut s = spec();
+    s.mode = PoolMode::Batch;
+    assert_eq!(
+        s.validate(&known),
+        Err(SpecError::new("mode", "batch pools are not supported yet"))
+    );
+}
+
+#[test]
+fn vm_sizes() {
+    assert_eq!(
+        failing_field(|s| s.vm_sizes.clear()).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        failing_field(|s| s.vm_sizes = vec!["Standard_NC4as_T4_v3".into(); 11]).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        failing_field(|s| s.vm_sizes.push("Standard_Nope".into())).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        failing_field(|s| s.vm_sizes.push("standard_nc4as_t4_v3".into())).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        failing_field(|s| s.vm_sizes.push("Standard_D4s_v5".into())),
+        None
+    );
+    let mut s = spec();
+    s.vm_sizes.push("Standard_Nope".into());
+    assert!(
+        s.validate(&known)
+            .unwrap_err()
+            .message
+            .contains("Standard_Nope")
+    );
+}
+
+#[test]
+fn images() {
+    let cases: &[(&str, bool)] = &[
+        ("Canonical:ubuntu-24_04-lts:server:latest", true),
+        (
+            "MicrosoftWindowsServer:WindowsServer:2022-datacenter:20348.1.1",
+            true,
+        ),
+        (
+            "/subscriptions/33333333-3333-3333-3333-333333333333/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/maya/versions/1.0.0",
+            true,
+        ),
+        ("/SUBSCRIPTIONS/x/images/maya", true),
+        ("/subscriptions/", false),
+        ("Canonical:ubuntu:server", false),
+        ("Canonical:ubuntu::latest", false),
+        ("Canonical:ubuntu:server:latest:extra", false),
+        ("Canonical:ubuntu 24:server:latest", false),
+        ("ubuntu", false),
+        ("", false),
+    ];
+    for &(image, ok) in cases {
+        let field = failing_field(|s| s.image = image.into());
+        assert_eq!(field.is_none(), ok, "{image:?}");
+        if !ok {
+            assert_eq!(field.as_deref(), Some("image"));
+        }
+    }
+}
+
+#[test]
+fn counts() {
+    assert_eq!(failing_field(|s| s.max = 0).as_deref(), Some("max"));
+    assert_eq!(failing_field(|s| s.max = MAX_POOL_SIZE), None);
+    assert_eq!(
+        failing_field(|s| s.max = MAX_POOL_SIZE + 1).as_deref(),
+        Some("max")
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.min = 51;
+            s.target = 51;
+        })
+        .as_deref(),
+        Some("min")
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.min = 5;
+            s.target = 4;
+        })
+        .as_deref(),
+        Some("target")
+    );
+    assert_eq!(failing_field(|s| s.target = 51).as_deref(), Some("target"));
+    assert_eq!(
+        failing_field(|s| {
+            s.min = 50;
+            s.target = 50;
+        }),
+        None
+    );
+}
+
+#[test]
+fn idle_timeout() {
+    assert_eq!(failing_field(|s| s.idle_timeout_seconds = 0), None);
+    assert_eq!(
+        failing_field(|s| s.idle_timeout_seconds = 7 * 24 * 3600),
+        None
+    );
+    assert_eq!(
+        failing_field(|s| s.idle_timeout_seconds = 7 * 24 * 3600 + 1).as_deref(),
+        Some("idle_timeout_seconds")
+    );
+}
+
+#[test]
+fn spot_max_price() {
+    for (price, ok) in [
+        (-1.0, true),
+        (0.35, true),
+        (0.0, false),
+        (-2.0, false),
+        (-0.5, false),
+        (f64::NAN, false),
+    ] {
+        let field = failing_field(|s| s.spot.max_price = price);
+        assert_eq!(field.is_none(), ok, "{price}");
+        if !ok {
+            assert_eq!(field.as_deref(), Some("spot.max_price"));
+        }
+    }
+}
+
+#[test]
+fn tags() {
+    assert_eq!(
+        failing_field(|s| {
+            s.tags = (0..41).map(|i| (format!("t{i}"), String::new())).collect();
+        })
+        .as_deref(),
+        Some("tags")
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.tags = (0..40).map(|i| (format!("t{i}"), String::new())).collect();
+        }),
+        None
+    );
+    for bad in [
+        "renderburst-pool",
+        "RenderBurst-owner",
+        "a<b",
+        "a>b",
+        "50%",
+        "a&b",
+        "a\\b",
+        "a?",
+        "a/b",
+    ] {
+        let field = failing_field(|s| {
+            s.tags.insert(bad.into(), "x".into());
+        });
+        assert_eq!(field, Some(format!("tags.{bad}")), "{bad:?}");
+    }
+    assert_eq!(
+        failing_field(|s| {
+            s.tags.insert(String::new(), "x".into());
+        })
+        .as_deref(),
+        Some("tags")
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.tags.insert("show".into(), "x".repeat(257));
+        })
+        .as_deref(),
+        Some("tags.show")
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.tags.insert("show".into(), "é".repeat(256));
+        }),
+        None
+    );
+    assert_eq!(
+        failing_field(|s| {
+            s.tags.insert("renderburst".into(), "x".into());
+        }),
+        None
+    );
+}
+
+const EXAMPLE: &str = r#"{
+  "name": "maya-spot",            "mode": "vm",
+  "vm_sizes": ["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"],
+  "priority": "spot",             "spot": {"eviction_policy": "deallocate", "max_price": -1},
+  "image": "Canonical:ubuntu-24_04-lts:server:latest",
+  "os": "linux",
+  "min": 0, "max": 50, "target": 0,
+  "idle_timeout_seconds": 900,
+  "scale_down": "deallocate",
+  "tags": {"show": "ep101"}
+}"#;
+
+#[test]
+fn from_json_parses_the_design_example() {
+    assert_eq!(PoolSpec::from_json(EXAMPLE.as_bytes()), Ok(spec()));
+}
+
+#[test]
+fn from_json_fills_defaults() {
+    let s = PoolSpec::from_json(
+        br#"{"name":"a","mode":"vm","vm_sizes":["Standard_D4s_v5"],"image":"a:b:c:d","max":3}"#,
+    )
+    .unwrap();
+    assert_eq!(s.priority, Priority::Regular);
+    assert_eq!(s.os, Os::Linux);
+    assert_eq!((s.min, s.target, s.idle_timeout_seconds), (0, 0, 900));
+    assert_eq!(s.scale_down, ScaleDown::Deallocate);
+    assert_eq!(s.spot, SpotSpec::default());
+    assert!(s.tags.is_empty());
+}
+
+fn json_field(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    edit(&mut v);
+    PoolSpec::from_json(v.to_string().as_bytes())
+        .unwrap_err()
+        .field
+}
+
+#[test]
+fn from_json_names_the_field() {
+    assert_eq!(json_field(|v| v["foo"] = 1.into()), "foo");
+    assert_eq!(
+        json_field(|v| {
+            v.as_object_mut().unwrap().remove("max");
+        }),
+        "max"
+    );
+    assert_eq!(
+        json_field(|v| {
+            v.as_object_mut().unwrap().remove("name");
+        }),
+        "name"
+    );
+    assert_eq!(json_field(|v| v["max"] = "fifty".into()), "max");
+    assert_eq!(json_field(|v| v["max"] = (-1).into()), "max");
+    assert_eq!(json_field(|v| v["min"] = 1.5.into()), "min");
+    assert_eq!(json_field(|v| v["mode"] = "batchy".into()), "mode");
+    assert_eq!(json_field(|v| v["priority"] = "low".into()), "priority");
+    assert_eq!(
+        json_field(|v| v["vm_sizes"] = "Standard_D4s_v5".into()),
+        "vm_sizes"
+    );
+    assert_eq!(json_field(|v| v["vm_sizes"][1] = 3.into()), "vm_sizes");
+    assert_eq!(
+        json_field(|v| v["spot"]["max_price"] = "cheap".into()),
+        "spot.max_price"
+    );
+    assert_eq!(json_field(|v| v["spot"]["bid"] = 1.into()), "spot.bid");
+    assert_eq!(json_field(|v| v["spot"] = 1.into()), "spot");
+    assert_eq!(json_field(|v| v["tags"]["show"] = 101.into()), "tags.show");
+    // A bad value is found before a missing field, and named.
+    assert_eq!(
+        json_field(|v| {
+            v["max"] = "x".into();
+            v.as_object_mut().unwrap().remove("image");
+        }),
+        "max"
+    );
+}
+
+#[test]
+fn from_json_messages_are_serdes() {
+    let err = PoolSpec::from_json(br#"{"name":"a","foo":1}"#).unwrap_err();
+    assert_eq!(err.field, "foo");
+    assert!(
+        err.message.starts_with("unknown field `foo`"),
+        "{}",
+        err.message
+    );
+    let err =
+        PoolSpec::from_json(br#"{"name":"a","mode":"vm","vm_sizes":[],"image":"a"}"#).unwrap_err();
+    assert_eq!(err, SpecError::new("max", "missing field `max`"));
+}
+
+#[test]
+fn from_json_bodies_that_are_not_a_spec() {
+    for body in [
+        &b"{"[..],
+        b"",
+        b"[1,2]",
+        b"42",
+        b"{\"name\": }",
+        b"not json",
+    ] {
+        let err = PoolSpec::from_json(body).unwrap_err();
+        assert_eq!(
+            err.field,
+            "body",
+            "{:?}: {err}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let err = PoolSpec::from_json(b"{\"name\": }").unwrap_err();
+    assert!(err.message.contains("line 1"), "{}", err.message);
+}
+
+#[test]
+fn from_json_duplicate_keys_name_the_key() {
+    let body = br#"{"name":"a","name":"b","mode":"vm","vm_sizes":["x"],"image":"a:b:c:d","max":1}"#;
+    let err = PoolSpec::from_json(body).unwrap_err();
+    assert_eq!(err.field, "name", "{err}");
+}
