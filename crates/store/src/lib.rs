@@ -1,0 +1,274 @@
+//! renderburst's persistent state: the only crate that speaks SQL.
+//!
+//! It owns the SQLite database and its schema (`migrations/` at the repository root,
+//! forward-only, embedded in the binary by [`MIGRATOR`]), and one module per table:
+//!
+//! - [`pools`]: desired state, one row per pool (spec, generation, deleting, next node index);
+//! - [`vms`]: the VM inventory (what Azure last showed, plus heartbeats and drain marks);
+//! - [`intents`]: the intent journal, written before every ARM write and closed after it;
+//! - [`events`]: the append-only audit log;
+//! - [`offerings`]: VM sizes Azure refused for capacity or quota, and until when;
+//! - [`tasks`]: the last status each background task reported;
+//! - [`tokens`]: API tokens, stored only as hashes;
+//! - [`meta`]: facts about the database itself, such as the owner id tagged on our resources.
+//!
+//! It does not own policy: validating specs and targets, choosing what to do, and deciding
+//! what to log are the callers' (api, controller). It never talks to Azure.
+//!
+//! # Queries are checked at run time, not compile time
+//!
+//! Every statement is a runtime `sqlx::query` with explicit row mapping instead of the
+//! compile-time-checked `query!` macros, because CI has no database (and no `DATABASE_URL` or
+//! offline query cache) at build time. The `macros` feature is enabled only for
+//! `sqlx::migrate!`. The integration tests in `tests/store.rs` exercise every statement against
+//! a real SQLite file instead.
+//!
+//! # Concurrency
+//!
+//! The database runs in WAL mode with a small connection pool and a busy timeout. Every method
+//! is short: it either runs a single statement (an `UPDATE ... RETURNING` where a read and a
+//! write must agree) or a transaction whose first statement is a write, so no transaction ever
+//! waits on anything but SQLite and no read lock has to be upgraded under contention.
+//!
+//! One daemon per database: [`Store::open`] takes an exclusive lock on `{db}.lock` that the
+//! kernel drops when the process dies, so a daemon killed with SIGKILL can restart at once.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rb_core::UnixSeconds;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+mod error;
+pub mod events;
+pub mod intents;
+pub mod meta;
+pub mod offerings;
+pub mod pools;
+pub mod tasks;
+pub mod tokens;
+pub mod vms;
+
+pub use error::StoreError;
+pub use events::{Event, NewEvent};
+pub use intents::{Intent, IntentOutcome, NewIntent};
+pub use pools::PoolRecord;
+pub use tokens::TokenRecord;
+pub use vms::VmRecord;
+
+/// The schema migrations, embedded at compile time from the repository's `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the pool: SQLite has one writer at a time anyway; a few let reads (API
+/// handlers) proceed while the controller writes.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// The handle to renderburst's database. Cheap to share behind an `Arc`; every method takes
+/// `&self`.
+///
+/// Holds the exclusive lock on `{db}.lock` for as long as it lives.
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) pool: SqlitePool,
+    path: PathBuf,
+    /// Held, never read: the exclusive lock lives as long as this open file.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path`, takes the one-daemon lock, and
+    /// brings the schema up to date.
+    ///
+    /// Errors: [`StoreError::Locked`] if another daemon (or another `Store` in this process)
+    /// holds the database; [`StoreError::Io`] if the lock file cannot be opened;
+    /// [`StoreError::Db`] or [`StoreError::Migrate`] if SQLite or the migrations fail.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let lock = take_lock(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Opens the database named by the config's `[store] url` (see [`path_from_url`]).
+    pub async fn open_url(url: &str) -> Result<Store, StoreError> {
+        Store::open(&path_from_url(url)?).await
+    }
+
+    /// The database file's path, as given to [`Store::open`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection (checkpointing the WAL) and then releases the lock. Dropping a
+    /// `Store` also releases the lock, but leaves closing the connections to the background.
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// Runs a trivial query: the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; [`StoreError::Corrupt`] with its findings if it
+    /// reports anything but "ok".
+    pub async fn check_integrity(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await?;
+        let findings: Vec<String> = rows.into_iter().map(|(line,)| line).collect();
+        if findings == ["ok"] {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "integrity check: {}",
+                findings.join("; ")
+            )))
+        }
+    }
+}
+
+/// The database path in a `[store] url`: `sqlite://renderburst.db` (relative to the working
+/// directory), `sqlite:///var/lib/renderburst/renderburst.db` (absolute), or `sqlite:PATH`.
+///
+/// Query parameters (`?mode=...`) and in-memory databases are rejected: the daemon always
+/// opens a file read-write, creating it if missing, and needs a file to lock.
+pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
+    let bad = |why: &str| StoreError::BadUrl {
+        url: url.to_string(),
+        why: why.to_string(),
+    };
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| bad("it must start with sqlite://, as in sqlite://renderburst.db"))?;
+    if rest.contains('?') {
+        return Err(bad(
+            "query parameters such as ?mode= are not supported; give only the file path",
+        ));
+    }
+    if rest.is_empty() {
+        return Err(bad("it names no file"));
+    }
+    if rest == ":memory:" || rest.starts_with(":memory:") {
+        return Err(bad(
+            "an in-memory database would lose all state on restart; give a file path",
+        ));
+    }
+    Ok(PathBuf::from(rest))
+}
+
+/// Takes the exclusive, non-blocking lock on `{db}.lock` and writes our process id into it so
+/// that a second daemon can say who holds it.
+fn take_lock(db: &Path) -> Result<File, StoreError> {
+    let lock_path = lock_path(db);
+    let io_err = |source| StoreError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    // Not truncated on open: the file may hold the current holder's pid.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let pid = file
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| text.trim().parse().ok());
+            return Err(StoreError::Locked {
+                path: db.to_path_buf(),
+                pid,
+            });
+        }
+        Err(TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    // Best effort: the lock is what matters, the pid only helps an admin find the holder.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| {
+            write!(file, "{}", std::process::id())?;
+            file.flush()
+        });
+    Ok(file)
+}
+
+/// `{db}.lock`, beside the database file.
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut name = OsString::from(db.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Now, in Unix seconds, for the rows that record when they were written.
+pub(crate) fn now() -> UnixSeconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An enum's serde name (`"running"`, `"spot"`...), the form stored in the database.
+pub(crate) fn enum_str<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => {
+            unreachable!("enum stored in the database does not serialize to a string: {other:?}")
+        }
+    }
+}
+
+/// Parses an enum from its serde name; a name this version does not know is a corrupt row.
+pub(crate) fn parse_enum<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| StoreError::Corrupt(format!("{column} {text:?}: {e}")))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
+    // Serializing our own plain data types (no maps with non-string keys) cannot fail.
+    serde_json::to_string(value).expect("serializing a value to JSON")
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// u64 counts and indexes to SQLite's i64; beyond i64::MAX is a caller's bug, reported as a
+/// conflict rather than a wrapped number.
+pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Conflict {
+        what: format!("{what} {value} is too large"),
+    })
+}

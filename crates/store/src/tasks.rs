@@ -1,0 +1,39 @@
+//! The `task_status` table: the last typed status each background task reported, as JSON, so
+//! `GET /v1/status` can show it (and so it survives a restart).
+
+use rb_core::UnixSeconds;
+
+use crate::{Store, StoreError, now, parse_json, to_json};
+
+impl Store {
+    /// Stores the task's latest status, stamped with the current time.
+    pub async fn put_task_status(
+        &self,
+        name: &str,
+        status: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO task_status (name, status, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(to_json(status))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every task's latest status and when it was stored, ordered by task name.
+    pub async fn task_statuses(
+        &self,
+    ) -> Result<Vec<(String, serde_json::Value, UnixSeconds)>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT name, status, updated_at FROM task_status ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(name, status, at)| Ok((name, parse_json("task_status.status", &status)?, at)))
+            .collect()
+    }
+}

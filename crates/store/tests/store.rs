@@ -1,0 +1,981 @@
+//! The store against real SQLite files in temporary directories: every method, the one-daemon
+//! lock, reopening, and concurrency.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rb_core::{
+    ActionKind, NodeState, Offering, Os, PoolMode, PoolSpec, Priority, ScaleDown, SpotSpec,
+    Unavailable, UnavailableReason,
+};
+use store::{IntentOutcome, NewEvent, NewIntent, Store, StoreError, VmRecord};
+
+/// A directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("renderburst-store-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("renderburst.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open(path: &Path) -> Store {
+    Store::open(path).await.expect("open store")
+}
+
+fn spec(name: &str) -> PoolSpec {
+    PoolSpec {
+        name: name.to_string(),
+        mode: PoolMode::Vm,
+        vm_sizes: vec![
+            "Standard_NC4as_T4_v3".to_string(),
+            "Standard_NC8as_T4_v3".to_string(),
+        ],
+        priority: Priority::Spot,
+        spot: SpotSpec::default(),
+        image: "Canonical:ubuntu-24_04-lts:server:latest".to_string(),
+        os: Os::Linux,
+        min: 0,
+        max: 50,
+        target: 0,
+        idle_timeout_seconds: 900,
+        scale_down: ScaleDown::Deallocate,
+        tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+    }
+}
+
+fn vm(name: &str, pool: &str) -> VmRecord {
+    VmRecord {
+        name: name.to_string(),
+        pool: pool.to_string(),
+        size: "Standard_NC4as_T4_v3".to_string(),
+        priority: Priority::Spot,
+        state: NodeState::Creating,
+        power_state: None,
+        azure_id: None,
+        failed_code: None,
+        created_at: 1_000,
+        started_at: None,
+        deallocated_at: None,
+        last_seen: None,
+        last_heartbeat: None,
+        busy: false,
+        draining: false,
+    }
+}
+
+fn event(kind: &str, message: &str) -> NewEvent {
+    NewEvent {
+        kind: kind.to_string(),
+        pool: Some("maya".to_string()),
+        node: None,
+        actor: "controller".to_string(),
+        message: message.to_string(),
+        data: serde_json::json!({"n": 1}),
+    }
+}
+
+#[tokio::test]
+async fn pools_lifecycle() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+
+    assert!(store.list_pools().await.unwrap().is_empty());
+    assert_eq!(store.get_pool("maya").await.unwrap(), None);
+
+    let created = store.create_pool(&spec("maya")).await.unwrap();
+    assert_eq!(created.spec, spec("maya"));
+    assert_eq!(created.generation, 1);
+    assert!(!created.deleting);
+    assert_eq!(created.next_index, 1);
+    assert!(created.created_at > 0 && created.updated_at == created.created_at);
+
+    let err = store.create_pool(&spec("maya")).await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(err.to_string(), "pool \"maya\" already exists");
+
+    let mut changed = spec("maya");
+    changed.max = 10;
+    changed.vm_sizes = vec!["Standard_D4s_v5".to_string()];
+    let replaced = store.replace_pool(&changed).await.unwrap();
+    assert_eq!(replaced.spec, changed);
+    assert_eq!(replaced.generation, 2);
+    assert_eq!(replaced.created_at, created.created_at);
+
+    let err = store.replace_pool(&spec("nope")).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(err.to_string(), "pool \"nope\" does not exist");
+
+    let scaled = store.set_target("maya", 7).await.unwrap();
+    assert_eq!(scaled.spec.target, 7);
+    assert_eq!(scaled.spec.max, 10, "set_target changes only the target");
+    assert_eq!(scaled.spec.vm_sizes, changed.vm_sizes);
+    assert_eq!(scaled.generation, 3);
+    assert!(
+        store
+            .set_target("nope", 1)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    store.create_pool(&spec("arnold")).await.unwrap();
+    let names: Vec<String> = store
+        .list_pools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.spec.name)
+        .collect();
+    assert_eq!(names, ["arnold", "maya"]);
+    assert_eq!(store.get_pool("maya").await.unwrap(), Some(scaled.clone()));
+
+    let deleting = store.mark_pool_deleting("maya").await.unwrap();
+    assert!(deleting.deleting);
+    assert_eq!(deleting.generation, 4);
+    // Idempotent: a second mark changes nothing.
+    assert_eq!(store.mark_pool_deleting("maya").await.unwrap(), deleting);
+    assert!(
+        store
+            .mark_pool_deleting("nope")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    // A pool being deleted cannot be changed or re-created.
+    let err = store.set_target("maya", 1).await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(err.to_string(), "pool \"maya\" is being deleted");
+    assert!(
+        store
+            .replace_pool(&spec("maya"))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert!(
+        store
+            .create_pool(&spec("maya"))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+
+    store.upsert_vm(&vm("maya-00001", "maya")).await.unwrap();
+    store
+        .upsert_vm(&vm("arnold-00001", "arnold"))
+        .await
+        .unwrap();
+    store.remove_pool("maya").await.unwrap();
+    assert_eq!(store.get_pool("maya").await.unwrap(), None);
+    assert!(
+        store.list_vms(Some("maya")).await.unwrap().is_empty(),
+        "its vms go with it"
+    );
+    assert_eq!(
+        store.list_vms(None).await.unwrap().len(),
+        1,
+        "other pools' vms stay"
+    );
+    assert!(store.remove_pool("maya").await.unwrap_err().is_not_found());
+
+    // The name is free again.
+    assert_eq!(
+        store.create_pool(&spec("maya")).await.unwrap().generation,
+        1
+    );
+    store.check_integrity().await.unwrap();
+}
+
+#[tokio::test]
+async fn node_indexes_are_reserved_once() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+
+    assert_eq!(store.reserve_node_indexes("maya", 3).await.unwrap(), 1);
+    assert_eq!(store.reserve_node_indexes("maya", 2).await.unwrap(), 4);
+    assert_eq!(store.reserve_node_indexes("maya", 0).await.unwrap(), 6);
+    assert_eq!(store.get_pool("maya").await.unwrap().unwrap().next_index, 6);
+    assert!(
+        store
+            .reserve_node_indexes("nope", 1)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    // Reserving indexes is not a change of desired state.
+    assert_eq!(store.get_pool("maya").await.unwrap().unwrap().generation, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_never_overlap() {
+    let dir = TempDir::new();
+    let store = Arc::new(open(&dir.db()).await);
+    store.create_pool(&spec("maya")).await.unwrap();
+
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let n = i % 4 + 1;
+                let first = store.reserve_node_indexes("maya", n).await.unwrap();
+                (first..first + n).collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        for index in task.await.unwrap() {
+            assert!(seen.insert(index), "index {index} handed out twice");
+            total += 1;
+        }
+    }
+    // Contiguous from 1, no gaps, and next_index just past them.
+    assert_eq!(seen, (1..=total).collect::<HashSet<u64>>());
+    assert_eq!(
+        store.get_pool("maya").await.unwrap().unwrap().next_index,
+        total + 1
+    );
+    store.check_integrity().await.unwrap();
+}
+
+#[tokio::test]
+async fn inventory() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    store.create_pool(&spec("arnold")).await.unwrap();
+
+    let err = store
+        .upsert_vm(&vm("ghost-00001", "ghost"))
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "a vm needs its pool: {err:?}");
+
+    let mut a = vm("maya-00002", "maya");
+    store.upsert_vm(&a).await.unwrap();
+    store.upsert_vm(&vm("maya-00001", "maya")).await.unwrap();
+    store
+        .upsert_vm(&vm("arnold-00001", "arnold"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_vm("maya-00002").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_vm("nope").await.unwrap(), None);
+
+    let names = |vms: Vec<VmRecord>| vms.into_iter().map(|v| v.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_vms(Some("maya")).await.unwrap()),
+        ["maya-00001", "maya-00002"]
+    );
+    assert_eq!(
+        names(store.list_vms(None).await.unwrap()),
+        ["arnold-00001", "maya-00001", "maya-00002"]
+    );
+    assert!(store.list_vms(Some("nope")).await.unwrap().is_empty());
+
+    // Heartbeat and drain belong to the node API.
+    store
+        .set_heartbeat("maya-00002", true, 5_000)
+        .await
+        .unwrap();
+    store.set_draining("maya-00002", true).await.unwrap();
+    let err = store.set_heartbeat("nope", false, 5_000).await.unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), "vm \"nope\" does not exist");
+    assert!(
+        store
+            .set_draining("nope", true)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // An upsert from the controller's view replaces everything else and keeps those.
+    a.state = NodeState::Running;
+    a.power_state = Some("PowerState/running".to_string());
+    a.azure_id = Some(
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/maya-00002"
+            .into(),
+    );
+    a.failed_code = Some("none".to_string());
+    a.started_at = Some(2_000);
+    a.deallocated_at = Some(1_500);
+    a.last_seen = Some(2_100);
+    a.size = "Standard_NC8as_T4_v3".to_string();
+    a.priority = Priority::Regular;
+    a.last_heartbeat = None;
+    a.busy = false;
+    a.draining = false;
+    store.upsert_vm(&a).await.unwrap();
+    let stored = store.get_vm("maya-00002").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        VmRecord {
+            last_heartbeat: Some(5_000),
+            busy: true,
+            draining: true,
+            ..a.clone()
+        },
+        "upsert keeps heartbeat, busy and draining"
+    );
+
+    store
+        .set_heartbeat("maya-00002", false, 6_000)
+        .await
+        .unwrap();
+    store.set_draining("maya-00002", false).await.unwrap();
+    let stored = store.get_vm("maya-00002").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.last_heartbeat, stored.busy, stored.draining),
+        (Some(6_000), false, false)
+    );
+
+    // A new row takes those fields from the record.
+    let fresh = VmRecord {
+        last_heartbeat: Some(7),
+        busy: true,
+        draining: true,
+        ..vm("maya-00003", "maya")
+    };
+    store.upsert_vm(&fresh).await.unwrap();
+    assert_eq!(store.get_vm("maya-00003").await.unwrap(), Some(fresh));
+
+    // Every state round-trips.
+    for state in [
+        NodeState::Creating,
+        NodeState::Starting,
+        NodeState::Running,
+        NodeState::Stopped,
+        NodeState::Deallocating,
+        NodeState::Deallocated,
+        NodeState::Deleting,
+        NodeState::Failed,
+        NodeState::Missing,
+    ] {
+        let v = VmRecord {
+            state,
+            ..vm("maya-00009", "maya")
+        };
+        store.upsert_vm(&v).await.unwrap();
+        assert_eq!(
+            store.get_vm("maya-00009").await.unwrap().unwrap().state,
+            state
+        );
+    }
+
+    assert!(store.delete_vm("maya-00001").await.unwrap());
+    assert!(
+        !store.delete_vm("maya-00001").await.unwrap(),
+        "deleting again is a no-op"
+    );
+    assert_eq!(store.get_vm("maya-00001").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn intent_journal() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+
+    let new = |node: &str, kind| NewIntent {
+        pool: "maya".to_string(),
+        node: node.to_string(),
+        kind,
+        detail: serde_json::json!({"size": "Standard_NC4as_T4_v3", "priority": "spot"}),
+        reason: "scale up: 0 of 3 running".to_string(),
+    };
+    let a = store
+        .open_intent(&new("maya-00001", ActionKind::Create))
+        .await
+        .unwrap();
+    let b = store
+        .open_intent(&new("maya-00002", ActionKind::Deallocate))
+        .await
+        .unwrap();
+    let c = store
+        .open_intent(&new("maya-00003", ActionKind::Delete))
+        .await
+        .unwrap();
+    let d = store
+        .open_intent(&new("maya-00004", ActionKind::Start))
+        .await
+        .unwrap();
+    assert!(a < b && b < c && c < d);
+
+    let op = serde_json::json!({"url": "https://management.azure.com/operations/1", "kind": "azure-async"});
+    store.set_intent_operation(a, &op).await.unwrap();
+    assert!(
+        store
+            .set_intent_operation(999, &op)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    let open = store.open_intents().await.unwrap();
+    assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), [a, b, c, d]);
+    let first = &open[0];
+    assert_eq!(first.pool, "maya");
+    assert_eq!(first.node, "maya-00001");
+    assert_eq!(first.kind, ActionKind::Create);
+    assert_eq!(first.detail["size"], "Standard_NC4as_T4_v3");
+    assert_eq!(first.reason, "scale up: 0 of 3 running");
+    assert_eq!(first.operation, Some(op.clone()));
+    assert!(first.opened_at > 0);
+    assert_eq!((first.closed_at, &first.outcome), (None, &None));
+    assert_eq!(open[1].operation, None);
+
+    store
+        .close_intent(a, &IntentOutcome::Succeeded)
+        .await
+        .unwrap();
+    let failed = IntentOutcome::Failed {
+        code: "AllocationFailed".into(),
+        message: "no capacity".into(),
+    };
+    store.close_intent(b, &failed).await.unwrap();
+    let abandoned = IntentOutcome::Abandoned {
+        why: "not found after restart".into(),
+    };
+    store.close_intent(c, &abandoned).await.unwrap();
+
+    let err = store
+        .close_intent(a, &IntentOutcome::Succeeded)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(err.to_string(), format!("intent {a} is already closed"));
+    assert!(
+        store
+            .set_intent_operation(a, &op)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert!(
+        store
+            .close_intent(999, &IntentOutcome::Succeeded)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    assert_eq!(
+        store
+            .open_intents()
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        [d]
+    );
+
+    let recent = store.recent_intents(3).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [d, c, b],
+        "newest first"
+    );
+    assert_eq!(recent[0].outcome, None);
+    assert_eq!(recent[1].outcome, Some(abandoned));
+    assert_eq!(recent[2].outcome, Some(failed));
+    assert!(recent[1].closed_at.is_some());
+    let all = store.recent_intents(100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].outcome, Some(IntentOutcome::Succeeded));
+    assert_eq!(all[3].kind, ActionKind::Create);
+    assert_eq!(all[2].kind, ActionKind::Deallocate);
+}
+
+#[tokio::test]
+async fn events_append_page_and_trim() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(
+            store
+                .append_event(&event("vm.create", &format!("created {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+
+    let page = store.events_after(0, 4).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), ids[..4]);
+    let e = &page[0];
+    assert_eq!(
+        (e.kind.as_str(), e.pool.as_deref(), e.node.as_deref()),
+        ("vm.create", Some("maya"), None)
+    );
+    assert_eq!(
+        (e.actor.as_str(), e.message.as_str()),
+        ("controller", "created 0")
+    );
+    assert_eq!(e.data, serde_json::json!({"n": 1}));
+    assert!(e.at > 0);
+    let next = store.events_after(page[3].id, 100).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), ids[4..]);
+    assert!(store.events_after(ids[9], 10).await.unwrap().is_empty());
+
+    assert_eq!(store.trim_events(3).await.unwrap(), 7);
+    assert_eq!(
+        store
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        ids[7..]
+    );
+    assert_eq!(
+        store.trim_events(3).await.unwrap(),
+        0,
+        "already within the bound"
+    );
+    assert_eq!(store.trim_events(100).await.unwrap(), 0);
+
+    // Ids are never reused after a trim, so `after=` cursors stay valid.
+    assert_eq!(store.trim_events(0).await.unwrap(), 3);
+    assert!(store.events_after(0, 100).await.unwrap().is_empty());
+    let id = store
+        .append_event(&event("pool.created", "again"))
+        .await
+        .unwrap();
+    assert!(id > ids[9]);
+}
+
+#[tokio::test]
+async fn unavailable_offerings_expire() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    let entry = |size: &str, priority, reason, until| Unavailable {
+        offering: Offering::new(size, priority),
+        reason,
+        code: "AllocationFailed".to_string(),
+        since: 100,
+        until,
+    };
+
+    store
+        .set_unavailable(&entry(
+            "Standard_NC4as_T4_v3",
+            Priority::Spot,
+            UnavailableReason::Capacity,
+            3_700,
+        ))
+        .await
+        .unwrap();
+    store
+        .set_unavailable(&entry(
+            "Standard_NC4as_T4_v3",
+            Priority::Regular,
+            UnavailableReason::Quota,
+            700,
+        ))
+        .await
+        .unwrap();
+    store
+        .set_unavailable(&entry(
+            "Standard_D4s_v5",
+            Priority::Spot,
+            UnavailableReason::SkuNotAvailable,
+            90_000,
+        ))
+        .await
+        .unwrap();
+
+    let listed = store.list_unavailable(500).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed[0].offering,
+        Offering::new("standard_d4s_v5", Priority::Spot)
+    );
+    assert_eq!(listed[0].reason, UnavailableReason::SkuNotAvailable);
+    assert_eq!(
+        listed[1],
+        entry(
+            "standard_nc4as_t4_v3",
+            Priority::Regular,
+            UnavailableReason::Quota,
+            700
+        )
+    );
+
+    // Setting again (any casing) replaces the entry.
+    let mut longer = entry(
+        "STANDARD_NC4AS_T4_V3",
+        Priority::Regular,
+        UnavailableReason::Capacity,
+        800,
+    );
+    longer.offering.size = "STANDARD_NC4AS_T4_V3".to_string();
+    store.set_unavailable(&longer).await.unwrap();
+    let listed = store.list_unavailable(500).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[1].until, 800);
+    assert_eq!(listed[1].reason, UnavailableReason::Capacity);
+    assert_eq!(listed[1].offering.size, "standard_nc4as_t4_v3");
+
+    // until == now has expired; expired entries are gone for good.
+    let listed = store.list_unavailable(800).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|u| u.until).collect::<Vec<_>>(),
+        [90_000, 3_700]
+    );
+    assert_eq!(
+        store.list_unavailable(0).await.unwrap().len(),
+        2,
+        "expired rows were deleted"
+    );
+}
+
+#[tokio::test]
+async fn task_statuses_and_owner_id() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+
+    assert!(store.task_statuses().await.unwrap().is_empty());
+    store
+        .put_task_status("reconcile", &serde_json::json!({"last": 1}))
+        .await
+        .unwrap();
+    store
+        .put_task_status("gc", &serde_json::json!({"removed": 0}))
+        .await
+        .unwrap();
+    store
+        .put_task_status("reconcile", &serde_json::json!({"last": 2}))
+        .await
+        .unwrap();
+    let statuses = store.task_statuses().await.unwrap();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(
+        (statuses[0].0.as_str(), &statuses[0].1),
+        ("gc", &serde_json::json!({"removed": 0}))
+    );
+    assert_eq!(
+        (statuses[1].0.as_str(), &statuses[1].1),
+        ("reconcile", &serde_json::json!({"last": 2}))
+    );
+    assert!(statuses[1].2 > 0);
+
+    let owner = store.owner_id().await.unwrap();
+    assert_eq!(owner.len(), 36, "a uuid: {owner}");
+    assert_eq!(store.owner_id().await.unwrap(), owner, "generated once");
+}
+
+#[tokio::test]
+async fn tokens() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    let hash = |c: char| c.to_string().repeat(64);
+
+    let ci = store
+        .insert_token("ci", "requester", &hash('a'))
+        .await
+        .unwrap();
+    assert_eq!((ci.name.as_str(), ci.role.as_str()), ("ci", "requester"));
+    assert_eq!(ci.token_hash, hash('a'));
+    assert!(ci.created_at > 0);
+    store
+        .insert_token("admin", "admin", &hash('b'))
+        .await
+        .unwrap();
+
+    let err = store
+        .insert_token("ci", "viewer", &hash('c'))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict());
+    assert_eq!(err.to_string(), "token \"ci\" already exists");
+    let err = store
+        .insert_token("other", "viewer", &hash('a'))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict());
+    assert_eq!(err.to_string(), "a token with the same hash already exists");
+
+    assert_eq!(
+        store.find_token_by_hash(&hash('a')).await.unwrap(),
+        Some(ci.clone())
+    );
+    assert_eq!(store.find_token_by_hash(&hash('z')).await.unwrap(), None);
+    let names: Vec<String> = store
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["admin", "ci"]);
+
+    store.delete_token("ci").await.unwrap();
+    assert_eq!(store.find_token_by_hash(&hash('a')).await.unwrap(), None);
+    let err = store.delete_token("ci").await.unwrap_err();
+    assert!(err.is_not_found());
+    assert_eq!(err.to_string(), "token \"ci\" does not exist");
+}
+
+#[tokio::test]
+async fn one_daemon_per_database() {
+    let dir = TempDir::new();
+    let db = dir.db();
+    let first = open(&db).await;
+
+    let err = Store::open(&db).await.unwrap_err();
+    let StoreError::Locked { path, pid } = &err else {
+        panic!("expected Locked, got {err:?}")
+    };
+    assert_eq!(path, &db);
+    assert_eq!(
+        *pid,
+        Some(std::process::id()),
+        "the lock file names the holder"
+    );
+    let message = err.to_string();
+    assert!(message.contains(&db.display().to_string()), "{message}");
+    assert!(
+        message.contains("is locked by another running renderburst daemon"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("process {}", std::process::id())),
+        "{message}"
+    );
+    assert!(
+        message.contains("stop it or use a different [store] url"),
+        "{message}"
+    );
+
+    // Through the config's url too.
+    let url = format!("sqlite://{}", db.display());
+    assert!(matches!(
+        Store::open_url(&url).await,
+        Err(StoreError::Locked { .. })
+    ));
+
+    // Dropping the holder releases the lock at once.
+    drop(first);
+    let second = open(&db).await;
+    second.close().await;
+    let third = open(&db).await;
+    third.ping().await.unwrap();
+}
+
+/// The environment variable that makes [`hold_lock_in_child`] hold a database.
+const HOLD_ENV: &str = "RENDERBURST_STORE_TEST_HOLD";
+
+/// Run only as a child process by [`a_killed_daemon_releases_the_lock`]: opens the database,
+/// says so, and waits to be killed.
+#[tokio::test]
+#[ignore = "run as a child process by a_killed_daemon_releases_the_lock"]
+async fn hold_lock_in_child() {
+    let Some(db) = std::env::var_os(HOLD_ENV) else {
+        return;
+    };
+    let _store = open(Path::new(&db)).await;
+    println!("holding");
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn a_killed_daemon_releases_the_lock() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let dir = TempDir::new();
+    let db = dir.db();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "hold_lock_in_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_ENV, &db)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let holding = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.contains("holding"));
+    assert!(holding, "the child never opened the database");
+
+    let err = Store::open(&db).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Locked { pid: Some(pid), .. } if pid == child.id()),
+        "expected Locked by the child: {err:?}"
+    );
+
+    // SIGKILL: no destructor runs; the kernel drops the lock with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let store = open(&db).await;
+    store.check_integrity().await.unwrap();
+}
+
+#[tokio::test]
+async fn data_survives_reopen_and_migrations_are_idempotent() {
+    let dir = TempDir::new();
+    let db = dir.db();
+
+    let store = open(&db).await;
+    let owner = store.owner_id().await.unwrap();
+    store.create_pool(&spec("maya")).await.unwrap();
+    store.set_target("maya", 4).await.unwrap();
+    store.reserve_node_indexes("maya", 4).await.unwrap();
+    store.upsert_vm(&vm("maya-00001", "maya")).await.unwrap();
+    store.set_heartbeat("maya-00001", true, 42).await.unwrap();
+    let intent = store
+        .open_intent(&NewIntent {
+            pool: "maya".into(),
+            node: "maya-00001".into(),
+            kind: ActionKind::Create,
+            detail: serde_json::json!({}),
+            reason: "r".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .append_event(&event("pool.created", "made"))
+        .await
+        .unwrap();
+    store.insert_token("ci", "viewer", "ab").await.unwrap();
+    store.close().await;
+
+    for _ in 0..2 {
+        let store = open(&db).await;
+        assert_eq!(store.owner_id().await.unwrap(), owner);
+        let pool = store.get_pool("maya").await.unwrap().unwrap();
+        assert_eq!(
+            (pool.spec.target, pool.generation, pool.next_index),
+            (4, 2, 5)
+        );
+        let v = store.get_vm("maya-00001").await.unwrap().unwrap();
+        assert_eq!((v.last_heartbeat, v.busy), (Some(42), true));
+        assert_eq!(store.open_intents().await.unwrap()[0].id, intent);
+        assert_eq!(store.events_after(0, 10).await.unwrap().len(), 1);
+        assert!(store.find_token_by_hash("ab").await.unwrap().is_some());
+        store.check_integrity().await.unwrap();
+        store.close().await;
+    }
+
+    // Exactly one row per migration: reopening applied nothing twice.
+    let applied = store_migrations(&db).await;
+    assert_eq!(applied, store::MIGRATOR.iter().count());
+}
+
+/// Counts the applied migrations with a plain connection (the test's own SQL, read-only).
+async fn store_migrations(db: &Path) -> usize {
+    use sqlx::ConnectOptions;
+    use sqlx::Connection;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    count as usize
+}
+
+#[tokio::test]
+async fn urls() {
+    assert_eq!(
+        store::path_from_url("sqlite://renderburst.db").unwrap(),
+        PathBuf::from("renderburst.db")
+    );
+    assert_eq!(
+        store::path_from_url("sqlite:data/rb.db").unwrap(),
+        PathBuf::from("data/rb.db")
+    );
+    assert_eq!(
+        store::path_from_url("sqlite:///var/lib/rb/rb.db").unwrap(),
+        PathBuf::from("/var/lib/rb/rb.db")
+    );
+    for bad in [
+        "postgres://x",
+        "renderburst.db",
+        "sqlite://",
+        "sqlite://rb.db?mode=rwc",
+        "sqlite::memory:",
+    ] {
+        let err = store::path_from_url(bad).unwrap_err();
+        assert!(matches!(err, StoreError::BadUrl { .. }), "{bad}: {err:?}");
+        assert!(err.to_string().starts_with("[store] url"), "{err}");
+    }
+    assert_eq!(
+        store::lock_path(Path::new("/x/rb.db")),
+        PathBuf::from("/x/rb.db.lock")
+    );
+
+    let dir = TempDir::new();
+    let store = Store::open_url(&format!("sqlite://{}", dir.db().display()))
+        .await
+        .unwrap();
+    assert_eq!(store.path(), dir.db());
+    assert!(dir.0.join("renderburst.db.lock").exists());
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported() {
+    let dir = TempDir::new();
+    let db = dir.db();
+    let store = open(&db).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    store.close().await;
+
+    // Break a row behind the store's back, without its lock.
+    {
+        use sqlx::ConnectOptions;
+        use sqlx::Connection;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE pools SET spec = '{not json'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let store = open(&db).await;
+    let err = store.get_pool("maya").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(
+        err.to_string().starts_with("corrupt row: pools.spec"),
+        "{err}"
+    );
+}
