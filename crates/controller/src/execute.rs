@@ -1,0 +1,367 @@
+//! The executor: carries out planned actions with no choices of its own. For each write it
+//! records an intent before the ARM call, stores the operation handle once ARM accepted it,
+//! polls it in the background, and records the outcome — so a crash at any point leaves
+//! enough in the store to finish or undo the work on restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use azure::{ArmError, Operation};
+use rb_core::{
+    Action, ActionKind, NodeState, Offering, Plan, Priority, Unavailable, UnavailableReason,
+};
+use serde_json::{Value, json};
+use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
+
+use crate::{Shared, now, vmspec};
+
+/// Nodes with an open intent (in this process or left by a previous one).
+pub(crate) async fn in_flight(sh: &Shared) -> Result<HashSet<String>, store::StoreError> {
+    let mut set: HashSet<String> = sh
+        .store
+        .open_intents()
+        .await?
+        .into_iter()
+        .map(|i| i.node.to_ascii_lowercase())
+        .collect();
+    if let Ok(ex) = sh.executing.lock() {
+        set.extend(ex.iter().cloned());
+    }
+    Ok(set)
+}
+
+pub(crate) async fn event(
+    sh: &Shared,
+    kind: &str,
+    pool: Option<&str>,
+    node: Option<&str>,
+    message: &str,
+    data: Value,
+) -> Result<i64, store::StoreError> {
+    sh.store
+        .append_event(&NewEvent {
+            kind: kind.to_owned(),
+            pool: pool.map(str::to_owned),
+            node: node.map(str::to_owned),
+            actor: "controller".into(),
+            message: message.to_owned(),
+            data,
+        })
+        .await
+}
+
+/// Starts the plan's actions in the background.
+pub(crate) async fn dispatch(
+    sh: &Arc<Shared>,
+    record: &PoolRecord,
+    plan: Plan,
+) -> Result<(), store::StoreError> {
+    let creates = plan
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Create)
+        .count() as u64;
+    // Reserve the indexes the planner used, so names are never handed out twice.
+    let first = if creates > 0 {
+        sh.store
+            .reserve_node_indexes(&record.spec.name, creates)
+            .await?
+    } else {
+        0
+    };
+    let mut k = 0u64;
+    for mut action in plan.actions {
+        if action.kind == ActionKind::Create {
+            let name = rb_core::plan::node_name(&record.spec.name, first + k);
+            k += 1;
+            action.node = name;
+        }
+        let key = action.node.to_ascii_lowercase();
+        {
+            let Ok(mut ex) = sh.executing.lock() else {
+                continue;
+            };
+            if !ex.insert(key.clone()) {
+                continue; // Already being worked on.
+            }
+        }
+        let intent = sh
+            .store
+            .open_intent(&NewIntent {
+                pool: record.spec.name.clone(),
+                node: action.node.clone(),
+                kind: action.kind,
+                detail: json!({"size": action.size, "priority": action.priority}),
+                reason: action.reason.clone(),
+            })
+            .await;
+        let intent = match intent {
+            Ok(id) => id,
+            Err(e) => {
+                if let Ok(mut ex) = sh.executing.lock() {
+                    ex.remove(&key);
+                }
+                return Err(e);
+            }
+        };
+        if action.kind == ActionKind::Create {
+            // Count the node from now on, before ARM has even seen it.
+            let t = now();
+            sh.store
+                .upsert_vm(&VmRecord {
+                    name: action.node.clone(),
+                    pool: record.spec.name.clone(),
+                    size: action.size.clone().unwrap_or_default(),
+                    priority: action.priority.unwrap_or_default(),
+                    state: NodeState::Creating,
+                    power_state: None,
+                    azure_id: None,
+                    failed_code: None,
+                    created_at: t,
+                    started_at: None,
+                    deallocated_at: None,
+                    last_seen: None,
+                    last_heartbeat: None,
+                    busy: false,
+                    draining: false,
+                })
+                .await?;
+        }
+        let sh2 = sh.clone();
+        let spec = record.spec.clone();
+        tokio::spawn(async move {
+            let permit = sh2.permits.clone().acquire_owned().await;
+            let result = run_action(&sh2, &spec, &action, intent).await;
+            drop(permit);
+            finish(&sh2, &spec.name, &action, intent, result).await;
+            if let Ok(mut ex) = sh2.executing.lock() {
+                ex.remove(&action.node.to_ascii_lowercase());
+            }
+            sh2.wake.notify_one();
+        });
+    }
+    Ok(())
+}
+
+async fn start_op(
+    sh: &Shared,
+    spec: &rb_core::PoolSpec,
+    action: &Action,
+) -> azure::Result<Option<Operation>> {
+    let rg = &sh.cfg.resource_group;
+    let arm = &sh.arm;
+    match action.kind {
+        ActionKind::Create => {
+            let size = action.size.clone().unwrap_or_default();
+            let body = vmspec::vm_body(
+                spec,
+                &action.node,
+                &size,
+                action.priority.unwrap_or_default(),
+                &sh.cfg.placement,
+            );
+            let vm = vmspec::vm_model(body).map_err(|e| {
+                ArmError::new(azure::ErrorKind::Decode, "EncodeError", e.to_string())
+            })?;
+            Ok(Some(
+                arm.create_or_update_vm(rg, &action.node, &vm).await?.1,
+            ))
+        }
+        ActionKind::Start => Ok(Some(arm.start_vm(rg, &action.node).await?)),
+        ActionKind::Deallocate => Ok(Some(arm.deallocate_vm(rg, &action.node).await?)),
+        ActionKind::Delete => arm.delete_vm(rg, &action.node).await,
+        ActionKind::Forget => Ok(None),
+    }
+}
+
+async fn run_action(
+    sh: &Shared,
+    spec: &rb_core::PoolSpec,
+    action: &Action,
+    intent: i64,
+) -> azure::Result<()> {
+    let op = start_op(sh, spec, action).await?;
+    if let Some(op) = op {
+        if let Ok(v) = serde_json::to_value(&op) {
+            let _ = sh.store.set_intent_operation(intent, &v).await;
+        }
+        op.wait(&sh.arm).await?;
+    }
+    Ok(())
+}
+
+/// Records the outcome of an action: intent, inventory, event, unavailable offerings.
+async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: azure::Result<()>) {
+    let verb = format!("{:?}", action.kind).to_ascii_lowercase();
+    match result {
+        Ok(()) => {
+            let _ = sh
+                .store
+                .close_intent(intent, &IntentOutcome::Succeeded)
+                .await;
+            match action.kind {
+                ActionKind::Delete | ActionKind::Forget => {
+                    let _ = sh.store.delete_vm(&action.node).await;
+                }
+                _ => {
+                    if let Ok(Some(mut vm)) = sh.store.get_vm(&action.node).await {
+                        let t = now();
+                        match action.kind {
+                            ActionKind::Create | ActionKind::Start => {
+                                vm.state = NodeState::Running;
+                                vm.started_at = Some(t);
+                            }
+                            ActionKind::Deallocate => {
+                                vm.state = NodeState::Deallocated;
+                                vm.deallocated_at = Some(t);
+                            }
+                            _ => {}
+                        }
+                        let _ = sh.store.upsert_vm(&vm).await;
+                    }
+                }
+            }
+            let _ = event(
+                sh,
+                &format!("vm.{verb}"),
+                Some(pool),
+                Some(&action.node),
+                &action.reason,
+                json!({"size": action.size, "priority": action.priority}),
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::warn!(pool, node = %action.node, action = %verb, code = %e.code, error = %e, "action failed");
+            let _ = sh
+                .store
+                .close_intent(
+                    intent,
+                    &IntentOutcome::Failed {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                    },
+                )
+                .await;
+            let mut data = json!({"code": e.code, "status": e.status, "action": verb, "request_id": e.request_id});
+            if let Some(reason) = unavailability(&e) {
+                let (size, priority) = match (&action.size, action.priority) {
+                    (Some(s), Some(p)) => (s.clone(), p),
+                    _ => match sh.store.get_vm(&action.node).await {
+                        Ok(Some(vm)) => (vm.size, vm.priority),
+                        _ => (String::new(), Priority::Regular),
+                    },
+                };
+                if !size.is_empty() {
+                    let u =
+                        Unavailable::new(Offering::new(&size, priority), reason, &e.code, now());
+                    data["unavailable_until"] = json!(u.until);
+                    let _ = sh.store.set_unavailable(&u).await;
+                }
+            }
+            if action.kind == ActionKind::Create && e.kind != azure::ErrorKind::Operation {
+                // Refused synchronously: nothing was created. Forget the placeholder row
+                // unless Azure shows the VM (the next observation decides).
+                if let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
+                    && vm.azure_id.is_none()
+                {
+                    let _ = sh.store.delete_vm(&action.node).await;
+                }
+            }
+            let _ = event(
+                sh,
+                "arm.error",
+                Some(pool),
+                Some(&action.node),
+                &format!("{verb} {} failed: {}: {}", action.node, e.code, e.message),
+                data,
+            )
+            .await;
+        }
+    }
+}
+
+/// How long an error makes the planner avoid an offering, if at all.
+pub(crate) fn unavailability(e: &ArmError) -> Option<UnavailableReason> {
+    if e.code.eq_ignore_ascii_case("SkuNotAvailable") {
+        Some(UnavailableReason::SkuNotAvailable)
+    } else if e.is_quota() {
+        Some(UnavailableReason::Quota)
+    } else if e.is_capacity() {
+        Some(UnavailableReason::Capacity)
+    } else {
+        None
+    }
+}
+
+/// Start-up recovery: resolve every intent a previous process left open, before the first
+/// activation plans anything.
+pub(crate) async fn recover(sh: &Arc<Shared>) {
+    let intents = match sh.store.open_intents().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read open intents");
+            return;
+        }
+    };
+    if !intents.is_empty() {
+        tracing::info!(
+            count = intents.len(),
+            "resolving intents left open by the previous run"
+        );
+    }
+    for intent in intents {
+        let op: Option<Operation> = intent
+            .operation
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        let outcome = match op {
+            // ARM accepted it: follow the operation to its end.
+            Some(op) => match op.wait(&sh.arm).await {
+                Ok(_) => IntentOutcome::Succeeded,
+                Err(e) => IntentOutcome::Failed {
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                },
+            },
+            // We crashed around the ARM call: look at the resource itself.
+            None => match sh
+                .arm
+                .get_vm(&sh.cfg.resource_group, &intent.node, false)
+                .await
+            {
+                Ok(Some(_)) => IntentOutcome::Abandoned {
+                    why: "resumed after a restart: the VM exists; observation takes over".into(),
+                },
+                Ok(None) => {
+                    if intent.kind == ActionKind::Create
+                        && let Ok(Some(vm)) = sh.store.get_vm(&intent.node).await
+                        && vm.azure_id.is_none()
+                    {
+                        let _ = sh.store.delete_vm(&intent.node).await;
+                    }
+                    IntentOutcome::Abandoned {
+                        why: "resumed after a restart: the write never reached Azure".into(),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(node = %intent.node, error = %e, "cannot resolve an open intent yet");
+                    continue;
+                }
+            },
+        };
+        let _ = sh.store.close_intent(intent.id, &outcome).await;
+        let _ = event(
+            sh,
+            "intent.recovered",
+            Some(&intent.pool),
+            Some(&intent.node),
+            &format!(
+                "{:?} intent from the previous run resolved: {outcome:?}",
+                intent.kind
+            ),
+            json!({}),
+        )
+        .await;
+    }
+}

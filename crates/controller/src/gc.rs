@@ -1,0 +1,156 @@
+//! The garbage collector: anything of ours that no pool wants is removed after a grace
+//! period — VMs tagged with our owner id whose pool is gone, and NICs or OS disks named like
+//! ours that no VM uses (left by a failed create or a VM deleted with `Detach`).
+//!
+//! Inline NICs and OS disks do not carry the VM's tags, so they are recognised by name
+//! (`{pool}-{index:05}-nic`, `{pool}-{index:05}-os`) inside our resource group, and only
+//! once they have been seen detached for the whole grace period.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::Shared;
+use crate::execute::event;
+use crate::observe::Observation;
+
+/// Whether `name` is `{pool}-{5 digits}-{suffix}` with a valid pool name.
+fn ours(name: &str, suffix: &str) -> bool {
+    let Some(stem) = name.strip_suffix(suffix).and_then(|s| s.strip_suffix('-')) else {
+        return false;
+    };
+    let Some((pool, index)) = stem.rsplit_once('-') else {
+        return false;
+    };
+    index.len() == 5
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && pool.len() <= 20
+        && pool.starts_with(|c: char| c.is_ascii_lowercase())
+        && pool
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// True once `key` has been seen as garbage for the whole grace period.
+fn grace_passed(sh: &Shared, key: &str) -> bool {
+    let Ok(mut seen) = sh.gc_first_seen.lock() else {
+        return false;
+    };
+    let first = *seen.entry(key.to_owned()).or_insert_with(Instant::now);
+    first.elapsed() >= sh.cfg.gc_grace
+}
+
+pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<String>, owner: &str) {
+    let rg = &sh.cfg.resource_group;
+    let mut garbage = HashSet::new();
+    for vm in obs.vms.values() {
+        if pools.contains(&vm.pool) {
+            continue;
+        }
+        let key = format!("vm:{}", vm.name.to_ascii_lowercase());
+        garbage.insert(key.clone());
+        if grace_passed(sh, &key) && vm.state != rb_core::NodeState::Deleting {
+            match sh.arm.delete_vm(rg, &vm.name).await {
+                Ok(_) => {
+                    let _ = event(
+                        sh,
+                        "gc.vm",
+                        Some(&vm.pool),
+                        Some(&vm.name),
+                        "deleting a VM of ours that no pool wants",
+                        json!({"owner": owner}),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    tracing::warn!(vm = %vm.name, error = %e, "garbage collection of a VM failed")
+                }
+            }
+        }
+    }
+    match sh.arm.list_nics(Some(rg), None).await {
+        Ok(nics) => {
+            for nic in nics {
+                let Some(name) = nic.name.clone() else {
+                    continue;
+                };
+                let attached = nic
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.virtual_machine.as_ref())
+                    .is_some();
+                if attached || !ours(&name, "nic") {
+                    continue;
+                }
+                let key = format!("nic:{}", name.to_ascii_lowercase());
+                garbage.insert(key.clone());
+                if grace_passed(sh, &key) {
+                    if let Err(e) = sh.arm.delete_nic(rg, &name).await {
+                        tracing::warn!(nic = %name, error = %e, "garbage collection of a NIC failed");
+                    } else {
+                        let _ = event(
+                            sh,
+                            "gc.nic",
+                            None,
+                            None,
+                            &format!("deleting NIC {name}: no VM uses it"),
+                            json!({}),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list NICs for garbage collection"),
+    }
+    match sh.arm.list_disks(rg, None).await {
+        Ok(disks) => {
+            for disk in disks {
+                let Some(name) = disk.name.clone() else {
+                    continue;
+                };
+                if disk.managed_by.is_some() || !ours(&name, "os") {
+                    continue;
+                }
+                let key = format!("disk:{}", name.to_ascii_lowercase());
+                garbage.insert(key.clone());
+                if grace_passed(sh, &key) {
+                    if let Err(e) = sh.arm.delete_disk(rg, &name).await {
+                        tracing::warn!(disk = %name, error = %e, "garbage collection of a disk failed");
+                    } else {
+                        let _ = event(
+                            sh,
+                            "gc.disk",
+                            None,
+                            None,
+                            &format!("deleting OS disk {name}: no VM uses it"),
+                            json!({}),
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list disks for garbage collection"),
+    }
+    // Forget what is no longer garbage, so its grace period starts over if it comes back.
+    if let Ok(mut seen) = sh.gc_first_seen.lock() {
+        seen.retain(|k, _| garbage.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_our_names_only() {
+        assert!(ours("maya-spot-00012-nic", "nic"));
+        assert!(ours("maya-00001-os", "os"));
+        assert!(!ours("maya-0001-nic", "nic"));
+        assert!(!ours("Maya-00001-nic", "nic"));
+        assert!(!ours("someone-elses-disk", "os"));
+        assert!(!ours("maya-00001-nic", "os"));
+    }
+}

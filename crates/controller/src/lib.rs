@@ -1,0 +1,423 @@
+//! The reconciler: each activation reads desired state from the store, observes Azure,
+//! plans every pool with the pure planner, and hands the actions to the executor.
+//!
+//! Shape (after omicron's background tasks): activations take no input — an API call or a
+//! schedule only *wakes* the reconciler — and each one records a typed status. One activation
+//! runs at a time, so one pool is never planned twice concurrently. Writes run in the
+//! background with bounded concurrency; an activation never waits for a VM to boot.
+//!
+//! Guarantees:
+//! - Never scale up from an incomplete view: if listing Azure fails, nothing is planned.
+//! - Every ARM write is preceded by an intent in the store and followed by its outcome;
+//!   after a crash, open intents are resolved before the first activation.
+//! - A node with an open intent is in flight: the planner leaves it alone.
+
+mod execute;
+mod gc;
+mod observe;
+pub mod vmspec;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use azure::ArmClient;
+use rb_core::{NodeState, NodeView, Plan, PlanInput, UnixSeconds, desired_count, plan};
+use serde::Serialize;
+use store::{PoolRecord, Store, VmRecord};
+use tokio::sync::{Notify, Semaphore, watch};
+
+pub use observe::{Observation, ObservedVm, node_state};
+pub use vmspec::Placement;
+
+/// Knobs of the reconciler.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub resource_group: String,
+    pub placement: Placement,
+    pub reconcile_interval: Duration,
+    /// ARM writes (with their polling) in flight at once.
+    pub max_concurrent_operations: usize,
+    /// Resources of ours that no pool wants are removed after this long.
+    pub gc_grace: Duration,
+    /// Events kept in the store.
+    pub events_retained: u64,
+}
+
+/// What one activation did, for `/v1/status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ActivationStatus {
+    pub number: u64,
+    pub started_at: UnixSeconds,
+    pub duration_ms: u64,
+    pub observed_vms: usize,
+    pub list_requests: u32,
+    pub actions: usize,
+    pub pools: BTreeMap<String, PoolActivation>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PoolActivation {
+    pub desired: u32,
+    pub active: u32,
+    pub actions: Vec<String>,
+    pub conditions: Vec<String>,
+}
+
+/// Shared between the driver and the executor's tasks.
+pub(crate) struct Shared {
+    pub store: Arc<Store>,
+    pub arm: ArmClient,
+    pub cfg: ControllerConfig,
+    pub wake: Arc<Notify>,
+    pub permits: Arc<Semaphore>,
+    /// Nodes whose write is being executed by this process (intents cover restarts).
+    pub executing: Mutex<HashSet<String>>,
+    pub gc_first_seen: Mutex<HashMap<String, Instant>>,
+}
+
+pub struct Controller {
+    shared: Arc<Shared>,
+    status: Mutex<ActivationStatus>,
+    ready: watch::Sender<bool>,
+    activations: Mutex<u64>,
+}
+
+pub fn now() -> UnixSeconds {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Controller {
+    pub fn new(store: Arc<Store>, arm: ArmClient, cfg: ControllerConfig) -> Arc<Self> {
+        let permits = Arc::new(Semaphore::new(cfg.max_concurrent_operations.max(1)));
+        let (ready, _) = watch::channel(false);
+        Arc::new(Self {
+            shared: Arc::new(Shared {
+                store,
+                arm,
+                cfg,
+                wake: Arc::new(Notify::new()),
+                permits,
+                executing: Mutex::new(HashSet::new()),
+                gc_first_seen: Mutex::new(HashMap::new()),
+            }),
+            status: Mutex::new(ActivationStatus::default()),
+            ready,
+            activations: Mutex::new(0),
+        })
+    }
+
+    /// Wakes the reconciler (the API and schedules call this after changing desired state).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.shared.wake.clone()
+    }
+
+    /// True once recovery is done and one activation has completed.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub fn last_status(&self) -> ActivationStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn arm(&self) -> &ArmClient {
+        &self.shared.arm
+    }
+
+    /// Runs until `shutdown` flips to true: recovery, then activations every interval or on
+    /// wake-up.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        execute::recover(&self.shared).await;
+        loop {
+            let status = self.activate().await;
+            if status.errors.is_empty() || *self.ready.borrow() {
+                self.ready.send_replace(true);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.shared.cfg.reconcile_interval) => {}
+                _ = self.shared.wake.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+    }
+
+    /// One activation over every pool.
+    pub async fn activate(&self) -> ActivationStatus {
+        let started = Instant::now();
+        let number = {
+            let mut n = self.activations.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        let mut status = ActivationStatus {
+            number,
+            started_at: now(),
+            ..Default::default()
+        };
+        if let Err(e) = self.activate_inner(&mut status).await {
+            status.errors.push(e);
+        }
+        status.duration_ms = started.elapsed().as_millis() as u64;
+        if let Ok(v) = serde_json::to_value(&status) {
+            let _ = self.shared.store.put_task_status("reconciler", &v).await;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            *s = status.clone();
+        }
+        status
+    }
+
+    async fn activate_inner(&self, status: &mut ActivationStatus) -> Result<(), String> {
+        let sh = &self.shared;
+        let owner = sh
+            .store
+            .owner_id()
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        let pools = sh
+            .store
+            .list_pools()
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        let observation = match observe::observe(&sh.arm, &sh.cfg.resource_group, &owner).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Never plan from an incomplete view of Azure.
+                let _ = execute::event(
+                    sh,
+                    "arm.error",
+                    None,
+                    None,
+                    &format!("cannot list VMs, nothing planned: {e}"),
+                    serde_json::json!({"code": e.code}),
+                )
+                .await;
+                return Err(format!("observe: {e}"));
+            }
+        };
+        status.observed_vms = observation.vms.len();
+        status.list_requests = observation.pages;
+        let now = now();
+        let in_flight = execute::in_flight(sh)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        self.sync_inventory(&observation, &in_flight, now)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        let unavailable = sh
+            .store
+            .list_unavailable(now)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
+        for record in &pools {
+            let vms = sh
+                .store
+                .list_vms(Some(&record.spec.name))
+                .await
+                .map_err(|e| format!("store: {e}"))?;
+            let nodes = node_views(&vms, &in_flight);
+            let desired = if record.deleting {
+                0
+            } else {
+                desired_count(&record.spec, 0)
+            };
+            let p = plan(&PlanInput {
+                spec: &record.spec,
+                desired,
+                nodes: &nodes,
+                unavailable: &unavailable,
+                next_index: record.next_index,
+                deleting: record.deleting,
+                now,
+            });
+            let pool_status = PoolActivation {
+                desired,
+                active: p.active,
+                actions: p
+                    .actions
+                    .iter()
+                    .map(|a| format!("{:?} {}: {}", a.kind, a.node, a.reason))
+                    .collect(),
+                conditions: p.conditions.clone(),
+            };
+            let _ = sh
+                .store
+                .put_task_status(
+                    &format!("pool:{}", record.spec.name),
+                    &serde_json::to_value(&pool_status).unwrap_or_default(),
+                )
+                .await;
+            status.actions += p.actions.len();
+            status.pools.insert(record.spec.name.clone(), pool_status);
+            if record.deleting && vms.is_empty() && p.actions.is_empty() {
+                let still_in_azure = observation.vms.values().any(|o| o.pool == record.spec.name);
+                if !still_in_azure {
+                    sh.store
+                        .remove_pool(&record.spec.name)
+                        .await
+                        .map_err(|e| format!("store: {e}"))?;
+                    let _ = execute::event(
+                        sh,
+                        "pool.deleted",
+                        Some(&record.spec.name),
+                        None,
+                        "the pool has no resources left and is gone",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+            execute::dispatch(sh, record, p)
+                .await
+                .map_err(|e| format!("execute: {e}"))?;
+        }
+        gc::collect(sh, &observation, &known, &owner).await;
+        let _ = sh.store.trim_events(sh.cfg.events_retained).await;
+        Ok(())
+    }
+
+    /// Brings the inventory in line with what Azure shows.
+    async fn sync_inventory(
+        &self,
+        obs: &Observation,
+        in_flight: &HashSet<String>,
+        now: UnixSeconds,
+    ) -> Result<(), store::StoreError> {
+        let store = &self.shared.store;
+        let known = store.list_vms(None).await?;
+        let pools: HashSet<String> = store
+            .list_pools()
+            .await?
+            .into_iter()
+            .map(|p| p.spec.name)
+            .collect();
+        let mut seen = HashSet::new();
+        for vm in obs.vms.values() {
+            if !pools.contains(&vm.pool) {
+                continue; // Not a pool we manage: the garbage collector's business.
+            }
+            seen.insert(vm.name.to_ascii_lowercase());
+            let old = known.iter().find(|k| k.name.eq_ignore_ascii_case(&vm.name));
+            let started_at = match (vm.state, old.and_then(|o| o.started_at)) {
+                (NodeState::Running, Some(t))
+                    if old.is_some_and(|o| o.state == NodeState::Running) =>
+                {
+                    Some(t)
+                }
+                (NodeState::Running, _) => Some(now),
+                (_, t) => t,
+            };
+            let deallocated_at = match (vm.state, old.and_then(|o| o.deallocated_at)) {
+                (NodeState::Deallocated, Some(t))
+                    if old.is_some_and(|o| o.state == NodeState::Deallocated) =>
+                {
+                    Some(t)
+                }
+                (NodeState::Deallocated, _) => Some(now),
+                (_, t) => t,
+            };
+            store
+                .upsert_vm(&VmRecord {
+                    name: vm.name.clone(),
+                    pool: vm.pool.clone(),
+                    size: vm.size.clone(),
+                    priority: vm.priority,
+                    state: vm.state,
+                    power_state: vm.power.clone(),
+                    azure_id: Some(vm.id.clone()),
+                    failed_code: vm.failed_code.clone(),
+                    created_at: old.map_or(now, |o| o.created_at),
+                    started_at,
+                    deallocated_at,
+                    last_seen: Some(now),
+                    last_heartbeat: None,
+                    busy: false,
+                    draining: false,
+                })
+                .await?;
+        }
+        for k in &known {
+            let key = k.name.to_ascii_lowercase();
+            if seen.contains(&key) || in_flight.contains(&key) || k.state == NodeState::Missing {
+                continue;
+            }
+            // In the inventory, not in Azure, nothing of ours in flight: deleted or evicted
+            // outside renderburst.
+            let mut gone = k.clone();
+            gone.state = NodeState::Missing;
+            store.upsert_vm(&gone).await?;
+        }
+        Ok(())
+    }
+
+    /// What the next activation would do for one pool, from the last observation stored.
+    pub async fn what_if(&self, pool: &str) -> Result<Option<Plan>, String> {
+        what_if(&self.shared.store, pool).await
+    }
+}
+
+/// The planner's view of inventory rows.
+pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView> {
+    vms.iter()
+        .map(|v| NodeView {
+            name: v.name.clone(),
+            size: v.size.clone(),
+            priority: v.priority,
+            state: v.state,
+            failed_code: v.failed_code.clone(),
+            created_at: v.created_at,
+            started_at: v.started_at,
+            last_heartbeat: v.last_heartbeat,
+            busy: v.busy,
+            draining: v.draining,
+            in_flight: in_flight.contains(&v.name.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+/// The plan for a pool from the store alone (no Azure call): what `/v1/pools/{name}/plan`
+/// shows.
+pub async fn what_if(store: &Store, pool: &str) -> Result<Option<Plan>, String> {
+    let Some(record): Option<PoolRecord> = store.get_pool(pool).await.map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let now = now();
+    let vms = store
+        .list_vms(Some(pool))
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_flight: HashSet<String> = store
+        .open_intents()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|i| i.node.to_ascii_lowercase())
+        .collect();
+    let unavailable = store
+        .list_unavailable(now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let nodes = node_views(&vms, &in_flight);
+    let desired = if record.deleting {
+        0
+    } else {
+        desired_count(&record.spec, 0)
+    };
+    Ok(Some(plan(&PlanInput {
+        spec: &record.spec,
+        desired,
+        nodes: &nodes,
+        unavailable: &unavailable,
+        next_index: record.next_index,
+        deleting: record.deleting,
+        now,
+    })))
+}

@@ -1,0 +1,166 @@
+//! What Azure shows: every VM of ours in the resource group, with its power state, in two
+//! paged list calls (the resource group list for tags and sizes, the subscription-wide
+//! `statusOnly` list for power states) — never one GET per VM.
+
+use std::collections::HashMap;
+
+use arm_model::compute::VirtualMachine;
+use azure::{ArmClient, TagFilter};
+use rb_core::{NodeState, Priority, TAG_OWNER, TAG_POOL};
+
+/// One VM of ours as Azure shows it.
+#[derive(Debug, Clone)]
+pub struct ObservedVm {
+    pub name: String,
+    pub id: String,
+    /// The `renderburst-pool` tag.
+    pub pool: String,
+    pub size: String,
+    pub priority: Priority,
+    pub state: NodeState,
+    pub power: Option<String>,
+    pub failed_code: Option<String>,
+}
+
+/// A complete view of our VMs, by name (lower-cased).
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub vms: HashMap<String, ObservedVm>,
+    /// ARM requests the observation took.
+    pub pages: u32,
+}
+
+pub fn node_state(provisioning: Option<&str>, power: Option<&str>) -> NodeState {
+    let prov = provisioning.unwrap_or("").to_ascii_lowercase();
+    match prov.as_str() {
+        "failed" => return NodeState::Failed,
+        "deleting" => return NodeState::Deleting,
+        "creating" => return NodeState::Creating,
+        _ => {}
+    }
+    match power.map(str::to_ascii_lowercase).as_deref() {
+        Some("starting") => NodeState::Starting,
+        Some("running") => NodeState::Running,
+        Some("stopping" | "stopped") => NodeState::Stopped,
+        Some("deallocating") => NodeState::Deallocating,
+        Some("deallocated") => NodeState::Deallocated,
+        // Provisioned but not yet reporting a power state.
+        _ if prov == "succeeded" || prov == "updating" => NodeState::Starting,
+        _ => NodeState::Creating,
+    }
+}
+
+/// Lists our VMs. Fails as a whole if any page fails: never plan from part of the picture.
+pub async fn observe(
+    arm: &ArmClient,
+    resource_group: &str,
+    owner_id: &str,
+) -> azure::Result<Observation> {
+    let filter = TagFilter {
+        name: TAG_OWNER.into(),
+        value: Some(owner_id.into()),
+    };
+    let mut pages = 0u32;
+    let mut vms: Vec<VirtualMachine> = Vec::new();
+    let mut pager = arm.list_vms(resource_group, false);
+    while let Some(mut page) = pager.next_page().await? {
+        pages += 1;
+        vms.append(&mut page);
+    }
+    vms.retain(|vm| filter.matches(vm.tags.as_ref()));
+    let mut statuses: HashMap<String, VirtualMachine> = HashMap::new();
+    let mut pager = arm.list_vm_status();
+    while let Some(page) = pager.next_page().await? {
+        pages += 1;
+        for vm in page {
+            if let Some(id) = &vm.id {
+                statuses.insert(id.to_ascii_lowercase(), vm);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for vm in vms {
+        let (Some(id), Some(name)) = (vm.id.clone(), vm.name.clone()) else {
+            continue;
+        };
+        let tags = vm.tags.clone().unwrap_or_default();
+        let pool = tags
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(TAG_POOL))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let props = vm.properties.clone().unwrap_or_default();
+        let status_view = statuses
+            .get(&id.to_ascii_lowercase())
+            .and_then(|s| s.properties.as_ref())
+            .and_then(|p| p.instance_view.clone());
+        let power = status_view
+            .as_ref()
+            .and_then(|iv| iv.power_state().map(str::to_owned));
+        let failed_code = status_view
+            .as_ref()
+            .and_then(|iv| iv.provisioning_error_code().map(str::to_owned));
+        let provisioning = props.provisioning_state.clone().or_else(|| {
+            status_view
+                .as_ref()
+                .and_then(|iv| iv.provisioning_state().map(str::to_owned))
+        });
+        let state = node_state(provisioning.as_deref(), power.as_deref());
+        out.insert(
+            name.to_ascii_lowercase(),
+            ObservedVm {
+                size: props
+                    .hardware_profile
+                    .as_ref()
+                    .and_then(|h| h.vm_size.clone())
+                    .unwrap_or_default(),
+                priority: if props.is_spot() {
+                    Priority::Spot
+                } else {
+                    Priority::Regular
+                },
+                name,
+                id,
+                pool,
+                state,
+                power,
+                failed_code,
+            },
+        );
+    }
+    Ok(Observation { vms: out, pages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_from_provisioning_and_power() {
+        assert_eq!(
+            node_state(Some("Failed"), Some("deallocated")),
+            NodeState::Failed
+        );
+        assert_eq!(node_state(Some("Creating"), None), NodeState::Creating);
+        assert_eq!(
+            node_state(Some("Succeeded"), Some("running")),
+            NodeState::Running
+        );
+        assert_eq!(
+            node_state(Some("Succeeded"), Some("deallocated")),
+            NodeState::Deallocated
+        );
+        assert_eq!(
+            node_state(Some("Succeeded"), Some("stopped")),
+            NodeState::Stopped
+        );
+        assert_eq!(
+            node_state(Some("Deleting"), Some("running")),
+            NodeState::Deleting
+        );
+        assert_eq!(
+            node_state(Some("Updating"), Some("deallocating")),
+            NodeState::Deallocating
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The one ARM write that creates a render node: VM, NIC and OS disk together, the NIC and
+//! disk named after the VM and deleted with it (`deleteOption: Delete`), tagged with the pool
+//! and this daemon's owner id.
+
+use arm_model::compute::VirtualMachine;
+use rb_core::spec::EvictionPolicy;
+use rb_core::{Os, PoolSpec, Priority, TAG_OWNER, TAG_POOL};
+use serde_json::{Value, json};
+
+/// Where and as whom nodes are created.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub location: String,
+    pub subnet_id: String,
+    pub nsg_id: Option<String>,
+    pub owner_id: String,
+    pub admin_username: String,
+    /// Authorized key for Linux nodes; without one, password login is disabled and the
+    /// node is reachable only through what its bootstrap sets up.
+    pub ssh_public_key: Option<String>,
+}
+
+/// Names of the NIC and OS disk a VM creates inline; the garbage collector recognises
+/// leftovers by them.
+pub fn nic_name(vm: &str) -> String {
+    format!("{vm}-nic")
+}
+
+pub fn os_disk_name(vm: &str) -> String {
+    format!("{vm}-os")
+}
+
+/// Windows computer names are at most 15 characters: keep the pool's first letters and the
+/// node index.
+pub fn computer_name(vm: &str, os: Os) -> String {
+    match os {
+        Os::Linux => vm.to_owned(),
+        Os::Windows => {
+            let (pool, index) = vm.rsplit_once('-').unwrap_or((vm, ""));
+            let keep = 15usize.saturating_sub(index.len() + 1);
+            let prefix: String = pool.chars().filter(|c| *c != '-').take(keep).collect();
+            format!("{prefix}-{index}")
+        }
+    }
+}
+
+fn image_reference(image: &str) -> Value {
+    if image.starts_with("/subscriptions/") {
+        return json!({"id": image});
+    }
+    let parts: Vec<&str> = image.split(':').collect();
+    json!({"publisher": parts.first(), "offer": parts.get(1), "sku": parts.get(2), "version": parts.get(3)})
+}
+
+/// A password no one knows, meeting Azure's complexity rules; used where a password is
+/// required and never stored or logged.
+fn throwaway_password() -> String {
+    let mut p: String = (0..20).map(|_| fastrand::alphanumeric()).collect();
+    p.push_str("aA1!");
+    p
+}
+
+pub fn vm_body(
+    spec: &PoolSpec,
+    name: &str,
+    size: &str,
+    priority: Priority,
+    place: &Placement,
+) -> Value {
+    let mut tags: serde_json::Map<String, Value> = spec
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    tags.insert(TAG_POOL.into(), json!(spec.name));
+    tags.insert(TAG_OWNER.into(), json!(place.owner_id));
+    let mut os_profile = json!({
+        "computerName": computer_name(name, spec.os),
+        "adminUsername": place.admin_username,
+    });
+    match (spec.os, &place.ssh_public_key) {
+        (Os::Linux, Some(key)) => {
+            os_profile["linuxConfiguration"] = json!({
+                "disablePasswordAuthentication": true,
+                "ssh": {"publicKeys": [{"path": format!("/home/{}/.ssh/authorized_keys", place.admin_username), "keyData": key}]},
+            });
+        }
+        (Os::Linux, None) => {
+            os_profile["adminPassword"] = json!(throwaway_password());
+            os_profile["linuxConfiguration"] = json!({"disablePasswordAuthentication": false});
+        }
+        (Os::Windows, _) => {
+            os_profile["adminPassword"] = json!(throwaway_password());
+            os_profile["windowsConfiguration"] =
+                json!({"provisionVMAgent": true, "enableAutomaticUpdates": false});
+        }
+    }
+    let mut nic = json!({
+        "name": nic_name(name),
+        "properties": {
+            "primary": true,
+            "deleteOption": "Delete",
+            "ipConfigurations": [{"name": "ipconfig1", "properties": {"primary": true, "subnet": {"id": place.subnet_id}}}],
+        }
+    });
+    if let Some(nsg) = &place.nsg_id {
+        nic["properties"]["networkSecurityGroup"] = json!({"id": nsg});
+    }
+    let mut props = json!({
+        "hardwareProfile": {"vmSize": size},
+        "storageProfile": {
+            "imageReference": image_reference(&spec.image),
+            "osDisk": {
+                "name": os_disk_name(name),
+                "createOption": "FromImage",
+                "caching": "ReadWrite",
+                "deleteOption": "Delete",
+                "managedDisk": {"storageAccountType": "StandardSSD_LRS"},
+            },
+        },
+        "osProfile": os_profile,
+        "networkProfile": {"networkApiVersion": "2022-11-01", "networkInterfaceConfigurations": [nic]},
+    });
+    if priority == Priority::Spot {
+        props["priority"] = json!("Spot");
+        props["evictionPolicy"] = json!(match spec.spot.eviction_policy {
+            EvictionPolicy::Deallocate => "Deallocate",
+            EvictionPolicy::Delete => "Delete",
+        });
+        props["billingProfile"] = json!({"maxPrice": spec.spot.max_price});
+    } else {
+        props["priority"] = json!("Regular");
+    }
+    json!({"location": place.location, "tags": tags, "properties": props})
+}
+
+/// The typed form, for the ARM client.
+pub fn vm_model(body: Value) -> Result<VirtualMachine, serde_json::Error> {
+    serde_json::from_value(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_computer_names_fit_in_15_characters() {
+        assert_eq!(
+            computer_name("maya-spot-gpu-00012", Os::Windows),
+            "mayaspotg-00012"
+        );
+        assert!(computer_name("a-very-long-pool-name-00001", Os::Windows).len() <= 15);
+        assert_eq!(computer_name("maya-00001", Os::Linux), "maya-00001");
+    }
+
+    #[test]
+    fn image_urn_and_id() {
+        assert_eq!(
+            image_reference("Canonical:ubuntu-24_04-lts:server:latest")["offer"],
+            "ubuntu-24_04-lts"
+        );
+        assert_eq!(
+            image_reference(
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/i"
+            )["id"],
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/i"
+        );
+    }
+}
