@@ -268,6 +268,13 @@ async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: a
                     let _ = sh.store.delete_vm(&action.node).await;
                 }
             }
+            let _ = sh
+                .store
+                .put_task_status(
+                    &format!("pool-error:{pool}"),
+                    &json!({"code": e.code, "message": format!("{verb} {}: {}", action.node, e.message), "at": now()}),
+                )
+                .await;
             let _ = event(
                 sh,
                 "arm.error",

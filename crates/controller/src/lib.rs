@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure::ArmClient;
-use rb_core::{NodeState, NodeView, Plan, PlanInput, UnixSeconds, desired_count, plan};
+use rb_core::{NodeState, UnixSeconds};
 use serde::Serialize;
-use store::{PoolRecord, Store, VmRecord};
+use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use observe::{Observation, ObservedVm, node_state};
@@ -209,33 +209,14 @@ impl Controller {
         self.sync_inventory(&observation, &in_flight, now)
             .await
             .map_err(|e| format!("store: {e}"))?;
-        let unavailable = sh
-            .store
-            .list_unavailable(now)
-            .await
-            .map_err(|e| format!("store: {e}"))?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
         for record in &pools {
-            let vms = sh
+            let p = sh
                 .store
-                .list_vms(Some(&record.spec.name))
+                .plan_pool(record, &in_flight, now)
                 .await
                 .map_err(|e| format!("store: {e}"))?;
-            let nodes = node_views(&vms, &in_flight);
-            let desired = if record.deleting {
-                0
-            } else {
-                desired_count(&record.spec, 0)
-            };
-            let p = plan(&PlanInput {
-                spec: &record.spec,
-                desired,
-                nodes: &nodes,
-                unavailable: &unavailable,
-                next_index: record.next_index,
-                deleting: record.deleting,
-                now,
-            });
+            let desired = p.desired;
             let pool_status = PoolActivation {
                 desired,
                 active: p.active,
@@ -255,7 +236,13 @@ impl Controller {
                 .await;
             status.actions += p.actions.len();
             status.pools.insert(record.spec.name.clone(), pool_status);
-            if record.deleting && vms.is_empty() && p.actions.is_empty() {
+            let no_nodes = sh
+                .store
+                .list_vms(Some(&record.spec.name))
+                .await
+                .map_err(|e| format!("store: {e}"))?
+                .is_empty();
+            if record.deleting && no_nodes && p.actions.is_empty() {
                 let still_in_azure = observation.vms.values().any(|o| o.pool == record.spec.name);
                 if !still_in_azure {
                     sh.store
@@ -356,68 +343,4 @@ impl Controller {
         }
         Ok(())
     }
-
-    /// What the next activation would do for one pool, from the last observation stored.
-    pub async fn what_if(&self, pool: &str) -> Result<Option<Plan>, String> {
-        what_if(&self.shared.store, pool).await
-    }
-}
-
-/// The planner's view of inventory rows.
-pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView> {
-    vms.iter()
-        .map(|v| NodeView {
-            name: v.name.clone(),
-            size: v.size.clone(),
-            priority: v.priority,
-            state: v.state,
-            failed_code: v.failed_code.clone(),
-            created_at: v.created_at,
-            started_at: v.started_at,
-            last_heartbeat: v.last_heartbeat,
-            busy: v.busy,
-            draining: v.draining,
-            in_flight: in_flight.contains(&v.name.to_ascii_lowercase()),
-        })
-        .collect()
-}
-
-/// The plan for a pool from the store alone (no Azure call): what `/v1/pools/{name}/plan`
-/// shows.
-pub async fn what_if(store: &Store, pool: &str) -> Result<Option<Plan>, String> {
-    let Some(record): Option<PoolRecord> = store.get_pool(pool).await.map_err(|e| e.to_string())?
-    else {
-        return Ok(None);
-    };
-    let now = now();
-    let vms = store
-        .list_vms(Some(pool))
-        .await
-        .map_err(|e| e.to_string())?;
-    let in_flight: HashSet<String> = store
-        .open_intents()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|i| i.node.to_ascii_lowercase())
-        .collect();
-    let unavailable = store
-        .list_unavailable(now)
-        .await
-        .map_err(|e| e.to_string())?;
-    let nodes = node_views(&vms, &in_flight);
-    let desired = if record.deleting {
-        0
-    } else {
-        desired_count(&record.spec, 0)
-    };
-    Ok(Some(plan(&PlanInput {
-        spec: &record.spec,
-        desired,
-        nodes: &nodes,
-        unavailable: &unavailable,
-        next_index: record.next_index,
-        deleting: record.deleting,
-        now,
-    })))
 }

@@ -442,11 +442,14 @@ impl Planner<'_> {
         gap: &str,
     ) {
         // Deallocating nodes become startable within minutes: wait for them rather than pay
-        // for new VMs (and their disks) that scale-down would soon park again.
+        // for new VMs (and their disks) that scale-down would soon park again. A node whose
+        // deallocation renderburst has not finished recording (in flight, already showing
+        // deallocated) is the same case.
         let deallocating = nodes
             .iter()
             .filter(|n| {
-                n.state == NodeState::Deallocating
+                (n.state == NodeState::Deallocating
+                    || (n.in_flight && n.state == NodeState::Deallocated))
                     && !n.draining
                     && self.why_not_startable(n).is_none()
             })

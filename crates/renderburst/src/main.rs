@@ -1,11 +1,12 @@
-//! The `renderburst` binary: wiring and subcommands. Subcommands that grow beyond a few
-//! lines get a module of their own.
+//! `renderburst`: the daemon (`serve`), the simulator (`sim`), and the client commands.
+//! Exit codes: 0 ok, 1 error, 2 usage.
 
-mod sim;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use renderburst::client::{Client, Conn, NodeCmd, PoolCmd};
+use renderburst::{serve, sim};
 
 #[derive(Parser)]
 #[command(
@@ -20,8 +21,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon (with no [azure] configured: against the built-in simulator).
+    Serve {
+        /// TOML configuration file (see config/default.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the Azure simulator alone (ARM, Batch and Entra ID over HTTPS) and print its URL.
     Sim(sim::SimArgs),
+    /// Pools of render nodes.
+    Pool {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    },
+    /// Render nodes.
+    Node {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// The controller's status: last activation, throttling, errors.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,7 +71,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve { config } => serve::run(config).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Pool { conn, cmd } => Client::new(&conn)?.pool(cmd).await,
+            Command::Node { conn, cmd } => Client::new(&conn)?.node(cmd).await,
+            Command::Status { conn } => Client::new(&conn)?.status().await,
         }
     });
     match result {

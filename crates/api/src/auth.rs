@@ -1,0 +1,184 @@
+//! Bearer-token authentication and roles.
+//!
+//! A presented token is hashed (SHA-256, hex) and compared in constant time with the admin
+//! token's hash from the config; otherwise the hash is looked up among the tokens in the store.
+//! Only hashes are ever kept or compared, and neither the token nor the `Authorization` header
+//! is logged.
+//!
+//! Handlers state the role they need through their extractor type ([`Reader`], [`Admin`]),
+//! placed first among their arguments, so that authentication is decided before anything in
+//! the request (path, query, body) is looked at: a caller without rights learns nothing about
+//! what is valid.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// What a token may do (DESIGN.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Node requests, heartbeats, reads.
+    Requester,
+    /// Reads.
+    Viewer,
+}
+
+impl Role {
+    /// The role stored with a token; `None` for a name this version does not know (such a
+    /// token authenticates but is allowed nothing).
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "admin" => Some(Role::Admin),
+            "requester" => Some(Role::Requester),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling: the token's name (`"admin"` for the configured admin token) and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Option<Role>,
+}
+
+/// Extractor: any valid token with a known role (reads).
+#[derive(Debug, Clone)]
+pub struct Reader(pub Caller);
+
+/// Extractor: a token with the admin role (pool writes).
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<ApiState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Some(_) => Ok(Reader(caller)),
+            None => Err(ApiError::forbidden(format!(
+                "token {:?} has a role this version does not know; it may do nothing",
+                caller.name
+            ))),
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Some(Role::Admin) => Ok(Admin(caller)),
+            _ => Err(ApiError::forbidden(format!(
+                "token {:?} may not do this: it needs the admin role",
+                caller.name
+            ))),
+        }
+    }
+}
+
+/// The caller behind the request's bearer token.
+///
+/// Errors: 401 if the header is missing, malformed, or the token is unknown; 500 if the
+/// store cannot be asked.
+pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, ApiError> {
+    let token = bearer_token(parts)?;
+    let hash = sha256_hex(token);
+    if constant_time_eq(
+        hash.as_bytes(),
+        state.admin_token_sha256.to_ascii_lowercase().as_bytes(),
+    ) {
+        return Ok(Caller {
+            name: "admin".to_string(),
+            role: Some(Role::Admin),
+        });
+    }
+    // A lookup by hash leaks at most timing about the hash, which does not help guess a token.
+    match state.store.find_token_by_hash(&hash).await {
+        Ok(Some(record)) => Ok(Caller {
+            role: Role::parse(&record.role),
+            name: record.name,
+        }),
+        Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+        Err(err) => Err(ApiError::internal("cannot check the token", &err)),
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let missing = || ApiError::unauthorized("send a token: Authorization: Bearer <token>");
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| missing())?;
+    // The scheme is case-insensitive (RFC 9110).
+    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(missing());
+    }
+    Ok(token)
+}
+
+/// Lower-case hex SHA-256 of a token: the only form in which tokens are stored or compared.
+pub fn sha256_hex(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(digest.len() * 2);
+    for byte in digest {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Compares two byte strings in time that depends only on their lengths (which are public:
+/// both are hex SHA-256), so a caller cannot learn a prefix of the admin hash by timing.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // `black_box` keeps the optimizer from turning the fold into an early-exit comparison.
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_hex_matches_the_known_digest() {
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn roles_parse_by_name() {
+        assert_eq!(Role::parse("admin"), Some(Role::Admin));
+        assert_eq!(Role::parse("requester"), Some(Role::Requester));
+        assert_eq!(Role::parse("viewer"), Some(Role::Viewer));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! renderburst's HTTP API (DESIGN.md section 5): the axum router, bearer-token auth, input
+//! validation, and the translation of requests into desired state in the store.
+//!
+//! What it owns: turning a request into either a JSON error naming the bad input, or a change
+//! of desired state in the store followed by an audit event and a wake-up of the controller.
+//!
+//! What it deliberately does not do: call Azure (it does not even depend on the Azure client
+//! or the controller). Handlers validate, persist, wake, and return; the controller makes Azure
+//! match on its next activation. Reads show the store's view, which the controller refreshes
+//! every activation.
+//!
+//! Every error is `{"error":{"code","message","field"?}}` ([`ApiError`]), including unknown
+//! routes (404), wrong methods (405) and oversize bodies (413). A request that fails changes
+//! nothing.
+
+mod auth;
+mod error;
+mod extract;
+mod pools;
+mod view;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::Store;
+use tokio::sync::{Notify, watch};
+
+pub use auth::{Admin, Caller, Reader, Role, constant_time_eq, sha256_hex};
+pub use error::ApiError;
+pub use extract::{JsonBody, JsonQuery, PoolName, check_pool_name};
+pub use pools::what_if;
+pub use view::{PoolStatus, pool_error_task, pool_task};
+
+/// Largest request body accepted; larger ones get a 413. A pool spec is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The store is not `Clone` (it holds the one-daemon lock), so it is shared.
+    pub store: Arc<Store>,
+    /// Wakes the controller after a change of desired state (it re-reads everything itself).
+    pub wake: Arc<Notify>,
+    /// Lower-case hex SHA-256 of the admin token. An empty string disables the admin token.
+    pub admin_token_sha256: String,
+    /// True once the daemon can act on desired state (recovery done, first activation over).
+    pub ready: watch::Receiver<bool>,
+    /// The controller's status and the ARM governor's snapshot, for `GET /v1/status`;
+    /// provided by the binary, which is the only place that knows both.
+    pub status: Arc<dyn Fn() -> Value + Send + Sync>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No token hash in debug output either.
+        f.debug_struct("ApiState")
+            .field("store", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The API's routes, with JSON fallbacks for unknown paths (404) and methods (405), the
+/// body-size limit, and one log line per request.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/pools", get(pools::list).post(pools::create))
+        .route(
+            "/v1/pools/{name}",
+            get(pools::get).put(pools::replace).delete(pools::delete),
+        )
+        .route("/v1/pools/{name}/scale", post(pools::scale))
+        .route("/v1/pools/{name}/plan", get(pools::plan_pool))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/status", get(status))
+        // After the routes: it applies to the routes registered so far.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `GET /healthz`: the process answers.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers and the daemon said it is ready.
+async fn readyz(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let not_ready =
+        |message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
+    if let Err(err) = st.store.ping().await {
+        tracing::warn!(error = %error::error_chain(&err), "readiness: the database does not answer");
+        return Err(not_ready("the database does not answer"));
+    }
+    if !*st.ready.borrow() {
+        return Err(not_ready(
+            "the controller has not finished recovery and its first activation",
+        ));
+    }
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesQuery {
+    pool: Option<String>,
+}
+
+/// `GET /v1/nodes?pool=` → `{"nodes":[...]}`; 404 naming `pool` if that pool does not exist.
+/// An empty `pool=` means every pool.
+async fn list_nodes(
+    Reader(_): Reader,
+    State(st): State<ApiState>,
+    JsonQuery(query): JsonQuery<NodesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let pool = query.pool.filter(|p| !p.is_empty());
+    if let Some(pool) = &pool
+        && st.store.get_pool(pool).await?.is_none()
+    {
+        return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
+    }
+    let vms = st.store.list_vms(pool.as_deref()).await?;
+    let nodes: Vec<Value> = vms.iter().map(view::node_json).collect();
+    Ok(Json(json!({ "nodes": nodes })))
+}
+
+/// `GET /v1/status` → `{"controller": ..., "pools": {name: last activation}, "tasks": [...]}`.
+/// `tasks` holds every other background task's last status, with when it was stored.
+async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let controller = (st.status)();
+    let statuses = st.store.task_statuses().await?;
+    let pools = st.store.list_pools().await?;
+    let mut by_pool = serde_json::Map::new();
+    for record in &pools {
+        let task = pool_task(&record.spec.name);
+        let last = statuses
+            .iter()
+            .find(|(name, _, _)| *name == task)
+            .map(|(_, s, _)| s.clone());
+        by_pool.insert(record.spec.name.clone(), last.unwrap_or(Value::Null));
+    }
+    let tasks: Vec<Value> = statuses
+        .iter()
+        .filter(|(name, _, _)| !name.starts_with("pool:"))
+        .map(|(name, status, at)| json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) }))
+        .collect();
+    Ok(Json(
+        json!({ "controller": controller, "pools": by_pool, "tasks": tasks }),
+    ))
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; the Allow header lists what is",
+            uri.path()
+        ),
+    )
+}
+
+/// One line per request: method, route template (never the raw path, which carries names, nor
+/// any header), status and latency.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(method = %method, route = %route, status, latency_ms, "request");
+    response
+}

@@ -1,0 +1,327 @@
+//! `/v1/pools`: desired state of pools. Each write validates, persists in the store, records
+//! an event naming the caller, wakes the controller, and returns; the controller makes Azure
+//! match later. Nothing is written unless the whole request is valid.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rb_core::{Plan, PoolSpec};
+use serde_json::{Value, json};
+use store::{NewEvent, PoolRecord, Store};
+
+use crate::ApiState;
+use crate::auth::{Admin, Caller, Reader};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, PoolName};
+use crate::view::{self, pool_json};
+
+/// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name.
+pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let records = st.store.list_pools().await?;
+    let vms = st.store.list_vms(None).await?;
+    let tasks = task_map(&st.store).await?;
+    let pools: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let mine: Vec<_> = vms.iter().filter(|v| v.pool == r.spec.name).collect();
+            pool_json(r, &mine, &tasks)
+        })
+        .collect();
+    Ok(Json(json!({ "pools": pools })))
+}
+
+/// `POST /v1/pools` (body: PoolSpec) → 201 with the pool; 409 if the name is taken.
+pub async fn create(
+    Admin(caller): Admin,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let spec = parse_spec(&body)?;
+    let record = st.store.create_pool(&spec).await.map_err(|err| match err {
+        store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
+        other => other.into(),
+    })?;
+    let message = format!(
+        "pool created: {} nodes of {}, min {} max {} target {}",
+        serde_json::to_value(spec.priority)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?"),
+        spec.vm_sizes.join(" or "),
+        spec.min,
+        spec.max,
+        spec.target
+    );
+    record_change(
+        &st,
+        &caller,
+        "pool.created",
+        &spec.name,
+        message,
+        json!({ "spec": spec }),
+    )
+    .await;
+    let pool = pool_with_status(&st.store, &record).await?;
+    let mut response = (StatusCode::CREATED, Json(pool)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/pools/{}", spec.name)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/pools/{name}` → the pool; 404 if missing.
+pub async fn get(
+    Reader(_): Reader,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let record = existing(&st.store, &name).await?;
+    Ok(Json(pool_with_status(&st.store, &record).await?))
+}
+
+/// `PUT /v1/pools/{name}` (body: PoolSpec, same name) → 200 with the pool; 404 if missing,
+/// 409 if it is being deleted.
+pub async fn replace(
+    Admin(caller): Admin,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let spec = parse_spec(&body)?;
+    if spec.name != name {
+        return Err(ApiError::unprocessable(
+            "invalid_spec",
+            format!(
+                "the body names pool {:?} but the path names {name:?}; a pool cannot be renamed",
+                spec.name
+            ),
+        )
+        .with_field("name"));
+    }
+    let old = existing(&st.store, &name).await?;
+    let record = st.store.replace_pool(&spec).await?;
+    let changes = spec_changes(&old.spec, &spec);
+    let message = if changes.is_empty() {
+        "pool spec replaced, unchanged".to_string()
+    } else {
+        format!("pool spec replaced: {}", changes.join(", "))
+    };
+    record_change(
+        &st,
+        &caller,
+        "pool.replaced",
+        &name,
+        message,
+        json!({ "spec": spec }),
+    )
+    .await;
+    Ok(Json(pool_with_status(&st.store, &record).await?))
+}
+
+/// `DELETE /v1/pools/{name}` → 202 with the pool (`"deleting": true`): the controller drains
+/// it to zero resources, then removes it. Repeating it is harmless.
+pub async fn delete(
+    Admin(caller): Admin,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+) -> Result<Response, ApiError> {
+    let old = existing(&st.store, &name).await?;
+    let record = st.store.mark_pool_deleting(&name).await?;
+    let message = if old.deleting {
+        "pool deletion requested again (already in progress)".to_string()
+    } else {
+        "pool deletion requested: its nodes will be removed, then the pool".to_string()
+    };
+    record_change(&st, &caller, "pool.deleting", &name, message, json!({})).await;
+    let pool = pool_with_status(&st.store, &record).await?;
+    Ok((StatusCode::ACCEPTED, Json(pool)).into_response())
+}
+
+/// `POST /v1/pools/{name}/scale` `{"target": N}` → 202 with the pool; 422 naming `target` if
+/// N is not an integer in [min, max].
+pub async fn scale(
+    Admin(caller): Admin,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let requested = parse_target(&body.value)?;
+    let old = existing(&st.store, &name).await?;
+    if old.deleting {
+        return Err(ApiError::conflict(format!(
+            "pool {name:?} is being deleted"
+        )));
+    }
+    let spec = &old.spec;
+    let target = u32::try_from(requested)
+        .ok()
+        .filter(|t| (spec.min..=spec.max).contains(t))
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_target",
+                format!(
+                    "target {requested} is outside [min {}, max {}]",
+                    spec.min, spec.max
+                ),
+            )
+            .with_field("target")
+        })?;
+    // The bounds were read just before; a concurrent PUT that narrows them can still slip in
+    // between, and the controller clamps the desired count to [min, max] regardless.
+    let record = st.store.set_target(&name, target).await?;
+    let message = format!("target {} → {target}", spec.target);
+    let data = json!({ "from": spec.target, "to": target });
+    record_change(&st, &caller, "pool.scaled", &name, message, data).await;
+    let pool = pool_with_status(&st.store, &record).await?;
+    Ok((StatusCode::ACCEPTED, Json(pool)).into_response())
+}
+
+/// `GET /v1/pools/{name}/plan` → what the next activation would do, with reasons, from the
+/// store alone (the inventory as last observed; no Azure call).
+pub async fn plan_pool(
+    Reader(_): Reader,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+) -> Result<Json<Plan>, ApiError> {
+    let record = existing(&st.store, &name).await?;
+    Ok(Json(what_if(&st.store, &record).await?))
+}
+
+/// The plan for a pool from the store alone: the same read model the controller plans
+/// from (`Store::plan_pool`).
+pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiError> {
+    Ok(store
+        .plan_pool(record, &Default::default(), view::now())
+        .await?)
+}
+
+/// Parses and validates a PoolSpec body: 422 naming the field for an unknown or missing
+/// field, a wrong type, or a value the rules refuse (names, bounds, sizes, image, tags).
+fn parse_spec(body: &JsonBody) -> Result<PoolSpec, ApiError> {
+    let spec = PoolSpec::from_json(&body.bytes).map_err(ApiError::invalid_spec)?;
+    spec.validate(&|size| arm_model::sizes::lookup(size).is_some())
+        .map_err(ApiError::invalid_spec)?;
+    Ok(spec)
+}
+
+/// `{"target": N}` with N a non-negative integer, and nothing else.
+fn parse_target(body: &Value) -> Result<u64, ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::unprocessable("invalid_target", message).with_field(field)
+    };
+    let Value::Object(fields) = body else {
+        return Err(invalid(
+            "body",
+            "the body must be an object: {\"target\": N}".into(),
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "target") {
+        return Err(invalid(
+            unknown,
+            format!("unknown field {unknown:?}; expected only \"target\""),
+        ));
+    }
+    let target = fields
+        .get("target")
+        .ok_or_else(|| invalid("target", "missing field \"target\"".into()))?;
+    target.as_u64().ok_or_else(|| {
+        invalid(
+            "target",
+            format!("target must be a non-negative integer, got {target}"),
+        )
+    })
+}
+
+async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
+    store
+        .get_pool(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("pool {name:?} does not exist")))
+}
+
+/// The pool with its status, reading its inventory and task statuses.
+async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Value, ApiError> {
+    let vms = store.list_vms(Some(&record.spec.name)).await?;
+    let tasks = task_map(store).await?;
+    let mine: Vec<_> = vms.iter().collect();
+    Ok(pool_json(record, &mine, &tasks))
+}
+
+pub(crate) async fn task_map(store: &Store) -> Result<HashMap<String, Value>, ApiError> {
+    Ok(store
+        .task_statuses()
+        .await?
+        .into_iter()
+        .map(|(name, status, _)| (name, status))
+        .collect())
+}
+
+/// After a successful write: the audit event, then the wake-up. The change is already stored,
+/// so a failure to record the event is logged rather than turned into an error the client
+/// would take for "nothing happened".
+async fn record_change(
+    st: &ApiState,
+    caller: &Caller,
+    kind: &str,
+    pool: &str,
+    message: String,
+    data: Value,
+) {
+    let event = NewEvent {
+        kind: kind.to_string(),
+        pool: Some(pool.to_string()),
+        node: None,
+        actor: caller.name.clone(),
+        message,
+        data,
+    };
+    if let Err(err) = st.store.append_event(&event).await {
+        tracing::error!(
+            error = %crate::error::error_chain(&err),
+            kind,
+            pool,
+            "cannot record the event of a pool change that was stored"
+        );
+    }
+    st.wake.notify_one();
+}
+
+/// `field old → new` for each top-level spec field that changed, for the event message.
+fn spec_changes(old: &PoolSpec, new: &PoolSpec) -> Vec<String> {
+    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    new.iter()
+        .filter_map(|(key, value)| {
+            let before = old.get(key).unwrap_or(&Value::Null);
+            (before != value).then(|| format!("{key} {before} → {value}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_non_negative_integers_alone() {
+        assert_eq!(parse_target(&json!({"target": 3})).unwrap(), 3);
+        for (body, field) in [
+            (json!({"target": -1}), "target"),
+            (json!({"target": 1.5}), "target"),
+            (json!({"target": "3"}), "target"),
+            (json!({}), "target"),
+            (json!({"target": 1, "extra": 2}), "extra"),
+            (json!([1]), "body"),
+        ] {
+            let err = parse_target(&body).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! How stored state is shown: a pool is its spec plus `status`, `deleting` and `generation`;
+//! a node is the subset of its inventory row that clients need. Timestamps are RFC 3339 (UTC).
+
+use std::collections::HashMap;
+
+use rb_core::{NodeState, UnixSeconds};
+use serde::Serialize;
+use serde_json::{Value, json};
+use store::{PoolRecord, VmRecord};
+
+/// Task-status name under which the controller stores a pool's last activation (a JSON object
+/// with a `"conditions"` array).
+pub fn pool_task(pool: &str) -> String {
+    format!("pool:{pool}")
+}
+
+/// Task-status name under which the controller stores a pool's last error
+/// (`{"code","message","at"}`).
+pub fn pool_error_task(pool: &str) -> String {
+    format!("pool-error:{pool}")
+}
+
+/// A pool's `status` (DESIGN.md section 5): node counts by state, conditions and last error.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PoolStatus {
+    pub desired: u32,
+    pub running: u32,
+    pub creating: u32,
+    pub starting: u32,
+    /// Powered off but still allocated (and billed): not renderburst's doing.
+    pub stopped: u32,
+    pub deallocating: u32,
+    pub deallocated: u32,
+    pub deleting: u32,
+    pub failed: u32,
+    pub conditions: Vec<Value>,
+    pub last_error: Value,
+}
+
+impl PoolStatus {
+    /// `vms` are the pool's inventory rows; `tasks` maps task-status names to their JSON.
+    pub fn new(record: &PoolRecord, vms: &[&VmRecord], tasks: &HashMap<String, Value>) -> Self {
+        let mut status = PoolStatus {
+            desired: record.desired(),
+            ..Default::default()
+        };
+        for vm in vms {
+            let count = match vm.state {
+                NodeState::Creating => &mut status.creating,
+                NodeState::Starting => &mut status.starting,
+                NodeState::Running => &mut status.running,
+                NodeState::Stopped => &mut status.stopped,
+                NodeState::Deallocating => &mut status.deallocating,
+                NodeState::Deallocated => &mut status.deallocated,
+                NodeState::Deleting => &mut status.deleting,
+                NodeState::Failed => &mut status.failed,
+                // Gone from Azure; the controller replaces and forgets it.
+                NodeState::Missing => continue,
+            };
+            *count += 1;
+        }
+        let name = &record.spec.name;
+        status.conditions = tasks
+            .get(&pool_task(name))
+            .and_then(|t| t.get("conditions"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        status.last_error = tasks
+            .get(&pool_error_task(name))
+            .cloned()
+            .unwrap_or(Value::Null);
+        status
+    }
+}
+
+/// A pool as the API shows it: its spec's fields, plus `status`, `deleting`, `generation`.
+pub fn pool_json(record: &PoolRecord, vms: &[&VmRecord], tasks: &HashMap<String, Value>) -> Value {
+    let mut pool = serde_json::to_value(&record.spec).unwrap_or_else(|_| json!({}));
+    if let Value::Object(fields) = &mut pool {
+        let status =
+            serde_json::to_value(PoolStatus::new(record, vms, tasks)).unwrap_or(Value::Null);
+        fields.insert("status".into(), status);
+        fields.insert("deleting".into(), Value::Bool(record.deleting));
+        fields.insert("generation".into(), Value::from(record.generation));
+    }
+    pool
+}
+
+/// A node of `GET /v1/nodes`. `state` is the inventory state, except that a running node
+/// marked for drain shows as `draining`.
+pub fn node_json(vm: &VmRecord) -> Value {
+    let state = if vm.draining && vm.state == NodeState::Running {
+        Value::from("draining")
+    } else {
+        serde_json::to_value(vm.state).unwrap_or(Value::Null)
+    };
+    json!({
+        "name": vm.name,
+        "pool": vm.pool,
+        "state": state,
+        "size": vm.size,
+        "priority": vm.priority,
+        "busy": vm.busy,
+        "draining": vm.draining,
+        "last_heartbeat": vm.last_heartbeat.map(rfc3339),
+        "azure_id": vm.azure_id,
+    })
+}
+
+/// Unix seconds as RFC 3339 (`2024-05-01T12:00:00Z`); the number itself if out of range.
+pub fn rfc3339(t: UnixSeconds) -> Value {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or_else(|| Value::from(t), Value::from)
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> UnixSeconds {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(1_700_000_000), json!("2023-11-14T22:13:20Z"));
+    }
+}

@@ -1,0 +1,419 @@
+//! Client commands: talk to a running daemon's HTTP API.
+//!
+//! The token comes from `--token-file`, else `RENDERBURST_TOKEN`, else `./admin.token` (the
+//! file the daemon writes on first start next to its default SQLite file), so on one machine
+//! a newcomer needs no token handling at all.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// The daemon's API.
+    #[arg(
+        long,
+        env = "RENDERBURST_API",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
+    pub api: String,
+    /// File holding the API token (default: $RENDERBURST_TOKEN, else ./admin.token).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// List pools with their status.
+    List,
+    /// Show one pool: spec, status, and what the next activation would do.
+    Show { name: String },
+    /// Create or replace a pool from a JSON or TOML file.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Set a pool's target node count.
+    Scale {
+        name: String,
+        target: u32,
+        /// Wait, with a progress bar, until the pool has converged.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
+    /// Delete a pool: its nodes are removed, then the pool.
+    Delete {
+        name: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// List nodes.
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+    },
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    output: Output,
+}
+
+impl Client {
+    pub fn new(conn: &Conn) -> anyhow::Result<Self> {
+        let token = match &conn.token_file {
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read the token file {}", p.display()))?,
+            None => match std::env::var("RENDERBURST_TOKEN") {
+                Ok(t) if !t.trim().is_empty() => t,
+                _ => std::fs::read_to_string("admin.token").context(
+                    "no API token: pass --token-file, set RENDERBURST_TOKEN, or run this next to the daemon's admin.token",
+                )?,
+            },
+        };
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: conn.api.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            output: conn.output,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the renderburst API at {}", self.base))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// Like `call`, but a non-2xx answer is an error that quotes the API's message.
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, v) = self.call(method.clone(), path, body).await?;
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let msg = v["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        match v["error"]["field"].as_str() {
+            Some(f) => bail!("{method} {path}: {status}: {f}: {msg}"),
+            None => bail!("{method} {path}: {status}: {msg}"),
+        }
+    }
+
+    fn print_json(&self, v: &Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    pub async fn pool(&self, cmd: PoolCmd) -> anyhow::Result<()> {
+        use reqwest::Method;
+        match cmd {
+            PoolCmd::List => {
+                let v = self.ok(Method::GET, "/v1/pools", None).await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                println!(
+                    "{:<20} {:>7} {:>7} {:>8} {:>9} {:>11} {:>6}  CONDITIONS",
+                    "NAME", "DESIRED", "RUNNING", "CREATING", "STARTING", "DEALLOCATED", "FAILED"
+                );
+                for p in v["pools"].as_array().cloned().unwrap_or_default() {
+                    let s = &p["status"];
+                    let conds: Vec<&str> = s["conditions"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<20} {:>7} {:>7} {:>8} {:>9} {:>11} {:>6}  {}",
+                        p["name"].as_str().unwrap_or(""),
+                        s["desired"],
+                        s["running"],
+                        s["creating"],
+                        s["starting"],
+                        s["deallocated"],
+                        s["failed"],
+                        conds.join("; ")
+                    );
+                }
+            }
+            PoolCmd::Show { name } => {
+                let pool = self
+                    .ok(Method::GET, &format!("/v1/pools/{name}"), None)
+                    .await?;
+                let plan = self
+                    .ok(Method::GET, &format!("/v1/pools/{name}/plan"), None)
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&json!({"pool": pool, "plan": plan}));
+                    return Ok(());
+                }
+                self.print_json(&pool);
+                let actions = plan["actions"].as_array().cloned().unwrap_or_default();
+                if actions.is_empty() {
+                    println!("\nnext activation: nothing to do");
+                } else {
+                    println!("\nnext activation:");
+                    for a in actions {
+                        println!(
+                            "  {} {}: {}",
+                            a["kind"].as_str().unwrap_or(""),
+                            a["node"].as_str().unwrap_or(""),
+                            a["reason"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+            PoolCmd::Apply { file } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let spec: Value = if file.extension().is_some_and(|e| e == "toml") {
+                    let t: toml::Value = toml::from_str(&text)
+                        .with_context(|| format!("{} is not valid TOML", file.display()))?;
+                    serde_json::to_value(t)?
+                } else {
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not valid JSON", file.display()))?
+                };
+                let name = spec["name"]
+                    .as_str()
+                    .context("the pool spec has no \"name\"")?
+                    .to_owned();
+                let (status, _) = self
+                    .call(Method::GET, &format!("/v1/pools/{name}"), None)
+                    .await?;
+                let v = if status == 404 {
+                    self.ok(Method::POST, "/v1/pools", Some(&spec)).await?
+                } else {
+                    self.ok(Method::PUT, &format!("/v1/pools/{name}"), Some(&spec))
+                        .await?
+                };
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                } else {
+                    println!(
+                        "pool {name} {}",
+                        if status == 404 { "created" } else { "updated" }
+                    );
+                }
+            }
+            PoolCmd::Scale {
+                name,
+                target,
+                wait,
+                timeout,
+            } => {
+                let v = self
+                    .ok(
+                        Method::POST,
+                        &format!("/v1/pools/{name}/scale"),
+                        Some(&json!({"target": target})),
+                    )
+                    .await?;
+                if !wait {
+                    if self.output == Output::Json {
+                        self.print_json(&v);
+                    } else {
+                        println!("pool {name}: target set to {target}");
+                    }
+                    return Ok(());
+                }
+                self.wait_converged(&name, Duration::from_secs(timeout))
+                    .await?;
+            }
+            PoolCmd::Delete {
+                name,
+                wait,
+                timeout,
+            } => {
+                self.ok(Method::DELETE, &format!("/v1/pools/{name}"), None)
+                    .await?;
+                if !wait {
+                    println!("pool {name}: deleting (its nodes are removed first)");
+                    return Ok(());
+                }
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let deadline = Instant::now() + Duration::from_secs(timeout);
+                loop {
+                    let (status, v) = self
+                        .call(Method::GET, &format!("/v1/pools/{name}"), None)
+                        .await?;
+                    if status == 404 {
+                        bar.finish_with_message(format!("pool {name} deleted"));
+                        return Ok(());
+                    }
+                    let s = &v["status"];
+                    let left = [
+                        "running",
+                        "creating",
+                        "starting",
+                        "deallocating",
+                        "deallocated",
+                        "deleting",
+                        "failed",
+                        "stopped",
+                    ]
+                    .iter()
+                    .map(|k| s[*k].as_u64().unwrap_or(0))
+                    .sum::<u64>();
+                    bar.set_message(format!("deleting pool {name}: {left} nodes left"));
+                    if Instant::now() > deadline {
+                        bar.abandon();
+                        bail!("pool {name} still has {left} nodes after {timeout} s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the pool until running == desired with nothing in transit.
+    async fn wait_converged(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {pos}/{len} running ({elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let deadline = Instant::now() + timeout;
+        let mut no_capacity_since: Option<Instant> = None;
+        loop {
+            let v = self
+                .ok(reqwest::Method::GET, &format!("/v1/pools/{name}"), None)
+                .await?;
+            let s = &v["status"];
+            let n = |k: &str| s[k].as_u64().unwrap_or(0);
+            let desired = n("desired");
+            let running = n("running");
+            let transit = n("creating") + n("starting") + n("deallocating") + n("deleting");
+            bar.set_length(desired);
+            bar.set_position(running.min(desired));
+            bar.set_message(format!(
+                "{name}: {} creating, {} starting, {} deallocating",
+                n("creating"),
+                n("starting"),
+                n("deallocating")
+            ));
+            let conditions: Vec<String> = s["conditions"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if running == desired && transit == 0 && n("stopped") == 0 {
+                bar.finish_with_message(format!("{name}: converged"));
+                return Ok(());
+            }
+            if conditions.iter().any(|c| c.starts_with("NoCapacity")) {
+                let since = *no_capacity_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(60) {
+                    bar.abandon();
+                    bail!("pool {name} cannot converge: {}", conditions.join("; "));
+                }
+            } else {
+                no_capacity_since = None;
+            }
+            if Instant::now() > deadline {
+                bar.abandon();
+                bail!(
+                    "pool {name} did not converge in {} s ({running}/{desired} running; {})",
+                    timeout.as_secs(),
+                    conditions.join("; ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub async fn node(&self, cmd: NodeCmd) -> anyhow::Result<()> {
+        match cmd {
+            NodeCmd::List { pool } => {
+                let path = match &pool {
+                    Some(p) => format!("/v1/nodes?pool={p}"),
+                    None => "/v1/nodes".into(),
+                };
+                let v = self.ok(reqwest::Method::GET, &path, None).await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                println!(
+                    "{:<26} {:<20} {:<13} {:<24} {:<8} BUSY",
+                    "NAME", "POOL", "STATE", "SIZE", "PRIORITY"
+                );
+                for n in v["nodes"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<26} {:<20} {:<13} {:<24} {:<8} {}",
+                        n["name"].as_str().unwrap_or(""),
+                        n["pool"].as_str().unwrap_or(""),
+                        n["state"].as_str().unwrap_or(""),
+                        n["size"].as_str().unwrap_or(""),
+                        n["priority"].as_str().unwrap_or(""),
+                        n["busy"]
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn status(&self) -> anyhow::Result<()> {
+        let v = self.ok(reqwest::Method::GET, "/v1/status", None).await?;
+        self.print_json(&v);
+        Ok(())
+    }
+}

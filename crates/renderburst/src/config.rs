@@ -1,0 +1,353 @@
+//! The daemon's configuration: a TOML file (optional) under environment overrides
+//! (`RENDERBURST__SECTION__KEY`), read with the `config` crate. Unknown keys and bad values
+//! are errors that name the key and the file, so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rb_core::PoolSpec;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub controller: ControllerSection,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Absent (or without a subscription): the embedded simulator.
+    pub azure: Option<AzureSection>,
+    #[serde(default)]
+    pub pools: Vec<PoolSpec>,
+    /// Settings of the embedded simulator (same keys as `renderburst sim --config`), used
+    /// only when no subscription is configured: latencies, quotas, capacity, faults.
+    pub simulator: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7878))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://renderburst.db".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSection {
+    #[serde(default = "default_interval")]
+    pub reconcile_interval_seconds: u64,
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_operations: usize,
+    #[serde(default = "default_gc_grace")]
+    pub gc_grace_seconds: u64,
+    #[serde(default = "default_events_retained")]
+    pub events_retained: u64,
+}
+
+impl Default for ControllerSection {
+    fn default() -> Self {
+        Self {
+            reconcile_interval_seconds: default_interval(),
+            max_concurrent_operations: default_concurrency(),
+            gc_grace_seconds: default_gc_grace(),
+            events_retained: default_events_retained(),
+        }
+    }
+}
+
+fn default_interval() -> u64 {
+    15
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn default_gc_grace() -> u64 {
+    600
+}
+fn default_events_retained() -> u64 {
+    100_000
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Else generated once into `admin.token` (0600) beside the SQLite file.
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    #[default]
+    ClientSecret,
+    ManagedIdentity,
+    WorkloadIdentity,
+    AzureCli,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSection {
+    pub subscription_id: Option<String>,
+    #[serde(default = "default_rg")]
+    pub resource_group: String,
+    #[serde(default = "default_location")]
+    pub location: String,
+    pub tenant_id: Option<String>,
+    #[serde(default)]
+    pub credential: CredentialKind,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    #[serde(default = "default_arm")]
+    pub arm_endpoint: String,
+    #[serde(default = "default_authority")]
+    pub authority_host: String,
+    #[serde(default = "default_scope")]
+    pub token_scope: String,
+    pub ca_cert_file: Option<PathBuf>,
+    pub subnet_id: Option<String>,
+    pub batch_account: Option<String>,
+    #[serde(default)]
+    pub ensure_network: bool,
+    #[serde(default = "default_admin_user")]
+    pub admin_username: String,
+    pub ssh_public_key: Option<String>,
+}
+
+impl std::fmt::Debug for AzureSection {
+    /// Never prints the client secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSection")
+            .field("subscription_id", &self.subscription_id)
+            .field("resource_group", &self.resource_group)
+            .field("location", &self.location)
+            .field("tenant_id", &self.tenant_id)
+            .field("credential", &self.credential)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("arm_endpoint", &self.arm_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_rg() -> String {
+    "render-burst".into()
+}
+fn default_location() -> String {
+    "westeurope".into()
+}
+fn default_arm() -> String {
+    "https://management.azure.com".into()
+}
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_scope() -> String {
+    "https://management.azure.com/.default".into()
+}
+fn default_admin_user() -> String {
+    "render".into()
+}
+
+impl Config {
+    /// Reads `file` (if given) and the environment. Errors name the file and the key.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("RENDERBURST")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let where_ = file.map_or_else(
+            || "the environment (RENDERBURST__*)".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let raw = builder
+            .build()
+            .with_context(|| format!("cannot read the configuration from {where_}"))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.controller.reconcile_interval_seconds == 0 {
+            bail!("controller.reconcile_interval_seconds must be at least 1");
+        }
+        if self.controller.max_concurrent_operations == 0 {
+            bail!("controller.max_concurrent_operations must be at least 1");
+        }
+        if let Some(a) = &self.azure
+            && a.subscription_id.is_some()
+        {
+            if a.credential == CredentialKind::ClientSecret {
+                for (key, v) in [
+                    ("tenant_id", &a.tenant_id),
+                    ("client_id", &a.client_id),
+                    ("client_secret", &a.client_secret),
+                ] {
+                    if v.as_deref().is_none_or(str::is_empty) {
+                        bail!("azure.{key} is required with credential = \"client_secret\"");
+                    }
+                }
+            }
+            if a.subnet_id.is_none() && !a.ensure_network {
+                bail!("azure.subnet_id is required unless azure.ensure_network = true");
+            }
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            p.validate(&|s| arm_model::sizes::lookup(s).is_some())
+                .map_err(|e| {
+                    anyhow::anyhow!("pools[{i}] ({}).{}: {}", p.name, e.field, e.message)
+                })?;
+        }
+        let mut names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            bail!("pools: the pool name {} appears twice", w[0]);
+        }
+        Ok(())
+    }
+
+    /// The SQLite file path from `store.url`.
+    pub fn store_path(&self) -> anyhow::Result<PathBuf> {
+        let url = &self.store.url;
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                anyhow::anyhow!("store.url must look like sqlite://renderburst.db, got {url}")
+            })?;
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path == ":memory:" {
+            bail!(
+                "store.url must name a file (the daemon's state must survive restarts), got {url}"
+            );
+        }
+        Ok(PathBuf::from(path))
+    }
+
+    /// True when no subscription is configured: run against the embedded simulator.
+    pub fn embedded(&self) -> bool {
+        self.azure
+            .as_ref()
+            .is_none_or(|a| a.subscription_id.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join(format!("cfg-{}.toml", fastrand::u64(..)));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn defaults_and_errors_name_key_and_file() {
+        let dir = std::env::temp_dir();
+        let cfg = Config::load(Some(&write(
+            &dir,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n",
+        )))
+        .unwrap();
+        assert_eq!(cfg.server.listen.port(), 9000);
+        assert_eq!(cfg.controller.reconcile_interval_seconds, 15);
+        assert!(cfg.embedded());
+        let path = write(&dir, "[controller]\nreconcile_interval = 5\n");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("reconcile_interval") && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        let err = Config::load(Some(&write(
+            &dir,
+            "[azure]\nsubscription_id = \"s\"\ntenant_id = \"t\"\nclient_id = \"c\"\n",
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("azure.client_secret"), "{err}");
+        let err = Config::load(Some(&write(&dir, "[[pools]]\nname = \"Bad Name\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = 3\n"))).unwrap_err().to_string();
+        assert!(err.contains("pools[0]") && err.contains("name"), "{err}");
+        assert!(Config::load(Some(Path::new("/nonexistent/renderburst.toml"))).is_err());
+    }
+
+    #[test]
+    fn store_urls() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.store_path().unwrap(), PathBuf::from("renderburst.db"));
+        cfg.store.url = "sqlite:///var/lib/renderburst/state.db?mode=rwc".into();
+        assert_eq!(
+            cfg.store_path().unwrap(),
+            PathBuf::from("/var/lib/renderburst/state.db")
+        );
+        cfg.store.url = "postgres://x".into();
+        assert!(cfg.store_path().is_err());
+        cfg.store.url = "sqlite::memory:".into();
+        assert!(cfg.store_path().is_err());
+    }
+
+    #[test]
+    fn shipped_example_files_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let cfg = Config::load(Some(&root.join("default.toml"))).unwrap();
+        assert!(cfg.embedded());
+        assert_eq!(cfg.server.listen, default_listen());
+        // The Azure example keeps the secret out of the file on purpose.
+        let err = Config::load(Some(&root.join("azure.example.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("azure.client_secret"), "{err}");
+    }
+}

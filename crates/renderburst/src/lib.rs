@@ -1,0 +1,8 @@
+//! The `renderburst` binary's library half: configuration, the daemon's wiring, and the
+//! client commands. Split from `main.rs` so end-to-end tests can start a daemon in-process.
+
+pub mod client;
+pub mod config;
+pub mod network;
+pub mod serve;
+pub mod sim;

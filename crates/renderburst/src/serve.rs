@@ -1,0 +1,271 @@
+//! `renderburst serve`: wires the store, the ARM client (real Azure, or the embedded
+//! simulator), the controller and the HTTP API together, and runs until SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use azure::{ArmClient, AzureConfig, CredentialConfig};
+use azure_core::credentials::Secret;
+use controller::{Controller, ControllerConfig, Placement};
+use store::Store;
+
+use crate::config::{Config, CredentialKind};
+
+/// Everything a running daemon holds; tests build one on port 0.
+pub struct Daemon {
+    pub api_addr: std::net::SocketAddr,
+    pub admin_token: String,
+    pub controller: Arc<Controller>,
+    pub simulator: Option<azure_sim::Simulator>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Asks everything to stop and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.send_replace(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        if let Some(sim) = self.simulator.take() {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// The admin token: from config, else read from or generated into `admin.token` beside the
+/// database (mode 0600).
+fn admin_token(cfg: &Config, db: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
+    if let Some(t) = &cfg.auth.admin_token {
+        if t.len() < 16 {
+            bail!("auth.admin_token must be at least 16 characters");
+        }
+        return Ok((t.clone(), None));
+    }
+    let path = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok((t, Some(path)));
+        }
+    }
+    let token: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+    let token = format!("rb_{token}");
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        opts.mode(0o600);
+        let mut f = opts
+            .open(&path)
+            .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+        writeln!(f, "{token}")?;
+    }
+    Ok((token, Some(path)))
+}
+
+/// The embedded simulator's settings: realistic enough to watch, fast enough to enjoy.
+fn embedded_sim_config(
+    overrides: Option<&serde_json::Value>,
+) -> anyhow::Result<azure_sim::SimConfig> {
+    let base = azure_sim::SimConfig::default()
+        .merged(&serde_json::json!({"latency_ms": {"vm_create": 3000, "vm_start": 1500, "vm_deallocate": 1500,
+                                                    "vm_delete": 1500, "nic": 200, "disk": 500}}))?;
+    match overrides {
+        Some(o) => base
+            .merged(o)
+            .map_err(|e| anyhow::anyhow!("[simulator]: {e}")),
+        None => Ok(base),
+    }
+}
+
+/// Starts the daemon; `listen` overrides `server.listen` (tests pass port 0).
+pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<Daemon> {
+    let db = cfg.store_path()?;
+    let store = Arc::new(
+        Store::open(&db)
+            .await
+            .with_context(|| format!("cannot open the store {}", db.display()))?,
+    );
+    let (token, token_file) = admin_token(&cfg, &db)?;
+    if let Some(p) = &token_file {
+        tracing::info!(path = %p.display(), "admin token file (client commands on this machine read it)");
+    }
+
+    let mut simulator = None;
+    let (azure_cfg, rg, location, subnet_id, ensure_network, admin_user, ssh_key) = if cfg
+        .embedded()
+    {
+        let sim = azure_sim::Simulator::start(
+            "127.0.0.1:0".parse()?,
+            embedded_sim_config(cfg.simulator.as_ref())?,
+        )
+        .await?;
+        tracing::info!(
+            url = sim.base_url(),
+            "no Azure subscription configured: using the built-in Azure simulator (nothing is created in Azure; configure [azure] to use a real subscription)"
+        );
+        let id = sim.identity();
+        let mut a = AzureConfig::new(
+            id.subscription_id.clone(),
+            CredentialConfig::ClientSecret {
+                tenant_id: id.tenant_id.clone(),
+                client_id: id.client_id.clone(),
+                client_secret: Secret::new(id.client_secret.clone()),
+            },
+        );
+        a.arm_endpoint = sim.base_url().to_owned();
+        a.authority_host = sim.base_url().to_owned();
+        a.extra_ca_pem = Some(sim.ca_pem().as_bytes().to_vec());
+        a.poll.max_interval = Some(Duration::from_millis(500));
+        simulator = Some(sim);
+        (
+            a,
+            "renderburst".to_owned(),
+            "westeurope".to_owned(),
+            None,
+            true,
+            "render".to_owned(),
+            None,
+        )
+    } else {
+        let az = cfg.azure.clone().context("the [azure] section")?;
+        let sub = az.subscription_id.clone().unwrap_or_default();
+        let credential = match az.credential {
+            CredentialKind::ClientSecret => CredentialConfig::ClientSecret {
+                tenant_id: az.tenant_id.clone().unwrap_or_default(),
+                client_id: az.client_id.clone().unwrap_or_default(),
+                client_secret: Secret::new(az.client_secret.clone().unwrap_or_default()),
+            },
+            CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity {
+                client_id: az.client_id.clone(),
+            },
+            CredentialKind::WorkloadIdentity => CredentialConfig::WorkloadIdentity {
+                tenant_id: az.tenant_id.clone(),
+                client_id: az.client_id.clone(),
+                token_file: None,
+            },
+            CredentialKind::AzureCli => CredentialConfig::AzureCli {
+                tenant_id: az.tenant_id.clone(),
+            },
+        };
+        let mut a = AzureConfig::new(sub, credential);
+        a.arm_endpoint = az.arm_endpoint.clone();
+        a.authority_host = az.authority_host.clone();
+        a.token_scope = az.token_scope.clone();
+        if let Some(ca) = &az.ca_cert_file {
+            a.extra_ca_pem =
+                Some(std::fs::read(ca).with_context(|| {
+                    format!("azure.ca_cert_file: cannot read {}", ca.display())
+                })?);
+        }
+        (
+            a,
+            az.resource_group,
+            az.location,
+            az.subnet_id,
+            az.ensure_network,
+            az.admin_username,
+            az.ssh_public_key,
+        )
+    };
+    let arm = ArmClient::new(azure_cfg).map_err(|e| anyhow::anyhow!("azure: {e}"))?;
+
+    let owner = store.owner_id().await?;
+    let (subnet_id, nsg_id) = if ensure_network {
+        let (s, n) = crate::network::ensure(&arm, &rg, &location, &owner).await?;
+        (subnet_id.unwrap_or(s), Some(n))
+    } else {
+        (subnet_id.context("azure.subnet_id")?, None)
+    };
+
+    crate::network::apply_config_pools(&store, &cfg.pools).await?;
+
+    let controller = Controller::new(
+        store.clone(),
+        arm.clone(),
+        ControllerConfig {
+            resource_group: rg,
+            placement: Placement {
+                location,
+                subnet_id,
+                nsg_id,
+                owner_id: owner,
+                admin_username: admin_user,
+                ssh_public_key: ssh_key,
+            },
+            reconcile_interval: Duration::from_secs(cfg.controller.reconcile_interval_seconds),
+            max_concurrent_operations: cfg.controller.max_concurrent_operations,
+            gc_grace: Duration::from_secs(cfg.controller.gc_grace_seconds),
+            events_retained: cfg.controller.events_retained,
+        },
+    );
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(controller.clone().run(shutdown_rx.clone())));
+
+    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(cfg.server.listen))
+        .await
+        .with_context(|| format!("cannot listen on {}", listen.unwrap_or(cfg.server.listen)))?;
+    let api_addr = listener.local_addr()?;
+    let status_controller = controller.clone();
+    let state = api::ApiState {
+        store: store.clone(),
+        wake: controller.waker(),
+        admin_token_sha256: api::sha256_hex(&token),
+        ready: controller.ready(),
+        status: Arc::new(move || {
+            serde_json::json!({
+                "reconciler": status_controller.last_status(),
+                "arm_governor": status_controller.arm().governor(),
+                "arm_requests": {
+                    "attempts": status_controller.arm().counters().attempts.load(std::sync::atomic::Ordering::Relaxed),
+                    "retries": status_controller.arm().counters().retries.load(std::sync::atomic::Ordering::Relaxed),
+                    "throttled_429": status_controller.arm().counters().throttled_429.load(std::sync::atomic::Ordering::Relaxed),
+                },
+            })
+        }),
+    };
+    let mut rx = shutdown_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = api::serve(listener, state, stop).await {
+            tracing::error!(error = %e, "the API server stopped");
+        }
+    }));
+    tracing::info!(%api_addr, "renderburst is serving its API");
+    Ok(Daemon {
+        api_addr,
+        admin_token: token,
+        controller,
+        simulator,
+        shutdown,
+        tasks,
+    })
+}
+
+/// `renderburst serve`.
+pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = Config::load(config_file.as_deref())?;
+    let daemon = start(cfg, None).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    daemon.stop().await;
+    Ok(())
+}

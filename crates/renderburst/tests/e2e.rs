@@ -1,0 +1,562 @@
+//! End to end: the real daemon (in-process, or as a child process for crash tests) with its
+//! HTTP API on port 0, a SQLite file in a temp dir, and azure-sim over HTTPS. Assertions
+//! look at the simulator's ground truth (`/_sim/resources`), not at what the daemon says.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use azure_sim::{SimConfig, Simulator};
+use renderburst::config::Config;
+use renderburst::serve;
+use serde_json::{Value, json};
+
+struct World {
+    sim: Simulator,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rb-e2e-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn world(tag: &str, sim_patch: Value) -> World {
+    let cfg = SimConfig::default()
+        .merged(&json!({"latency_ms": {"vm_create": 60, "vm_start": 30, "vm_deallocate": 30, "vm_delete": 30,
+                                      "nic": 5, "disk": 10, "eviction": 20}}))
+        .unwrap()
+        .merged(&sim_patch)
+        .unwrap();
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("ca.pem"), sim.ca_pem()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    World { sim, dir, http }
+}
+
+impl World {
+    /// A daemon config pointing at this world's simulator.
+    fn config_toml(&self, listen: &str) -> String {
+        let id = self.sim.identity();
+        format!(
+            r#"[server]
+listen = "{listen}"
+[store]
+url = "sqlite://{db}"
+[controller]
+reconcile_interval_seconds = 1
+gc_grace_seconds = 2
+[auth]
+admin_token = "e2e-admin-token-0123456789"
+[azure]
+subscription_id = "{sub}"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret = "{secret}"
+arm_endpoint = "{url}"
+authority_host = "{url}"
+ca_cert_file = "{ca}"
+resource_group = "burst"
+ensure_network = true
+"#,
+            db = self.dir.join("renderburst.db").display(),
+            sub = id.subscription_id,
+            tenant = id.tenant_id,
+            client = id.client_id,
+            secret = id.client_secret,
+            url = self.sim.base_url(),
+            ca = self.dir.join("ca.pem").display(),
+        )
+    }
+
+    fn config(&self) -> Config {
+        let path = self.dir.join("renderburst.toml");
+        std::fs::write(&path, self.config_toml("127.0.0.1:0")).unwrap();
+        Config::load(Some(&path)).unwrap()
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.sim.base_url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn resources(&self, ty: &str) -> Vec<Value> {
+        let all = self
+            .control(reqwest::Method::GET, "/_sim/resources", None)
+            .await;
+        all["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["type"] == ty)
+            .cloned()
+            .collect()
+    }
+
+    async fn vms(&self, pool: &str) -> Vec<Value> {
+        self.resources("Microsoft.Compute/virtualMachines")
+            .await
+            .into_iter()
+            .filter(|v| v["tags"]["renderburst-pool"] == pool)
+            .collect()
+    }
+
+    async fn vm_puts(&self) -> u64 {
+        let s = self
+            .control(reqwest::Method::GET, "/_sim/stats", None)
+            .await;
+        s["by_type"]["Microsoft.Compute/virtualMachines"]["PUT"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn power(vm: &Value) -> String {
+    vm["properties"]["instanceView"]["statuses"]
+        .as_array()
+        .and_then(|s| {
+            s.iter().find_map(|s| {
+                s["code"]
+                    .as_str()?
+                    .strip_prefix("PowerState/")
+                    .map(str::to_owned)
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn provisioning(vm: &Value) -> String {
+    vm["properties"]["provisioningState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Counts (running, deallocated, other) of a pool's VMs.
+fn census(vms: &[Value]) -> (usize, usize, usize) {
+    let running = vms
+        .iter()
+        .filter(|v| power(v) == "running" && provisioning(v) == "Succeeded")
+        .count();
+    let deallocated = vms
+        .iter()
+        .filter(|v| power(v) == "deallocated" && provisioning(v) == "Succeeded")
+        .count();
+    (running, deallocated, vms.len() - running - deallocated)
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth("e2e-admin-token-0123456789");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {v}"
+        );
+        v
+    }
+
+    async fn scale(&self, pool: &str, target: u32) {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/v1/pools/{pool}/scale"),
+            Some(json!({"target": target})),
+        )
+        .await;
+    }
+}
+
+/// Polls `check` until it returns Some, or fails after `secs` naming what it waited for.
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pool_spec(name: &str, sizes: &[&str], max: u32) -> Value {
+    json!({"name": name, "mode": "vm", "vm_sizes": sizes, "image": "Canonical:ubuntu-24_04-lts:server:latest",
+           "max": max, "idle_timeout_seconds": 0, "tags": {"show": "e2e"}})
+}
+
+/// Every NIC and disk of ours belongs to a VM that exists.
+async fn assert_no_orphans(w: &World) {
+    let vms: Vec<String> = w
+        .resources("Microsoft.Compute/virtualMachines")
+        .await
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for nic in w.resources("Microsoft.Network/networkInterfaces").await {
+        let owner = nic["properties"]["virtualMachine"]["id"]
+            .as_str()
+            .map(str::to_ascii_lowercase);
+        assert!(
+            owner.is_some_and(|o| vms.contains(&o)),
+            "orphan NIC {}",
+            nic["name"]
+        );
+    }
+    for disk in w.resources("Microsoft.Compute/disks").await {
+        let owner = disk["managedBy"].as_str().map(str::to_ascii_lowercase);
+        assert!(
+            owner.is_some_and(|o| vms.contains(&o)),
+            "orphan disk {}",
+            disk["name"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_down_up_and_delete_reuses_deallocated_vms() {
+    let w = world("scale", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("maya", &["Standard_D4s_v5"], 20)),
+    )
+    .await;
+
+    api.scale("maya", 12).await;
+    eventually("12 running VMs", 60, || async {
+        (census(&w.vms("maya").await) == (12, 0, 0)).then_some(())
+    })
+    .await;
+    let vms = w.vms("maya").await;
+    let subnet = w
+        .resources("Microsoft.Network/virtualNetworks/subnets")
+        .await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    let nics = w.resources("Microsoft.Network/networkInterfaces").await;
+    let disks = w.resources("Microsoft.Compute/disks").await;
+    assert_eq!(
+        (nics.len(), disks.len()),
+        (12, 12),
+        "one NIC and one OS disk per VM"
+    );
+    for nic in &nics {
+        let s = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert_eq!(s, subnet, "every NIC is in the render subnet");
+    }
+    for vm in &vms {
+        assert_eq!(vm["tags"]["show"], "e2e");
+        assert!(
+            vm["tags"]["renderburst-owner"]
+                .as_str()
+                .is_some_and(|o| !o.is_empty())
+        );
+    }
+    let creates = w.vm_puts().await;
+    assert_eq!(creates, 12, "one ARM write per VM created");
+
+    api.scale("maya", 4).await;
+    eventually("4 running, 8 deallocated", 60, || async {
+        (census(&w.vms("maya").await) == (4, 8, 0)).then_some(())
+    })
+    .await;
+
+    api.scale("maya", 10).await;
+    eventually("10 running, 2 deallocated", 60, || async {
+        (census(&w.vms("maya").await) == (10, 2, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.vm_puts().await,
+        creates,
+        "scale-up started deallocated VMs: zero new creates"
+    );
+
+    let (status, _) = api
+        .call(reqwest::Method::DELETE, "/v1/pools/maya", None)
+        .await;
+    assert_eq!(status, 202);
+    eventually("the pool and all its resources gone", 60, || async {
+        let gone = w.vms("maya").await.is_empty()
+            && w.resources("Microsoft.Network/networkInterfaces")
+                .await
+                .is_empty()
+            && w.resources("Microsoft.Compute/disks").await.is_empty()
+            && api
+                .call(reqwest::Method::GET, "/v1/pools/maya", None)
+                .await
+                .0
+                == 404;
+        gone.then_some(())
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_size_out_of_capacity_falls_to_the_second() {
+    let w = world("capacity", json!({"capacity": {"Standard_D2s_v5": 2}})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec(
+            "nuke",
+            &["Standard_D2s_v5", "Standard_D4s_v5"],
+            10,
+        )),
+    )
+    .await;
+    api.scale("nuke", 5).await;
+    eventually("5 running VMs, no failed ones left", 60, || async {
+        let vms = w.vms("nuke").await;
+        (census(&vms) == (5, 0, 0)).then_some(())
+    })
+    .await;
+    let sizes: Vec<String> = w
+        .vms("nuke")
+        .await
+        .iter()
+        .map(|v| {
+            v["properties"]["hardwareProfile"]["vmSize"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        sizes.iter().filter(|s| *s == "Standard_D2s_v5").count(),
+        2,
+        "{sizes:?}"
+    );
+    assert_eq!(
+        sizes.iter().filter(|s| *s == "Standard_D4s_v5").count(),
+        3,
+        "{sizes:?}"
+    );
+    let pool = api.ok(reqwest::Method::GET, "/v1/pools/nuke", None).await;
+    let said = pool["status"].to_string();
+    assert!(
+        said.contains("AllocationFailed") && said.contains("Standard_D2s_v5"),
+        "the status says why: {said}"
+    );
+    assert_no_orphans(&w).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_spot_capacity_is_replaced_without_exceeding_max() {
+    let w = world("spot", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let mut spec = pool_spec("houdini", &["Standard_D4s_v5"], 6);
+    spec["priority"] = json!("spot");
+    spec["target"] = json!(6);
+    api.ok(reqwest::Method::POST, "/v1/pools", Some(spec)).await;
+    eventually("6 running Spot VMs", 60, || async {
+        (census(&w.vms("houdini").await) == (6, 0, 0)).then_some(())
+    })
+    .await;
+    let mut total = 0;
+    for round in 0..3 {
+        let evicted = w
+            .control(
+                reqwest::Method::POST,
+                "/_sim/evict",
+                Some(json!({"count": 2 + round})),
+            )
+            .await;
+        assert_eq!(evicted["evicted"].as_array().unwrap().len(), 2 + round);
+        total += 2 + round as u64;
+        eventually("the evictions happened", 30, || async {
+            let n = w.control(reqwest::Method::GET, "/_sim/stats", None).await["evictions"]
+                .as_u64()
+                .unwrap();
+            (n == total).then_some(())
+        })
+        .await;
+        // Watch until it has recovered, checking the cap on every look.
+        eventually("evicted capacity replaced", 60, || async {
+            let vms = w.vms("houdini").await;
+            let (running, _, _) = census(&vms);
+            assert!(
+                vms.len() <= 6 && running <= 6,
+                "more than max: {} VMs, {running} running",
+                vms.len()
+            );
+            (running == 6).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        w.control(reqwest::Method::GET, "/_sim/stats", None).await["evictions"]
+            .as_u64()
+            .unwrap()
+            >= 9
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_during_scaling_leave_an_exact_state_and_no_orphans() {
+    let w = world("faults", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("katana", &["Standard_D4s_v5"], 20)),
+    )
+    .await;
+    w.control(reqwest::Method::PUT, "/_sim/config", Some(json!({"faults": {
+        "http_5xx_rate": 0.1, "http_429_rate": 0.05, "drop_rate": 0.05, "operation_fail_rate": 0.1}}))).await;
+    for target in [10u32, 3, 8] {
+        api.scale("katana", target).await;
+        eventually(&format!("{target} running under faults"), 90, || async {
+            let (running, _, other) = census(&w.vms("katana").await);
+            (running == target as usize && other == 0).then_some(())
+        })
+        .await;
+    }
+    let injected = w.control(reqwest::Method::GET, "/_sim/stats", None).await["faults_injected"]
+        .as_u64()
+        .unwrap();
+    assert!(injected > 0, "faults were injected");
+    w.control(reqwest::Method::PUT, "/_sim/config", Some(json!({"faults": {
+        "http_5xx_rate": 0.0, "http_429_rate": 0.0, "drop_rate": 0.0, "operation_fail_rate": 0.0}}))).await;
+    // Leftovers of failed operations are collected after the grace period.
+    eventually("no orphans", 60, || async {
+        let vms = w.resources("Microsoft.Compute/virtualMachines").await.len();
+        let nics = w
+            .resources("Microsoft.Network/networkInterfaces")
+            .await
+            .len();
+        let disks = w.resources("Microsoft.Compute/disks").await.len();
+        (nics == vms && disks == vms).then_some(())
+    })
+    .await;
+    assert_no_orphans(&w).await;
+    let (running, _, other) = census(&w.vms("katana").await);
+    assert_eq!((running, other), (8, 0));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_scale_up_restarts_without_duplicates_or_orphans() {
+    let w = world("crash", json!({"latency_ms": {"vm_create": 1500}})).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg_path = w.dir.join("renderburst.toml");
+    std::fs::write(&cfg_path, w.config_toml(&format!("127.0.0.1:{port}"))).unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut child = spawn();
+    eventually("the daemon answers", 30, || async {
+        let r = api
+            .http
+            .get(format!("{}/healthz", api.base))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("crash", &["Standard_D4s_v5"], 30)),
+    )
+    .await;
+    api.scale("crash", 20).await;
+    // Kill it while creates are in flight.
+    eventually("creates under way", 30, || async {
+        (!w.vms("crash").await.is_empty()).then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = spawn();
+    eventually("20 running VMs after the restart", 90, || async {
+        (census(&w.vms("crash").await) == (20, 0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(w.vm_puts().await, 20, "no VM was created twice");
+    assert_eq!(
+        w.resources("Microsoft.Compute/virtualMachines").await.len(),
+        20
+    );
+    assert_no_orphans(&w).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,75 @@
+//! Read models for the planner: the inventory as `NodeView`s and a what-if plan from the
+//! store alone. Shared by the controller (which adds its own in-process in-flight set) and
+//! the API's `/v1/pools/{name}/plan`, so both see the same plan for the same state.
+
+use std::collections::HashSet;
+
+use rb_core::{NodeView, Plan, PlanInput, UnixSeconds, desired_count, plan};
+
+use crate::{PoolRecord, Store, StoreError, VmRecord};
+
+impl PoolRecord {
+    /// The desired node count now: 0 while the pool is being deleted.
+    pub fn desired(&self) -> u32 {
+        if self.deleting {
+            0
+        } else {
+            desired_count(&self.spec, 0)
+        }
+    }
+}
+
+/// The planner's view of inventory rows; `in_flight` holds lower-cased node names.
+pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView> {
+    vms.iter()
+        .map(|v| NodeView {
+            name: v.name.clone(),
+            size: v.size.clone(),
+            priority: v.priority,
+            state: v.state,
+            failed_code: v.failed_code.clone(),
+            created_at: v.created_at,
+            started_at: v.started_at,
+            last_heartbeat: v.last_heartbeat,
+            busy: v.busy,
+            draining: v.draining,
+            in_flight: in_flight.contains(&v.name.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
+impl Store {
+    /// Nodes with an open intent (lower-cased names).
+    pub async fn in_flight_nodes(&self) -> Result<HashSet<String>, StoreError> {
+        Ok(self
+            .open_intents()
+            .await?
+            .into_iter()
+            .map(|i| i.node.to_ascii_lowercase())
+            .collect())
+    }
+
+    /// Plans `record` from what the store holds, with `extra_in_flight` added to the nodes
+    /// with open intents.
+    pub async fn plan_pool(
+        &self,
+        record: &PoolRecord,
+        extra_in_flight: &HashSet<String>,
+        now: UnixSeconds,
+    ) -> Result<Plan, StoreError> {
+        let vms = self.list_vms(Some(&record.spec.name)).await?;
+        let mut in_flight = self.in_flight_nodes().await?;
+        in_flight.extend(extra_in_flight.iter().cloned());
+        let unavailable = self.list_unavailable(now).await?;
+        let nodes = node_views(&vms, &in_flight);
+        Ok(plan(&PlanInput {
+            spec: &record.spec,
+            desired: record.desired(),
+            nodes: &nodes,
+            unavailable: &unavailable,
+            next_index: record.next_index,
+            deleting: record.deleting,
+            now,
+        }))
+    }
+}
