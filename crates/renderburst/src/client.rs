@@ -172,15 +172,16 @@ impl Client {
                         .as_array()
                         .map(|a| a.iter().filter_map(Value::as_str).collect())
                         .unwrap_or_default();
+                    let n = |k: &str| s[k].as_u64().unwrap_or(0);
                     println!(
                         "{:<20} {:>7} {:>7} {:>8} {:>9} {:>11} {:>6}  {}",
                         p["name"].as_str().unwrap_or(""),
-                        s["desired"],
-                        s["running"],
-                        s["creating"],
-                        s["starting"],
-                        s["deallocated"],
-                        s["failed"],
+                        n("desired"),
+                        n("running"),
+                        n("creating"),
+                        n("starting"),
+                        n("deallocated"),
+                        n("failed"),
                         conds.join("; ")
                     );
                 }
@@ -327,7 +328,8 @@ impl Client {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let mut no_capacity_since: Option<Instant> = None;
         loop {
             let v = self
@@ -355,7 +357,11 @@ impl Client {
                 })
                 .unwrap_or_default();
             if running == desired && transit == 0 && n("stopped") == 0 {
-                bar.finish_with_message(format!("{name}: converged"));
+                bar.finish_and_clear();
+                println!(
+                    "pool {name}: {running}/{desired} running, converged in {} s",
+                    started.elapsed().as_secs()
+                );
                 return Ok(());
             }
             if conditions.iter().any(|c| c.starts_with("NoCapacity")) {
