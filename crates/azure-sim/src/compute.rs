@@ -336,26 +336,7 @@ impl State {
                 .enumerate()
             {
                 let subnet = str_at(ip, "/properties/subnet/id").unwrap_or_default();
-                if self
-                    .get(subnet)
-                    .filter(|s| s.rtype == RType::Subnet)
-                    .is_none()
-                {
-                    return Err(ArmErr::bad_request(
-                        "InvalidResourceReference",
-                        format!(
-                            "Resource {} referenced by resource {id} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.",
-                            truncate(
-                                if subnet.is_empty() {
-                                    "(no subnet id)"
-                                } else {
-                                    subnet
-                                },
-                                300
-                            )
-                        ),
-                    ));
-                }
+                self.require_subnet(subnet, id)?;
                 let ipname = ip["name"]
                     .as_str()
                     .map(str::to_owned)

@@ -103,26 +103,7 @@ impl State {
                         .pointer("/properties/subnet/id")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    if self
-                        .get(subnet)
-                        .filter(|s| s.rtype == RType::Subnet)
-                        .is_none()
-                    {
-                        return Err(ArmErr::bad_request(
-                            "InvalidResourceReference",
-                            format!(
-                                "Resource {} referenced by resource {id} was not found. Please make sure that the referenced resource exists, and that both resources are in the same region.",
-                                truncate(
-                                    if subnet.is_empty() {
-                                        "(no subnet id)"
-                                    } else {
-                                        subnet
-                                    },
-                                    300
-                                )
-                            ),
-                        ));
-                    }
+                    self.require_subnet(subnet, id)?;
                     let ipname = ip["name"]
                         .as_str()
                         .map(str::to_owned)
@@ -263,6 +244,28 @@ impl State {
             &location,
             &op,
             self.cfg.polling.retry_after_seconds,
+        ))
+    }
+}
+
+impl State {
+    /// A subnet a NIC refers to must exist, as ARM checks before creating the NIC.
+    pub fn require_subnet(&self, subnet: &str, referrer: &str) -> Result<(), ArmErr> {
+        if self.get(subnet).is_some_and(|s| s.rtype == RType::Subnet) {
+            return Ok(());
+        }
+        let shown = if subnet.is_empty() {
+            "(no subnet id)"
+        } else {
+            subnet
+        };
+        Err(ArmErr::bad_request(
+            "InvalidResourceReference",
+            format!(
+                "Resource {} referenced by resource {referrer} was not found. Please make sure that the referenced \
+                 resource exists, and that both resources are in the same region.",
+                truncate(shown, 300)
+            ),
         ))
     }
 }

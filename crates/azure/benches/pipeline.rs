@@ -29,7 +29,11 @@ fn client(sim: &Simulator, governor: bool) -> ArmClient {
     cfg.governor_enabled = governor;
     // Limits far above what loopback can reach, so the governor's cost is measured, not
     // its pacing.
-    cfg.governor = GovernorLimits { reads_bucket: 1e9, reads_per_s: 1e9, ..GovernorLimits::default() };
+    cfg.governor = GovernorLimits {
+        reads_bucket: 1e9,
+        reads_per_s: 1e9,
+        ..GovernorLimits::default()
+    };
     ArmClient::new(cfg).expect("client")
 }
 
@@ -43,7 +47,10 @@ async fn run_pipeline(c: &ArmClient, total: usize) -> (f64, Duration) {
             let mut lat = Duration::ZERO;
             for _ in 0..n {
                 let t = Instant::now();
-                c.get_resource_group("bench").await.expect("get").expect("exists");
+                c.get_resource_group("bench")
+                    .await
+                    .expect("get")
+                    .expect("exists");
                 lat += t.elapsed();
             }
             lat
@@ -76,7 +83,12 @@ async fn run_raw(sim: &Simulator, token: &str, total: usize) -> (f64, Duration) 
             let mut lat = Duration::ZERO;
             for _ in 0..n {
                 let t = Instant::now();
-                let r = http.get(&url).bearer_auth(&token).send().await.expect("send");
+                let r = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("send");
                 assert!(r.status().is_success());
                 r.bytes().await.expect("body");
                 lat += t.elapsed();
@@ -88,11 +100,17 @@ async fn run_raw(sim: &Simulator, token: &str, total: usize) -> (f64, Duration) 
     while let Some(l) = tasks.join_next().await {
         lat += l.expect("task");
     }
-    (total as f64 / start.elapsed().as_secs_f64(), lat / total as u32)
+    (
+        total as f64 / start.elapsed().as_secs_f64(),
+        lat / total as u32,
+    )
 }
 
 fn main() {
-    let total: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000);
+    let total: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let cfg = SimConfig::default()

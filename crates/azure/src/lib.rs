@@ -240,12 +240,7 @@ impl ArmClient {
             compute,
             resource,
         };
-        let body = match body {
-            Some(v) => Some(Bytes::from(
-                serde_json::to_vec(v).map_err(|e| ArmError::decode(e.to_string()))?,
-            )),
-            None => None,
-        };
+        let body = encode(body)?;
         self.inner
             .pipeline
             .send(Call {
@@ -273,12 +268,7 @@ impl ArmClient {
         url: url::Url,
         body: Option<&Value>,
     ) -> Result<Response> {
-        let body = match body {
-            Some(v) => Some(Bytes::from(
-                serde_json::to_vec(v).map_err(|e| ArmError::decode(e.to_string()))?,
-            )),
-            None => None,
-        };
+        let body = encode(body)?;
         self.inner
             .pipeline
             .send(Call {
@@ -313,6 +303,16 @@ impl ArmClient {
             _t: std::marker::PhantomData,
         }
     }
+}
+
+/// A JSON request body as bytes.
+fn encode(body: Option<&Value>) -> Result<Option<Bytes>> {
+    body.map(|v| {
+        serde_json::to_vec(v)
+            .map(Bytes::from)
+            .map_err(|e| ArmError::decode(e.to_string()))
+    })
+    .transpose()
 }
 
 /// The VM id of a Compute VM URL (lower-cased, without the action), for per-VM holds.
