@@ -75,6 +75,84 @@ pub enum NodeCmd {
         #[arg(long)]
         pool: Option<String>,
     },
+    /// Give a node no new work and remove it once idle.
+    Drain { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestCmd {
+    /// Ask for COUNT nodes of POOL for a while (a lease; it adds to the pool's desired count).
+    Create {
+        pool: String,
+        count: u32,
+        /// How long the request lives: 90s, 30m, 2h, 1h30m (default 1h).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<u64>,
+        /// The render job this is for (shown in events).
+        #[arg(long)]
+        job: Option<String>,
+    },
+    /// List live requests.
+    List {
+        #[arg(long)]
+        pool: Option<String>,
+        /// Include released and expired requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a request before it expires.
+    Release { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create an API token; it is printed once and only its hash is kept.
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    Revoke {
+        name: String,
+    },
+}
+
+/// `90`, `90s`, `30m`, `2h`, `1h30m`, `1d` → seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(n);
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("bad duration '{text}': use 90s, 30m, 2h or 1h30m"))?;
+        digits.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(format!("bad duration '{text}': unknown unit '{c}'")),
+        };
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "bad duration '{text}': a number needs a unit (s, m, h, d)"
+        ));
+    }
+    if total == 0 {
+        return Err(format!("bad duration '{text}': must be more than zero"));
+    }
+    Ok(total)
 }
 
 pub struct Client {
@@ -387,6 +465,7 @@ impl Client {
 
     pub async fn node(&self, cmd: NodeCmd) -> anyhow::Result<()> {
         match cmd {
+            NodeCmd::Drain { name } => return self.drain(&name).await,
             NodeCmd::List { pool } => {
                 let path = match &pool {
                     Some(p) => format!("/v1/nodes?pool={p}"),
@@ -417,9 +496,206 @@ impl Client {
         Ok(())
     }
 
+    pub async fn drain(&self, name: &str) -> anyhow::Result<()> {
+        let v = self
+            .ok(
+                reqwest::Method::POST,
+                &format!("/v1/nodes/{name}/drain"),
+                None,
+            )
+            .await?;
+        if self.output == Output::Json {
+            self.print_json(&v);
+        } else {
+            println!("node {name}: draining (no new work; removed once idle)");
+        }
+        Ok(())
+    }
+
+    pub async fn request(&self, cmd: RequestCmd) -> anyhow::Result<()> {
+        use reqwest::Method;
+        match cmd {
+            RequestCmd::Create {
+                pool,
+                count,
+                ttl,
+                job,
+            } => {
+                let mut body = json!({"count": count});
+                if let Some(t) = ttl {
+                    body["ttl_seconds"] = json!(t);
+                }
+                if let Some(j) = job {
+                    body["job"] = json!(j);
+                }
+                let v = self
+                    .ok(
+                        Method::POST,
+                        &format!("/v1/pools/{pool}/requests"),
+                        Some(&body),
+                    )
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                } else {
+                    println!("{}", v["id"].as_str().unwrap_or_default());
+                    eprintln!(
+                        "request for {count} nodes of {pool}, until {}",
+                        v["expires_at"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            RequestCmd::List { pool, all } => {
+                let mut path = "/v1/requests?".to_owned();
+                if let Some(p) = &pool {
+                    path.push_str(&format!("pool={p}&"));
+                }
+                if all {
+                    path.push_str("all=true");
+                }
+                let path = path.trim_end_matches(['?', '&']).to_owned();
+                let v = self.ok(Method::GET, &path, None).await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                println!(
+                    "{:<38} {:<20} {:>5}  {:<20} {:<16} EXPIRES",
+                    "ID", "POOL", "COUNT", "REQUESTER", "JOB"
+                );
+                for r in v["requests"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<38} {:<20} {:>5}  {:<20} {:<16} {}",
+                        r["id"].as_str().unwrap_or(""),
+                        r["pool"].as_str().unwrap_or(""),
+                        r["count"].as_u64().unwrap_or(0),
+                        r["requester"].as_str().unwrap_or(""),
+                        r["job"].as_str().unwrap_or(""),
+                        r["expires_at"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            RequestCmd::Release { id } => {
+                let v = self
+                    .ok(Method::DELETE, &format!("/v1/requests/{id}"), None)
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                } else {
+                    println!("request {id} released");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn token(&self, cmd: TokenCmd) -> anyhow::Result<()> {
+        use reqwest::Method;
+        match cmd {
+            TokenCmd::Create { role, name } => {
+                let v = self
+                    .ok(
+                        Method::POST,
+                        "/v1/tokens",
+                        Some(&json!({"name": name, "role": role})),
+                    )
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                } else {
+                    println!("{}", v["token"].as_str().unwrap_or_default());
+                    eprintln!("token {name} ({role}) created; it is shown only this once");
+                }
+            }
+            TokenCmd::List => {
+                let v = self.ok(Method::GET, "/v1/tokens", None).await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                println!("{:<32} {:<10} CREATED", "NAME", "ROLE");
+                for t in v["tokens"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<32} {:<10} {}",
+                        t["name"].as_str().unwrap_or(""),
+                        t["role"].as_str().unwrap_or(""),
+                        t["created_at"]
+                    );
+                }
+            }
+            TokenCmd::Revoke { name } => {
+                self.ok(Method::DELETE, &format!("/v1/tokens/{name}"), None)
+                    .await?;
+                println!("token {name} revoked");
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints events after `after`; with `follow`, keeps polling for new ones.
+    pub async fn events(&self, follow: bool, mut after: i64, limit: u32) -> anyhow::Result<()> {
+        loop {
+            let v = self
+                .ok(
+                    reqwest::Method::GET,
+                    &format!("/v1/events?after={after}&limit={limit}"),
+                    None,
+                )
+                .await?;
+            let events = v["events"].as_array().cloned().unwrap_or_default();
+            for e in &events {
+                if self.output == Output::Json {
+                    println!("{e}");
+                } else {
+                    let place = match (e["pool"].as_str(), e["node"].as_str()) {
+                        (Some(p), Some(n)) => format!("{p}/{n}"),
+                        (Some(p), None) => p.to_owned(),
+                        (None, Some(n)) => n.to_owned(),
+                        (None, None) => "-".to_owned(),
+                    };
+                    println!(
+                        "{} {:<16} {:<24} {:<12} {}",
+                        e["at"].as_str().unwrap_or(""),
+                        e["kind"].as_str().unwrap_or(""),
+                        place,
+                        e["actor"].as_str().unwrap_or(""),
+                        e["message"].as_str().unwrap_or("")
+                    );
+                }
+                if let Some(id) = e["id"].as_i64() {
+                    after = after.max(id);
+                }
+            }
+            if !follow && (events.len() as u32) < limit {
+                return Ok(());
+            }
+            if follow && events.is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
     pub async fn status(&self) -> anyhow::Result<()> {
         let v = self.ok(reqwest::Method::GET, "/v1/status", None).await?;
         self.print_json(&v);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("1h30").is_err());
+        assert!(parse_duration("0m").is_err());
     }
 }

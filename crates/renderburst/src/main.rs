@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use renderburst::client::{Client, Conn, NodeCmd, PoolCmd};
+use renderburst::client::{Client, Conn, NodeCmd, PoolCmd, RequestCmd, TokenCmd};
 use renderburst::{serve, sim};
 
 #[derive(Parser)]
@@ -43,6 +43,33 @@ enum Command {
         #[command(subcommand)]
         cmd: NodeCmd,
     },
+    /// Node requests (leases) from render managers.
+    Request {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: RequestCmd,
+    },
+    /// API tokens (admin only).
+    Token {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// The audit log: who asked what, what the controller did and why.
+    Events {
+        #[command(flatten)]
+        conn: Conn,
+        /// Keep printing new events as they happen.
+        #[arg(long)]
+        follow: bool,
+        /// Start after this event id (0: the oldest kept).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// The controller's status: last activation, throttling, errors.
     Status {
         #[command(flatten)]
@@ -75,6 +102,14 @@ fn main() -> ExitCode {
             Command::Sim(args) => sim::run(args).await,
             Command::Pool { conn, cmd } => Client::new(&conn)?.pool(cmd).await,
             Command::Node { conn, cmd } => Client::new(&conn)?.node(cmd).await,
+            Command::Request { conn, cmd } => Client::new(&conn)?.request(cmd).await,
+            Command::Token { conn, cmd } => Client::new(&conn)?.token(cmd).await,
+            Command::Events {
+                conn,
+                follow,
+                after,
+                limit,
+            } => Client::new(&conn)?.events(follow, after, limit).await,
             Command::Status { conn } => Client::new(&conn)?.status().await,
         }
     });
