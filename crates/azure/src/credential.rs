@@ -303,3 +303,46 @@ impl TokenSource {
         self.state.lock().await.token = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_credential_kind_builds_and_none_prints_its_secret() {
+        let http = reqwest::Client::new();
+        let token_file = std::env::temp_dir().join(format!(
+            "renderburst-test-federated-token-{}",
+            std::process::id()
+        ));
+        std::fs::write(&token_file, "header.payload.signature").unwrap();
+        let kinds = [
+            CredentialConfig::ClientSecret {
+                tenant_id: "11111111-1111-1111-1111-111111111111".into(),
+                client_id: "client".into(),
+                client_secret: Secret::new("hunter2-secret"),
+            },
+            CredentialConfig::ManagedIdentity {
+                client_id: Some("mi-client".into()),
+            },
+            CredentialConfig::ManagedIdentity { client_id: None },
+            CredentialConfig::WorkloadIdentity {
+                tenant_id: Some("11111111-1111-1111-1111-111111111111".into()),
+                client_id: Some("wi-client".into()),
+                token_file: Some(token_file.clone()),
+            },
+            CredentialConfig::AzureCli { tenant_id: None },
+        ];
+        for kind in &kinds {
+            kind.build(&http, "https://login.microsoftonline.com")
+                .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert!(!format!("{kind:?}").contains("hunter2"), "{kind:?}");
+            assert!(!kind.describe().contains("hunter2"));
+        }
+        let err = kinds[0]
+            .build(&http, "http://insecure.example")
+            .err()
+            .expect("http authority refused");
+        assert!(err.to_string().contains("HTTPS"), "{err}");
+    }
+}
