@@ -341,8 +341,7 @@ mod tests {
         }
         let err = kinds[0]
             .build(&http, "http://insecure.example")
-            .err()
-            .expect("http authority refused");
+            .expect_err("http authority refused");
         assert!(err.to_string().contains("HTTPS"), "{err}");
     }
 }
