@@ -584,7 +584,9 @@ async fn cli(api: &Api, dir: &std::path::Path, args: &[&str]) -> (i32, String, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_applies_scales_waits_lists_and_deletes() {
     let w = world("cli", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap())).await.unwrap();
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
     let api = Api::new(daemon.api_addr);
     let spec_file = w.dir.join("arnold.toml");
     std::fs::write(
@@ -592,14 +594,28 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
         "name = \"arnold\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D8s_v5\"]\nimage = \"Canonical:ubuntu-24_04-lts:server:latest\"\nmax = 4\nidle_timeout_seconds = 0\n",
     )
     .unwrap();
-    let (code, out, err) = cli(&api, &w.dir, &["pool", "apply", "-f", spec_file.to_str().unwrap()]).await;
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &["pool", "apply", "-f", spec_file.to_str().unwrap()],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("pool arnold created"), "{out}");
 
-    let (code, out, err) = cli(&api, &w.dir, &["pool", "scale", "arnold", "2", "--wait", "--timeout", "60"]).await;
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &["pool", "scale", "arnold", "2", "--wait", "--timeout", "60"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("2/2 running"), "{out}");
-    assert_eq!(census(&w.vms("arnold").await), (2, 0, 0), "--wait returned only once converged");
+    assert_eq!(
+        census(&w.vms("arnold").await),
+        (2, 0, 0),
+        "--wait returned only once converged"
+    );
 
     let (code, out, _) = cli(&api, &w.dir, &["pool", "list", "-o", "json"]).await;
     assert_eq!(code, 0);
@@ -607,10 +623,19 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
     assert_eq!(v["pools"][0]["status"]["running"], 2);
     let (code, out, _) = cli(&api, &w.dir, &["node", "list", "--pool", "arnold"]).await;
     assert_eq!(code, 0);
-    assert_eq!(out.lines().filter(|l| l.starts_with("arnold-")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("arnold-")).count(),
+        2,
+        "{out}"
+    );
     let (code, out, _) = cli(&api, &w.dir, &["status"]).await;
     assert_eq!(code, 0);
-    assert!(serde_json::from_str::<Value>(&out).unwrap()["controller"]["reconciler"]["number"].as_u64().unwrap() >= 1);
+    assert!(
+        serde_json::from_str::<Value>(&out).unwrap()["controller"]["reconciler"]["number"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 
     // Errors: a target above max is refused with the API's words, exit 1; bad usage is 2.
     let (code, _, err) = cli(&api, &w.dir, &["pool", "scale", "arnold", "99"]).await;
@@ -619,7 +644,12 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
     let (code, _, _) = cli(&api, &w.dir, &["pool", "scale", "arnold"]).await;
     assert_eq!(code, 2);
 
-    let (code, out, err) = cli(&api, &w.dir, &["pool", "delete", "arnold", "--wait", "--timeout", "60"]).await;
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &["pool", "delete", "arnold", "--wait", "--timeout", "60"],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(w.vms("arnold").await.is_empty());
     daemon.stop().await;
