@@ -5,10 +5,18 @@
 //! Only hashes are ever kept or compared, and neither the token nor the `Authorization` header
 //! is logged.
 //!
-//! Handlers state the role they need through their extractor type ([`Reader`], [`Admin`]),
-//! placed first among their arguments, so that authentication is decided before anything in
-//! the request (path, query, body) is looked at: a caller without rights learns nothing about
-//! what is valid.
+//! Handlers state the role they need through their extractor type ([`Reader`],
+//! [`Requester`], [`Admin`]), placed first among their arguments, so that authentication is
+//! decided before anything in the request (path, query, body) is looked at: a caller without
+//! rights learns nothing about what is valid.
+//!
+//! | role | may |
+//! |---|---|
+//! | `admin` | everything |
+//! | `requester` | every read (GET) except `/v1/tokens`; create, list and release node requests; heartbeats |
+//! | `viewer` | every read (GET) except `/v1/tokens` |
+//!
+//! Draining a node and managing tokens and pools are operator actions: admin only.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -33,11 +41,23 @@ impl Role {
     /// The role stored with a token; `None` for a name this version does not know (such a
     /// token authenticates but is allowed nothing).
     pub fn parse(name: &str) -> Option<Role> {
+        // Keep in step with `as_str`.
         match name {
             "admin" => Some(Role::Admin),
             "requester" => Some(Role::Requester),
             "viewer" => Some(Role::Viewer),
             _ => None,
+        }
+    }
+}
+
+impl Role {
+    /// The name stored with a token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Requester => "requester",
+            Role::Viewer => "viewer",
         }
     }
 }
@@ -53,7 +73,11 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Reader(pub Caller);
 
-/// Extractor: a token with the admin role (pool writes).
+/// Extractor: a token with the admin or requester role (node requests, heartbeats).
+#[derive(Debug, Clone)]
+pub struct Requester(pub Caller);
+
+/// Extractor: a token with the admin role (pool writes, drain, tokens).
 #[derive(Debug, Clone)]
 pub struct Admin(pub Caller);
 
@@ -66,6 +90,21 @@ impl FromRequestParts<ApiState> for Reader {
             Some(_) => Ok(Reader(caller)),
             None => Err(ApiError::forbidden(format!(
                 "token {:?} has a role this version does not know; it may do nothing",
+                caller.name
+            ))),
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for Requester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Some(Role::Admin | Role::Requester) => Ok(Requester(caller)),
+            _ => Err(ApiError::forbidden(format!(
+                "token {:?} may not do this: it needs the requester or admin role",
                 caller.name
             ))),
         }

@@ -76,15 +76,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PoolName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(name) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|r| {
-                ApiError::bad_request(
-                    "bad_path",
-                    format!("bad pool name in the path: {}", r.body_text()),
-                )
-                .with_field("name")
-            })?;
+        let name = path_param(parts, state, "name").await?;
         if let Err(err) = check_pool_name(&name) {
             return Err(ApiError::bad_request("invalid_name", err.message).with_field("name"));
         }
@@ -103,6 +95,139 @@ pub fn check_pool_name(name: &str) -> Result<(), rb_core::SpecError> {
     match spec.validate(&|_| true) {
         Err(err) if err.field == "name" => Err(err),
         _ => Ok(()),
+    }
+}
+
+/// A node (VM) name from the path (`/v1/nodes/{name}/...`): letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, at most 64 characters (Azure's limit for a VM name). A
+/// malformed name is a 400 naming `name`; a well-formed unknown one is the handler's 404.
+#[derive(Debug, Clone)]
+pub struct NodeName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NodeName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let name = path_param(parts, state, "name").await?;
+        let ok = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "a node name has 1 to 64 letters, digits, '.', '_' or '-', and starts with a letter or digit",
+            )
+            .with_field("name"));
+        }
+        Ok(NodeName(name))
+    }
+}
+
+/// The one path parameter of a route, as text; a 400 naming `field` if it cannot be read.
+pub(crate) async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    field: &str,
+) -> Result<String, ApiError> {
+    Path::<String>::from_request_parts(parts, state)
+        .await
+        .map(|Path(value)| value)
+        .map_err(|r| {
+            ApiError::bad_request(
+                "bad_path",
+                format!("bad {field} in the path: {}", r.body_text()),
+            )
+            .with_field(field)
+        })
+}
+
+/// The members of a JSON object body, refusing anything but an object and any member not in
+/// `allowed`: 422 with `code`, naming `body` or the unknown member.
+pub(crate) fn object_fields<'a>(
+    body: &'a serde_json::Value,
+    allowed: &[&str],
+    code: &'static str,
+) -> Result<&'a serde_json::Map<String, serde_json::Value>, ApiError> {
+    let serde_json::Value::Object(fields) = body else {
+        return Err(
+            ApiError::unprocessable(code, "the body must be a JSON object").with_field("body"),
+        );
+    };
+    if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::unprocessable(
+            code,
+            format!(
+                "unknown field {unknown:?}; expected only {}",
+                allowed
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_field(unknown));
+    }
+    Ok(fields)
+}
+
+/// An optional integer member in `range`, or `default` if absent (or null): 422 with `code`
+/// naming `field` for a wrong type or a value out of range.
+pub(crate) fn int_field(
+    fields: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: Option<u64>,
+    code: &'static str,
+) -> Result<u64, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(code, message).with_field(field);
+    match fields.get(field).filter(|v| !v.is_null()) {
+        None => default.ok_or_else(|| invalid(format!("missing field {field:?}"))),
+        Some(value) => {
+            let n = value.as_u64().ok_or_else(|| {
+                invalid(format!(
+                    "{field} must be an integer in [{}, {}], got {value}",
+                    range.start(),
+                    range.end()
+                ))
+            })?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(invalid(format!(
+                    "{field} {n} is outside [{}, {}]",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        }
+    }
+}
+
+/// An optional string member of at most `max_chars` characters with no control characters:
+/// `None` if absent or null; 422 with `code` naming `field` otherwise.
+pub(crate) fn text_field(
+    fields: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    max_chars: usize,
+    code: &'static str,
+) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(code, message).with_field(field);
+    match fields.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => {
+            if text.chars().count() > max_chars {
+                Err(invalid(format!(
+                    "{field} is longer than {max_chars} characters"
+                )))
+            } else if text.chars().any(char::is_control) {
+                Err(invalid(format!("{field} contains control characters")))
+            } else {
+                Ok(Some(text.clone()))
+            }
+        }
+        Some(other) => Err(invalid(format!("{field} must be a string, got {other}"))),
     }
 }
 

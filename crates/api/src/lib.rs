@@ -15,8 +15,12 @@
 
 mod auth;
 mod error;
+mod events;
 mod extract;
+mod nodes;
 mod pools;
+mod requests;
+mod tokens;
 mod view;
 
 use std::future::Future;
@@ -29,16 +33,17 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::Store;
+use store::{NewEvent, Store};
 use tokio::sync::{Notify, watch};
 
-pub use auth::{Admin, Caller, Reader, Role, constant_time_eq, sha256_hex};
+pub use auth::{Admin, Caller, Reader, Requester, Role, constant_time_eq, sha256_hex};
 pub use error::ApiError;
-pub use extract::{JsonBody, JsonQuery, PoolName, check_pool_name};
+pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
 pub use pools::what_if;
+pub use tokens::{check_token_name, generate_token};
 pub use view::{PoolStatus, pool_error_task, pool_task};
 
 /// Largest request body accepted; larger ones get a 413. A pool spec is a few hundred bytes.
@@ -71,6 +76,16 @@ impl std::fmt::Debug for ApiState {
 
 /// The API's routes, with JSON fallbacks for unknown paths (404) and methods (405), the
 /// body-size limit, and one log line per request.
+///
+/// Who may call what (401 without a valid token, 403 with too small a role):
+///
+/// | route | role |
+/// |---|---|
+/// | `GET /healthz`, `GET /readyz` | none |
+/// | `GET /v1/pools`, `/v1/pools/{name}`, `/v1/pools/{name}/plan`, `/v1/nodes`, `/v1/requests`, `/v1/events`, `/v1/status` | viewer, requester, admin |
+/// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}`, `PUT /v1/nodes/{name}/heartbeat` | requester, admin |
+/// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `POST /v1/nodes/{name}/drain` | admin |
+/// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -82,7 +97,15 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/pools/{name}/scale", post(pools::scale))
         .route("/v1/pools/{name}/plan", get(pools::plan_pool))
+        .route("/v1/pools/{name}/requests", post(requests::create))
+        .route("/v1/requests", get(requests::list))
+        .route("/v1/requests/{id}", delete(requests::release))
         .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
+        .route("/v1/nodes/{name}/drain", post(nodes::drain))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/v1/events", get(events::list))
         .route("/v1/status", get(status))
         // After the routes: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed)
@@ -172,6 +195,18 @@ async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Va
     Ok(Json(
         json!({ "controller": controller, "pools": by_pool, "tasks": tasks }),
     ))
+}
+
+/// Appends an audit event after a change that is already stored. A failure is logged rather
+/// than answered: the client must not take it for "nothing happened".
+pub(crate) async fn audit(st: &ApiState, event: NewEvent) {
+    if let Err(err) = st.store.append_event(&event).await {
+        tracing::error!(
+            error = %error::error_chain(&err),
+            kind = %event.kind,
+            "cannot record the event of a change that was stored"
+        );
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

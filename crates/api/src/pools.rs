@@ -23,13 +23,13 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
     let records = st.store.list_pools().await?;
     let vms = st.store.list_vms(None).await?;
     let tasks = task_map(&st.store).await?;
-    let pools: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let mine: Vec<_> = vms.iter().filter(|v| v.pool == r.spec.name).collect();
-            pool_json(r, &mine, &tasks)
-        })
-        .collect();
+    let now = view::now();
+    let mut pools = Vec::with_capacity(records.len());
+    for r in &records {
+        let desired = st.store.desired(r, now).await?;
+        let mine: Vec<_> = vms.iter().filter(|v| v.pool == r.spec.name).collect();
+        pools.push(pool_json(r, desired, &mine, &tasks));
+    }
     Ok(Json(json!({ "pools": pools })))
 }
 
@@ -244,10 +244,11 @@ async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
 
 /// The pool with its status, reading its inventory and task statuses.
 async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Value, ApiError> {
+    let desired = store.desired(record, view::now()).await?;
     let vms = store.list_vms(Some(&record.spec.name)).await?;
     let tasks = task_map(store).await?;
     let mine: Vec<_> = vms.iter().collect();
-    Ok(pool_json(record, &mine, &tasks))
+    Ok(pool_json(record, desired, &mine, &tasks))
 }
 
 pub(crate) async fn task_map(store: &Store) -> Result<HashMap<String, Value>, ApiError> {
@@ -270,22 +271,18 @@ async fn record_change(
     message: String,
     data: Value,
 ) {
-    let event = NewEvent {
-        kind: kind.to_string(),
-        pool: Some(pool.to_string()),
-        node: None,
-        actor: caller.name.clone(),
-        message,
-        data,
-    };
-    if let Err(err) = st.store.append_event(&event).await {
-        tracing::error!(
-            error = %crate::error::error_chain(&err),
-            kind,
-            pool,
-            "cannot record the event of a pool change that was stored"
-        );
-    }
+    crate::audit(
+        st,
+        NewEvent {
+            kind: kind.to_string(),
+            pool: Some(pool.to_string()),
+            node: None,
+            actor: caller.name.clone(),
+            message,
+            data,
+        },
+    )
+    .await;
     st.wake.notify_one();
 }
 

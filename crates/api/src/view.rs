@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rb_core::{NodeState, UnixSeconds};
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::{PoolRecord, VmRecord};
+use store::{Event, PoolRecord, RequestRecord, TokenRecord, VmRecord};
 
 /// Task-status name under which the controller stores a pool's last activation (a JSON object
 /// with a `"conditions"` array).
@@ -38,10 +38,16 @@ pub struct PoolStatus {
 }
 
 impl PoolStatus {
+    /// `desired` is the store's desired count now (`Store::desired`, live requests included);
     /// `vms` are the pool's inventory rows; `tasks` maps task-status names to their JSON.
-    pub fn new(record: &PoolRecord, vms: &[&VmRecord], tasks: &HashMap<String, Value>) -> Self {
+    pub fn new(
+        record: &PoolRecord,
+        desired: u32,
+        vms: &[&VmRecord],
+        tasks: &HashMap<String, Value>,
+    ) -> Self {
         let mut status = PoolStatus {
-            desired: record.desired(),
+            desired,
             ..Default::default()
         };
         for vm in vms {
@@ -75,11 +81,16 @@ impl PoolStatus {
 }
 
 /// A pool as the API shows it: its spec's fields, plus `status`, `deleting`, `generation`.
-pub fn pool_json(record: &PoolRecord, vms: &[&VmRecord], tasks: &HashMap<String, Value>) -> Value {
+pub fn pool_json(
+    record: &PoolRecord,
+    desired: u32,
+    vms: &[&VmRecord],
+    tasks: &HashMap<String, Value>,
+) -> Value {
     let mut pool = serde_json::to_value(&record.spec).unwrap_or_else(|_| json!({}));
     if let Value::Object(fields) = &mut pool {
-        let status =
-            serde_json::to_value(PoolStatus::new(record, vms, tasks)).unwrap_or(Value::Null);
+        let status = serde_json::to_value(PoolStatus::new(record, desired, vms, tasks))
+            .unwrap_or(Value::Null);
         fields.insert("status".into(), status);
         fields.insert("deleting".into(), Value::Bool(record.deleting));
         fields.insert("generation".into(), Value::from(record.generation));
@@ -106,6 +117,50 @@ pub fn node_json(vm: &VmRecord) -> Value {
         "last_heartbeat": vm.last_heartbeat.map(rfc3339),
         "azure_id": vm.azure_id,
     })
+}
+
+/// A node request: `{id, pool, count, ttl_seconds, requester, job, created_at, expires_at,
+/// released_at, released_by, state}`, `state` being `live`, `expired` or `released` at `now`.
+pub fn request_json(r: &RequestRecord, now: UnixSeconds) -> Value {
+    let state = if r.released_at.is_some() {
+        "released"
+    } else if r.is_live(now) {
+        "live"
+    } else {
+        "expired"
+    };
+    json!({
+        "id": r.id,
+        "pool": r.pool,
+        "count": r.count,
+        "ttl_seconds": r.ttl_seconds(),
+        "requester": r.requester,
+        "job": r.job,
+        "created_at": rfc3339(r.created_at),
+        "expires_at": rfc3339(r.expires_at),
+        "released_at": r.released_at.map(rfc3339),
+        "released_by": r.released_by,
+        "state": state,
+    })
+}
+
+/// An event of `GET /v1/events`.
+pub fn event_json(e: &Event) -> Value {
+    json!({
+        "id": e.id,
+        "at": rfc3339(e.at),
+        "kind": e.kind,
+        "pool": e.pool,
+        "node": e.node,
+        "actor": e.actor,
+        "message": e.message,
+        "data": e.data,
+    })
+}
+
+/// A token as listed: never its hash.
+pub fn token_json(t: &TokenRecord) -> Value {
+    json!({ "name": t.name, "role": t.role, "created_at": rfc3339(t.created_at) })
 }
 
 /// Unix seconds as RFC 3339 (`2024-05-01T12:00:00Z`); the number itself if out of range.

@@ -30,6 +30,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use vmspec::Placement;
 
+/// How long released and expired node requests are kept after they ended.
+pub const ENDED_REQUESTS_KEPT_SECONDS: i64 = 24 * 3600;
+
 /// Knobs of the reconciler.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -267,6 +270,12 @@ impl Controller {
         }
         gc::collect(sh, &observation, &known, &owner).await;
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
+        // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
+        // are never pruned.
+        let _ = sh
+            .store
+            .prune_requests(now - ENDED_REQUESTS_KEPT_SECONDS)
+            .await;
         Ok(())
     }
 

@@ -654,3 +654,198 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
     assert!(w.vms("arnold").await.is_empty());
     daemon.stop().await;
 }
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The simulator's power state of one VM by name ("" if it is gone).
+async fn power_of(w: &World, pool: &str, name: &str) -> String {
+    w.vms(pool)
+        .await
+        .iter()
+        .find(|v| {
+            v["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(power)
+        .unwrap_or_default()
+}
+
+async fn activation_number(api: &Api) -> u64 {
+    let s = api.ok(reqwest::Method::GET, "/v1/status", None).await;
+    s["controller"]["reconciler"]["number"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_survives_a_scale_to_zero_until_it_reports_idle() {
+    let w = world("busy", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("katana", &["Standard_D4s_v5"], 4)),
+    )
+    .await;
+    api.scale("katana", 2).await;
+    let nodes: Vec<String> = eventually(
+        "2 running nodes, in Azure and in the inventory",
+        60,
+        || async {
+            let v = api
+                .ok(reqwest::Method::GET, "/v1/nodes?pool=katana", None)
+                .await;
+            let running: Vec<String> = v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["state"] == "running")
+                .map(|n| n["name"].as_str().unwrap().to_string())
+                .collect();
+            (running.len() == 2 && census(&w.vms("katana").await) == (2, 0, 0)).then_some(running)
+        },
+    )
+    .await;
+    let (busy, other) = (&nodes[0], &nodes[1]);
+
+    let node = api
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/v1/nodes/{busy}/heartbeat"),
+            Some(json!({"busy": true})),
+        )
+        .await;
+    assert_eq!(node["busy"], true);
+    api.scale("katana", 0).await;
+
+    // The idle node goes at once (idle timeout 0); the busy one stays, activation after
+    // activation.
+    eventually("the idle node deallocated", 30, || async {
+        assert_eq!(
+            power_of(&w, "katana", busy).await,
+            "running",
+            "the busy node was touched"
+        );
+        (power_of(&w, "katana", other).await == "deallocated").then_some(())
+    })
+    .await;
+    let from = activation_number(&api).await;
+    eventually("three more activations", 30, || async {
+        assert_eq!(
+            power_of(&w, "katana", busy).await,
+            "running",
+            "the busy node was touched"
+        );
+        (activation_number(&api).await >= from + 3).then_some(())
+    })
+    .await;
+    assert_eq!(census(&w.vms("katana").await), (1, 1, 0));
+    let plan = api
+        .ok(reqwest::Method::GET, "/v1/pools/katana/plan", None)
+        .await;
+    assert_eq!(plan["desired"], 0);
+    assert!(plan["actions"].as_array().unwrap().is_empty(), "{plan}");
+
+    // Idle: it goes.
+    api.ok(
+        reqwest::Method::PUT,
+        &format!("/v1/nodes/{busy}/heartbeat"),
+        Some(json!({"busy": false})),
+    )
+    .await;
+    eventually("the formerly busy node deallocated", 30, || async {
+        (census(&w.vms("katana").await) == (0, 2, 0)).then_some(())
+    })
+    .await;
+    let events = api
+        .ok(reqwest::Method::GET, "/v1/events?limit=1000", None)
+        .await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"] == busy.as_str())
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"node.busy") && kinds.contains(&"node.idle"),
+        "{kinds:?}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_requests_stop_counting_within_one_reconcile_interval() {
+    const INTERVAL: i64 = 1; // reconcile_interval_seconds in World::config_toml
+    const SLACK: i64 = 2;
+    let w = world("expiry", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("nuke", &["Standard_D4s_v5"], 4)),
+    )
+    .await;
+    // The server stamps expires_at in whole seconds between these two instants, plus the ttl.
+    let before = unix_now();
+    let (status, request) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/pools/nuke/requests",
+            Some(json!({"count": 2, "ttl_seconds": 2, "job": "comp-v003"})),
+        )
+        .await;
+    let (earliest_expiry, expires_at) = (before + 2, unix_now() + 2);
+    assert_eq!(status, 201, "{request}");
+    assert_eq!(request["ttl_seconds"], 2);
+
+    // The request brings nodes up although the target is 0.
+    eventually("2 VMs made for the request", 30, || async {
+        (w.vms("nuke").await.len() == 2).then_some(())
+    })
+    .await;
+
+    // Once it expires, both the API and the controller's next activation stop counting it.
+    let controller_desired =
+        |s: &Value| s["controller"]["reconciler"]["pools"]["nuke"]["desired"].as_u64();
+    eventually("the controller planned desired 0", 30, || async {
+        let pool = api.ok(reqwest::Method::GET, "/v1/pools/nuke", None).await;
+        let status = api.ok(reqwest::Method::GET, "/v1/status", None).await;
+        let now = unix_now();
+        if now < earliest_expiry {
+            assert_eq!(pool["status"]["desired"], 2, "the live request counts");
+            return None;
+        }
+        let done = pool["status"]["desired"] == 0 && controller_desired(&status) == Some(0);
+        assert!(
+            done || now <= expires_at + INTERVAL + SLACK,
+            "still counted {} s after expiry: pool {} controller {:?}",
+            now - expires_at,
+            pool["status"],
+            controller_desired(&status)
+        );
+        done.then_some(())
+    })
+    .await;
+    eventually("the pool scaled back down", 30, || async {
+        (census(&w.vms("nuke").await) == (0, 2, 0)).then_some(())
+    })
+    .await;
+    let (_, list) = api
+        .call(reqwest::Method::GET, "/v1/requests?pool=nuke", None)
+        .await;
+    assert_eq!(list["requests"], json!([]), "no live request left");
+    daemon.stop().await;
+}

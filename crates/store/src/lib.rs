@@ -7,6 +7,7 @@
 //! - [`vms`]: the VM inventory (what Azure last showed, plus heartbeats and drain marks);
 //! - [`intents`]: the intent journal, written before every ARM write and closed after it;
 //! - [`events`]: the append-only audit log;
+//! - [`requests`]: node requests (leases) from render managers, which add to desired counts;
 //! - [`offerings`]: VM sizes Azure refused for capacity or quota, and until when;
 //! - [`tasks`]: the last status each background task reported;
 //! - [`tokens`]: API tokens, stored only as hashes;
@@ -53,6 +54,7 @@ pub mod meta;
 pub mod offerings;
 pub mod planning;
 pub mod pools;
+pub mod requests;
 pub mod tasks;
 pub mod tokens;
 pub mod vms;
@@ -62,6 +64,7 @@ pub use events::{Event, NewEvent};
 pub use intents::{Intent, IntentOutcome, NewIntent};
 pub use planning::node_views;
 pub use pools::PoolRecord;
+pub use requests::RequestRecord;
 pub use tokens::TokenRecord;
 pub use vms::VmRecord;
 

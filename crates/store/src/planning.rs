@@ -4,20 +4,9 @@
 
 use std::collections::HashSet;
 
-use rb_core::{NodeView, Plan, PlanInput, UnixSeconds, desired_count, plan};
+use rb_core::{NodeView, Plan, PlanInput, UnixSeconds, plan};
 
 use crate::{PoolRecord, Store, StoreError, VmRecord};
-
-impl PoolRecord {
-    /// The desired node count now: 0 while the pool is being deleted.
-    pub fn desired(&self) -> u32 {
-        if self.deleting {
-            0
-        } else {
-            desired_count(&self.spec, 0)
-        }
-    }
-}
 
 /// The planner's view of inventory rows; `in_flight` holds lower-cased node names.
 pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView> {
@@ -50,13 +39,15 @@ impl Store {
     }
 
     /// Plans `record` from what the store holds, with `extra_in_flight` added to the nodes
-    /// with open intents.
+    /// with open intents. The desired count is [`Store::desired`] at `now`, so live node
+    /// requests count.
     pub async fn plan_pool(
         &self,
         record: &PoolRecord,
         extra_in_flight: &HashSet<String>,
         now: UnixSeconds,
     ) -> Result<Plan, StoreError> {
+        let desired = self.desired(record, now).await?;
         let vms = self.list_vms(Some(&record.spec.name)).await?;
         let mut in_flight = self.in_flight_nodes().await?;
         in_flight.extend(extra_in_flight.iter().cloned());
@@ -64,7 +55,7 @@ impl Store {
         let nodes = node_views(&vms, &in_flight);
         Ok(plan(&PlanInput {
             spec: &record.spec,
-            desired: record.desired(),
+            desired,
             nodes: &nodes,
             unavailable: &unavailable,
             next_index: record.next_index,

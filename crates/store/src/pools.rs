@@ -138,15 +138,19 @@ impl Store {
             .ok_or_else(|| StoreError::not_found(pool_what(name)))
     }
 
-    /// Removes the pool and its inventory rows, for good (its intents and events stay: they
-    /// are history).
+    /// Removes the pool, its inventory rows and its node requests, for good (its intents and
+    /// events stay: they are history).
     ///
     /// Errors: [`StoreError::NotFound`].
     pub async fn remove_pool(&self, name: &str) -> Result<(), StoreError> {
-        // Both statements write, so the transaction holds the write lock from its first
+        // Every statement writes, so the transaction holds the write lock from its first
         // statement on and never has to upgrade a read lock.
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM vms WHERE pool = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM requests WHERE pool = ?")
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -199,7 +203,7 @@ impl Store {
     }
 
     /// Why an update guarded by `deleting = 0` touched no row.
-    async fn why_not_updatable(&self, name: &str) -> StoreError {
+    pub(crate) async fn why_not_updatable(&self, name: &str) -> StoreError {
         match self.get_pool(name).await {
             Ok(Some(_)) => StoreError::conflict(format!("{} is being deleted", pool_what(name))),
             Ok(None) => StoreError::not_found(pool_what(name)),

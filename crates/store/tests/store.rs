@@ -979,3 +979,186 @@ async fn corrupt_rows_are_reported() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn node_requests_count_until_released_or_expired() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    let mut maya = spec("maya");
+    maya.min = 1;
+    maya.max = 10;
+    maya.target = 2;
+    store.create_pool(&maya).await.unwrap();
+    store.create_pool(&spec("blender")).await.unwrap();
+    let t0 = 1_000_000;
+    let record = store.get_pool("maya").await.unwrap().unwrap();
+    assert_eq!(store.desired(&record, t0).await.unwrap(), 2, "target alone");
+
+    let a = store
+        .create_request("maya", 3, 1, "deadline", Some("shot-010"), t0)
+        .await
+        .unwrap();
+    assert_eq!(a.id.len(), 36);
+    assert_eq!(
+        (
+            a.pool.as_str(),
+            a.count,
+            a.requester.as_str(),
+            a.job.as_deref()
+        ),
+        ("maya", 3, "deadline", Some("shot-010"))
+    );
+    assert_eq!(
+        (a.created_at, a.expires_at, a.ttl_seconds()),
+        (t0, t0 + 1, 1)
+    );
+    assert_eq!((a.released_at, a.released_by.as_deref()), (None, None));
+    let b = store
+        .create_request("maya", 4, 3600, "royal", None, t0)
+        .await
+        .unwrap();
+    store
+        .create_request("blender", 5, 3600, "opencue", None, t0)
+        .await
+        .unwrap();
+    assert_ne!(a.id, b.id);
+
+    assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), 7);
+    assert_eq!(store.live_request_sum("blender", t0).await.unwrap(), 5);
+    assert_eq!(store.live_request_sum("nosuch", t0).await.unwrap(), 0);
+    assert_eq!(
+        store.desired(&record, t0).await.unwrap(),
+        7,
+        "max(target, requests)"
+    );
+    // The plan counts them too (controller and what-if alike).
+    let plan = store
+        .plan_pool(&record, &Default::default(), t0)
+        .await
+        .unwrap();
+    assert_eq!(plan.desired, 7);
+
+    // Expiry: `expires_at > now` is live; at expires_at it stops counting, nobody writing.
+    assert_eq!(store.live_request_sum("maya", t0 + 1).await.unwrap(), 4);
+    assert_eq!(store.desired(&record, t0 + 1).await.unwrap(), 4);
+    let live: Vec<String> = store
+        .list_requests(Some("maya"), false, t0 + 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(live, [b.id.as_str()]);
+    let all = store
+        .list_requests(Some("maya"), true, t0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(!all[0].is_live(t0 + 1) && all[1].is_live(t0 + 1));
+    assert_eq!(store.list_requests(None, false, t0).await.unwrap().len(), 3);
+
+    // Release: stops counting at once; again is harmless and keeps the first release.
+    let released = store
+        .release_request(&b.id, "farm-manager", t0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        (released.released_at, released.released_by.as_deref()),
+        (Some(t0 + 5), Some("farm-manager"))
+    );
+    assert_eq!(store.live_request_sum("maya", t0 + 2).await.unwrap(), 0);
+    let again = store.release_request(&b.id, "other", t0 + 9).await.unwrap();
+    assert_eq!(again, released);
+    assert_eq!(store.get_request(&b.id).await.unwrap(), Some(released));
+    // Below min and target, the spec still rules.
+    assert_eq!(store.desired(&record, t0 + 6).await.unwrap(), 2);
+    let err = store.release_request("nope", "x", t0).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    // Clamped to max however much is asked.
+    store
+        .create_request("maya", 10, 60, "deadline", None, t0)
+        .await
+        .unwrap();
+    store
+        .create_request("maya", 10, 60, "deadline", None, t0)
+        .await
+        .unwrap();
+    assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), 23);
+    assert_eq!(store.desired(&record, t0).await.unwrap(), 10);
+
+    // Unknown and deleting pools take no requests; zero counts are refused.
+    let err = store
+        .create_request("nosuch", 1, 60, "x", None, t0)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(
+        store
+            .create_request("maya", 0, 60, "x", None, t0)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let deleting = store.mark_pool_deleting("maya").await.unwrap();
+    assert_eq!(store.desired(&deleting, t0).await.unwrap(), 0);
+    let err = store
+        .create_request("maya", 1, 60, "x", None, t0)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+
+    // Pruning takes only ended requests; removing a pool takes its requests.
+    assert_eq!(store.prune_requests(t0 + 100).await.unwrap(), 4);
+    assert_eq!(store.list_requests(None, true, t0).await.unwrap().len(), 1);
+    store.remove_pool("maya").await.unwrap();
+    store.remove_pool("blender").await.unwrap();
+    assert!(
+        store
+            .list_requests(None, true, t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.check_integrity().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_never_lost() {
+    let dir = TempDir::new();
+    let store = Arc::new(open(&dir.db()).await);
+    store.create_pool(&spec("maya")).await.unwrap();
+    let t0 = 2_000_000;
+    let mut tasks = Vec::new();
+    for i in 0..40u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut kept = 0u64;
+            for j in 0..5u32 {
+                let r = store
+                    .create_request("maya", 1 + (i + j) % 3, 600, &format!("rm-{i}"), None, t0)
+                    .await
+                    .unwrap();
+                if j % 2 == 0 {
+                    store.release_request(&r.id, "x", t0).await.unwrap();
+                } else {
+                    kept += u64::from(r.count);
+                }
+            }
+            kept
+        }));
+    }
+    let mut expected = 0;
+    for t in tasks {
+        expected += t.await.unwrap();
+    }
+    assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), expected);
+    assert_eq!(
+        store.list_requests(None, true, t0).await.unwrap().len(),
+        200
+    );
+    assert_eq!(
+        store.list_requests(None, false, t0).await.unwrap().len(),
+        80
+    );
+}

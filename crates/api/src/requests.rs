@@ -1,0 +1,283 @@
+//! Node requests (leases): a render manager asks for nodes of a pool for a while; live
+//! requests add to the pool's desired count (`Store::desired`), expired ones stop counting on
+//! their own. Create and release are one statement each in the store, so concurrent render
+//! managers never lose or double-count a request; the audit event follows the write and its
+//! failure is logged, never turned into a lost request.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use store::NewEvent;
+
+use crate::auth::{Reader, Requester};
+use crate::error::ApiError;
+use crate::extract::{
+    JsonBody, JsonQuery, PoolName, int_field, object_fields, path_param, text_field,
+};
+use crate::view::{self, request_json};
+use crate::{ApiState, audit};
+
+/// Default lifetime of a request when the body gives no `ttl_seconds`: an hour.
+pub const DEFAULT_TTL_SECONDS: u64 = 3600;
+/// Longest lifetime of a request: a week.
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+/// Longest `requester` and `job`.
+pub const MAX_LABEL_CHARS: usize = 200;
+
+const CODE: &str = "invalid_request";
+
+/// The body of `POST /v1/pools/{name}/requests`, checked.
+struct NewRequest {
+    count: u64,
+    ttl_seconds: u64,
+    requester: Option<String>,
+    job: Option<String>,
+}
+
+fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
+    let fields = object_fields(body, &["count", "ttl_seconds", "requester", "job"], CODE)?;
+    let count = int_field(fields, "count", 1..=u64::from(u32::MAX), None, CODE)?;
+    let ttl_seconds = int_field(
+        fields,
+        "ttl_seconds",
+        1..=MAX_TTL_SECONDS,
+        Some(DEFAULT_TTL_SECONDS),
+        CODE,
+    )?;
+    let requester = text_field(fields, "requester", MAX_LABEL_CHARS, CODE)?;
+    if requester.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(ApiError::unprocessable(
+            CODE,
+            "requester must not be empty; leave it out to use the token's name",
+        )
+        .with_field("requester"));
+    }
+    // An empty job is the same as none.
+    let job = text_field(fields, "job", MAX_LABEL_CHARS, CODE)?.filter(|j| !j.is_empty());
+    Ok(NewRequest {
+        count,
+        ttl_seconds,
+        requester,
+        job,
+    })
+}
+
+/// `POST /v1/pools/{name}/requests` `{"count":N,"ttl_seconds":S,"requester":"..","job":".."}`
+/// → 201 with the request. `count` in [1, the pool's max]; `ttl_seconds` in [1, 7 days],
+/// default 3600; `requester` defaults to the token's name; `job` optional, at most 200
+/// characters. 422 naming the field; 404 for an unknown pool; 409 if it is being deleted.
+pub async fn create(
+    Requester(caller): Requester,
+    PoolName(pool): PoolName,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let new = parse_request(&body.value)?;
+    let record = st
+        .store
+        .get_pool(&pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("pool {pool:?} does not exist")))?;
+    if record.deleting {
+        return Err(ApiError::conflict(format!(
+            "pool {pool:?} is being deleted"
+        )));
+    }
+    let max = record.spec.max;
+    let count = u32::try_from(new.count)
+        .ok()
+        .filter(|c| *c <= max)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                CODE,
+                format!(
+                    "count {} is more than pool {pool:?} can ever have (max {max})",
+                    new.count
+                ),
+            )
+            .with_field("count")
+        })?;
+    let requester = new.requester.unwrap_or_else(|| caller.name.clone());
+    let now = view::now();
+    let request = st
+        .store
+        .create_request(
+            &pool,
+            count,
+            new.ttl_seconds,
+            &requester,
+            new.job.as_deref(),
+            now,
+        )
+        .await?;
+    let job = request
+        .job
+        .as_deref()
+        .map_or_else(String::new, |j| format!(" for job {j:?}"));
+    audit(
+        &st,
+        NewEvent {
+            kind: "request.created".into(),
+            pool: Some(pool.clone()),
+            node: None,
+            actor: caller.name,
+            message: format!(
+                "{requester} asked for {count} nodes for {} s{job}",
+                new.ttl_seconds
+            ),
+            data: json!({
+                "id": request.id, "count": count, "ttl_seconds": new.ttl_seconds,
+                "requester": request.requester, "job": request.job,
+            }),
+        },
+    )
+    .await;
+    st.wake.notify_one();
+    let mut response = (StatusCode::CREATED, Json(request_json(&request, now))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/requests/{}", request.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pool: Option<String>,
+    all: Option<String>,
+}
+
+/// `GET /v1/requests?pool=&all=` → `{"requests":[...]}`, oldest first: the live ones, or
+/// with `all=true` also the released and expired ones still kept. 404 naming `pool` for an
+/// unknown pool; 422 naming `all` unless it is `true` or `false`.
+pub async fn list(
+    Reader(_): Reader,
+    State(st): State<ApiState>,
+    JsonQuery(query): JsonQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let all = match query.all.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_query",
+                format!("all must be true or false, got {other:?}"),
+            )
+            .with_field("all"));
+        }
+    };
+    let pool = query.pool.filter(|p| !p.is_empty());
+    if let Some(pool) = &pool
+        && st.store.get_pool(pool).await?.is_none()
+    {
+        return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
+    }
+    let now = view::now();
+    let requests = st.store.list_requests(pool.as_deref(), all, now).await?;
+    let requests: Vec<Value> = requests.iter().map(|r| request_json(r, now)).collect();
+    Ok(Json(json!({ "requests": requests })))
+}
+
+/// A request id from the path: a UUID (any case), normalized to the stored form. Anything
+/// else is a 400 naming `id`.
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let id = path_param(parts, state, "id").await?;
+        uuid::Uuid::try_parse(&id)
+            .map(|u| RequestId(u.hyphenated().to_string()))
+            .map_err(|_| {
+                ApiError::bad_request("invalid_id", format!("{id:?} is not a request id (a UUID)"))
+                    .with_field("id")
+            })
+    }
+}
+
+/// `DELETE /v1/requests/{id}` → 200 with the released request; it stops counting at once.
+/// Releasing it again is harmless and answers the same. 404 for an unknown id.
+pub async fn release(
+    Requester(caller): Requester,
+    RequestId(id): RequestId,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let before = st
+        .store
+        .get_request(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("request {id:?} does not exist")))?;
+    let now = view::now();
+    let request = st.store.release_request(&id, &caller.name, now).await?;
+    let message = match before.released_at {
+        Some(_) => format!(
+            "request {id} for {} nodes released again (already released)",
+            request.count
+        ),
+        None if !before.is_live(now) => {
+            format!("expired request {id} for {} nodes released", request.count)
+        }
+        None => format!("request {id} for {} nodes released", request.count),
+    };
+    audit(
+        &st,
+        NewEvent {
+            kind: "request.released".into(),
+            pool: Some(request.pool.clone()),
+            node: None,
+            actor: caller.name,
+            message,
+            data: json!({ "id": id, "count": request.count, "requester": request.requester }),
+        },
+    )
+    .await;
+    st.wake.notify_one();
+    Ok(Json(request_json(&request, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_are_checked_field_by_field() {
+        let ok = parse_request(&json!({"count": 3})).unwrap();
+        assert_eq!(
+            (ok.count, ok.ttl_seconds, ok.requester, ok.job),
+            (3, DEFAULT_TTL_SECONDS, None, None)
+        );
+        let ok = parse_request(
+            &json!({"count": 1, "ttl_seconds": 604800, "requester": "deadline", "job": ""}),
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.ttl_seconds, ok.requester.as_deref(), ok.job),
+            (604_800, Some("deadline"), None)
+        );
+        for (body, field) in [
+            (json!({}), "count"),
+            (json!({"count": 0}), "count"),
+            (json!({"count": -1}), "count"),
+            (json!({"count": "2"}), "count"),
+            (json!({"count": 1.5}), "count"),
+            (json!({"count": 1, "ttl_seconds": 0}), "ttl_seconds"),
+            (json!({"count": 1, "ttl_seconds": 604801}), "ttl_seconds"),
+            (json!({"count": 1, "ttl_seconds": "1h"}), "ttl_seconds"),
+            (json!({"count": 1, "requester": ""}), "requester"),
+            (json!({"count": 1, "requester": 7}), "requester"),
+            (json!({"count": 1, "job": "x".repeat(201)}), "job"),
+            (json!({"count": 1, "job": "a\nb"}), "job"),
+            (json!({"count": 1, "pool": "maya"}), "pool"),
+            (json!([1]), "body"),
+        ] {
+            let err = parse_request(&body).err().unwrap();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+    }
+}

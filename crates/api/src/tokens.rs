@@ -1,0 +1,261 @@
+//! `/v1/tokens` (admin only): API tokens for render managers, dashboards and people.
+//!
+//! A token is `rb_` and 40 random letters and digits (about 238 bits) drawn from the operating
+//! system's random source; it is shown once, in the answer that creates it, and stored only as
+//! its hex SHA-256. Names are `[a-z0-9][a-z0-9._-]{0,63}`; `admin` is reserved for the admin
+//! token of the config (or the one generated at start).
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use store::{NewEvent, StoreError};
+
+use crate::auth::{Admin, Role, sha256_hex};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, object_fields, path_param};
+use crate::view::{rfc3339, token_json};
+use crate::{ApiState, audit};
+
+const CODE: &str = "invalid_token_spec";
+
+/// The name of the config's admin token, which the API cannot create or revoke.
+pub const RESERVED_NAME: &str = "admin";
+
+/// Length of the random part of a token.
+const TOKEN_CHARS: usize = 40;
+
+/// Checks a token name: `[a-z0-9][a-z0-9._-]{0,63}`.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "token name {name:?} must be 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// A fresh token: `rb_` + 40 characters of `[A-Za-z0-9]`, from the OS random source (UUID v4
+/// draws its bits from it), with rejection sampling so every character is equally likely.
+pub fn generate_token() -> String {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(3 + TOKEN_CHARS);
+    out.push_str("rb_");
+    let mut have = 0;
+    while have < TOKEN_CHARS {
+        let uuid = uuid::Uuid::new_v4();
+        // Bytes 6 and 8 carry the version and variant bits; the other 14 are random.
+        for (i, byte) in uuid.as_bytes().iter().enumerate() {
+            if i == 6 || i == 8 || have == TOKEN_CHARS {
+                continue;
+            }
+            // 248 = 4 × 62: below it, `byte % 62` is uniform.
+            if *byte < 248 {
+                out.push(char::from(ALPHABET[usize::from(*byte % 62)]));
+                have += 1;
+            }
+        }
+    }
+    out
+}
+
+fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
+    let fields = object_fields(body, &["name", "role"], CODE)?;
+    let name = match fields.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                CODE,
+                format!("name must be a string, got {other}"),
+            )
+            .with_field("name"));
+        }
+        None => {
+            return Err(ApiError::unprocessable(CODE, "missing field \"name\"").with_field("name"));
+        }
+    };
+    check_token_name(&name)
+        .map_err(|message| ApiError::unprocessable(CODE, message).with_field("name"))?;
+    if name == RESERVED_NAME {
+        return Err(ApiError::unprocessable(
+            CODE,
+            "the name \"admin\" is reserved for the admin token of the daemon's config",
+        )
+        .with_field("name"));
+    }
+    let role = fields
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(Role::parse)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                CODE,
+                "role must be one of \"admin\", \"requester\", \"viewer\"",
+            )
+            .with_field("role")
+        })?;
+    Ok((name, role))
+}
+
+/// `POST /v1/tokens` `{"name","role"}` → 201 `{"name","role","token","created_at"}`: the token
+/// is shown only here. 422 naming the field; 409 naming `name` if it is taken.
+pub async fn create(
+    Admin(caller): Admin,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let (name, role) = parse_new_token(&body.value)?;
+    let token = generate_token();
+    let record = st
+        .store
+        .insert_token(&name, role.as_str(), &sha256_hex(&token))
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
+            other => other.into(),
+        })?;
+    audit(
+        &st,
+        NewEvent {
+            kind: "token.created".into(),
+            pool: None,
+            node: None,
+            actor: caller.name,
+            message: format!("token {name:?} created with role {}", role.as_str()),
+            data: json!({ "name": name, "role": role.as_str() }),
+        },
+    )
+    .await;
+    let body = json!({
+        "name": record.name,
+        "role": record.role,
+        "token": token,
+        "created_at": rfc3339(record.created_at),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /v1/tokens` → `{"tokens":[{"name","role","created_at"}]}`, by name; never a hash.
+pub async fn list(Admin(_): Admin, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let tokens: Vec<Value> = st
+        .store
+        .list_tokens()
+        .await?
+        .iter()
+        .map(token_json)
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+/// A token name from the path; a malformed one is a 400 naming `name`.
+pub struct TokenName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let name = path_param(parts, state, "name").await?;
+        check_token_name(&name)
+            .map_err(|message| ApiError::bad_request("invalid_name", message).with_field("name"))?;
+        Ok(TokenName(name))
+    }
+}
+
+/// `DELETE /v1/tokens/{name}` → 200 with the revoked token (`{"name","role","created_at"}`);
+/// it stops working at once. 404 if unknown; 422 naming `name` for the config's admin token.
+pub async fn revoke(
+    Admin(caller): Admin,
+    TokenName(name): TokenName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let existing = st
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .find(|t| t.name == name);
+    let Some(record) = existing else {
+        if name == RESERVED_NAME {
+            return Err(ApiError::unprocessable(
+                CODE,
+                "the admin token comes from the daemon's config; change it there",
+            )
+            .with_field("name"));
+        }
+        return Err(ApiError::not_found(format!(
+            "token {name:?} does not exist"
+        )));
+    };
+    st.store.delete_token(&name).await?;
+    audit(
+        &st,
+        NewEvent {
+            kind: "token.revoked".into(),
+            pool: None,
+            node: None,
+            actor: caller.name,
+            message: format!("token {name:?} ({}) revoked", record.role),
+            data: json!({ "name": name, "role": record.role }),
+        },
+    )
+    .await;
+    Ok(Json(token_json(&record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_alphanumeric() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(a.starts_with("rb_"));
+        assert!(a[3..].chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+    }
+
+    #[test]
+    fn token_names() {
+        for ok in ["ci", "deadline-01", "a.b_c", "0", &"a".repeat(64)] {
+            assert!(check_token_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "CI", "-ci", ".ci", "ci!", "c i", &"a".repeat(65)] {
+            assert!(check_token_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_token_bodies() {
+        assert_eq!(
+            parse_new_token(&json!({"name": "ci", "role": "viewer"})).unwrap(),
+            ("ci".to_string(), Role::Viewer)
+        );
+        for (body, field) in [
+            (json!({"role": "viewer"}), "name"),
+            (json!({"name": 1, "role": "viewer"}), "name"),
+            (json!({"name": "Bad", "role": "viewer"}), "name"),
+            (json!({"name": "admin", "role": "admin"}), "name"),
+            (json!({"name": "ci"}), "role"),
+            (json!({"name": "ci", "role": "root"}), "role"),
+            (
+                json!({"name": "ci", "role": "viewer", "token": "x"}),
+                "token",
+            ),
+            (json!(null), "body"),
+        ] {
+            let err = parse_new_token(&body).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+    }
+}

@@ -1,0 +1,1249 @@
+//! The render managers' and admins' surface (issue 5): node requests, heartbeats and drain,
+//! tokens and roles, events. The real router on 127.0.0.1:0, a real store, reqwest.
+//!
+//! Every bad request is checked for its 4xx JSON error naming the field, an unchanged store
+//! and no wake-up of the controller.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use common::*;
+use rb_core::NodeState;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn pool_spec(name: &str, max: u32) -> Value {
+    with(
+        with(spec(name), "max", json!(max)),
+        "idle_timeout_seconds",
+        json!(0),
+    )
+}
+
+/// The smallest role a route needs (the documented role table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Needs {
+    Nothing,
+    Viewer,
+    Requester,
+    Admin,
+}
+
+/// What each cell of the matrix gets to work on, fresh, so that only auth decides.
+struct Fixture {
+    pool: String,
+    node: String,
+    request: String,
+    token: String,
+    n: usize,
+}
+
+type Call = (Method, String, Option<Value>);
+
+/// Every route the API serves, with a valid call and its success status.
+#[allow(clippy::type_complexity)]
+fn routes() -> Vec<(
+    &'static str,
+    Needs,
+    StatusCode,
+    Box<dyn Fn(&Fixture) -> Call>,
+)> {
+    use Needs::*;
+    vec![
+        (
+            "GET /healthz",
+            Nothing,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/healthz".into(), None)),
+        ),
+        (
+            "GET /readyz",
+            Nothing,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/readyz".into(), None)),
+        ),
+        (
+            "GET /v1/pools",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/pools".into(), None)),
+        ),
+        (
+            "POST /v1/pools",
+            Admin,
+            StatusCode::CREATED,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    "/v1/pools".into(),
+                    Some(pool_spec(&format!("new{}", f.n), 20)),
+                )
+            }),
+        ),
+        (
+            "GET /v1/pools/{name}",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|f| (Method::GET, format!("/v1/pools/{}", f.pool), None)),
+        ),
+        (
+            "PUT /v1/pools/{name}",
+            Admin,
+            StatusCode::OK,
+            Box::new(|f| {
+                (
+                    Method::PUT,
+                    format!("/v1/pools/{}", f.pool),
+                    Some(pool_spec(&f.pool, 12)),
+                )
+            }),
+        ),
+        (
+            "DELETE /v1/pools/{name}",
+            Admin,
+            StatusCode::ACCEPTED,
+            Box::new(|f| (Method::DELETE, format!("/v1/pools/{}", f.pool), None)),
+        ),
+        (
+            "POST /v1/pools/{name}/scale",
+            Admin,
+            StatusCode::ACCEPTED,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    format!("/v1/pools/{}/scale", f.pool),
+                    Some(json!({"target": 1})),
+                )
+            }),
+        ),
+        (
+            "GET /v1/pools/{name}/plan",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|f| (Method::GET, format!("/v1/pools/{}/plan", f.pool), None)),
+        ),
+        (
+            "POST /v1/pools/{name}/requests",
+            Requester,
+            StatusCode::CREATED,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    format!("/v1/pools/{}/requests", f.pool),
+                    Some(json!({"count": 2, "job": "shot-010"})),
+                )
+            }),
+        ),
+        (
+            "GET /v1/requests",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|f| {
+                (
+                    Method::GET,
+                    format!("/v1/requests?pool={}&all=true", f.pool),
+                    None,
+                )
+            }),
+        ),
+        (
+            "DELETE /v1/requests/{id}",
+            Requester,
+            StatusCode::OK,
+            Box::new(|f| (Method::DELETE, format!("/v1/requests/{}", f.request), None)),
+        ),
+        (
+            "GET /v1/nodes",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|f| (Method::GET, format!("/v1/nodes?pool={}", f.pool), None)),
+        ),
+        (
+            "PUT /v1/nodes/{name}/heartbeat",
+            Requester,
+            StatusCode::OK,
+            Box::new(|f| {
+                (
+                    Method::PUT,
+                    format!("/v1/nodes/{}/heartbeat", f.node),
+                    Some(json!({"busy": true})),
+                )
+            }),
+        ),
+        (
+            "POST /v1/nodes/{name}/drain",
+            Admin,
+            StatusCode::ACCEPTED,
+            Box::new(|f| (Method::POST, format!("/v1/nodes/{}/drain", f.node), None)),
+        ),
+        (
+            "GET /v1/tokens",
+            Admin,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/tokens".into(), None)),
+        ),
+        (
+            "POST /v1/tokens",
+            Admin,
+            StatusCode::CREATED,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    "/v1/tokens".into(),
+                    Some(json!({"name": format!("new-{}", f.n), "role": "viewer"})),
+                )
+            }),
+        ),
+        (
+            "DELETE /v1/tokens/{name}",
+            Admin,
+            StatusCode::OK,
+            Box::new(|f| (Method::DELETE, format!("/v1/tokens/{}", f.token), None)),
+        ),
+        (
+            "GET /v1/events",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/events?after=0&limit=10".into(), None)),
+        ),
+        (
+            "GET /v1/status",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/status".into(), None)),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn role_matrix_every_route_by_every_kind_of_caller() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    // (who, token, the role it has: None for no or a bad token).
+    let callers: [(&str, Option<&str>, Option<Needs>); 5] = [
+        ("no token", None, None),
+        ("bad token", Some("rb_not-a-token"), None),
+        ("viewer", Some(VIEWER_TOKEN), Some(Needs::Viewer)),
+        ("requester", Some(REQUESTER_TOKEN), Some(Needs::Requester)),
+        ("admin", Some(ADMIN_TOKEN), Some(Needs::Admin)),
+    ];
+    let mut n = 0;
+    for (route, needs, success, call) in routes() {
+        for (who, token, role) in callers {
+            n += 1;
+            // A fresh pool, node, request and token for every cell.
+            let fx = Fixture {
+                pool: format!("m{n}"),
+                node: format!("m{n}-00001"),
+                request: String::new(),
+                token: format!("victim-{n}"),
+                n,
+            };
+            app.store
+                .create_pool(
+                    &rb_core::PoolSpec::from_json(pool_spec(&fx.pool, 20).to_string().as_bytes())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            app.add_vm(&fx.node, &fx.pool, NodeState::Running).await;
+            let request = app
+                .store
+                .create_request(&fx.pool, 1, 600, "seed", None, api_now())
+                .await
+                .unwrap();
+            app.store
+                .insert_token(&fx.token, "viewer", &api::sha256_hex(&fx.token))
+                .await
+                .unwrap();
+            let fx = Fixture {
+                request: request.id,
+                ..fx
+            };
+
+            let (method, path, body) = call(&fx);
+            let before = app.snapshot().await;
+            let got = app.call(method, &path, token, body).await;
+            let allowed = needs == Needs::Nothing || role.is_some_and(|r| r >= needs);
+            if allowed {
+                assert_eq!(got.0, success, "{route} as {who}: {}", got.1);
+            } else if role.is_none() {
+                assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+                assert_eq!(
+                    app.snapshot().await,
+                    before,
+                    "{route} as {who} changed something"
+                );
+            } else {
+                assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+                assert_eq!(
+                    app.snapshot().await,
+                    before,
+                    "{route} as {who} changed something"
+                );
+            }
+        }
+        // A token whose role this version does not know may do nothing but the open routes.
+        if needs != Needs::Nothing {
+            let fx = Fixture {
+                pool: "m1".into(),
+                node: "m1-00001".into(),
+                request: uuid_like(),
+                token: "victim-1".into(),
+                n: 0,
+            };
+            let (method, path, body) = call(&fx);
+            let got = app.call(method, &path, Some(ODD_ROLE_TOKEN), body).await;
+            assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".into()
+}
+
+fn api_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn desired(app: &App, pool: &str) -> u64 {
+    let (status, body) = app
+        .admin(Method::GET, &format!("/v1/pools/{pool}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["status"]["desired"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn node_requests_add_to_desired_until_released_or_expired() {
+    let app = spawn_app().await;
+    app.create(with(pool_spec("maya", 8), "target", json!(1)))
+        .await;
+    assert_eq!(desired(&app, "maya").await, 1);
+
+    // Create: 201 with the lease; requester defaults to the token's name; ttl to an hour.
+    let (status, r) = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 3, "job": "ep101-sq020"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    assert!(app.woken().await);
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36);
+    assert_eq!(
+        (
+            r["pool"].clone(),
+            r["count"].clone(),
+            r["ttl_seconds"].clone(),
+            r["requester"].clone(),
+            r["job"].clone(),
+            r["state"].clone()
+        ),
+        (
+            json!("maya"),
+            json!(3),
+            json!(3600),
+            json!("farm-manager"),
+            json!("ep101-sq020"),
+            json!("live")
+        )
+    );
+    let created = time_of(&r["created_at"]);
+    assert_eq!(time_of(&r["expires_at"]), created + 3600);
+    assert_eq!(desired(&app, "maya").await, 3, "max(target 1, requests 3)");
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert_eq!(plan["desired"], 3, "the what-if plan counts requests too");
+
+    // Another, with a chosen requester, a short ttl: they add up.
+    let (status, short) = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(ADMIN_TOKEN),
+            Some(json!({"count": 2, "ttl_seconds": 1, "requester": "deadline-repo-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{short}");
+    assert!(app.woken().await);
+    assert_eq!(short["requester"], "deadline-repo-2");
+    assert_eq!(short["job"], Value::Null);
+    let expires = time_of(&short["expires_at"]);
+    assert_eq!(
+        app.store
+            .live_request_sum("maya", expires - 1)
+            .await
+            .unwrap(),
+        5
+    );
+    // Expiry needs nobody: once now passes expires_at it stops counting.
+    assert_eq!(
+        app.store.live_request_sum("maya", expires).await.unwrap(),
+        3
+    );
+    let record = app.store.get_pool("maya").await.unwrap().unwrap();
+    assert_eq!(app.store.desired(&record, expires).await.unwrap(), 3);
+    assert_eq!(
+        app.store.desired(&record, created + 3600).await.unwrap(),
+        1,
+        "back to target"
+    );
+
+    // The events name the caller.
+    let events = app.store.events_after(0, 100).await.unwrap();
+    let ev: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        ev[1..],
+        [
+            ("request.created", "farm-manager"),
+            ("request.created", "admin")
+        ]
+    );
+    assert_eq!(events[1].data["id"], id.as_str());
+
+    // List: the live ones by default, per pool or all; viewers may read.
+    let (status, list) = app
+        .call(
+            Method::GET,
+            "/v1/requests?pool=maya",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&id.as_str()));
+
+    // Release: 200 with the released request, desired drops, again is harmless.
+    let (status, rel) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/requests/{id}"),
+            Some(REQUESTER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rel}");
+    assert!(app.woken().await);
+    assert_eq!(
+        (rel["state"].clone(), rel["released_by"].clone()),
+        (json!("released"), json!("farm-manager"))
+    );
+    assert!(rel["released_at"].is_string());
+    assert!(app.store.live_request_sum("maya", api_now()).await.unwrap() <= 2);
+    let (status, again) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/requests/{}", id.to_uppercase()),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again["released_by"], "farm-manager",
+        "the first release stays"
+    );
+    assert!(app.woken().await);
+    let (_, list) = app.admin(Method::GET, "/v1/requests", None).await;
+    assert!(
+        list["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != id.as_str())
+    );
+    let (_, all) = app.admin(Method::GET, "/v1/requests?all=true", None).await;
+    assert!(
+        all["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str() && r["state"] == "released")
+    );
+
+    // A pool being deleted takes no requests: 409; its desired is 0.
+    app.admin(Method::DELETE, "/v1/pools/maya", None).await;
+    assert!(app.woken().await);
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "conflict", None);
+    assert_eq!(desired(&app, "maya").await, 0);
+}
+
+fn time_of(v: &Value) -> i64 {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp()
+}
+
+#[tokio::test]
+async fn bad_node_requests_are_refused_naming_the_field_and_change_nothing() {
+    let app = spawn_app().await;
+    app.create(pool_spec("maya", 8)).await;
+    let (_, live) = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert!(app.woken().await);
+    let live = live["id"].as_str().unwrap().to_string();
+    let before = app.snapshot().await;
+
+    let post = |body: Value| {
+        app.call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(REQUESTER_TOKEN),
+            Some(body),
+        )
+    };
+    for (body, field) in [
+        (json!({}), "count"),
+        (json!({"count": 0}), "count"),
+        (json!({"count": 9}), "count"),
+        (json!({"count": -2}), "count"),
+        (json!({"count": "2"}), "count"),
+        (json!({"count": 5_000_000_000u64}), "count"),
+        (json!({"count": 1, "ttl_seconds": 0}), "ttl_seconds"),
+        (json!({"count": 1, "ttl_seconds": 604_801}), "ttl_seconds"),
+        (json!({"count": 1, "ttl_seconds": 1.5}), "ttl_seconds"),
+        (json!({"count": 1, "requester": ""}), "requester"),
+        (
+            json!({"count": 1, "requester": "x".repeat(201)}),
+            "requester",
+        ),
+        (json!({"count": 1, "job": "x".repeat(201)}), "job"),
+        (json!({"count": 1, "job": ["a"]}), "job"),
+        (json!({"count": 1, "pool": "other"}), "pool"),
+        (json!([{"count": 1}]), "body"),
+    ] {
+        let got = post(body.clone()).await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some(field),
+        );
+    }
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/pools/nosuch/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/pools/Bad_Name/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    let got = app
+        .raw(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some("text/plain"),
+            b"{\"count\":1}".to_vec(),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_content_type", None);
+    let got = app
+        .raw(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some("application/json"),
+            b"{\"count\":".to_vec(),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "malformed_json", None);
+
+    // Release: unknown id 404, malformed id 400 naming it.
+    let got = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/requests/{}", uuid_like()),
+            Some(REQUESTER_TOKEN),
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = app
+        .call(
+            Method::DELETE,
+            "/v1/requests/not-a-uuid",
+            Some(REQUESTER_TOKEN),
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_id", Some("id"));
+
+    // List: bad parameters.
+    let got = app.admin(Method::GET, "/v1/requests?all=yes", None).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_query",
+        Some("all"),
+    );
+    let got = app
+        .admin(Method::GET, "/v1/requests?pool=nosuch", None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", Some("pool"));
+    let got = app.admin(Method::GET, "/v1/requests?color=red", None).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_query", Some("color"));
+
+    assert_eq!(app.snapshot().await, before);
+    assert!(app.not_woken().await);
+    assert_eq!(
+        app.store
+            .list_requests(None, false, api_now())
+            .await
+            .unwrap()[0]
+            .id,
+        live
+    );
+}
+
+#[derive(Clone, Copy)]
+enum Act {
+    Create(u32),
+    ReleaseOldest,
+    ReleaseAll,
+    Nothing,
+}
+
+/// What requester `i` does at step `k`: the live sum goes 5, 20 (= max), far above max,
+/// then down through the range below max, so both sides of the clamp are seen.
+fn act(i: usize, k: usize) -> Act {
+    match k {
+        0 if i < 5 => Act::Create(1),
+        1 if i < 15 => Act::Create(1),
+        2 => Act::Create(1 + (i % 2) as u32),
+        3 if i.is_multiple_of(2) => Act::ReleaseOldest,
+        3 => Act::Create(3),
+        4 => Act::ReleaseOldest,
+        5 => Act::ReleaseAll,
+        6 if i < 6 => Act::Create(2),
+        7 if i < 2 => Act::ReleaseOldest,
+        8 if i % 10 == 3 => Act::Create(1),
+        _ => Act::Nothing,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_requesters_never_lose_or_double_count_a_request() {
+    const REQUESTERS: usize = 50;
+    const STEPS: usize = 9;
+    const MAX: u64 = 20;
+    let app = Arc::new(spawn_app().await);
+    app.create(pool_spec("maya", MAX as u32)).await;
+    let live_sum = Arc::new(AtomicU64::new(0));
+    let created = Arc::new(AtomicU64::new(0));
+    let released = Arc::new(AtomicU64::new(0));
+    let (saw_below, saw_clamped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let barrier = Arc::new(tokio::sync::Barrier::new(REQUESTERS));
+    let mut tasks = Vec::new();
+    for i in 0..REQUESTERS {
+        let (app, live_sum, created, released, barrier) = (
+            app.clone(),
+            live_sum.clone(),
+            created.clone(),
+            released.clone(),
+            barrier.clone(),
+        );
+        let (saw_below, saw_clamped) = (saw_below.clone(), saw_clamped.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine: Vec<(String, u64)> = Vec::new();
+            let token = if i % 5 == 0 { ADMIN_TOKEN } else { REQUESTER_TOKEN };
+            for k in 0..STEPS {
+                // All requesters change the pool at once...
+                let release = |id: String, count: u64| {
+                    let app = app.clone();
+                    let (live_sum, released) = (live_sum.clone(), released.clone());
+                    async move {
+                        let (status, body) = app.call(Method::DELETE, &format!("/v1/requests/{id}"), Some(token), None).await;
+                        assert_eq!(status, StatusCode::OK, "{body}");
+                        live_sum.fetch_sub(count, Ordering::SeqCst);
+                        released.fetch_add(1, Ordering::SeqCst);
+                    }
+                };
+                match act(i, k) {
+                    Act::Create(count) => {
+                        let body = json!({"count": count, "ttl_seconds": 600, "job": format!("job-{i}-{k}")});
+                        let (status, r) = app.call(Method::POST, "/v1/pools/maya/requests", Some(token), Some(body)).await;
+                        assert_eq!(status, StatusCode::CREATED, "{r}");
+                        live_sum.fetch_add(u64::from(count), Ordering::SeqCst);
+                        created.fetch_add(1, Ordering::SeqCst);
+                        mine.push((r["id"].as_str().unwrap().to_string(), u64::from(count)));
+                    }
+                    Act::ReleaseOldest if !mine.is_empty() => {
+                        let (id, count) = mine.remove(0);
+                        release(id, count).await;
+                    }
+                    Act::ReleaseAll => {
+                        for (id, count) in mine.drain(..) {
+                            release(id, count).await;
+                        }
+                    }
+                    _ => {}
+                }
+                barrier.wait().await;
+                // ...then, with nothing in flight, every one of them reads the pool: desired
+                // is the clamp of exactly the live sum.
+                let sum = live_sum.load(Ordering::SeqCst);
+                let (status, pool) = app.call(Method::GET, "/v1/pools/maya", Some(VIEWER_TOKEN), None).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(pool["status"]["desired"].as_u64().unwrap(), sum.min(MAX), "step {k}, live sum {sum}");
+                if sum < MAX {
+                    saw_below.store(true, Ordering::SeqCst);
+                } else if sum > MAX {
+                    saw_clamped.store(true, Ordering::SeqCst);
+                }
+                if i == 0 {
+                    let (_, plan) = app.call(Method::GET, "/v1/pools/maya/plan", Some(VIEWER_TOKEN), None).await;
+                    assert_eq!(plan["desired"].as_u64().unwrap(), sum.min(MAX), "step {k}");
+                }
+                barrier.wait().await;
+            }
+            mine.iter().map(|(_, c)| *c).sum::<u64>()
+        }));
+    }
+    let mut still_mine = 0;
+    for t in tasks {
+        still_mine += t.await.unwrap();
+    }
+    assert!(saw_below.load(Ordering::SeqCst) && saw_clamped.load(Ordering::SeqCst));
+
+    // The database against the ledger: every create is a row, every release marked, the
+    // live rows are exactly created minus released.
+    let now = api_now();
+    let (created, released) = (
+        created.load(Ordering::SeqCst),
+        released.load(Ordering::SeqCst),
+    );
+    let live = app
+        .store
+        .list_requests(Some("maya"), false, now)
+        .await
+        .unwrap();
+    let all = app
+        .store
+        .list_requests(Some("maya"), true, now)
+        .await
+        .unwrap();
+    assert_eq!(all.len() as u64, created);
+    assert_eq!(
+        all.iter().filter(|r| r.released_at.is_some()).count() as u64,
+        released
+    );
+    assert_eq!(live.len() as u64, created - released);
+    let live_total: u64 = live.iter().map(|r| u64::from(r.count)).sum();
+    assert_eq!(live_total, still_mine);
+    assert_eq!(live_total, live_sum.load(Ordering::SeqCst));
+    assert_eq!(
+        app.store.live_request_sum("maya", now).await.unwrap(),
+        live_total
+    );
+    // And one audit event per call.
+    let events = app.store.events_after(0, 100_000).await.unwrap();
+    let count = |kind: &str| events.iter().filter(|e| e.kind == kind).count() as u64;
+    assert_eq!(
+        (count("request.created"), count("request.released")),
+        (created, released)
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_keep_busy_nodes_and_drain_removes_idle_ones() {
+    let app = spawn_app().await;
+    app.create(pool_spec("maya", 4)).await;
+    app.add_vm("maya-00001", "maya", NodeState::Running).await;
+    app.add_vm("maya-00002", "maya", NodeState::Running).await;
+    let deallocations = |plan: &Value| -> Vec<String> {
+        plan["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "deallocate")
+            .map(|a| a["node"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Target 0, idle timeout 0: both idle nodes would go.
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert_eq!(deallocations(&plan), ["maya-00002", "maya-00001"]);
+
+    // Busy: 200 with the node, an event naming the caller, a wake-up; the plan keeps it.
+    let (status, node) = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"busy": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{node}");
+    assert_eq!(
+        (
+            node["name"].clone(),
+            node["busy"].clone(),
+            node["state"].clone()
+        ),
+        (json!("maya-00001"), json!(true), json!("running"))
+    );
+    assert!(node["last_heartbeat"].is_string());
+    assert!(app.woken().await);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (
+            last.kind.as_str(),
+            last.actor.as_str(),
+            last.node.as_deref()
+        ),
+        ("node.busy", "farm-manager", Some("maya-00001"))
+    );
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert_eq!(
+        deallocations(&plan),
+        ["maya-00002"],
+        "a busy node is never removed"
+    );
+
+    // The same again: stored, but no wake-up and no event (heartbeats are frequent).
+    let events = app.store.events_after(0, 100).await.unwrap().len();
+    let (status, _) = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(ADMIN_TOKEN),
+            Some(json!({"busy": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(app.not_woken().await);
+    assert_eq!(app.store.events_after(0, 100).await.unwrap().len(), events);
+
+    // Idle: woken, and the plan lets it go.
+    let (status, node) = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"busy": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, node["busy"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    assert!(app.woken().await);
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert_eq!(deallocations(&plan).len(), 2);
+
+    // Drain (admin): 202, shown as draining, removed even when desired wants it.
+    app.admin(
+        Method::POST,
+        "/v1/pools/maya/scale",
+        Some(json!({"target": 2})),
+    )
+    .await;
+    assert!(app.woken().await);
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert!(deallocations(&plan).is_empty());
+    let (status, node) = app
+        .admin(Method::POST, "/v1/nodes/maya-00002/drain", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{node}");
+    assert_eq!(
+        (node["state"].clone(), node["draining"].clone()),
+        (json!("draining"), json!(true))
+    );
+    assert!(app.woken().await);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("node.drain", "admin")
+    );
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert_eq!(deallocations(&plan), ["maya-00002"]);
+    let (status, _) = app
+        .admin(Method::POST, "/v1/nodes/maya-00002/drain", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "again is harmless");
+    assert!(app.woken().await);
+
+    // Errors: each names its field and changes nothing.
+    let before = app.snapshot().await;
+    let beat = |path: &'static str, body: Value| {
+        app.call(Method::PUT, path, Some(REQUESTER_TOKEN), Some(body))
+    };
+    for (body, field) in [
+        (json!({}), "busy"),
+        (json!({"busy": "yes"}), "busy"),
+        (json!({"busy": 1}), "busy"),
+        (json!({"busy": null}), "busy"),
+        (json!({"busy": true, "frame": 12}), "frame"),
+        (json!(true), "body"),
+    ] {
+        let got = beat("/v1/nodes/maya-00001/heartbeat", body).await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_heartbeat",
+            Some(field),
+        );
+    }
+    let got = beat("/v1/nodes/maya-09999/heartbeat", json!({"busy": true})).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = beat("/v1/nodes/-bad!/heartbeat", json!({"busy": true})).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    let got = app
+        .raw(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            None,
+            b"{\"busy\":true}".to_vec(),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_content_type", None);
+    let got = app
+        .admin(Method::POST, "/v1/nodes/maya-09999/drain", None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = app
+        .admin(
+            Method::POST,
+            &format!("/v1/nodes/{}/drain", "a".repeat(65)),
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    let got = app
+        .admin(Method::GET, "/v1/nodes/maya-00001/drain", None)
+        .await;
+    assert_error(
+        &got,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+    );
+    assert_eq!(app.snapshot().await, before);
+    assert!(app.not_woken().await);
+}
+
+#[tokio::test]
+async fn tokens_are_created_shown_once_listed_without_secrets_and_revoked() {
+    let app = spawn_app().await;
+    app.create(pool_spec("maya", 4)).await;
+    let (status, made) = app
+        .admin(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "deadline", "role": "requester"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
+    assert!(
+        token.starts_with("rb_")
+            && token.len() == 43
+            && token[3..].chars().all(|c| c.is_ascii_alphanumeric()),
+        "{token}"
+    );
+    assert_eq!(
+        (made["name"].clone(), made["role"].clone()),
+        (json!("deadline"), json!("requester"))
+    );
+    assert!(made["created_at"].is_string());
+    // Stored as its hash only.
+    let stored = app.store.list_tokens().await.unwrap();
+    let row = stored.iter().find(|t| t.name == "deadline").unwrap();
+    assert_eq!(row.token_hash, api::sha256_hex(&token));
+    assert!(
+        !app.snapshot().await.contains(&token),
+        "the token itself is never stored"
+    );
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("token.created", "admin")
+    );
+    assert!(!format!("{last:?}").contains(&token));
+
+    // It works, with its role.
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(&token),
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/scale",
+            Some(&token),
+            Some(json!({"target": 1})),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("request.created", "deadline")
+    );
+    // An admin token made through the API is an admin.
+    let (_, ops) = app
+        .admin(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"name": "ops.team_1", "role": "admin"})),
+        )
+        .await;
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/v1/tokens",
+            Some(ops["token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Listed: names, roles, times; never a hash or a token.
+    let (status, list) = app.admin(Method::GET, "/v1/tokens", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ci-viewer", "deadline", "farm-manager", "odd", "ops.team_1"]
+    );
+    for t in list["tokens"].as_array().unwrap() {
+        let mut keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["created_at", "name", "role"]);
+    }
+    assert!(!list.to_string().contains(&row.token_hash));
+
+    // Bad input: 4xx naming the field, nothing stored.
+    let before = app.snapshot().await;
+    for (body, status, code, field) in [
+        (
+            json!({"name": "deadline", "role": "viewer"}),
+            StatusCode::CONFLICT,
+            "conflict",
+            "name",
+        ),
+        (
+            json!({"name": "admin", "role": "admin"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "name",
+        ),
+        (
+            json!({"name": "Deadline", "role": "viewer"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "name",
+        ),
+        (
+            json!({"name": "x".repeat(65), "role": "viewer"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "name",
+        ),
+        (
+            json!({"role": "viewer"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "name",
+        ),
+        (
+            json!({"name": "ci2", "role": "root"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "role",
+        ),
+        (
+            json!({"name": "ci2"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "role",
+        ),
+        (
+            json!({"name": "ci2", "role": "viewer", "token": "mine"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_token_spec",
+            "token",
+        ),
+    ] {
+        let got = app.admin(Method::POST, "/v1/tokens", Some(body)).await;
+        assert_error(&got, status, code, Some(field));
+    }
+    let got = app.admin(Method::DELETE, "/v1/tokens/nosuch", None).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    let got = app.admin(Method::DELETE, "/v1/tokens/admin", None).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_token_spec",
+        Some("name"),
+    );
+    let got = app.admin(Method::DELETE, "/v1/tokens/Bad!", None).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    assert_eq!(app.snapshot().await, before);
+
+    // Revoke: 200 with what was revoked, the token stops working at once, again is 404.
+    let (status, gone) = app.admin(Method::DELETE, "/v1/tokens/deadline", None).await;
+    assert_eq!(status, StatusCode::OK, "{gone}");
+    assert_eq!(
+        (gone["name"].clone(), gone["role"].clone()),
+        (json!("deadline"), json!("requester"))
+    );
+    let got = app.call(Method::GET, "/v1/pools", Some(&token), None).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("token.revoked", "admin")
+    );
+    let got = app.admin(Method::DELETE, "/v1/tokens/deadline", None).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+#[tokio::test]
+async fn events_page_with_after_and_limit() {
+    let app = spawn_app().await;
+    for name in ["a", "b", "c", "d", "e"] {
+        app.create(pool_spec(name, 2)).await;
+    }
+    let (status, page) = app
+        .call(Method::GET, "/v1/events?limit=2", Some(VIEWER_TOKEN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    let first = &events[0];
+    assert_eq!(
+        (
+            first["kind"].clone(),
+            first["pool"].clone(),
+            first["actor"].clone(),
+            first["node"].clone()
+        ),
+        (
+            json!("pool.created"),
+            json!("a"),
+            json!("admin"),
+            Value::Null
+        )
+    );
+    assert!(first["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(first["data"]["spec"].is_object());
+    time_of(&first["at"]);
+    assert_eq!(page["next_after"], events[1]["id"]);
+
+    // Following next_after walks the log without gaps or repeats; at the end it stays put.
+    let mut seen: Vec<String> = events
+        .iter()
+        .map(|e| e["pool"].as_str().unwrap().to_string())
+        .collect();
+    let mut after = page["next_after"].as_i64().unwrap();
+    loop {
+        let (_, page) = app
+            .admin(
+                Method::GET,
+                &format!("/v1/events?after={after}&limit=2"),
+                None,
+            )
+            .await;
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            assert_eq!(page["next_after"], after);
+            break;
+        }
+        seen.extend(
+            events
+                .iter()
+                .map(|e| e["pool"].as_str().unwrap().to_string()),
+        );
+        after = page["next_after"].as_i64().unwrap();
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    let (_, all) = app.admin(Method::GET, "/v1/events", None).await;
+    assert_eq!(
+        all["events"].as_array().unwrap().len(),
+        5,
+        "default limit 100"
+    );
+    let (_, page) = app
+        .admin(Method::GET, "/v1/events?limit=1000&after=0", None)
+        .await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 5);
+
+    let before = app.snapshot().await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=-1", "limit"),
+        ("after=-1", "after"),
+        ("after=x", "after"),
+        ("after=1.5", "after"),
+    ] {
+        let got = app
+            .admin(Method::GET, &format!("/v1/events?{query}"), None)
+            .await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            Some(field),
+        );
+    }
+    let got = app.admin(Method::GET, "/v1/events?since=3", None).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_query", Some("since"));
+    assert_eq!(app.snapshot().await, before);
+}

@@ -1,0 +1,226 @@
+//! The `requests` table: node requests (leases) from render managers. A request asks for
+//! `count` nodes of a pool until `expires_at`, or until someone releases it.
+//!
+//! A request is *live* while it is not released and `expires_at > now`. The desired count of
+//! a pool adds up its live rows when it is asked for ([`Store::live_request_sum`],
+//! [`Store::desired`]), so an expired request stops counting without anyone writing anything,
+//! and concurrent creates and releases can never lose or double-count one: each is a single
+//! statement on its own row, and the sum is always computed from the rows.
+
+use rb_core::{UnixSeconds, desired_count};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::error::is_foreign_key_violation;
+use crate::{PoolRecord, Store, StoreError, to_i64};
+
+/// One node request as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// UUID v4, lower-case and hyphenated.
+    pub id: String,
+    pub pool: String,
+    pub count: u32,
+    /// Who asked: the caller's choice, by default its token's name.
+    pub requester: String,
+    /// The render job it is for, if the caller said.
+    pub job: Option<String>,
+    pub created_at: UnixSeconds,
+    pub expires_at: UnixSeconds,
+    pub released_at: Option<UnixSeconds>,
+    /// The token name that released it.
+    pub released_by: Option<String>,
+}
+
+impl RequestRecord {
+    /// Counts toward its pool's desired count at `now`.
+    pub fn is_live(&self, now: UnixSeconds) -> bool {
+        self.released_at.is_none() && self.expires_at > now
+    }
+
+    /// The lifetime it was created with.
+    pub fn ttl_seconds(&self) -> i64 {
+        self.expires_at - self.created_at
+    }
+}
+
+const COLUMNS: &str =
+    "id, pool, count, requester, job, created_at, expires_at, released_at, released_by";
+
+fn from_row(row: &SqliteRow) -> Result<RequestRecord, StoreError> {
+    let count: i64 = row.try_get("count")?;
+    Ok(RequestRecord {
+        id: row.try_get("id")?,
+        pool: row.try_get("pool")?,
+        count: u32::try_from(count)
+            .map_err(|_| StoreError::Corrupt(format!("requests.count {count} is out of range")))?,
+        requester: row.try_get("requester")?,
+        job: row.try_get("job")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        released_at: row.try_get("released_at")?,
+        released_by: row.try_get("released_by")?,
+    })
+}
+
+fn request_what(id: &str) -> String {
+    format!("request {id:?}")
+}
+
+impl Store {
+    /// Stores a new live request for `count` nodes of `pool` from `now` until
+    /// `now + ttl_seconds`, with a fresh UUID v4 id.
+    ///
+    /// One `INSERT ... SELECT` guarded by the pool's `deleting` flag, so a request can never
+    /// slip in after deletion started, and concurrent creates never interfere. Bounds on
+    /// `count` and `ttl_seconds` are the caller's policy; the store refuses only what its
+    /// schema cannot hold (`count = 0`, `ttl_seconds = 0`).
+    ///
+    /// Errors: [`StoreError::NotFound`] if the pool does not exist; [`StoreError::Conflict`]
+    /// if it is being deleted, or `count` or `ttl_seconds` is 0 or too large.
+    pub async fn create_request(
+        &self,
+        pool: &str,
+        count: u32,
+        ttl_seconds: u64,
+        requester: &str,
+        job: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<RequestRecord, StoreError> {
+        if count == 0 || ttl_seconds == 0 {
+            return Err(StoreError::conflict(
+                "a request needs a count and a ttl of at least 1",
+            ));
+        }
+        let ttl = to_i64("request ttl_seconds", ttl_seconds)?;
+        let expires_at = now.checked_add(ttl).ok_or_else(|| {
+            StoreError::conflict(format!("request ttl {ttl_seconds} s is too large"))
+        })?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let sql = format!(
+            "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at) \
+             SELECT ?, name, ?, ?, ?, ?, ? FROM pools WHERE name = ? AND deleting = 0 \
+             RETURNING {COLUMNS}"
+        );
+        let result = sqlx::query(&sql)
+            .bind(&id)
+            .bind(i64::from(count))
+            .bind(requester)
+            .bind(job)
+            .bind(now)
+            .bind(expires_at)
+            .bind(pool)
+            .fetch_optional(&self.pool)
+            .await;
+        match result {
+            Ok(Some(row)) => from_row(&row),
+            Ok(None) => Err(self.why_not_updatable(pool).await),
+            // The pool was removed between the SELECT and the INSERT's key check.
+            Err(e) if is_foreign_key_violation(&e) => {
+                Err(StoreError::not_found(format!("pool {pool:?}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Requests of one pool or of all, oldest first: only the live ones at `now`, or with
+    /// `include_released` every one still kept (released and expired ones too).
+    pub async fn list_requests(
+        &self,
+        pool: Option<&str>,
+        include_released: bool,
+        now: UnixSeconds,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        // `?1 IS NULL OR pool = ?1`: one statement for both; `?2` switches the live filter off.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM requests \
+             WHERE (?1 IS NULL OR pool = ?1) \
+             AND (?2 OR (released_at IS NULL AND expires_at > ?3)) \
+             ORDER BY created_at, rowid"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(pool)
+            .bind(include_released)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Releases the request: it stops counting at once. Idempotent: releasing a request that
+    /// is already released returns it unchanged (with its first release's time and token).
+    /// Releasing an expired request records the release too.
+    ///
+    /// Errors: [`StoreError::NotFound`].
+    pub async fn release_request(
+        &self,
+        id: &str,
+        by: &str,
+        now: UnixSeconds,
+    ) -> Result<RequestRecord, StoreError> {
+        let sql = format!(
+            "UPDATE requests SET released_at = ?, released_by = ? \
+             WHERE id = ? AND released_at IS NULL RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(now)
+            .bind(by)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => from_row(&row),
+            None => self
+                .get_request(id)
+                .await?
+                .ok_or_else(|| StoreError::not_found(request_what(id))),
+        }
+    }
+
+    /// Nodes asked for by the pool's live requests at `now` (not released, `expires_at > now`).
+    pub async fn live_request_sum(&self, pool: &str, now: UnixSeconds) -> Result<u64, StoreError> {
+        let sum: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(count), 0) FROM requests \
+             WHERE pool = ? AND released_at IS NULL AND expires_at > ?",
+        )
+        .bind(pool)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        u64::try_from(sum)
+            .map_err(|_| StoreError::Corrupt(format!("requests of pool {pool:?} sum to {sum}")))
+    }
+
+    /// The pool's desired node count at `now`: 0 while it is being deleted, otherwise
+    /// `desired_count(spec, live requests)` = clamp(max(target, live requests, min), 0, max).
+    /// The one definition used by the planner (controller and what-if) and the pool status.
+    pub async fn desired(&self, record: &PoolRecord, now: UnixSeconds) -> Result<u32, StoreError> {
+        if record.deleting {
+            return Ok(0);
+        }
+        let live = self.live_request_sum(&record.spec.name, now).await?;
+        Ok(desired_count(&record.spec, live))
+    }
+
+    /// Deletes requests that ended (were released or expired) before `ended_before`; returns
+    /// how many. With `ended_before <= now`, live requests are never touched.
+    pub async fn prune_requests(&self, ended_before: UnixSeconds) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM requests WHERE (released_at IS NOT NULL AND released_at < ?1) \
+             OR expires_at < ?1",
+        )
+        .bind(ended_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
