@@ -60,7 +60,7 @@ impl Store {
         .bind(&event.actor)
         .bind(&event.message)
         .bind(to_json(&event.data))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(id)
     }
@@ -86,7 +86,7 @@ impl Store {
             "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)",
         )
         .bind(keep_last)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

@@ -111,7 +111,7 @@ impl Store {
         .bind(to_json(&intent.detail))
         .bind(&intent.reason)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(id)
     }
@@ -128,7 +128,7 @@ impl Store {
             sqlx::query("UPDATE intents SET operation = ? WHERE id = ? AND closed_at IS NULL")
                 .bind(to_json(operation))
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(self.why_not_open(id).await);
@@ -156,7 +156,7 @@ impl Store {
         .bind(code)
         .bind(message)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Err(self.why_not_open(id).await);

@@ -10,10 +10,10 @@ impl Store {
         // INSERT OR IGNORE then read: two first callers agree on one id.
         sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('owner_id', ?)")
             .bind(uuid::Uuid::new_v4().to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let id = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'owner_id'")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await?;
         Ok(id)
     }

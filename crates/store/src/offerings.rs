@@ -39,7 +39,7 @@ impl Store {
         .bind(&entry.code)
         .bind(entry.since)
         .bind(entry.until)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -49,7 +49,7 @@ impl Store {
     pub async fn list_unavailable(&self, now: UnixSeconds) -> Result<Vec<Unavailable>, StoreError> {
         sqlx::query("DELETE FROM unavailable_offerings WHERE until <= ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let rows = sqlx::query(
             "SELECT size, priority, reason, code, since, until FROM unavailable_offerings \

@@ -62,7 +62,7 @@ impl Store {
             .bind(to_json(spec))
             .bind(at)
             .bind(at)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await;
         match result {
             Ok(row) => from_row(&row),
@@ -86,7 +86,7 @@ impl Store {
             .bind(to_json(spec))
             .bind(now())
             .bind(&spec.name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         match row {
             Some(row) => from_row(&row),
@@ -108,7 +108,7 @@ impl Store {
             .bind(i64::from(target))
             .bind(now())
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         match row {
             Some(row) => from_row(&row),
@@ -128,7 +128,7 @@ impl Store {
         if let Some(row) = sqlx::query(&sql)
             .bind(now())
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?
         {
             return from_row(&row);
@@ -145,7 +145,7 @@ impl Store {
     pub async fn remove_pool(&self, name: &str) -> Result<(), StoreError> {
         // Every statement writes, so the transaction holds the write lock from its first
         // statement on and never has to upgrade a read lock.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM vms WHERE pool = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -195,7 +195,7 @@ impl Store {
         )
         .bind(n)
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         let next = next.ok_or_else(|| StoreError::not_found(pool_what(name)))?;
         u64::try_from(next - n)

@@ -110,7 +110,7 @@ impl Store {
             .bind(now)
             .bind(expires_at)
             .bind(pool)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await;
         match result {
             Ok(Some(row)) => from_row(&row),
@@ -175,7 +175,7 @@ impl Store {
             .bind(now)
             .bind(by)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await?;
         match row {
             Some(row) => from_row(&row),
@@ -219,7 +219,7 @@ impl Store {
              OR expires_at < ?1",
         )
         .bind(ended_before)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }

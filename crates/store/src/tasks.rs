@@ -19,7 +19,7 @@ impl Store {
         .bind(name)
         .bind(to_json(status))
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -49,7 +49,7 @@ impl Store {
         .bind(role)
         .bind(token_hash)
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await;
         match result {
             Ok(row) => from_row(&row),
@@ -91,7 +91,7 @@ impl Store {
     pub async fn delete_token(&self, name: &str) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM api_tokens WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(token_what(name)));

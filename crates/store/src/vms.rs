@@ -95,7 +95,7 @@ impl Store {
             .bind(vm.last_heartbeat)
             .bind(vm.busy)
             .bind(vm.draining)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -134,7 +134,7 @@ impl Store {
     pub async fn delete_vm(&self, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM vms WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -152,7 +152,7 @@ impl Store {
             .bind(now)
             .bind(busy)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(vm_what(name)));
@@ -167,7 +167,7 @@ impl Store {
         let done = sqlx::query("UPDATE vms SET draining = ? WHERE name = ?")
             .bind(draining)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(vm_what(name)));
