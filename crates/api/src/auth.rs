@@ -221,3 +221,27 @@ mod tests {
         assert_eq!(Role::parse("root"), None);
     }
 }
+
+/// Extractor for `/metrics` and `/openapi.json` (DESIGN.md section 5): open to peers on
+/// loopback whatever they send; from anywhere else, any valid token with a known role.
+/// Without the peer's address (a router not served with connect info) the peer counts as
+/// remote.
+#[derive(Debug, Clone)]
+pub struct LocalOrReader;
+
+impl FromRequestParts<ApiState> for LocalOrReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let loopback = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|peer| peer.0.ip().to_canonical().is_loopback());
+        if loopback {
+            return Ok(LocalOrReader);
+        }
+        Reader::from_request_parts(parts, state)
+            .await
+            .map(|_| LocalOrReader)
+    }
+}

@@ -62,6 +62,17 @@ fn parse_query(query: &EventsQuery) -> Result<(i64, u32), ApiError> {
 /// data}], "next_after": ID}`: up to `limit` events with id greater than `after`, oldest first.
 /// `next_after` is the last id returned, or `after` when there is nothing new: pass it as the
 /// next `after` to follow the log.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(
+        ("after" = Option<i64>, Query, description = "Events with a greater id (default 0)", minimum = 0),
+        ("limit" = Option<u32>, Query, description = "At most this many, in [1, 1000] (default 100)", minimum = 1, maximum = 1000),
+    ),
+    responses((status = 200, description = "Events, oldest first", body = crate::openapi::EventList))
+)]
 pub async fn list(
     Reader(_): Reader,
     State(st): State<ApiState>,

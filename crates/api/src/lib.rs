@@ -17,29 +17,36 @@ mod auth;
 mod error;
 mod events;
 mod extract;
+pub mod metrics;
 mod nodes;
+pub mod openapi;
 mod pools;
 mod requests;
 mod tokens;
 mod view;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router as AxumRouter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{NewEvent, Store};
 use tokio::sync::{Notify, watch};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use auth::{Admin, Caller, Reader, Requester, Role, constant_time_eq, sha256_hex};
+pub use auth::{
+    Admin, Caller, LocalOrReader, Reader, Requester, Role, constant_time_eq, sha256_hex,
+};
 pub use error::ApiError;
 pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
 pub use pools::what_if;
@@ -63,6 +70,10 @@ pub struct ApiState {
     /// The controller's status and the ARM governor's snapshot, for `GET /v1/status`;
     /// provided by the binary, which is the only place that knows both.
     pub status: Arc<dyn Fn() -> Value + Send + Sync>,
+    /// Prometheus text the binary renders from the controller and the ARM client (ARM
+    /// requests, throttling, governor, reconcile durations), appended to `GET /metrics`:
+    /// complete families, `renderburst_`-prefixed, low-cardinality labels only.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -74,44 +85,67 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The API's routes, with JSON fallbacks for unknown paths (404) and methods (405), the
-/// body-size limit, and one log line per request.
+/// Every route with its OpenAPI operation: `routes!` registers a handler under the method and
+/// path of its `#[utoipa::path]`, so the router and the document cannot disagree. Add routes
+/// here only (never with a plain `.route`), and to the role-matrix table of
+/// `tests/render_managers.rs`, which checks the document against it.
 ///
 /// Who may call what (401 without a valid token, 403 with too small a role):
 ///
 /// | route | role |
 /// |---|---|
 /// | `GET /healthz`, `GET /readyz` | none |
+/// | `GET /metrics`, `GET /openapi.json` | none from loopback; elsewhere any valid token |
 /// | `GET /v1/pools`, `/v1/pools/{name}`, `/v1/pools/{name}/plan`, `/v1/nodes`, `/v1/requests`, `/v1/events`, `/v1/status` | viewer, requester, admin |
 /// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}`, `PUT /v1/nodes/{name}/heartbeat` | requester, admin |
 /// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `POST /v1/nodes/{name}/drain` | admin |
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/pools", get(pools::list).post(pools::create))
-        .route(
-            "/v1/pools/{name}",
-            get(pools::get).put(pools::replace).delete(pools::delete),
-        )
-        .route("/v1/pools/{name}/scale", post(pools::scale))
-        .route("/v1/pools/{name}/plan", get(pools::plan_pool))
-        .route("/v1/pools/{name}/requests", post(requests::create))
-        .route("/v1/requests", get(requests::list))
-        .route("/v1/requests/{id}", delete(requests::release))
-        .route("/v1/nodes", get(list_nodes))
-        .route("/v1/nodes/{name}/heartbeat", put(nodes::heartbeat))
-        .route("/v1/nodes/{name}/drain", post(nodes::drain))
-        .route("/v1/tokens", get(tokens::list).post(tokens::create))
-        .route("/v1/tokens/{name}", delete(tokens::revoke))
-        .route("/v1/events", get(events::list))
-        .route("/v1/status", get(status))
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(pools::list, pools::create))
+        .routes(routes!(pools::get, pools::replace, pools::delete))
+        .routes(routes!(pools::scale))
+        .routes(routes!(pools::plan_pool))
+        .routes(routes!(requests::create))
+        .routes(routes!(requests::list))
+        .routes(routes!(requests::release))
+        .routes(routes!(list_nodes))
+        .routes(routes!(nodes::heartbeat))
+        .routes(routes!(nodes::drain))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(events::list))
+        .routes(routes!(status))
+}
+
+/// The OpenAPI 3 document of [`router`] (served at `GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
+/// The API's routes (see [`routes`] for who may call what), with JSON fallbacks for unknown
+/// paths (404) and methods (405), the body-size limit, and one log line and one latency
+/// observation per request.
+///
+/// `/metrics` and `/openapi.json` need the peer's address to tell loopback: serve the router
+/// with `into_make_service_with_connect_info::<SocketAddr>()` ([`serve`] does); without it
+/// every peer counts as remote and needs a token.
+pub fn router(state: ApiState) -> AxumRouter {
+    let http = Arc::new(metrics::HttpMetrics::default());
+    let (router, _) = routes().split_for_parts();
+    router
         // After the routes: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(log_request))
+        .layer(Extension(http.clone()))
+        .layer(middleware::from_fn_with_state(http, log_request))
         .with_state(state)
 }
 
@@ -122,17 +156,56 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "The OpenAPI 3 document of this API", content_type = "application/json", body = Object))
+)]
+async fn openapi_json(LocalOrReader: LocalOrReader) -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| openapi().to_json().unwrap_or_else(|_| "{}".into()));
+    let mut response = doc.clone().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process answers", body = openapi::Health))
+)]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: the database answers and the daemon said it is ready.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = openapi::Health),
+        (status = 503, description = "Not ready yet", body = openapi::ErrorBody),
+    )
+)]
 async fn readyz(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let not_ready =
         |message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
@@ -156,6 +229,17 @@ struct NodesQuery {
 
 /// `GET /v1/nodes?pool=` → `{"nodes":[...]}`; 404 naming `pool` if that pool does not exist.
 /// An empty `pool=` means every pool.
+#[utoipa::path(
+    get,
+    path = "/v1/nodes",
+    tag = "nodes",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(("pool" = Option<String>, Query, description = "Only this pool's nodes")),
+    responses(
+        (status = 200, description = "Nodes", body = openapi::NodeList),
+        (status = 404, description = "No such pool", body = openapi::ErrorBody),
+    )
+)]
 async fn list_nodes(
     Reader(_): Reader,
     State(st): State<ApiState>,
@@ -174,6 +258,13 @@ async fn list_nodes(
 
 /// `GET /v1/status` → `{"controller": ..., "pools": {name: last activation}, "tasks": [...]}`.
 /// `tasks` holds every other background task's last status, with when it was stored.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "operations",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    responses((status = 200, description = "Controller status", body = openapi::Status))
+)]
 async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let controller = (st.status)();
     let statuses = st.store.task_statuses().await?;
@@ -226,7 +317,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// One line per request: method, route template (never the raw path, which carries names, nor
 /// any header), status and latency.
-async fn log_request(request: Request, next: Next) -> Response {
+async fn log_request(
+    State(http): State<Arc<metrics::HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -235,7 +330,9 @@ async fn log_request(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    http.observe(&method, &route, status, took);
+    let latency_ms = took.as_secs_f64() * 1000.0;
     tracing::info!(method = %method, route = %route, status, latency_ms, "request");
     response
 }

@@ -47,6 +47,19 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
 }
 
 /// `PUT /v1/nodes/{name}/heartbeat` `{"busy": bool}` → 200 with the node; 404 if unknown.
+#[utoipa::path(
+    put,
+    path = "/v1/nodes/{name}/heartbeat",
+    tag = "nodes",
+    security(("bearer" = ["requester", "admin"])),
+    params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    request_body = crate::openapi::HeartbeatBody,
+    responses(
+        (status = 200, description = "The node", body = crate::openapi::Node),
+        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn heartbeat(
     Requester(caller): Requester,
     NodeName(name): NodeName,
@@ -85,6 +98,17 @@ pub async fn heartbeat(
 
 /// `POST /v1/nodes/{name}/drain` → 202 with the node (`"draining": true`); 404 if unknown.
 /// No body is needed. Repeating it is harmless.
+#[utoipa::path(
+    post,
+    path = "/v1/nodes/{name}/drain",
+    tag = "nodes",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    responses(
+        (status = 202, description = "Draining", body = crate::openapi::Node),
+        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn drain(
     Admin(caller): Admin,
     NodeName(name): NodeName,

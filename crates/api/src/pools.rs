@@ -19,6 +19,13 @@ use crate::extract::{JsonBody, PoolName};
 use crate::view::{self, pool_json};
 
 /// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name.
+#[utoipa::path(
+    get,
+    path = "/v1/pools",
+    tag = "pools",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    responses((status = 200, description = "Every pool with its status, by name", body = crate::openapi::PoolList))
+)]
 pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let records = st.store.list_pools().await?;
     let vms = st.store.list_vms(None).await?;
@@ -34,6 +41,18 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
 }
 
 /// `POST /v1/pools` (body: PoolSpec) → 201 with the pool; 409 if the name is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/pools",
+    tag = "pools",
+    security(("bearer" = ["admin"])),
+    request_body = rb_core::PoolSpec,
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::Pool),
+        (status = 409, description = "A pool of that name exists", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
@@ -73,6 +92,17 @@ pub async fn create(
 }
 
 /// `GET /v1/pools/{name}` → the pool; 404 if missing.
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{name}",
+    tag = "pools",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    responses(
+        (status = 200, description = "The pool", body = crate::openapi::Pool),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn get(
     Reader(_): Reader,
     PoolName(name): PoolName,
@@ -84,6 +114,20 @@ pub async fn get(
 
 /// `PUT /v1/pools/{name}` (body: PoolSpec, same name) → 200 with the pool; 404 if missing,
 /// 409 if it is being deleted.
+#[utoipa::path(
+    put,
+    path = "/v1/pools/{name}",
+    tag = "pools",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    request_body = rb_core::PoolSpec,
+    responses(
+        (status = 200, description = "Replaced", body = crate::openapi::Pool),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn replace(
     Admin(caller): Admin,
     PoolName(name): PoolName,
@@ -123,6 +167,17 @@ pub async fn replace(
 
 /// `DELETE /v1/pools/{name}` → 202 with the pool (`"deleting": true`): the controller drains
 /// it to zero resources, then removes it. Repeating it is harmless.
+#[utoipa::path(
+    delete,
+    path = "/v1/pools/{name}",
+    tag = "pools",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    responses(
+        (status = 202, description = "Deletion under way", body = crate::openapi::Pool),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn delete(
     Admin(caller): Admin,
     PoolName(name): PoolName,
@@ -142,6 +197,20 @@ pub async fn delete(
 
 /// `POST /v1/pools/{name}/scale` `{"target": N}` → 202 with the pool; 422 naming `target` if
 /// N is not an integer in [min, max].
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{name}/scale",
+    tag = "pools",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    request_body = crate::openapi::ScaleBody,
+    responses(
+        (status = 202, description = "New target stored", body = crate::openapi::Pool),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Target outside [min, max]", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn scale(
     Admin(caller): Admin,
     PoolName(name): PoolName,
@@ -181,6 +250,17 @@ pub async fn scale(
 
 /// `GET /v1/pools/{name}/plan` → what the next activation would do, with reasons, from the
 /// store alone (the inventory as last observed; no Azure call).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{name}/plan",
+    tag = "pools",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    responses(
+        (status = 200, description = "What the next activation would do, with reasons", body = rb_core::Plan),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn plan_pool(
     Reader(_): Reader,
     PoolName(name): PoolName,

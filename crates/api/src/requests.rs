@@ -70,6 +70,20 @@ fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
 /// → 201 with the request. `count` in [1, the pool's max]; `ttl_seconds` in [1, 7 days],
 /// default 3600; `requester` defaults to the token's name; `job` optional, at most 200
 /// characters. 422 naming the field; 404 for an unknown pool; 409 if it is being deleted.
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{name}/requests",
+    tag = "requests",
+    security(("bearer" = ["requester", "admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    request_body = crate::openapi::NewRequestBody,
+    responses(
+        (status = 201, description = "The request", body = crate::openapi::NodeRequest),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The pool is being deleted", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     Requester(caller): Requester,
     PoolName(pool): PoolName,
@@ -154,6 +168,20 @@ pub struct ListQuery {
 /// `GET /v1/requests?pool=&all=` → `{"requests":[...]}`, oldest first: the live ones, or
 /// with `all=true` also the released and expired ones still kept. 404 naming `pool` for an
 /// unknown pool; 422 naming `all` unless it is `true` or `false`.
+#[utoipa::path(
+    get,
+    path = "/v1/requests",
+    tag = "requests",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(
+        ("pool" = Option<String>, Query, description = "Only this pool's"),
+        ("all" = Option<bool>, Query, description = "Also released and expired ones"),
+    ),
+    responses(
+        (status = 200, description = "Requests, oldest first", body = crate::openapi::RequestList),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     Reader(_): Reader,
     State(st): State<ApiState>,
@@ -202,6 +230,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 /// `DELETE /v1/requests/{id}` → 200 with the released request; it stops counting at once.
 /// Releasing it again is harmless and answers the same. 404 for an unknown id.
+#[utoipa::path(
+    delete,
+    path = "/v1/requests/{id}",
+    tag = "requests",
+    security(("bearer" = ["requester", "admin"])),
+    params(("id" = String, Path, description = "Request id (a UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
+    responses(
+        (status = 200, description = "Released", body = crate::openapi::NodeRequest),
+        (status = 404, description = "No such request", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn release(
     Requester(caller): Requester,
     RequestId(id): RequestId,

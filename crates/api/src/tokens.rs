@@ -107,6 +107,18 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
 
 /// `POST /v1/tokens` `{"name","role"}` → 201 `{"name","role","token","created_at"}`: the token
 /// is shown only here. 422 naming the field; 409 naming `name` if it is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    security(("bearer" = ["admin"])),
+    request_body = crate::openapi::NewTokenBody,
+    responses(
+        (status = 201, description = "The token, shown once", body = crate::openapi::TokenCreated),
+        (status = 409, description = "Name taken", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
@@ -144,6 +156,13 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens` → `{"tokens":[{"name","role","created_at"}]}`, by name; never a hash.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "Tokens by name, never a hash", body = crate::openapi::TokenList))
+)]
 pub async fn list(Admin(_): Admin, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let tokens: Vec<Value> = st
         .store
@@ -171,6 +190,17 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenName {
 
 /// `DELETE /v1/tokens/{name}` → 200 with the revoked token (`{"name","role","created_at"}`);
 /// it stops working at once. 404 if unknown; 422 naming `name` for the config's admin token.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{name}",
+    tag = "tokens",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Token name", pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")),
+    responses(
+        (status = 200, description = "Revoked", body = crate::openapi::Token),
+        (status = 404, description = "No such token", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn revoke(
     Admin(caller): Admin,
     TokenName(name): TokenName,

@@ -21,7 +21,7 @@ pub fn pool_error_task(pool: &str) -> String {
 }
 
 /// A pool's `status` (DESIGN.md section 5): node counts by state, conditions and last error.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     pub desired: u32,
     pub running: u32,

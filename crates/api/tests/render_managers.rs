@@ -64,6 +64,20 @@ fn routes() -> Vec<(
             StatusCode::OK,
             Box::new(|_| (Method::GET, "/readyz".into(), None)),
         ),
+        // Open on loopback, where these tests run; elsewhere they need a token
+        // (`metrics_and_openapi_need_a_token_off_loopback`).
+        (
+            "GET /metrics",
+            Nothing,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/metrics".into(), None)),
+        ),
+        (
+            "GET /openapi.json",
+            Nothing,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/openapi.json".into(), None)),
+        ),
         (
             "GET /v1/pools",
             Viewer,
@@ -298,6 +312,122 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
             let got = app.call(method, &path, Some(ODD_ROLE_TOKEN), body).await;
             assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
         }
+    }
+}
+
+/// The roles a `Needs` admits, as the document names them.
+fn roles_for(needs: Needs) -> Vec<&'static str> {
+    match needs {
+        Needs::Nothing => vec![],
+        Needs::Viewer => vec!["admin", "requester", "viewer"],
+        Needs::Requester => vec!["admin", "requester"],
+        Needs::Admin => vec!["admin"],
+    }
+}
+
+/// The document cannot drift from the router: its operations are exactly the routes of the
+/// role-matrix table (which the matrix test proves are served, with these roles), each with
+/// the table's roles as its security; and every documented operation is routed (no 404 from
+/// the fallback, no 405).
+#[tokio::test]
+async fn openapi_lists_every_served_route_with_its_security() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    let (status, doc) = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let error = &doc["components"]["schemas"]["ErrorBody"];
+    assert_eq!(error["required"], json!(["error"]), "{error}");
+
+    let mut documented = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if ["get", "put", "post", "delete", "patch", "head", "options"]
+                .contains(&method.as_str())
+            {
+                documented.insert(format!("{} {path}", method.to_uppercase()), op.clone());
+            }
+        }
+    }
+    let table: std::collections::BTreeMap<String, Needs> = routes()
+        .into_iter()
+        .map(|(route, needs, _, _)| (route.to_string(), needs))
+        .collect();
+    assert_eq!(
+        documented.keys().collect::<Vec<_>>(),
+        table.keys().collect::<Vec<_>>(),
+        "documented operations vs the served routes of the role-matrix table"
+    );
+    for (route, op) in &documented {
+        let needs = table[route];
+        let mut roles: Vec<&str> = op["x-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{route}: no x-roles"))
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        roles.sort_unstable();
+        assert_eq!(roles, roles_for(needs), "{route}: x-roles");
+        let security = op["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{route}: no security"));
+        let open = security.iter().any(|r| r == &json!({}));
+        assert_eq!(open, needs == Needs::Nothing, "{route}: {security:?}");
+        if needs != Needs::Nothing {
+            let mut scopes: Vec<&str> = security
+                .iter()
+                .flat_map(|r| r["bearer"].as_array().unwrap())
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            scopes.sort_unstable();
+            assert_eq!(scopes, roles_for(needs), "{route}: bearer scopes");
+            assert!(op["responses"]["401"].is_object(), "{route}: no 401");
+            assert!(op["responses"]["403"].is_object(), "{route}: no 403");
+        }
+        assert!(
+            op["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{route}: no description"
+        );
+        assert_eq!(
+            op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{route}: the error schema"
+        );
+        let success = op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|code| code.starts_with('2'));
+        assert!(success, "{route}: no success response");
+
+        // Routed: probe it with made-up parameters.
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{id}", &uuid_like()).replace("{name}", "zz");
+        let got = app
+            .admin(Method::from_bytes(method.as_bytes()).unwrap(), &path, None)
+            .await;
+        let fallback = got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no such endpoint"));
+        assert!(
+            got.0 != StatusCode::METHOD_NOT_ALLOWED && !fallback,
+            "{route} is documented but not served: {got:?}"
+        );
+    }
+    for route in [
+        "POST /v1/pools",
+        "PUT /v1/pools/{name}",
+        "POST /v1/pools/{name}/scale",
+        "POST /v1/pools/{name}/requests",
+        "PUT /v1/nodes/{name}/heartbeat",
+        "POST /v1/tokens",
+    ] {
+        let body = &documented[route]["requestBody"]["content"]["application/json"]["schema"];
+        assert!(body["$ref"].is_string(), "{route}: no request body");
     }
 }
 
@@ -1246,4 +1376,130 @@ async fn events_page_with_after_and_limit() {
     let got = app.admin(Method::GET, "/v1/events?since=3", None).await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_query", Some("since"));
     assert_eq!(app.snapshot().await, before);
+}
+
+/// `/metrics` and `/openapi.json` are open to loopback peers only; from anywhere else they
+/// need a valid token. The router is called in-process with the peer address it would get
+/// from `into_make_service_with_connect_info` (no traffic leaves the process).
+#[tokio::test]
+async fn metrics_and_openapi_need_a_token_off_loopback() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    let app = spawn_app().await;
+    let state = app_state(app.store.clone(), app.wake.clone(), app.ready.subscribe());
+    let router = api::router(state);
+    let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let local6: SocketAddr = "[::1]:40000".parse().unwrap();
+    for path in ["/metrics", "/openapi.json"] {
+        for (peer, token, want) in [
+            (Some(remote), None, StatusCode::UNAUTHORIZED),
+            (
+                Some(remote),
+                Some("rb_not-a-token"),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (Some(remote), Some(ODD_ROLE_TOKEN), StatusCode::FORBIDDEN),
+            (Some(remote), Some(VIEWER_TOKEN), StatusCode::OK),
+            (Some(remote), Some(ADMIN_TOKEN), StatusCode::OK),
+            (None, None, StatusCode::UNAUTHORIZED),
+            (Some(local), None, StatusCode::OK),
+            (Some(local6), Some("rb_not-a-token"), StatusCode::OK),
+        ] {
+            let mut request = axum::http::Request::get(path);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let mut request = request.body(axum::body::Body::empty()).unwrap();
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(ConnectInfo(peer));
+            }
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(
+                response.status().as_u16(),
+                want.as_u16(),
+                "{path} from {peer:?} with {token:?}"
+            );
+        }
+    }
+}
+
+/// `/metrics`: pool gauges counted as the pool status counts them, open intents, the API's
+/// latency by route template (never a raw path), and the binary's text appended.
+#[tokio::test]
+async fn metrics_show_pools_intents_latency_and_the_binarys_part() {
+    let app = spawn_app().await;
+    app.create(with(pool_spec("maya", 8), "target", json!(1)))
+        .await;
+    app.add_vm("maya-00001", "maya", NodeState::Running).await;
+    app.add_vm("maya-00002", "maya", NodeState::Deallocated)
+        .await;
+    app.add_vm("maya-00003", "maya", NodeState::Creating).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/v1/pools/maya/requests",
+            Some(REQUESTER_TOKEN),
+            Some(json!({"count": 3})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app.admin(Method::GET, "/v1/pools/maya", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.admin(Method::GET, "/v1/pools/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.admin(Method::GET, "/no/such/thing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let (_, pool) = app.admin(Method::GET, "/v1/pools/maya", None).await;
+    for line in [
+        "renderburst_pool_desired_nodes{pool=\"maya\"} 3".to_string(),
+        format!(
+            "renderburst_pool_nodes{{pool=\"maya\",state=\"running\"}} {}",
+            pool["status"]["running"]
+        ),
+        "renderburst_pool_nodes{pool=\"maya\",state=\"deallocated\"} 1".into(),
+        "renderburst_pool_nodes{pool=\"maya\",state=\"creating\"} 1".into(),
+        "renderburst_pool_nodes{pool=\"maya\",state=\"failed\"} 0".into(),
+        "renderburst_open_intents 0".into(),
+        "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"2xx\"} 1".into(),
+        "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"4xx\"} 1".into(),
+        "renderburst_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/pools/{name}/requests\",status=\"2xx\"} 1".into(),
+        "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"4xx\"} 1".into(),
+        "# TYPE renderburst_http_request_duration_seconds histogram".into(),
+        "renderburst_test_binary 7".into(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    for secret in ["maya-0000", "/v1/pools/maya", "/no/such", "farm-manager"] {
+        assert!(!text.contains(secret), "{secret:?} in\n{text}");
+    }
+    // Every sample line is `name{labels} value` with a declared family.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(name);
+        assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
+    }
 }

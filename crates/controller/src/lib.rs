@@ -80,9 +80,23 @@ pub(crate) struct Shared {
     pub gc_first_seen: Mutex<HashMap<String, Instant>>,
 }
 
+/// Upper bounds (seconds) of the activation-duration histogram's buckets.
+pub const ACTIVATION_BUCKETS: &[f64] =
+    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Durations of every activation since start, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ActivationDurations {
+    /// Activations that took at most `ACTIVATION_BUCKETS[i]` seconds, cumulative.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
 pub struct Controller {
     shared: Arc<Shared>,
     status: Mutex<ActivationStatus>,
+    durations: Mutex<ActivationDurations>,
     ready: watch::Sender<bool>,
     activations: Mutex<u64>,
 }
@@ -106,6 +120,10 @@ impl Controller {
                 gc_first_seen: Mutex::new(HashMap::new()),
             }),
             status: Mutex::new(ActivationStatus::default()),
+            durations: Mutex::new(ActivationDurations {
+                buckets: ACTIVATION_BUCKETS.iter().map(|b| (*b, 0)).collect(),
+                ..Default::default()
+            }),
             ready,
             activations: Mutex::new(0),
         })
@@ -123,6 +141,11 @@ impl Controller {
 
     pub fn last_status(&self) -> ActivationStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Every activation's duration since start, as a histogram.
+    pub fn activation_durations(&self) -> ActivationDurations {
+        self.durations.lock().map(|d| d.clone()).unwrap_or_default()
     }
 
     pub fn arm(&self) -> &ArmClient {
@@ -165,7 +188,18 @@ impl Controller {
         if let Err(e) = self.activate_inner(&mut status).await {
             status.errors.push(e);
         }
-        status.duration_ms = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        status.duration_ms = took.as_millis() as u64;
+        if let Ok(mut d) = self.durations.lock() {
+            let seconds = took.as_secs_f64();
+            for (bound, n) in &mut d.buckets {
+                if seconds <= *bound {
+                    *n += 1;
+                }
+            }
+            d.sum_seconds += seconds;
+            d.count += 1;
+        }
         if let Ok(v) = serde_json::to_value(&status) {
             let _ = self.shared.store.put_task_status("reconciler", &v).await;
         }

@@ -49,6 +49,7 @@ pub struct NodeView {
     pub in_flight: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -62,6 +63,7 @@ pub enum ActionKind {
 }
 
 /// One thing to do, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     pub kind: ActionKind,
@@ -89,6 +91,7 @@ pub struct PlanInput<'a> {
 }
 
 /// The plan of one activation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Plan {
     pub actions: Vec<Action>,

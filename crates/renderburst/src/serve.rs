@@ -219,6 +219,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         .with_context(|| format!("cannot listen on {}", listen.unwrap_or(cfg.server.listen)))?;
     let api_addr = listener.local_addr()?;
     let status_controller = controller.clone();
+    let metrics_controller = controller.clone();
     let state = api::ApiState {
         store: store.clone(),
         wake: controller.waker(),
@@ -235,6 +236,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
                 },
             })
         }),
+        metrics: Arc::new(move || render_metrics(&metrics_controller)),
     };
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -254,6 +256,128 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         shutdown,
         tasks,
     })
+}
+
+/// The controller's and the ARM client's metrics, in Prometheus text, for `GET /metrics`.
+/// Labels: ARM class (`reads`, `writes`, `deletes`, `batch`) and status code, governor bucket.
+pub fn render_metrics(controller: &Controller) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let arm = controller.arm();
+    let counters = arm.counters();
+    let mut out = api::metrics::Exposition::new();
+    out.family(
+        "renderburst_arm_requests_total",
+        "counter",
+        "ARM and Batch responses by request class and HTTP status code.",
+    );
+    for (class, code, n) in counters.by_status() {
+        out.sample(
+            "renderburst_arm_requests_total",
+            &[("class", &class), ("code", &code.to_string())],
+            n as f64,
+        );
+    }
+    let plain = [
+        (
+            "renderburst_arm_attempts_total",
+            "HTTP attempts sent to ARM, retries included.",
+            counters.attempts.load(Relaxed) as f64,
+        ),
+        (
+            "renderburst_arm_retries_total",
+            "Retried ARM attempts.",
+            counters.retries.load(Relaxed) as f64,
+        ),
+        (
+            "renderburst_arm_throttled_total",
+            "ARM answers that were 429 Too Many Requests.",
+            counters.throttled_429.load(Relaxed) as f64,
+        ),
+        (
+            "renderburst_arm_transport_errors_total",
+            "ARM attempts that got no HTTP answer (connection, timeout).",
+            counters.transport_errors.load(Relaxed) as f64,
+        ),
+        (
+            "renderburst_arm_governor_wait_seconds_total",
+            "Time requests waited for the rate governor.",
+            counters.governor_wait_us.load(Relaxed) as f64 / 1e6,
+        ),
+    ];
+    for (name, help, value) in plain {
+        out.family(name, "counter", help).sample(name, &[], value);
+    }
+    let governor = arm.governor();
+    out.family(
+        "renderburst_arm_governor_tokens",
+        "gauge",
+        "Requests the governor's model of a bucket would let through now.",
+    );
+    for b in &governor.classes {
+        out.sample(
+            "renderburst_arm_governor_tokens",
+            &[("bucket", &b.name)],
+            b.tokens,
+        );
+    }
+    out.family(
+        "renderburst_arm_governor_held",
+        "gauge",
+        "1 while a 429 holds the bucket's requests back.",
+    );
+    for b in &governor.classes {
+        let held = if b.held_for_s.is_some() { 1.0 } else { 0.0 };
+        out.sample(
+            "renderburst_arm_governor_held",
+            &[("bucket", &b.name)],
+            held,
+        );
+    }
+    let last = controller.last_status();
+    out.family(
+        "renderburst_reconcile_last_duration_seconds",
+        "gauge",
+        "How long the last activation of the reconciler took.",
+    )
+    .sample(
+        "renderburst_reconcile_last_duration_seconds",
+        &[],
+        last.duration_ms as f64 / 1000.0,
+    );
+    out.family(
+        "renderburst_reconcile_last_actions",
+        "gauge",
+        "Actions the last activation planned.",
+    )
+    .sample(
+        "renderburst_reconcile_last_actions",
+        &[],
+        last.actions as f64,
+    );
+    out.family(
+        "renderburst_reconcile_last_errors",
+        "gauge",
+        "Errors of the last activation.",
+    )
+    .sample(
+        "renderburst_reconcile_last_errors",
+        &[],
+        last.errors.len() as f64,
+    );
+    let durations = controller.activation_durations();
+    out.family(
+        "renderburst_reconcile_duration_seconds",
+        "histogram",
+        "Duration of every activation of the reconciler since start; _count is the activations.",
+    )
+    .histogram(
+        "renderburst_reconcile_duration_seconds",
+        &[],
+        &durations.buckets,
+        durations.sum_seconds,
+        durations.count,
+    );
+    out.finish()
 }
 
 /// `renderburst serve`.

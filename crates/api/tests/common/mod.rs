@@ -60,14 +60,7 @@ pub async fn spawn_app() -> App {
         .unwrap();
     let wake = Arc::new(Notify::new());
     let (ready, ready_rx) = watch::channel(false);
-    let state = ApiState {
-        store: store.clone(),
-        wake: wake.clone(),
-        // Upper case on purpose: the comparison accepts either hex case.
-        admin_token_sha256: sha256_hex(ADMIN_TOKEN).to_uppercase(),
-        ready: ready_rx,
-        status: Arc::new(|| json!({"reconciler": {"number": 7}, "governor": {"writes": 200}})),
-    };
+    let state = app_state(store.clone(), wake.clone(), ready_rx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -86,6 +79,22 @@ pub async fn spawn_app() -> App {
         ready,
         dir,
         _shutdown: shutdown,
+    }
+}
+
+/// The state the tests serve: the admin token, a fixed controller status, and one line of
+/// binary-rendered metrics.
+pub fn app_state(store: Arc<Store>, wake: Arc<Notify>, ready: watch::Receiver<bool>) -> ApiState {
+    ApiState {
+        store,
+        wake,
+        // Upper case on purpose: the comparison accepts either hex case.
+        admin_token_sha256: sha256_hex(ADMIN_TOKEN).to_uppercase(),
+        ready,
+        status: Arc::new(|| json!({"reconciler": {"number": 7}, "governor": {"writes": 200}})),
+        metrics: Arc::new(|| {
+            "# HELP renderburst_test_binary Rendered by the binary.\n# TYPE renderburst_test_binary gauge\nrenderburst_test_binary 7\n".to_string()
+        }),
     }
 }
 
@@ -195,7 +204,15 @@ impl App {
 
 pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
+    let text_plain = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|ct| ct.to_str().unwrap_or("").starts_with("text/plain"));
     let text = resp.text().await.unwrap();
+    if text_plain && status.is_success() {
+        // `/metrics`: Prometheus text.
+        return (status, Value::String(text));
+    }
     let body =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}"));
     (status, body)

@@ -1,0 +1,332 @@
+//! The OpenAPI 3 document of the API (`GET /openapi.json`), generated from the code.
+//!
+//! Each handler carries its `#[utoipa::path]` (method, path, security, body, responses) and
+//! `utoipa_axum::routes!` registers it in the router from that same annotation, so a route is
+//! served if and only if it is documented ([`crate::routes`]). Request bodies reuse the
+//! domain's own types where they exist (`PoolSpec`, `Plan`); the other bodies, which handlers
+//! parse field by field to name the bad field, are described by the types below.
+//!
+//! Security: every operation lists the roles that may call it as the scopes of its `bearer`
+//! requirement (OpenAPI 3.1 allows role names there), repeated as `x-roles`; `[]` roles means
+//! no token needed. Every secured operation documents 401 and 403, and every operation a
+//! `default` error response: the one error shape, [`ErrorBody`].
+
+#![allow(dead_code)] // The types here describe JSON; only their schemas are used.
+
+use std::collections::BTreeMap;
+
+use rb_core::{PoolMode, Priority};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error: `{"error":{"code","message","field"?}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable identifier clients can branch on (`not_found`, `invalid_spec`...).
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The input to blame: a spec field, a path or query parameter, or a body key. Absent
+    /// when no single input is to blame.
+    #[schema(required = false, nullable = false)]
+    pub field: Option<String>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+/// A pool: its spec's fields, plus `status`, `deleting` and `generation`.
+#[derive(Serialize, ToSchema)]
+pub struct Pool {
+    pub name: String,
+    pub mode: PoolMode,
+    pub vm_sizes: Vec<String>,
+    pub priority: Priority,
+    pub spot: rb_core::SpotSpec,
+    pub image: String,
+    pub os: rb_core::Os,
+    pub min: u32,
+    pub max: u32,
+    pub target: u32,
+    pub idle_timeout_seconds: u64,
+    pub scale_down: rb_core::ScaleDown,
+    pub tags: BTreeMap<String, String>,
+    pub status: crate::view::PoolStatus,
+    /// Deletion requested: the pool drains to zero resources, then disappears.
+    pub deleting: bool,
+    /// Bumped by every change of the spec.
+    pub generation: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PoolList {
+    pub pools: Vec<Pool>,
+}
+
+/// `POST /v1/pools/{name}/scale`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleBody {
+    /// In [min, max] of the pool.
+    pub target: u32,
+}
+
+/// A node of `GET /v1/nodes`.
+#[derive(Serialize, ToSchema)]
+pub struct Node {
+    pub name: String,
+    pub pool: String,
+    /// creating, starting, running, draining, stopped, deallocating, deallocated, deleting,
+    /// failed, missing.
+    pub state: String,
+    pub size: String,
+    pub priority: Priority,
+    pub busy: bool,
+    pub draining: bool,
+    /// RFC 3339.
+    pub last_heartbeat: Option<String>,
+    pub azure_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<Node>,
+}
+
+/// `PUT /v1/nodes/{name}/heartbeat`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    pub busy: bool,
+}
+
+/// `POST /v1/pools/{name}/requests`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// In [1, the pool's max].
+    #[schema(minimum = 1)]
+    pub count: u32,
+    /// In [1, 604800]; default 3600.
+    #[schema(minimum = 1, maximum = 604800, required = false)]
+    pub ttl_seconds: Option<u64>,
+    /// Default: the token's name. At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    pub requester: Option<String>,
+    /// At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    pub job: Option<String>,
+}
+
+/// A node request (lease).
+#[derive(Serialize, ToSchema)]
+pub struct NodeRequest {
+    pub id: String,
+    pub pool: String,
+    pub count: u32,
+    pub ttl_seconds: i64,
+    pub requester: String,
+    pub job: Option<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub released_at: Option<String>,
+    pub released_by: Option<String>,
+    /// live, expired or released.
+    pub state: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestList {
+    pub requests: Vec<NodeRequest>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Requester,
+    Viewer,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    /// `[a-z0-9][a-z0-9._-]{0,63}`; `admin` is reserved.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub name: String,
+    pub role: RoleName,
+}
+
+/// A token as listed (never its hash).
+#[derive(Serialize, ToSchema)]
+pub struct Token {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+/// A new token: `token` is shown only here.
+#[derive(Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: String,
+    pub token: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// An entry of the audit and event log.
+#[derive(Serialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub at: String,
+    pub kind: String,
+    pub pool: Option<String>,
+    pub node: Option<String>,
+    pub actor: String,
+    pub message: String,
+    pub data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<Event>,
+    /// Pass as the next `after` to follow the log.
+    pub next_after: i64,
+}
+
+/// `GET /v1/status`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// The reconciler's last activation, the ARM governor and request counters.
+    pub controller: Value,
+    /// Each pool's last activation (null before the first).
+    pub pools: BTreeMap<String, Value>,
+    /// The other background tasks' last status.
+    pub tasks: Vec<Value>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "renderburst",
+        description = "Scales render-farm VM pools in Azure. Errors are {\"error\":{\"code\",\"message\",\"field\"}}.",
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(ErrorBody)),
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Authorization: Bearer <token>. The roles that may call an operation are \
+                         the scopes of its requirement (and its x-roles).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds, from each operation's security: `x-roles`, a line naming the roles in its
+/// description, 401 and 403 for secured operations, and a `default` error response.
+pub(crate) fn finish(doc: &mut Document) {
+    let error = |description: &str| -> RefOr<Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let security = serde_json::to_value(&op.security).unwrap_or(Value::Null);
+            let roles = roles_of(&security);
+            let required = !security.as_array().is_some_and(|reqs| {
+                reqs.iter()
+                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+            let text = match (&roles[..], required) {
+                (_, false) => "Open on loopback; from elsewhere any valid token.".to_string(),
+                ([], true) => "Open: no token needed.".to_string(),
+                (roles, true) => format!("Roles: {}.", roles.join(", ")),
+            };
+            let description = op.description.take().unwrap_or_default();
+            op.description = Some(if description.is_empty() {
+                text
+            } else {
+                format!("{description}\n\n{text}")
+            });
+            let extensions = op.extensions.get_or_insert_with(Default::default);
+            extensions.insert("x-roles".into(), Value::from(roles.clone()));
+            let responses = &mut op.responses.responses;
+            if !roles.is_empty() || !required {
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("Missing or invalid bearer token"));
+            }
+            if !roles.is_empty() || !required {
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("The token's role may not do this"));
+            }
+            responses
+                .entry("default".into())
+                .or_insert_with(|| error("Any other error"));
+        }
+    }
+}
+
+/// The role names of an operation's security requirements (the `bearer` scopes).
+pub(crate) fn roles_of(security: &Value) -> Vec<String> {
+    security
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|req| req.get("bearer"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect()
+}
