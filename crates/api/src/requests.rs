@@ -66,6 +66,16 @@ fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
     })
 }
 
+/// 422 on `count` for a request larger than the pool can ever hold.
+fn too_many(pool: &str, count: u64, max: Option<u32>) -> ApiError {
+    let max = max.map_or_else(String::new, |m| format!(" (max {m})"));
+    ApiError::unprocessable(
+        CODE,
+        format!("count {count} is more than pool {pool:?} can ever have{max}"),
+    )
+    .with_field("count")
+}
+
 /// `POST /v1/pools/{name}/requests` `{"count":N,"ttl_seconds":S,"requester":"..","job":".."}`
 /// → 201 with the request. `count` in [1, the pool's max]; `ttl_seconds` in [1, 7 days],
 /// default 3600; `requester` defaults to the token's name; `job` optional, at most 200
@@ -91,33 +101,13 @@ pub async fn create(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let new = parse_request(&body.value)?;
-    let record = st
-        .store
-        .get_pool(&pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("pool {pool:?} does not exist")))?;
-    if record.deleting {
-        return Err(ApiError::conflict(format!(
-            "pool {pool:?} is being deleted"
-        )));
-    }
-    let max = record.spec.max;
-    let count = u32::try_from(new.count)
-        .ok()
-        .filter(|c| *c <= max)
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                CODE,
-                format!(
-                    "count {} is more than pool {pool:?} can ever have (max {max})",
-                    new.count
-                ),
-            )
-            .with_field("count")
-        })?;
+    let count = u32::try_from(new.count).map_err(|_| too_many(&pool, new.count, None))?;
     let requester = new.requester.unwrap_or_else(|| caller.name.clone());
     let now = view::now();
-    let request = st
+    // One statement on the hot path: the store checks the pool (exists, not deleting,
+    // `max`) and writes the audit event with the request. The pool is read only to explain
+    // a refusal.
+    let created = st
         .store
         .create_request(
             &pool,
@@ -125,31 +115,26 @@ pub async fn create(
             new.ttl_seconds,
             &requester,
             new.job.as_deref(),
+            &caller.name,
             now,
         )
-        .await?;
-    let job = request
-        .job
-        .as_deref()
-        .map_or_else(String::new, |j| format!(" for job {j:?}"));
-    audit(
-        &st,
-        NewEvent {
-            kind: "request.created".into(),
-            pool: Some(pool.clone()),
-            node: None,
-            actor: caller.name,
-            message: format!(
-                "{requester} asked for {count} nodes for {} s{job}",
-                new.ttl_seconds
-            ),
-            data: json!({
-                "id": request.id, "count": count, "ttl_seconds": new.ttl_seconds,
-                "requester": request.requester, "job": request.job,
-            }),
-        },
-    )
-    .await;
+        .await;
+    let request = match created {
+        Ok(r) => r,
+        Err(e) if e.is_conflict() || e.is_not_found() => {
+            return Err(match st.store.get_pool(&pool).await? {
+                None => ApiError::not_found(format!("pool {pool:?} does not exist")),
+                Some(p) if p.deleting => {
+                    ApiError::conflict(format!("pool {pool:?} is being deleted"))
+                }
+                Some(p) if new.count > u64::from(p.spec.max) => {
+                    too_many(&pool, new.count, Some(p.spec.max))
+                }
+                Some(_) => ApiError::from(e),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     st.wake.notify_one();
     let mut response = (StatusCode::CREATED, Json(request_json(&request, now))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/requests/{}", request.id)) {

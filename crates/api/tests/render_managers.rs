@@ -265,7 +265,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
             app.add_vm(&fx.node, &fx.pool, NodeState::Running).await;
             let request = app
                 .store
-                .create_request(&fx.pool, 1, 600, "seed", None, api_now())
+                .create_request(&fx.pool, 1, 600, "seed", None, "seed", api_now())
                 .await
                 .unwrap();
             app.store

@@ -71,13 +71,16 @@ impl Store {
     /// Stores a new live request for `count` nodes of `pool` from `now` until
     /// `now + ttl_seconds`, with a fresh UUID v4 id.
     ///
-    /// One `INSERT ... SELECT` guarded by the pool's `deleting` flag, so a request can never
-    /// slip in after deletion started, and concurrent creates never interfere. Bounds on
-    /// `count` and `ttl_seconds` are the caller's policy; the store refuses only what its
-    /// schema cannot hold (`count = 0`, `ttl_seconds = 0`).
+    /// One `INSERT ... SELECT` guarded by the pool's `deleting` flag and `max`, so a request
+    /// can never slip in after deletion started, and concurrent creates never interfere. The
+    /// `request.created` audit event (actor `created_by`) is written by a trigger in the same
+    /// statement: the hot path is one round trip and one commit. Other bounds on `ttl_seconds`
+    /// are the caller's policy.
     ///
     /// Errors: [`StoreError::NotFound`] if the pool does not exist; [`StoreError::Conflict`]
-    /// if it is being deleted, or `count` or `ttl_seconds` is 0 or too large.
+    /// if it is being deleted, `count` exceeds the pool's `max`, or `count` or `ttl_seconds`
+    /// is 0 or too large.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_request(
         &self,
         pool: &str,
@@ -85,6 +88,7 @@ impl Store {
         ttl_seconds: u64,
         requester: &str,
         job: Option<&str>,
+        created_by: &str,
         now: UnixSeconds,
     ) -> Result<RequestRecord, StoreError> {
         if count == 0 || ttl_seconds == 0 {
@@ -98,8 +102,9 @@ impl Store {
         })?;
         let id = uuid::Uuid::new_v4().to_string();
         let sql = format!(
-            "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at) \
-             SELECT ?, name, ?, ?, ?, ?, ? FROM pools WHERE name = ? AND deleting = 0 \
+            "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at, created_by) \
+             SELECT ?, name, ?, ?, ?, ?, ?, ? FROM pools \
+             WHERE name = ? AND deleting = 0 AND json_extract(spec, '$.max') >= ? \
              RETURNING {COLUMNS}"
         );
         let result = sqlx::query(&sql)
@@ -109,12 +114,20 @@ impl Store {
             .bind(job)
             .bind(now)
             .bind(expires_at)
+            .bind(created_by)
             .bind(pool)
+            .bind(i64::from(count))
             .fetch_optional(&self.writer)
             .await;
         match result {
             Ok(Some(row)) => from_row(&row),
-            Ok(None) => Err(self.why_not_updatable(pool).await),
+            Ok(None) => Err(match self.get_pool(pool).await {
+                Ok(Some(p)) if !p.deleting && count > p.spec.max => StoreError::conflict(format!(
+                    "count {count} is more than pool {pool:?} can ever have (max {})",
+                    p.spec.max
+                )),
+                _ => self.why_not_updatable(pool).await,
+            }),
             // The pool was removed between the SELECT and the INSERT's key check.
             Err(e) if is_foreign_key_violation(&e) => {
                 Err(StoreError::not_found(format!("pool {pool:?}")))

@@ -995,7 +995,7 @@ async fn node_requests_count_until_released_or_expired() {
     assert_eq!(store.desired(&record, t0).await.unwrap(), 2, "target alone");
 
     let a = store
-        .create_request("maya", 3, 1, "deadline", Some("shot-010"), t0)
+        .create_request("maya", 3, 1, "deadline", Some("shot-010"), "test", t0)
         .await
         .unwrap();
     assert_eq!(a.id.len(), 36);
@@ -1014,11 +1014,11 @@ async fn node_requests_count_until_released_or_expired() {
     );
     assert_eq!((a.released_at, a.released_by.as_deref()), (None, None));
     let b = store
-        .create_request("maya", 4, 3600, "royal", None, t0)
+        .create_request("maya", 4, 3600, "royal", None, "test", t0)
         .await
         .unwrap();
     store
-        .create_request("blender", 5, 3600, "opencue", None, t0)
+        .create_request("blender", 5, 3600, "opencue", None, "test", t0)
         .await
         .unwrap();
     assert_ne!(a.id, b.id);
@@ -1077,11 +1077,11 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Clamped to max however much is asked.
     store
-        .create_request("maya", 10, 60, "deadline", None, t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", t0)
         .await
         .unwrap();
     store
-        .create_request("maya", 10, 60, "deadline", None, t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", t0)
         .await
         .unwrap();
     assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), 23);
@@ -1089,13 +1089,13 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Unknown and deleting pools take no requests; zero counts are refused.
     let err = store
-        .create_request("nosuch", 1, 60, "x", None, t0)
+        .create_request("nosuch", 1, 60, "x", None, "test", t0)
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(
         store
-            .create_request("maya", 0, 60, "x", None, t0)
+            .create_request("maya", 0, 60, "x", None, "test", t0)
             .await
             .unwrap_err()
             .is_conflict()
@@ -1103,7 +1103,7 @@ async fn node_requests_count_until_released_or_expired() {
     let deleting = store.mark_pool_deleting("maya").await.unwrap();
     assert_eq!(store.desired(&deleting, t0).await.unwrap(), 0);
     let err = store
-        .create_request("maya", 1, 60, "x", None, t0)
+        .create_request("maya", 1, 60, "x", None, "test", t0)
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err}");
@@ -1136,7 +1136,15 @@ async fn concurrent_requests_are_never_lost() {
             let mut kept = 0u64;
             for j in 0..5u32 {
                 let r = store
-                    .create_request("maya", 1 + (i + j) % 3, 600, &format!("rm-{i}"), None, t0)
+                    .create_request(
+                        "maya",
+                        1 + (i + j) % 3,
+                        600,
+                        &format!("rm-{i}"),
+                        None,
+                        "test",
+                        t0,
+                    )
                     .await
                     .unwrap();
                 if j % 2 == 0 {
