@@ -95,6 +95,8 @@ pub struct Store {
     pub(crate) pool: SqlitePool,
     /// The one connection for methods that write (see "Concurrency" above).
     pub(crate) writer: SqlitePool,
+    /// Node-request creates, committed in groups by one task (see `requests.rs`).
+    pub(crate) creates: tokio::sync::mpsc::Sender<requests::CreateJob>,
     path: PathBuf,
     /// Held, never read: the exclusive lock lives as long as this open file.
     _lock: File,
@@ -129,9 +131,11 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
+        let creates = requests::spawn_create_batcher(writer.clone());
         Ok(Store {
             pool,
             writer,
+            creates,
             path: path.to_path_buf(),
             _lock: lock,
         })

@@ -14,6 +14,105 @@ use sqlx::sqlite::SqliteRow;
 use crate::error::is_foreign_key_violation;
 use crate::{PoolRecord, Store, StoreError, to_i64};
 
+/// A request create waiting for the batcher.
+pub(crate) struct CreateJob {
+    id: String,
+    pool: String,
+    count: i64,
+    requester: String,
+    job: Option<String>,
+    created_by: String,
+    created_at: UnixSeconds,
+    expires_at: UnixSeconds,
+    /// Some(record) if inserted, None if the pool refused it (missing, deleting, max).
+    reply: tokio::sync::oneshot::Sender<Result<Option<RequestRecord>, StoreError>>,
+}
+
+/// Most creates committed by one statement.
+const MAX_BATCH: usize = 64;
+
+/// Group commit: creates that arrive while one statement runs are inserted together by the
+/// next, one multi-row guarded `INSERT ... SELECT` (the audit events come from the trigger).
+/// Each row is checked against its pool on its own, so one refused request never affects
+/// another; a batch the database rejects as a whole is retried row by row.
+pub(crate) fn spawn_create_batcher(
+    writer: sqlx::SqlitePool,
+) -> tokio::sync::mpsc::Sender<CreateJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<CreateJob>(1024);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            match insert_batch(&writer, &jobs).await {
+                Ok(mut rows) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Ok(rows.remove(&job.id)));
+                    }
+                }
+                Err(_) if jobs.len() > 1 => {
+                    for job in jobs {
+                        let one = insert_batch(&writer, std::slice::from_ref(&job)).await;
+                        let _ = job.reply.send(one.map(|mut rows| rows.remove(&job.id)));
+                    }
+                }
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(clone_error(&e, &job.pool)));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+fn clone_error(e: &StoreError, pool: &str) -> StoreError {
+    match e {
+        StoreError::Db(err) if is_foreign_key_violation(err) => {
+            StoreError::not_found(format!("pool {pool:?}"))
+        }
+        other => StoreError::Corrupt(other.to_string()),
+    }
+}
+
+async fn insert_batch(
+    writer: &sqlx::SqlitePool,
+    jobs: &[CreateJob],
+) -> Result<std::collections::HashMap<String, RequestRecord>, StoreError> {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; jobs.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at, created_by) \
+         SELECT v.column1, p.name, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8 \
+         FROM (VALUES {values}) AS v, pools AS p \
+         WHERE p.name = v.column2 AND p.deleting = 0 AND json_extract(p.spec, '$.max') >= v.column3 \
+         RETURNING {COLUMNS}"
+    );
+    let mut q = sqlx::query(&sql);
+    for j in jobs {
+        q = q
+            .bind(&j.id)
+            .bind(&j.pool)
+            .bind(j.count)
+            .bind(&j.requester)
+            .bind(&j.job)
+            .bind(j.created_at)
+            .bind(j.expires_at)
+            .bind(&j.created_by);
+    }
+    let rows = q.fetch_all(writer).await?;
+    let mut out = std::collections::HashMap::new();
+    for row in &rows {
+        let r = from_row(row)?;
+        out.insert(r.id.clone(), r);
+    }
+    Ok(out)
+}
+
 /// One node request as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -100,27 +199,27 @@ impl Store {
         let expires_at = now.checked_add(ttl).ok_or_else(|| {
             StoreError::conflict(format!("request ttl {ttl_seconds} s is too large"))
         })?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let sql = format!(
-            "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at, created_by) \
-             SELECT ?, name, ?, ?, ?, ?, ?, ? FROM pools \
-             WHERE name = ? AND deleting = 0 AND json_extract(spec, '$.max') >= ? \
-             RETURNING {COLUMNS}"
-        );
-        let result = sqlx::query(&sql)
-            .bind(&id)
-            .bind(i64::from(count))
-            .bind(requester)
-            .bind(job)
-            .bind(now)
-            .bind(expires_at)
-            .bind(created_by)
-            .bind(pool)
-            .bind(i64::from(count))
-            .fetch_optional(&self.writer)
-            .await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = CreateJob {
+            id: uuid::Uuid::new_v4().to_string(),
+            pool: pool.to_owned(),
+            count: i64::from(count),
+            requester: requester.to_owned(),
+            job: job.map(str::to_owned),
+            created_by: created_by.to_owned(),
+            created_at: now,
+            expires_at,
+            reply,
+        };
+        self.creates
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Corrupt("the request writer has stopped".into()))?;
+        let result = answer
+            .await
+            .map_err(|_| StoreError::Corrupt("the request writer has stopped".into()))?;
         match result {
-            Ok(Some(row)) => from_row(&row),
+            Ok(Some(record)) => Ok(record),
             Ok(None) => Err(match self.get_pool(pool).await {
                 Ok(Some(p)) if !p.deleting && count > p.spec.max => StoreError::conflict(format!(
                     "count {count} is more than pool {pool:?} can ever have (max {})",
@@ -128,11 +227,7 @@ impl Store {
                 )),
                 _ => self.why_not_updatable(pool).await,
             }),
-            // The pool was removed between the SELECT and the INSERT's key check.
-            Err(e) if is_foreign_key_violation(&e) => {
-                Err(StoreError::not_found(format!("pool {pool:?}")))
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
