@@ -75,6 +75,30 @@ pub use requests::RequestRecord;
 pub use tokens::TokenRecord;
 pub use vms::VmRecord;
 
+/// Checkpoints the WAL every second from its own connection, so the writer never does.
+/// PASSIVE copies what it can without waiting for the writer or readers; the task ends when
+/// the store's pools close.
+fn spawn_checkpointer(conn: SqlitePool) -> tokio::sync::watch::Sender<()> {
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                // The Store was dropped or closed.
+                _ = stopped.changed() => break,
+            }
+            // Not fatal if it fails: the next tick tries again; the WAL only grows meanwhile.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&conn)
+                .await;
+        }
+        conn.close().await;
+    });
+    stop
+}
+
 /// The schema migrations, embedded at compile time from the repository's `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
@@ -97,6 +121,8 @@ pub struct Store {
     pub(crate) writer: SqlitePool,
     /// Node-request creates, committed in groups by one task (see `requests.rs`).
     pub(crate) creates: tokio::sync::mpsc::Sender<requests::CreateJob>,
+    /// Dropping it stops the WAL checkpointer.
+    _checkpoints: tokio::sync::watch::Sender<()>,
     path: PathBuf,
     /// Held, never read: the exclusive lock lives as long as this open file.
     _lock: File,
@@ -120,12 +146,21 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT);
         // Connections to a local file do not go stale: no ping before every use, which would
         // cost a round trip to the connection's thread per statement.
+        // The writer never checkpoints the WAL itself: a checkpoint on the commit path stalls
+        // every queued write for tens of milliseconds. A background task checkpoints instead
+        // (PASSIVE, so it never blocks the writer).
         let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
+        let checkpoints = spawn_checkpointer(checkpointer);
         let pool = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)
@@ -136,6 +171,7 @@ impl Store {
             pool,
             writer,
             creates,
+            _checkpoints: checkpoints,
             path: path.to_path_buf(),
             _lock: lock,
         })
