@@ -61,7 +61,7 @@ impl State {
             let r = existing.clone();
             return Ok(Reply::ok(self.render(&r, false)));
         }
-        let location = require_location(&body)?;
+        require_location(&body)?;
         let mut stored = body.clone();
         let q = &self.cfg.quota;
         stored["properties"] = json!({
@@ -85,7 +85,6 @@ impl State {
             provisioning: "Succeeded".into(),
             created: OffsetDateTime::now_utc(),
         });
-        let _ = location;
         let rendered = self
             .get(id)
             .map(|r| self.render(r, false))
@@ -251,11 +250,6 @@ impl State {
                 }
             }
         }
-        let size = self.get(id).and_then(|r| match &r.kind {
-            Kind::Pool(p) => Some(p.vm_size.clone()),
-            _ => None,
-        });
-        let _ = size;
         if let Some(p) = self.get_mut(id).and_then(Res::pool_mut) {
             p.etag += 1;
             p.modified = wall;

@@ -454,7 +454,7 @@ impl State {
         for n in new_nics {
             self.insert(n);
         }
-        for (nic, _) in &refs_ids(&refs) {
+        for nic in refs.iter().filter_map(|r| r["id"].as_str()) {
             if let Some(Res {
                 kind: Kind::Nic(n), ..
             }) = self.get_mut(nic)
@@ -944,12 +944,6 @@ impl State {
             self.cfg.polling.retry_after_seconds,
         ))
     }
-}
-
-fn refs_ids(refs: &[Value]) -> Vec<(String, ())> {
-    refs.iter()
-        .filter_map(|r| r["id"].as_str().map(|s| (s.to_owned(), ())))
-        .collect()
 }
 
 fn marked_for_deletion(op: &str, vm: &str) -> ArmErr {

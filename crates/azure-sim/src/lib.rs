@@ -38,7 +38,7 @@ use axum::body::Body;
 use axum::extract::{Request, State as AxState};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -515,7 +515,6 @@ fn handle_batch(shared: &Shared, ctx: &mut Ctx, auth: Option<&str>) -> Reply {
     if let Err(e) = inject_faults(&mut st) {
         return batch::BatchErr::new(e.status, e.code(), &e.body.error.message).into_reply();
     }
-    let _ = Method::GET;
     st.batch_data_plane(ctx)
         .unwrap_or_else(batch::BatchErr::into_reply)
 }

@@ -579,7 +579,7 @@ impl State {
                     }
                 }
                 if failed_code.is_none() {
-                    self.set_disk_state(vm, true);
+                    self.os_disk_provisioned(vm);
                 }
             }
             Effect::VmUpdate { vm } | Effect::VmRestart { vm } => {
@@ -648,7 +648,8 @@ impl State {
         }
     }
 
-    fn set_disk_state(&mut self, vm_id: &str, _attached: bool) {
+    /// The OS disk created with a VM finishes provisioning with it.
+    fn os_disk_provisioned(&mut self, vm_id: &str) {
         let disk = self
             .get(vm_id)
             .and_then(Res::vm)
