@@ -123,6 +123,8 @@ pub struct Store {
     pub(crate) creates: tokio::sync::mpsc::Sender<requests::CreateJob>,
     /// Dropping it stops the WAL checkpointer.
     _checkpoints: tokio::sync::watch::Sender<()>,
+    /// `api_tokens` in memory (see `tokens.rs`).
+    pub(crate) tokens: tokens::TokenCache,
     path: PathBuf,
     /// Held, never read: the exclusive lock lives as long as this open file.
     _lock: File,
@@ -172,6 +174,7 @@ impl Store {
             writer,
             creates,
             _checkpoints: checkpoints,
+            tokens: tokens::TokenCache::default(),
             path: path.to_path_buf(),
             _lock: lock,
         })

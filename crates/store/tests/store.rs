@@ -738,6 +738,20 @@ async fn tokens() {
     let err = store.delete_token("ci").await.unwrap_err();
     assert!(err.is_not_found());
     assert_eq!(err.to_string(), "token \"ci\" does not exist");
+
+    // Lookups are served from memory: a token created after a lookup missed is found, and
+    // one revoked after a lookup hit is not.
+    assert_eq!(store.find_token_by_hash(&hash('d')).await.unwrap(), None);
+    store
+        .insert_token("late", "viewer", &hash('d'))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_token_by_hash(&hash('d')).await.unwrap().map(|t| t.name),
+        Some("late".to_string())
+    );
+    store.delete_token("late").await.unwrap();
+    assert_eq!(store.find_token_by_hash(&hash('d')).await.unwrap(), None);
 }
 
 #[tokio::test]
