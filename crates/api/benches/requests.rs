@@ -11,7 +11,8 @@
 //!
 //! It reports requests/s, p50/p90/p99/max latency and the number of non-201 answers (which
 //! must be 0), once with the admin token (a constant-time hash compare) and once with a
-//! requester token stored in the database (a lookup per request). The generator shares the
+//! requester token stored in the database (found in the store's in-memory copy of the
+//! token table). The generator shares the
 //! machine's cores with the server; `--serve` keeps only the server running and prints its
 //! address and tokens, so that an external generator such as `wrk` can measure the server's
 //! own capacity.
@@ -258,8 +259,8 @@ fn main() {
     );
     let mut failed = false;
     for (label, token) in [
-        ("admin token (no DB lookup)", ADMIN_TOKEN),
-        ("requester token (DB lookup)", REQUESTER_TOKEN),
+        ("admin token (config hash)", ADMIN_TOKEN),
+        ("requester token (stored)", REQUESTER_TOKEN),
     ] {
         client.block_on(async {
             let warm = drive(&http, &server.base, token, warmup, concurrency).await;

@@ -747,7 +747,11 @@ async fn tokens() {
         .await
         .unwrap();
     assert_eq!(
-        store.find_token_by_hash(&hash('d')).await.unwrap().map(|t| t.name),
+        store
+            .find_token_by_hash(&hash('d'))
+            .await
+            .unwrap()
+            .map(|t| t.name),
         Some("late".to_string())
     );
     store.delete_token("late").await.unwrap();
