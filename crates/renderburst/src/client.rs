@@ -699,3 +699,32 @@ mod tests {
         assert!(parse_duration("0m").is_err());
     }
 }
+
+/// Asks `GET {api}/readyz` until it answers 200 or `wait` has passed (at least once).
+///
+/// Errors: the daemon's last answer, or why it could not be reached.
+pub async fn wait_ready(api: &str, wait: Duration) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let url = format!("{}/readyz", api.trim_end_matches('/'));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let why = match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                println!("ready");
+                return Ok(());
+            }
+            Ok(r) => {
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                format!("{url} answered {status}: {}", body.trim())
+            }
+            Err(e) => format!("cannot reach {url}: {e}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("not ready: {why}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -75,6 +75,16 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Exit 0 once the daemon is ready (`GET /readyz`), 1 if it is not within `--wait`; needs
+    /// no token. For service managers and container health checks.
+    Ready {
+        /// The daemon's API.
+        #[arg(long, env = "RENDERBURST_API", default_value = "http://127.0.0.1:7878")]
+        api: String,
+        /// Keep asking for this many seconds (0: ask once).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -111,6 +121,9 @@ fn main() -> ExitCode {
                 limit,
             } => Client::new(&conn)?.events(follow, after, limit).await,
             Command::Status { conn } => Client::new(&conn)?.status().await,
+            Command::Ready { api, wait } => {
+                renderburst::client::wait_ready(&api, std::time::Duration::from_secs(wait)).await
+            }
         }
     });
     match result {

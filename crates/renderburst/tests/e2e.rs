@@ -588,6 +588,30 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
         .await
         .unwrap();
     let api = Api::new(daemon.api_addr);
+
+    // `ready` needs no token: what systemd and container health checks run.
+    let ready = |api: String, wait: &'static str| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
+            .args(["ready", "--api", &api, "--wait", wait])
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = ready(api.base.clone(), "60").await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.trim(), "ready");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, out) = ready(nobody, "0").await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not ready: cannot reach"), "{out}");
+
     let spec_file = w.dir.join("arnold.toml");
     std::fs::write(
         &spec_file,
