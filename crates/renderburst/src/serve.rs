@@ -191,6 +191,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
 
     crate::network::apply_config_pools(&store, &cfg.pools).await?;
 
+    // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
+    let identity = serde_json::json!({"owner_id": owner, "resource_group": rg});
     let controller = Controller::new(
         store.clone(),
         arm.clone(),
@@ -227,6 +229,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         ready: controller.ready(),
         status: Arc::new(move || {
             serde_json::json!({
+                "owner_id": identity["owner_id"],
+                "resource_group": identity["resource_group"],
                 "reconciler": status_controller.last_status(),
                 "arm_governor": status_controller.arm().governor(),
                 "arm_requests": {

@@ -654,12 +654,22 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
     );
     let (code, out, _) = cli(&api, &w.dir, &["status"]).await;
     assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
     assert!(
-        serde_json::from_str::<Value>(&out).unwrap()["controller"]["reconciler"]["number"]
+        status["controller"]["reconciler"]["number"]
             .as_u64()
             .unwrap()
             >= 1
     );
+    // The owner id in the status is what the VMs are tagged with (the orphan audit's filter).
+    let owner = status["controller"]["owner_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!owner.is_empty());
+    for vm in w.vms("arnold").await {
+        assert_eq!(vm["tags"]["renderburst-owner"], owner.as_str(), "{vm}");
+    }
 
     // Errors: a target above max is refused with the API's words, exit 1; bad usage is 2.
     let (code, _, err) = cli(&api, &w.dir, &["pool", "scale", "arnold", "99"]).await;
