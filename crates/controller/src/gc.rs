@@ -7,7 +7,7 @@
 //! once they have been seen detached for the whole grace period.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -41,6 +41,25 @@ fn grace_passed(sh: &Shared, key: &str) -> bool {
     first.elapsed() >= sh.cfg.gc_grace
 }
 
+/// How often NICs and disks are listed: two paged reads that the activation's observation
+/// does not give, so not on every activation (they run every few seconds while scaling), but
+/// often enough that leftovers go within about 1.25 grace periods.
+fn sweep_interval(grace: Duration) -> Duration {
+    (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// True (and the sweep time recorded) if NICs and disks are due to be listed.
+fn sweep_due(sh: &Shared) -> bool {
+    let Ok(mut last) = sh.gc_last_sweep.lock() else {
+        return false;
+    };
+    let due = last.is_none_or(|t| t.elapsed() >= sweep_interval(sh.cfg.gc_grace));
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
 pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<String>, owner: &str) {
     let rg = &sh.cfg.resource_group;
     let mut garbage = HashSet::new();
@@ -69,7 +88,12 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
             }
         }
     }
-    match sh.arm.list_nics(Some(rg), None).await {
+    let sweep = sweep_due(sh);
+    match if sweep {
+        sh.arm.list_nics(Some(rg), None).await
+    } else {
+        Ok(Vec::new())
+    } {
         Ok(nics) => {
             for nic in nics {
                 let Some(name) = nic.name.clone() else {
@@ -104,7 +128,11 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
         }
         Err(e) => tracing::warn!(error = %e, "cannot list NICs for garbage collection"),
     }
-    match sh.arm.list_disks(rg, None).await {
+    match if sweep {
+        sh.arm.list_disks(rg, None).await
+    } else {
+        Ok(Vec::new())
+    } {
         Ok(disks) => {
             for disk in disks {
                 let Some(name) = disk.name.clone() else {
@@ -134,15 +162,29 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
         }
         Err(e) => tracing::warn!(error = %e, "cannot list disks for garbage collection"),
     }
-    // Forget what is no longer garbage, so its grace period starts over if it comes back.
+    // Forget what is no longer garbage, so its grace period starts over if it comes back
+    // (NICs and disks only when they were listed this time).
     if let Ok(mut seen) = sh.gc_first_seen.lock() {
-        seen.retain(|k, _| garbage.contains(k));
+        seen.retain(|k, _| garbage.contains(k) || (!sweep && !k.starts_with("vm:")));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeps_scale_with_the_grace_period() {
+        assert_eq!(sweep_interval(Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(
+            sweep_interval(Duration::from_secs(8)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+    }
 
     #[test]
     fn recognises_our_names_only() {

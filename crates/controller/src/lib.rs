@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     /// Nodes whose write is being executed by this process (intents cover restarts).
     pub executing: Mutex<HashSet<String>>,
     pub gc_first_seen: Mutex<HashMap<String, Instant>>,
+    /// When the garbage collector last listed NICs and disks (see `gc::sweep_due`).
+    pub gc_last_sweep: Mutex<Option<Instant>>,
 }
 
 /// Upper bounds (seconds) of the activation-duration histogram's buckets.
@@ -118,6 +120,7 @@ impl Controller {
                 permits,
                 executing: Mutex::new(HashSet::new()),
                 gc_first_seen: Mutex::new(HashMap::new()),
+                gc_last_sweep: Mutex::new(None),
             }),
             status: Mutex::new(ActivationStatus::default()),
             durations: Mutex::new(ActivationDurations {
