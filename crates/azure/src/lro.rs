@@ -12,6 +12,9 @@ use crate::ArmClient;
 use crate::error::{ArmError, ErrorKind, Result};
 use crate::pipeline::Response;
 
+/// The first poll's delay when the first answer had no `Retry-After`.
+const FIRST_POLL_WITHOUT_HINT: Duration = Duration::from_secs(1);
+
 /// A long-running operation in flight. Serialize it to resume polling elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
@@ -28,6 +31,9 @@ pub struct Operation {
     /// True when the first answer was already final (200/204 without polling headers).
     #[serde(default)]
     pub completed: bool,
+    /// The first answer's `Retry-After`: how long to wait before the first poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// The result of one poll.
@@ -66,21 +72,27 @@ impl Operation {
             async_url,
             location_url,
             completed,
+            retry_after_seconds: retry_after(resp).map(|d| d.as_secs()),
         }
     }
 
     /// Polls once.
     pub async fn poll(&self, client: &ArmClient) -> Result<Poll> {
+        self.poll_for(client, true).await
+    }
+
+    /// Polls once; `fetch` false skips the final GET of a PUT/PATCH resource (`Done(None)`).
+    async fn poll_for(&self, client: &ArmClient, fetch: bool) -> Result<Poll> {
         let default_wait = client.poll_interval(None);
         if self.completed {
-            return self.final_result(client).await;
+            return self.final_result(client, fetch).await;
         }
         if let Some(url) = &self.async_url {
             let resp = client.get_url(url).await?;
             let status: arm_model::OperationStatus = resp.json()?;
             let wait = client.poll_interval(retry_after(&resp));
             return match status.status.to_ascii_lowercase().as_str() {
-                "succeeded" => self.final_result(client).await,
+                "succeeded" => self.final_result(client, fetch).await,
                 "failed" | "canceled" | "cancelled" => {
                     let detail = status.error.unwrap_or_else(|| arm_model::ErrorDetail {
                         code: if status.status.eq_ignore_ascii_case("failed") {
@@ -106,7 +118,7 @@ impl Operation {
                 }
                 Ok(resp) => {
                     if self.method == "PUT" || self.method == "PATCH" {
-                        self.final_result(client).await
+                        self.final_result(client, fetch).await
                     } else {
                         Ok(Poll::Done(serde_json::from_slice(&resp.body).ok()))
                     }
@@ -142,9 +154,9 @@ impl Operation {
         }
     }
 
-    async fn final_result(&self, client: &ArmClient) -> Result<Poll> {
+    async fn final_result(&self, client: &ArmClient, fetch: bool) -> Result<Poll> {
         match self.method.as_str() {
-            "PUT" | "PATCH" => {
+            "PUT" | "PATCH" if fetch => {
                 let resp = client.get_url(&self.resource_url).await?;
                 Ok(Poll::Done(Some(resp.json()?)))
             }
@@ -152,10 +164,31 @@ impl Operation {
         }
     }
 
-    /// Polls until the operation ends, honouring `Retry-After`.
+    /// Polls until the operation ends, honouring `Retry-After` (the first answer's too:
+    /// polling at once would only hear "InProgress"); the final resource for PUT/PATCH.
     pub async fn wait(&self, client: &ArmClient) -> Result<Option<Value>> {
+        self.wait_for(client, true).await
+    }
+
+    /// Like [`Operation::wait`] without the final GET of the resource: for callers that
+    /// only need to know the operation succeeded (one read less per operation, which counts
+    /// against ARM's read budget when hundreds run at once).
+    pub async fn wait_done(&self, client: &ArmClient) -> Result<()> {
+        self.wait_for(client, false).await.map(|_| ())
+    }
+
+    async fn wait_for(&self, client: &ArmClient, fetch: bool) -> Result<Option<Value>> {
+        if !self.completed {
+            // Without a hint (Compute's VM PUT gives none), look once soon: short operations
+            // are done by then, long ones are polled at the usual interval afterwards.
+            let first = match self.retry_after_seconds {
+                Some(s) => client.poll_interval(Some(Duration::from_secs(s))),
+                None => client.poll_interval(None).min(FIRST_POLL_WITHOUT_HINT),
+            };
+            tokio::time::sleep(first).await;
+        }
         loop {
-            match self.poll(client).await? {
+            match self.poll_for(client, fetch).await? {
                 Poll::Done(v) => return Ok(v),
                 Poll::Pending(d) => tokio::time::sleep(d).await,
             }
@@ -187,8 +220,17 @@ mod tests {
             async_url: Some("https://arm/op?api-version=1".into()),
             location_url: None,
             completed: false,
+            retry_after_seconds: Some(10),
         };
         let text = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Operation>(&text).unwrap(), op);
+        // An operation persisted by an earlier version (no retry_after_seconds) still loads.
+        let old = r#"{"method":"POST","resource_url":"https://arm/x","completed":false}"#;
+        assert_eq!(
+            serde_json::from_str::<Operation>(old)
+                .unwrap()
+                .retry_after_seconds,
+            None
+        );
     }
 }
