@@ -137,7 +137,7 @@ pub(crate) async fn dispatch(
             if let Ok(mut ex) = sh2.executing.lock() {
                 ex.remove(&action.node.to_ascii_lowercase());
             }
-            sh2.wake.notify_one();
+            sh2.settled.notify_one();
         });
     }
     Ok(())
@@ -185,7 +185,7 @@ async fn run_action(
         if let Ok(v) = serde_json::to_value(&op) {
             let _ = sh.store.set_intent_operation(intent, &v).await;
         }
-        op.wait(&sh.arm).await?;
+        op.wait_done(&sh.arm).await?;
     }
     Ok(())
 }
@@ -324,8 +324,8 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
             .and_then(|v| serde_json::from_value(v.clone()).ok());
         let outcome = match op {
             // ARM accepted it: follow the operation to its end.
-            Some(op) => match op.wait(&sh.arm).await {
-                Ok(_) => IntentOutcome::Succeeded,
+            Some(op) => match op.wait_done(&sh.arm).await {
+                Ok(()) => IntentOutcome::Succeeded,
                 Err(e) => IntentOutcome::Failed {
                     code: e.code.clone(),
                     message: e.message.clone(),

@@ -74,12 +74,24 @@ pub(crate) struct Shared {
     pub arm: ArmClient,
     pub cfg: ControllerConfig,
     pub wake: Arc<Notify>,
+    /// An operation of ours ended: worth an activation soon, but not at once (see `run`).
+    pub settled: Notify,
     pub permits: Arc<Semaphore>,
     /// Nodes whose write is being executed by this process (intents cover restarts).
     pub executing: Mutex<HashSet<String>>,
     pub gc_first_seen: Mutex<HashMap<String, Instant>>,
     /// When the garbage collector last listed NICs and disks (see `gc::sweep_due`).
     pub gc_last_sweep: Mutex<Option<Instant>>,
+}
+
+/// Least time from one activation's start to the next when only operations ended: 120 ms
+/// per list request the last observation made (2.4 s for 20 pages, a third of ARM's read
+/// refill), at least 250 ms, at most the reconcile interval.
+fn settle_gap(list_requests: u32, interval: Duration) -> Duration {
+    (Duration::from_millis(120) * list_requests).clamp(
+        Duration::from_millis(250),
+        interval.max(Duration::from_millis(250)),
+    )
 }
 
 /// Upper bounds (seconds) of the activation-duration histogram's buckets.
@@ -117,6 +129,7 @@ impl Controller {
                 arm,
                 cfg,
                 wake: Arc::new(Notify::new()),
+                settled: Notify::new(),
                 permits,
                 executing: Mutex::new(HashSet::new()),
                 gc_first_seen: Mutex::new(HashMap::new()),
@@ -160,13 +173,28 @@ impl Controller {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         execute::recover(&self.shared).await;
         loop {
+            let started = tokio::time::Instant::now();
             let status = self.activate().await;
             if status.errors.is_empty() || *self.ready.borrow() {
                 self.ready.send_replace(true);
             }
+            let interval = self.shared.cfg.reconcile_interval;
             tokio::select! {
-                _ = tokio::time::sleep(self.shared.cfg.reconcile_interval) => {}
+                _ = tokio::time::sleep(interval) => {}
+                // A change of desired state: at once (reaction time is what users see).
                 _ = self.shared.wake.notified() => {}
+                // Operations ending: while hundreds end during a scale-up, activating on each
+                // would spend ARM's read budget (25/s) on listing VMs that the operations'
+                // polling needs. Wait out a gap that grows with what the last observation
+                // cost, unless desired state changes meanwhile.
+                _ = self.shared.settled.notified() => {
+                    let gap = settle_gap(status.list_requests, interval);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(started + gap) => {}
+                        _ = self.shared.wake.notified() => {}
+                        _ = shutdown.changed() => break,
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -224,6 +252,12 @@ impl Controller {
             .list_pools()
             .await
             .map_err(|e| format!("store: {e}"))?;
+        // Nodes in flight before the listing starts: an operation that ends while the pages
+        // are read has a node that may be on no page (created after its page was read) and
+        // no longer in flight afterwards; without this it would be taken for gone.
+        let in_flight_before = execute::in_flight(sh)
+            .await
+            .map_err(|e| format!("store: {e}"))?;
         let observation = match observe::observe(&sh.arm, &sh.cfg.resource_group, &owner).await {
             Ok(o) => o,
             Err(e) => {
@@ -243,9 +277,10 @@ impl Controller {
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
         let now = now();
-        let in_flight = execute::in_flight(sh)
+        let mut in_flight = execute::in_flight(sh)
             .await
             .map_err(|e| format!("store: {e}"))?;
+        in_flight.extend(in_flight_before);
         self.sync_inventory(&observation, &in_flight, now)
             .await
             .map_err(|e| format!("store: {e}"))?;
@@ -388,5 +423,24 @@ impl Controller {
             store.upsert_vm(&gone).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settle_gap_grows_with_the_observation_cost() {
+        let interval = Duration::from_secs(15);
+        assert_eq!(settle_gap(0, interval), Duration::from_millis(250));
+        assert_eq!(settle_gap(2, interval), Duration::from_millis(250));
+        assert_eq!(settle_gap(20, interval), Duration::from_millis(2400));
+        assert_eq!(settle_gap(1000, interval), interval);
+        // A reconcile interval shorter than the floor does not make the clamp panic.
+        assert_eq!(
+            settle_gap(5, Duration::from_millis(100)),
+            Duration::from_millis(250)
+        );
     }
 }
