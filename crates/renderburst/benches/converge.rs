@@ -109,21 +109,30 @@ fn main() {
         let t0 = Instant::now();
         assert!(call(reqwest::Method::POST, "/v1/pools/bench/scale", json!({"target": n})).await.unwrap().status().is_success());
         loop {
-            let (_, running, _) = census(&http, &base).await;
+            let (total, running, _) = census(&http, &base).await;
             if running == n {
                 break;
+            }
+            if t0.elapsed().as_secs() % 10 == 0 {
+                eprintln!("{:>4.0} s: {total} VMs, {running} running", t0.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let up = t0.elapsed().as_secs_f64();
         let after_up = stats(&http, &base).await;
 
+        // The lower bound assumes full buckets; the scale-up emptied ARM's write bucket
+        // (200 tokens at 10/s), so let it refill before timing the way back.
+        tokio::time::sleep(Duration::from_secs(21)).await;
         let t1 = Instant::now();
         assert!(call(reqwest::Method::POST, "/v1/pools/bench/scale", json!({"target": 0})).await.unwrap().status().is_success());
         loop {
-            let (_, _, deallocated) = census(&http, &base).await;
+            let (_, running, deallocated) = census(&http, &base).await;
             if deallocated == n {
                 break;
+            }
+            if t1.elapsed().as_secs() % 10 == 0 {
+                eprintln!("{:>4.0} s: {running} running, {deallocated} deallocated", t1.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -148,6 +157,20 @@ fn main() {
                 delta(a, b, "/throttled_429"),
             );
         }
+        // Where the reads went, by resource type (operation polls are their own type).
+        for (phase, a, b) in [("0 -> N", &after_up, &before), ("N -> 0", &after_down, &after_up)] {
+            let mut by_type: Vec<(String, u64)> = a["by_type"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(ty, m)| (ty.clone(), m["GET"].as_u64().unwrap_or(0) - b["by_type"][ty]["GET"].as_u64().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            by_type.sort_by(|x, y| y.1.cmp(&x.1));
+            println!("{phase}: GETs by type: {by_type:?}");
+        }
+        let status: Value = call(reqwest::Method::GET, "/v1/status", json!({})).await.unwrap().json().await.unwrap();
+        println!("activations: {}", status["controller"]["reconciler"]["number"]);
         daemon.stop().await;
         sim.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
