@@ -314,10 +314,10 @@ impl Scheduler {
             for e in &report.errors {
                 tracing::warn!(error = %e, "scheduler");
             }
-            if !report.applied.is_empty() || !report.errors.is_empty() {
-                if let Ok(v) = serde_json::to_value(&report) {
-                    let _ = self.store.put_task_status("scheduler", &v).await;
-                }
+            if (!report.applied.is_empty() || !report.errors.is_empty())
+                && let Ok(v) = serde_json::to_value(&report)
+            {
+                let _ = self.store.put_task_status("scheduler", &v).await;
             }
             let sleep = if report.errors.is_empty() {
                 report.next_firing.map_or(MAX_SLEEP, until).min(MAX_SLEEP)
