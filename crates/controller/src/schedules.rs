@@ -261,7 +261,9 @@ impl Scheduler {
                 )
                 .await;
             }
-            if changes.is_empty() && refused.is_empty() {
+            // A firing that found every pool already there records no event (its outcome
+            // is the schedule's `last_outcome`): a seconds pattern would flood the log.
+            if matched == 0 {
                 self.event(
                     &spec.name,
                     "schedule.fired",
