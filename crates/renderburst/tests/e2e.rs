@@ -1029,11 +1029,7 @@ async fn a_schedule_takes_a_pool_to_zero_and_back_sparing_busy_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_missed_while_stopped_is_applied_at_start_and_survives_restarts() {
     let w = world("catchup", json!({})).await;
-    // A schedule from the config file that fires once a day, 20 seconds from now (UTC).
-    let fire_at = unix_now() + 20;
-    let t = time::OffsetDateTime::from_unix_timestamp(fire_at).unwrap();
-    let extra = format!(
-        r#"
+    let pool = r#"
 [[pools]]
 name = "vray"
 mode = "vm"
@@ -1042,36 +1038,48 @@ image = "Canonical:ubuntu-24_04-lts:server:latest"
 max = 3
 target = 2
 idle_timeout_seconds = 0
+"#;
+    let path = w.dir.join("renderburst.toml");
+    let config = || Config::load(Some(&path)).unwrap();
 
-[[schedules]]
-name = "lights-out"
-pool = "vray"
-cron = "{} {} {} * * *"
-timezone = "UTC"
-set = {{ max = 0 }}
-"#,
+    // The pool's nodes come up.
+    std::fs::write(&path, w.config_toml("127.0.0.1:0") + pool).unwrap();
+    let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    running_nodes(&Api::new(daemon.api_addr), &w, "vray", 2).await;
+    daemon.stop().await;
+    wait_unlocked(&w).await;
+
+    // The file gets a schedule that fires once a day, 15 seconds from now (UTC); a daemon
+    // learns it, and stops before it fires.
+    let fire_at = unix_now() + 15;
+    let t = time::OffsetDateTime::from_unix_timestamp(fire_at).unwrap();
+    let schedule = format!(
+        "\n[[schedules]]\nname = \"lights-out\"\npool = \"vray\"\ncron = \"{} {} {} * * *\"\ntimezone = \"UTC\"\nset = {{ max = 0 }}\n",
         t.second(),
         t.minute(),
         t.hour()
     );
-    let path = w.dir.join("renderburst.toml");
-    std::fs::write(&path, w.config_toml("127.0.0.1:0") + &extra).unwrap();
-    let config = || Config::load(Some(&path)).unwrap();
-
+    std::fs::write(&path, w.config_toml("127.0.0.1:0") + pool + &schedule).unwrap();
     let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();
     let api = Api::new(daemon.api_addr);
-    running_nodes(&api, &w, "vray", 2).await;
     let s = api
         .ok(reqwest::Method::GET, "/v1/schedules/lights-out", None)
         .await;
-    assert_eq!(s["next_firing_utc"].as_str().map(|_| ()), Some(()), "{s}");
+    let next = time::OffsetDateTime::parse(
+        s["next_firing_utc"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(next.unix_timestamp(), fire_at, "{s}");
     assert_eq!(s["last_firing_utc"], Value::Null);
     daemon.stop().await;
     assert!(
         unix_now() < fire_at,
-        "the daemon took too long to stop: the test needs it down across the firing"
+        "the daemon took too long to start and stop: the test needs it down across the firing"
     );
 
     // Down across the firing.
