@@ -998,6 +998,38 @@ async fn a_schedule_takes_a_pool_to_zero_and_back_sparing_busy_nodes() {
     assert_eq!(scheduled[0]["actor"], "night");
     assert_eq!(scheduled[0]["pool"], "redshift");
 
+    let (code, out, err) = cli(&api, &w.dir, &["schedule", "show", "night"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Europe/London") && out.contains("next firing:") && out.contains("max=0"),
+        "{out}"
+    );
+    // A bad pattern is refused naming the field, and nothing is stored.
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &[
+            "schedule",
+            "create",
+            "bad",
+            "--pool",
+            "redshift",
+            "--cron",
+            "0 25 * * *",
+            "--timezone",
+            "UTC",
+            "--max",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("422") && err.contains("cron"), "{err}");
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/v1/schedules/bad", None)
+        .await;
+    assert_eq!(status, 404);
+
     // Morning: back to 2 nodes; the deallocated ones are started again.
     let (code, out, err) = cli(&api, &w.dir, &["schedule", "delete", "night"]).await;
     assert_eq!(code, 0, "{out}{err}");
