@@ -22,6 +22,7 @@ mod nodes;
 pub mod openapi;
 mod pools;
 mod requests;
+mod schedules;
 mod tokens;
 mod view;
 
@@ -100,6 +101,8 @@ impl std::fmt::Debug for ApiState {
 /// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}`, `PUT /v1/nodes/{name}/heartbeat` | requester, admin |
 /// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `POST /v1/nodes/{name}/drain` | admin |
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
+/// | `GET /v1/schedules`, `GET /v1/schedules/{name}` | viewer, requester, admin |
+/// | `POST /v1/schedules`, `DELETE /v1/schedules/{name}` | admin |
 fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -118,6 +121,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(nodes::drain))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(schedules::get, schedules::delete))
         .routes(routes!(events::list))
         .routes(routes!(status))
 }

@@ -212,6 +212,39 @@ pub struct EventList {
     pub next_after: i64,
 }
 
+/// A schedule: its spec's fields, plus its next firing (in UTC and in its zone) and its last.
+#[derive(Serialize, ToSchema)]
+pub struct Schedule {
+    pub name: String,
+    /// Exactly one of `pool` and `pool_tag`.
+    #[schema(required = false, nullable = false)]
+    pub pool: Option<String>,
+    /// Every pool whose tags include all of these pairs.
+    #[schema(required = false, nullable = false)]
+    pub pool_tag: Option<BTreeMap<String, String>>,
+    pub cron: String,
+    pub timezone: String,
+    pub set: rb_core::ScheduleSet,
+    /// RFC 3339 in UTC; null if the pattern never fires again.
+    pub next_firing_utc: Option<String>,
+    /// The same instant, RFC 3339 with the zone's offset then.
+    pub next_firing_local: Option<String>,
+    /// The scheduled instant of the last firing applied.
+    pub last_firing_utc: Option<String>,
+    pub last_firing_local: Option<String>,
+    /// When it was applied (later than the firing after downtime).
+    pub last_applied_at: Option<String>,
+    /// What it did.
+    pub last_outcome: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<Schedule>,
+}
+
 /// `GET /v1/status`.
 #[derive(Serialize, ToSchema)]
 pub struct Status {

@@ -458,11 +458,11 @@ async fn bad_pool_specs_are_refused_naming_the_field_and_change_nothing() {
             Some("target"),
         ),
         (
-            "max zero",
-            with(spec("a"), "max", json!(0)),
+            "target above a max of zero",
+            with(with(spec("a"), "max", json!(0)), "target", json!(1)),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_spec",
-            Some("max"),
+            Some("target"),
         ),
         (
             "negative max",

@@ -22,6 +22,15 @@ fn pool_spec(name: &str, max: u32) -> Value {
     )
 }
 
+fn schedule_spec(name: &str, pool: &str) -> rb_core::ScheduleSpec {
+    rb_core::ScheduleSpec::from_json(
+        json!({"name": name, "pool": pool, "cron": "30 7 * * *", "timezone": "UTC", "set": {"max": 5}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
 /// The smallest role a route needs (the documented role table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Needs {
@@ -37,6 +46,7 @@ struct Fixture {
     node: String,
     request: String,
     token: String,
+    schedule: String,
     n: usize,
 }
 
@@ -217,6 +227,45 @@ fn routes() -> Vec<(
             Box::new(|f| (Method::DELETE, format!("/v1/tokens/{}", f.token), None)),
         ),
         (
+            "GET /v1/schedules",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/schedules".into(), None)),
+        ),
+        (
+            "POST /v1/schedules",
+            Admin,
+            StatusCode::CREATED,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    "/v1/schedules".into(),
+                    Some(
+                        json!({"name": format!("new-{}", f.n), "pool": f.pool, "cron": "0 20 * * MON-FRI",
+                                "timezone": "Europe/London", "set": {"max": 0}}),
+                    ),
+                )
+            }),
+        ),
+        (
+            "GET /v1/schedules/{name}",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|f| (Method::GET, format!("/v1/schedules/{}", f.schedule), None)),
+        ),
+        (
+            "DELETE /v1/schedules/{name}",
+            Admin,
+            StatusCode::OK,
+            Box::new(|f| {
+                (
+                    Method::DELETE,
+                    format!("/v1/schedules/{}", f.schedule),
+                    None,
+                )
+            }),
+        ),
+        (
             "GET /v1/events",
             Viewer,
             StatusCode::OK,
@@ -253,6 +302,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                 node: format!("m{n}-00001"),
                 request: String::new(),
                 token: format!("victim-{n}"),
+                schedule: format!("s{n}"),
                 n,
             };
             app.store
@@ -270,6 +320,10 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                 .unwrap();
             app.store
                 .insert_token(&fx.token, "viewer", &api::sha256_hex(&fx.token))
+                .await
+                .unwrap();
+            app.store
+                .create_schedule(&schedule_spec(&fx.schedule, &fx.pool))
                 .await
                 .unwrap();
             let fx = Fixture {
@@ -306,6 +360,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                 node: "m1-00001".into(),
                 request: uuid_like(),
                 token: "victim-1".into(),
+                schedule: "s1".into(),
                 n: 0,
             };
             let (method, path, body) = call(&fx);
@@ -425,6 +480,7 @@ async fn openapi_lists_every_served_route_with_its_security() {
         "POST /v1/pools/{name}/requests",
         "PUT /v1/nodes/{name}/heartbeat",
         "POST /v1/tokens",
+        "POST /v1/schedules",
     ] {
         let body = &documented[route]["requestBody"]["content"]["application/json"]["schema"];
         assert!(body["$ref"].is_string(), "{route}: no request body");

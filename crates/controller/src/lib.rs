@@ -15,6 +15,7 @@
 mod execute;
 mod gc;
 mod observe;
+pub mod schedules;
 pub mod vmspec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +29,7 @@ use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use observe::{Observation, ObservedVm, node_state};
+pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
 
 /// How long released and expired node requests are kept after they ended.

@@ -7,10 +7,12 @@
 
 pub mod offerings;
 pub mod plan;
+pub mod schedule;
 pub mod spec;
 
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
+pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};
 pub use spec::{Os, PoolMode, PoolSpec, Priority, ScaleDown, SpecError, SpotSpec, desired_count};
 
 /// Unix time in seconds.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -166,40 +167,7 @@ impl PoolSpec {
     /// Parses a spec from JSON, naming the offending field when the body does not fit, so
     /// the API can answer a 4xx that points at it.
     pub fn from_json(bytes: &[u8]) -> Result<PoolSpec, SpecError> {
-        let err = match serde_json::from_slice::<PoolSpec>(bytes) {
-            Ok(spec) => return Ok(spec),
-            Err(err) => err,
-        };
-        if !err.is_data() {
-            // Syntax, early end of input: nothing names a field.
-            return Err(SpecError::new("body", err.to_string()));
-        }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-            return Err(SpecError::new("body", err.to_string()));
-        };
-        // Errors from a Value carry no line and column, so they compare equal across probes.
-        let message = match serde_json::from_value::<PoolSpec>(value.clone()) {
-            Err(e) => e.to_string(),
-            // Only the text form failed (a duplicate key, for example): the message names it.
-            Ok(_) => {
-                let message = strip_position(&err.to_string());
-                let field = backticked(&message).unwrap_or("body").to_string();
-                return Err(SpecError::new(field, message));
-            }
-        };
-        let mut path = locate_error(&value, &message);
-        if let Some(name) = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            path.push(name.to_string());
-        }
-        let field = if path.is_empty() {
-            "body".to_string()
-        } else {
-            path.join(".")
-        };
-        Err(SpecError::new(field, message))
+        from_json_named(bytes)
     }
 
     /// Checks everything serde cannot: names, bounds, sizes, image, tags. `known_size` says
@@ -211,9 +179,6 @@ impl PoolSpec {
         }
         self.validate_sizes(known_size)?;
         validate_image(&self.image)?;
-        if self.max == 0 {
-            return Err(SpecError::new("max", "must be at least 1"));
-        }
         if self.max > MAX_POOL_SIZE {
             return Err(SpecError::new(
                 "max",
@@ -332,7 +297,7 @@ impl PoolSpec {
 }
 
 /// `[a-z][a-z0-9-]{0,19}`, not ending in `-`: Azure resource names are built from it.
-fn validate_name(name: &str) -> Result<(), SpecError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), SpecError> {
     let bad = |why: &str| {
         Err(SpecError::new(
             "name",
@@ -389,6 +354,45 @@ fn validate_image(image: &str) -> Result<(), SpecError> {
     }
 }
 
+/// Parses a `T` from JSON, naming the offending field when the body does not fit (shared by
+/// every body that `core` defines: pool specs, schedules).
+pub(crate) fn from_json_named<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SpecError> {
+    let err = match serde_json::from_slice::<T>(bytes) {
+        Ok(v) => return Ok(v),
+        Err(err) => err,
+    };
+    if !err.is_data() {
+        // Syntax, early end of input: nothing names a field.
+        return Err(SpecError::new("body", err.to_string()));
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(SpecError::new("body", err.to_string()));
+    };
+    // Errors from a Value carry no line and column, so they compare equal across probes.
+    let message = match serde_json::from_value::<T>(value.clone()) {
+        Err(e) => e.to_string(),
+        // Only the text form failed (a duplicate key, for example): the message names it.
+        Ok(_) => {
+            let message = strip_position(&err.to_string());
+            let field = backticked(&message).unwrap_or("body").to_string();
+            return Err(SpecError::new(field, message));
+        }
+    };
+    let mut path = locate_error::<T>(&value, &message);
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        path.push(name.to_string());
+    }
+    let field = if path.is_empty() {
+        "body".to_string()
+    } else {
+        path.join(".")
+    };
+    Err(SpecError::new(field, message))
+}
+
 /// Most keys probed per object when locating an error: the probes clone the document, and a
 /// body with thousands of tags is rejected by validation anyway.
 const MAX_PROBED_KEYS: usize = 64;
@@ -396,7 +400,7 @@ const MAX_PROBED_KEYS: usize = 64;
 /// Finds the path of the key that causes `message`: serde stops at the first bad key, so
 /// removing the culprit (and only the culprit) changes the error. Generic over the spec's
 /// shape, so new fields and sections need no table here.
-fn locate_error(root: &serde_json::Value, message: &str) -> Vec<String> {
+fn locate_error<T: DeserializeOwned>(root: &serde_json::Value, message: &str) -> Vec<String> {
     let mut path: Vec<String> = Vec::new();
     loop {
         let Some(serde_json::Value::Object(obj)) = value_at(root, &path) else {
@@ -410,7 +414,7 @@ fn locate_error(root: &serde_json::Value, message: &str) -> Vec<String> {
             if let Some(serde_json::Value::Object(o)) = value_at_mut(&mut probe, &path) {
                 o.remove(key.as_str());
             }
-            match serde_json::from_value::<PoolSpec>(probe) {
+            match serde_json::from_value::<T>(probe) {
                 Ok(_) => true,
                 // Removing a required key only makes serde report that key missing instead;
                 // for a missing-field error that says nothing about where the field belongs.

@@ -119,6 +119,50 @@ pub enum TokenCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCmd {
+    /// List schedules with their next firing (in their zone) and their last.
+    List,
+    /// Show one schedule, with its next firing in its zone and in UTC.
+    Show { name: String },
+    /// Create a schedule: at each CRON time in TIMEZONE, set the pool's min, max or target.
+    Create {
+        name: String,
+        /// The pool to set.
+        #[arg(
+            long,
+            required_unless_present = "pool_tag",
+            conflicts_with = "pool_tag"
+        )]
+        pool: Option<String>,
+        /// Instead of --pool: every pool with this tag (NAME=VALUE; repeat to require several).
+        #[arg(long = "pool-tag", value_parser = parse_tag)]
+        pool_tag: Vec<(String, String)>,
+        /// 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first.
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone, such as Europe/London.
+        #[arg(long)]
+        timezone: String,
+        #[arg(long)]
+        min: Option<u32>,
+        #[arg(long)]
+        max: Option<u32>,
+        #[arg(long)]
+        target: Option<u32>,
+    },
+    /// Delete a schedule (what it already set on pools stays).
+    Delete { name: String },
+}
+
+/// `show=ep101` → (`show`, `ep101`).
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("bad tag '{text}': use NAME=VALUE")),
+    }
+}
+
 /// `90`, `90s`, `30m`, `2h`, `1h30m`, `1d` → seconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -632,6 +676,112 @@ impl Client {
         Ok(())
     }
 
+    pub async fn schedule(&self, cmd: ScheduleCmd) -> anyhow::Result<()> {
+        use reqwest::Method;
+        match cmd {
+            ScheduleCmd::List => {
+                let v = self.ok(Method::GET, "/v1/schedules", None).await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                println!(
+                    "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} LAST",
+                    "NAME", "POOL", "CRON", "TIMEZONE", "SET", "NEXT"
+                );
+                for s in v["schedules"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} {}",
+                        s["name"].as_str().unwrap_or(""),
+                        schedule_target(&s),
+                        s["cron"].as_str().unwrap_or(""),
+                        s["timezone"].as_str().unwrap_or(""),
+                        schedule_set(&s),
+                        s["next_firing_local"].as_str().unwrap_or("never"),
+                        s["last_firing_local"].as_str().unwrap_or("-"),
+                    );
+                }
+            }
+            ScheduleCmd::Show { name } => {
+                let s = self
+                    .ok(Method::GET, &format!("/v1/schedules/{name}"), None)
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&s);
+                    return Ok(());
+                }
+                let text = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
+                println!("name:        {}", text("name"));
+                println!("pools:       {}", schedule_target(&s));
+                println!("cron:        {}", text("cron"));
+                println!("timezone:    {}", text("timezone"));
+                println!("set:         {}", schedule_set(&s));
+                println!(
+                    "next firing: {} ({} UTC)",
+                    text("next_firing_local"),
+                    text("next_firing_utc")
+                );
+                println!(
+                    "last firing: {} ({} UTC), applied at {}",
+                    text("last_firing_local"),
+                    text("last_firing_utc"),
+                    text("last_applied_at")
+                );
+                println!("last outcome: {}", text("last_outcome"));
+            }
+            ScheduleCmd::Create {
+                name,
+                pool,
+                pool_tag,
+                cron,
+                timezone,
+                min,
+                max,
+                target,
+            } => {
+                let mut set = serde_json::Map::new();
+                for (k, v) in [("min", min), ("max", max), ("target", target)] {
+                    if let Some(v) = v {
+                        set.insert(k.into(), json!(v));
+                    }
+                }
+                let mut body =
+                    json!({"name": name, "cron": cron, "timezone": timezone, "set": set});
+                match pool {
+                    Some(p) => body["pool"] = json!(p),
+                    None => {
+                        body["pool_tag"] = json!(
+                            pool_tag
+                                .into_iter()
+                                .collect::<std::collections::BTreeMap<_, _>>()
+                        )
+                    }
+                }
+                let s = self.ok(Method::POST, "/v1/schedules", Some(&body)).await?;
+                if self.output == Output::Json {
+                    self.print_json(&s);
+                } else {
+                    println!(
+                        "schedule {name} created; next firing {} ({} UTC)",
+                        s["next_firing_local"].as_str().unwrap_or("never"),
+                        s["next_firing_utc"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+            ScheduleCmd::Delete { name } => {
+                let s = self
+                    .ok(Method::DELETE, &format!("/v1/schedules/{name}"), None)
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&s);
+                } else {
+                    println!("schedule {name} deleted");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Prints events after `after`; with `follow`, keeps polling for new ones.
     pub async fn events(&self, follow: bool, mut after: i64, limit: u32) -> anyhow::Result<()> {
         loop {
@@ -680,6 +830,30 @@ impl Client {
         self.print_json(&v);
         Ok(())
     }
+}
+
+/// `maya` or `tag show=ep101`.
+fn schedule_target(s: &Value) -> String {
+    match (s["pool"].as_str(), s["pool_tag"].as_object()) {
+        (Some(p), _) => p.to_owned(),
+        (None, Some(tags)) => {
+            let pairs: Vec<String> = tags
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            format!("tag {}", pairs.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+/// `max=0 target=2`.
+fn schedule_set(s: &Value) -> String {
+    let parts: Vec<String> = ["min", "max", "target"]
+        .iter()
+        .filter_map(|k| s["set"][k].as_u64().map(|v| format!("{k}={v}")))
+        .collect();
+    parts.join(" ")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rb_core::PoolSpec;
+use rb_core::{PoolSpec, ScheduleSpec};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -24,9 +24,16 @@ pub struct Config {
     pub azure: Option<AzureSection>,
     #[serde(default)]
     pub pools: Vec<PoolSpec>,
+    /// Off-hours schedules (same shape as `POST /v1/schedules`), created or replaced at
+    /// every start; schedules created through the API are left alone.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
     /// Settings of the embedded simulator (same keys as `renderburst sim --config`), used
     /// only when no subscription is configured: latencies, quotas, capacity, faults.
     pub simulator: Option<serde_json::Value>,
+    /// Where this configuration was read from, for errors found at start.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,9 +218,10 @@ impl Config {
         let raw = builder
             .build()
             .with_context(|| format!("cannot read the configuration from {where_}"))?;
-        let cfg: Config = raw
+        let mut cfg: Config = raw
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
+        cfg.source = where_.clone();
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
         Ok(cfg)
@@ -254,6 +262,16 @@ impl Config {
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             bail!("pools: the pool name {} appears twice", w[0]);
+        }
+        for (i, s) in self.schedules.iter().enumerate() {
+            s.validate().map_err(|e| {
+                anyhow::anyhow!("schedules[{i}] ({}).{}: {}", s.name, e.field, e.message)
+            })?;
+        }
+        let mut names: Vec<&str> = self.schedules.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            bail!("schedules: the schedule name {} appears twice", w[0]);
         }
         Ok(())
     }
@@ -324,6 +342,47 @@ mod tests {
     }
 
     #[test]
+    fn schedules_parse_and_errors_name_key_and_file() {
+        let dir = std::env::temp_dir();
+        let ok = "[[schedules]]\nname = \"gpu-night\"\npool = \"maya\"\ncron = \"0 20 * * MON-FRI\"\ntimezone = \"Europe/London\"\nset = { max = 0 }\n\n[[schedules]]\nname = \"warm\"\npool_tag = { show = \"ep101\" }\ncron = \"0 30 7 * * *\"\ntimezone = \"UTC\"\nset = { target = 10, max = 20 }\n";
+        let path = write(&dir, ok);
+        let cfg = Config::load(Some(&path)).unwrap();
+        assert_eq!(cfg.schedules.len(), 2);
+        assert_eq!(cfg.schedules[0].set.max, Some(0));
+        assert_eq!(cfg.schedules[1].pool_tag.as_ref().unwrap()["show"], "ep101");
+        assert_eq!(cfg.source, path.display().to_string());
+        for (text, key) in [
+            (
+                ok.replace("0 20 * * MON-FRI", "0 25 * * *"),
+                "schedules[0] (gpu-night).cron",
+            ),
+            (
+                ok.replace("Europe/London", "Europe/Londres"),
+                "schedules[0] (gpu-night).timezone",
+            ),
+            (
+                ok.replace("{ max = 0 }", "{ }"),
+                "schedules[0] (gpu-night).set",
+            ),
+            (
+                ok.replace("name = \"warm\"", "name = \"gpu-night\""),
+                "gpu-night appears twice",
+            ),
+            (
+                ok.replace("set = { max = 0 }", "set = { max = 0 }\nwhen = 1"),
+                "when",
+            ),
+        ] {
+            let path = write(&dir, &text);
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains(&path.display().to_string()),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn store_urls() {
         let mut cfg = Config::default();
         assert_eq!(cfg.store_path().unwrap(), PathBuf::from("renderburst.db"));
@@ -345,6 +404,14 @@ mod tests {
         assert!(cfg.embedded());
         assert_eq!(cfg.server.listen, default_listen());
         // The Azure example keeps the secret out of the file on purpose.
+        // The commented [[schedules]] example, uncommented, is a valid configuration.
+        let text = std::fs::read_to_string(root.join("default.toml")).unwrap();
+        let example: String = text[text.find("# [[schedules]]").unwrap()..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l).to_owned() + "\n")
+            .collect();
+        let cfg = Config::load(Some(&write(&std::env::temp_dir(), &example))).unwrap();
+        assert_eq!(cfg.schedules.len(), 2, "{example}");
         let err = Config::load(Some(&root.join("azure.example.toml")))
             .unwrap_err()
             .to_string();

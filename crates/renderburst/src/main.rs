@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use renderburst::client::{Client, Conn, NodeCmd, PoolCmd, RequestCmd, TokenCmd};
+use renderburst::client::{Client, Conn, NodeCmd, PoolCmd, RequestCmd, ScheduleCmd, TokenCmd};
 use renderburst::{serve, sim};
 
 #[derive(Parser)]
@@ -49,6 +49,13 @@ enum Command {
         conn: Conn,
         #[command(subcommand)]
         cmd: RequestCmd,
+    },
+    /// Off-hours schedules: set pools' min, max or target at cron times in a time zone.
+    Schedule {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ScheduleCmd,
     },
     /// API tokens (admin only).
     Token {
@@ -114,6 +121,7 @@ fn main() -> ExitCode {
             Command::Node { conn, cmd } => Client::new(&conn)?.node(cmd).await,
             Command::Request { conn, cmd } => Client::new(&conn)?.request(cmd).await,
             Command::Token { conn, cmd } => Client::new(&conn)?.token(cmd).await,
+            Command::Schedule { conn, cmd } => Client::new(&conn)?.schedule(cmd).await,
             Command::Events {
                 conn,
                 follow,

@@ -1,10 +1,10 @@
 //! Start-up set-up: the network render nodes join (when `ensure_network` asks for it) and
-//! the pools declared in the configuration file.
+//! the pools and schedules declared in the configuration file.
 
 use azure::ArmClient;
-use rb_core::{PoolSpec, TAG_OWNER};
+use rb_core::{PoolSpec, ScheduleSpec, TAG_OWNER};
 use serde_json::json;
-use store::{NewEvent, Store};
+use store::{NewEvent, PutOutcome, Store};
 
 const VNET: &str = "renderburst-vnet";
 const SUBNET: &str = "render";
@@ -51,8 +51,9 @@ pub async fn ensure(
 }
 
 /// Creates or replaces the `[[pools]]` of the configuration file. Pools created through the
-/// API and not in the file are left alone.
-pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Result<()> {
+/// API and not in the file are left alone. Returns the pools it created or replaced.
+pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Result<Vec<String>> {
+    let mut changed = Vec::new();
     for spec in pools {
         let (kind, message) = match store.get_pool(&spec.name).await? {
             None => {
@@ -71,6 +72,7 @@ pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Re
             }
             Some(_) => continue,
         };
+        changed.push(spec.name.clone());
         store
             .append_event(&NewEvent {
                 kind: kind.into(),
@@ -78,6 +80,49 @@ pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Re
                 node: None,
                 actor: "config".into(),
                 message,
+                data: serde_json::to_value(spec)?,
+            })
+            .await?;
+    }
+    Ok(changed)
+}
+
+/// Creates or replaces the `[[schedules]]` of the configuration file (read from `source`).
+/// Schedules created through the API and not in the file are left alone. A schedule naming
+/// a pool that is neither in the file nor in the database is an error naming the key.
+pub async fn apply_config_schedules(
+    store: &Store,
+    schedules: &[ScheduleSpec],
+    source: &str,
+) -> anyhow::Result<()> {
+    for (i, spec) in schedules.iter().enumerate() {
+        if let Some(pool) = &spec.pool
+            && store.get_pool(pool).await?.is_none()
+        {
+            anyhow::bail!(
+                "configuration error in {source}: schedules[{i}] ({}).pool: pool {pool:?} is neither in [[pools]] nor in the database",
+                spec.name
+            );
+        }
+        let (_, outcome) = store.put_schedule(spec).await?;
+        let (kind, verb) = match outcome {
+            PutOutcome::Created => ("schedule.created", "created"),
+            PutOutcome::Replaced => ("schedule.replaced", "updated"),
+            PutOutcome::Unchanged => continue,
+        };
+        store
+            .append_event(&NewEvent {
+                kind: kind.into(),
+                pool: spec.pool.clone(),
+                node: None,
+                actor: "config".into(),
+                message: format!(
+                    "schedule {} {verb} from the configuration file: \"{}\" ({}) sets {}",
+                    spec.name,
+                    spec.cron,
+                    spec.timezone,
+                    spec.set.describe()
+                ),
                 data: serde_json::to_value(spec)?,
             })
             .await?;

@@ -189,7 +189,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         (subnet_id.context("azure.subnet_id")?, None)
     };
 
-    crate::network::apply_config_pools(&store, &cfg.pools).await?;
+    let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools).await?;
+    crate::network::apply_config_schedules(&store, &cfg.schedules, &cfg.source).await?;
 
     // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
     let identity = serde_json::json!({"owner_id": owner, "resource_group": rg});
@@ -212,9 +213,24 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             events_retained: cfg.controller.events_retained,
         },
     );
+    // Catch-up before the first activation: the firings missed while the daemon was down
+    // (and the current ones of pools the file just reset), so the reconciler never acts on
+    // bounds a schedule has already changed.
+    let scheduler = controller::Scheduler::new(store.clone(), controller.waker());
+    let reset_pools: std::collections::HashSet<String> = reset_pools.into_iter().collect();
+    let caught_up = scheduler
+        .tick(controller::schedules::unix_now(), &reset_pools)
+        .await;
+    for e in &caught_up.errors {
+        tracing::warn!(error = %e, "schedule catch-up at start");
+    }
+    if !caught_up.applied.is_empty() {
+        tracing::info!(firings = ?caught_up.applied, "applied schedule firings missed while stopped");
+    }
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(controller.clone().run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
 
     let listener = tokio::net::TcpListener::bind(listen.unwrap_or(cfg.server.listen))
         .await

@@ -883,3 +883,326 @@ async fn expired_requests_stop_counting_within_one_reconcile_interval() {
     assert_eq!(list["requests"], json!([]), "no live request left");
     daemon.stop().await;
 }
+
+/// The running nodes of a pool, by name, as the daemon's inventory and Azure agree.
+async fn running_nodes(api: &Api, w: &World, pool: &str, count: usize) -> Vec<String> {
+    eventually(&format!("{count} running nodes of {pool}"), 60, || async {
+        let v = api
+            .ok(
+                reqwest::Method::GET,
+                &format!("/v1/nodes?pool={pool}"),
+                None,
+            )
+            .await;
+        let running: Vec<String> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] == "running")
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        (running.len() == count && census(&w.vms(pool).await) == (count, 0, 0)).then_some(running)
+    })
+    .await
+}
+
+/// Waits until the stopped daemon's last holder of the store is gone (`Daemon::stop` does not
+/// wait for the executor's background polls, which release the database a moment later).
+async fn wait_unlocked(w: &World) {
+    let db = w.dir.join("renderburst.db");
+    eventually("the database unlocked", 30, || async {
+        match store::Store::open(&db).await {
+            Ok(s) => {
+                s.close().await;
+                Some(())
+            }
+            Err(_) => None,
+        }
+    })
+    .await;
+}
+
+async fn pool_bounds(api: &Api, pool: &str) -> (u64, u64, u64) {
+    let p = api
+        .ok(reqwest::Method::GET, &format!("/v1/pools/{pool}"), None)
+        .await;
+    let n = |k: &str| p[k].as_u64().unwrap();
+    (n("min"), n("max"), n("target"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_takes_a_pool_to_zero_and_back_sparing_busy_nodes() {
+    let w = world("schedule", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let mut spec = pool_spec("redshift", &["Standard_D4s_v5"], 4);
+    spec["target"] = json!(2);
+    api.ok(reqwest::Method::POST, "/v1/pools", Some(spec)).await;
+    let nodes = running_nodes(&api, &w, "redshift", 2).await;
+    let (busy, other) = (&nodes[0], &nodes[1]);
+    api.ok(
+        reqwest::Method::PUT,
+        &format!("/v1/nodes/{busy}/heartbeat"),
+        Some(json!({"busy": true})),
+    )
+    .await;
+
+    // Night: every 3 seconds, max 0 (created with the CLI).
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &[
+            "schedule",
+            "create",
+            "night",
+            "--pool",
+            "redshift",
+            "--cron",
+            "*/3 * * * * *",
+            "--timezone",
+            "Europe/London",
+            "--max",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("next firing"), "{out}");
+    eventually("the schedule set max 0", 30, || async {
+        (pool_bounds(&api, "redshift").await == (0, 0, 0)).then_some(())
+    })
+    .await;
+    // The idle node goes; the busy one stays until it reports idle.
+    eventually("the idle node deallocated", 30, || async {
+        assert_eq!(
+            power_of(&w, "redshift", busy).await,
+            "running",
+            "the busy node was touched"
+        );
+        (power_of(&w, "redshift", other).await == "deallocated").then_some(())
+    })
+    .await;
+    let from = activation_number(&api).await;
+    eventually("two more activations", 30, || async {
+        assert_eq!(power_of(&w, "redshift", busy).await, "running");
+        (activation_number(&api).await >= from + 2).then_some(())
+    })
+    .await;
+    api.ok(
+        reqwest::Method::PUT,
+        &format!("/v1/nodes/{busy}/heartbeat"),
+        Some(json!({"busy": false})),
+    )
+    .await;
+    eventually("the pool at zero", 30, || async {
+        (census(&w.vms("redshift").await) == (0, 2, 0)).then_some(())
+    })
+    .await;
+
+    // What readers see: the last firing, and the next in the zone and in UTC.
+    let (code, out, err) = cli(&api, &w.dir, &["schedule", "list", "-o", "json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let night = &listed["schedules"][0];
+    assert_eq!(night["name"], "night");
+    assert!(night["last_firing_utc"].is_string(), "{night}");
+    assert!(
+        night["last_outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("max=0")),
+        "{night}"
+    );
+    assert!(night["next_firing_local"].is_string() && night["next_firing_utc"].is_string());
+    let events = api
+        .ok(reqwest::Method::GET, "/v1/events?limit=1000", None)
+        .await;
+    let scheduled: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "pool.scheduled")
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        1,
+        "one change, however often it fired: {scheduled:?}"
+    );
+    assert_eq!(scheduled[0]["actor"], "night");
+    assert_eq!(scheduled[0]["pool"], "redshift");
+
+    let (code, out, err) = cli(&api, &w.dir, &["schedule", "show", "night"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Europe/London") && out.contains("next firing:") && out.contains("max=0"),
+        "{out}"
+    );
+    // A bad pattern is refused naming the field, and nothing is stored.
+    let (code, out, err) = cli(
+        &api,
+        &w.dir,
+        &[
+            "schedule",
+            "create",
+            "bad",
+            "--pool",
+            "redshift",
+            "--cron",
+            "0 25 * * *",
+            "--timezone",
+            "UTC",
+            "--max",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("422") && err.contains("cron"), "{err}");
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/v1/schedules/bad", None)
+        .await;
+    assert_eq!(status, 404);
+
+    // Morning: back to 2 nodes; the deallocated ones are started again.
+    let (code, out, err) = cli(&api, &w.dir, &["schedule", "delete", "night"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/schedules",
+        Some(
+            json!({"name": "morning", "pool": "redshift", "cron": "*/3 * * * * *",
+                    "timezone": "America/New_York", "set": {"max": 4, "target": 2}}),
+        ),
+    )
+    .await;
+    eventually("the schedule set max 4 target 2", 30, || async {
+        (pool_bounds(&api, "redshift").await == (0, 4, 2)).then_some(())
+    })
+    .await;
+    eventually("2 running again", 60, || async {
+        (census(&w.vms("redshift").await) == (2, 0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.vm_puts().await,
+        2,
+        "started the deallocated VMs, created none"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_missed_while_stopped_is_applied_at_start_and_survives_restarts() {
+    let w = world("catchup", json!({})).await;
+    let pool = r#"
+[[pools]]
+name = "vray"
+mode = "vm"
+vm_sizes = ["Standard_D4s_v5"]
+image = "Canonical:ubuntu-24_04-lts:server:latest"
+max = 3
+target = 2
+idle_timeout_seconds = 0
+"#;
+    let path = w.dir.join("renderburst.toml");
+    let config = || Config::load(Some(&path)).unwrap();
+
+    // The pool's nodes come up.
+    std::fs::write(&path, w.config_toml("127.0.0.1:0") + pool).unwrap();
+    let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    running_nodes(&Api::new(daemon.api_addr), &w, "vray", 2).await;
+    daemon.stop().await;
+    wait_unlocked(&w).await;
+
+    // The file gets a schedule that fires once a day, 15 seconds from now (UTC); a daemon
+    // learns it, and stops before it fires.
+    let fire_at = unix_now() + 15;
+    let t = time::OffsetDateTime::from_unix_timestamp(fire_at).unwrap();
+    let schedule = format!(
+        "\n[[schedules]]\nname = \"lights-out\"\npool = \"vray\"\ncron = \"{} {} {} * * *\"\ntimezone = \"UTC\"\nset = {{ max = 0 }}\n",
+        t.second(),
+        t.minute(),
+        t.hour()
+    );
+    std::fs::write(&path, w.config_toml("127.0.0.1:0") + pool + &schedule).unwrap();
+    let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let s = api
+        .ok(reqwest::Method::GET, "/v1/schedules/lights-out", None)
+        .await;
+    let next = time::OffsetDateTime::parse(
+        s["next_firing_utc"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(next.unix_timestamp(), fire_at, "{s}");
+    assert_eq!(s["last_firing_utc"], Value::Null);
+    daemon.stop().await;
+    assert!(
+        unix_now() < fire_at,
+        "the daemon took too long to start and stop: the test needs it down across the firing"
+    );
+
+    // Down across the firing.
+    eventually("the firing time passed", 40, || async {
+        (unix_now() > fire_at + 1).then_some(())
+    })
+    .await;
+    wait_unlocked(&w).await;
+    let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    // Applied before the start returned (before the first activation).
+    assert_eq!(pool_bounds(&api, "vray").await, (0, 0, 0));
+    let s = api
+        .ok(reqwest::Method::GET, "/v1/schedules/lights-out", None)
+        .await;
+    let last = time::OffsetDateTime::parse(
+        s["last_firing_utc"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(last.unix_timestamp(), fire_at, "{s}");
+    eventually("the pool at zero", 60, || async {
+        (census(&w.vms("vray").await) == (0, 2, 0)).then_some(())
+    })
+    .await;
+    daemon.stop().await;
+
+    // Restarted again: the file says max 3, but the day's firing still holds.
+    wait_unlocked(&w).await;
+    let daemon = serve::start(config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    assert_eq!(pool_bounds(&api, "vray").await, (0, 0, 0));
+    let events = api
+        .ok(reqwest::Method::GET, "/v1/events?limit=1000", None)
+        .await;
+    let fired: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "pool.scheduled" && e["actor"] == "lights-out")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    assert!(fired[1].contains("re-applied"), "{fired:?}");
+    let from = activation_number(&api).await;
+    eventually("two activations", 30, || async {
+        (activation_number(&api).await >= from + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        census(&w.vms("vray").await),
+        (0, 2, 0),
+        "nothing was started"
+    );
+    daemon.stop().await;
+}

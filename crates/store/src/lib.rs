@@ -8,6 +8,7 @@
 //! - [`intents`]: the intent journal, written before every ARM write and closed after it;
 //! - [`events`]: the append-only audit log;
 //! - [`requests`]: node requests (leases) from render managers, which add to desired counts;
+//! - [`schedules`]: off-hours schedules and the last firing each applied;
 //! - [`offerings`]: VM sizes Azure refused for capacity or quota, and until when;
 //! - [`tasks`]: the last status each background task reported;
 //! - [`tokens`]: API tokens, stored only as hashes;
@@ -62,6 +63,7 @@ pub mod offerings;
 pub mod planning;
 pub mod pools;
 pub mod requests;
+pub mod schedules;
 pub mod tasks;
 pub mod tokens;
 pub mod vms;
@@ -72,6 +74,7 @@ pub use intents::{Intent, IntentOutcome, NewIntent};
 pub use planning::node_views;
 pub use pools::PoolRecord;
 pub use requests::RequestRecord;
+pub use schedules::{FiringOutcome, PoolBoundsUpdate, PutOutcome, ScheduleRecord};
 pub use tokens::TokenRecord;
 pub use vms::VmRecord;
 
@@ -125,6 +128,8 @@ pub struct Store {
     _checkpoints: tokio::sync::watch::Sender<()>,
     /// `api_tokens` in memory (see `tokens.rs`).
     pub(crate) tokens: tokens::TokenCache,
+    /// Notified by every change of `schedules` (see `schedules.rs`).
+    pub(crate) schedules_changed: std::sync::Arc<tokio::sync::Notify>,
     path: PathBuf,
     /// Held, never read: the exclusive lock lives as long as this open file.
     _lock: File,
@@ -175,6 +180,7 @@ impl Store {
             creates,
             _checkpoints: checkpoints,
             tokens: tokens::TokenCache::default(),
+            schedules_changed: Default::default(),
             path: path.to_path_buf(),
             _lock: lock,
         })

@@ -1188,3 +1188,175 @@ async fn concurrent_requests_are_never_lost() {
         80
     );
 }
+
+fn schedule(name: &str, pool: &str, max: u32) -> rb_core::ScheduleSpec {
+    rb_core::ScheduleSpec {
+        name: name.to_string(),
+        pool: Some(pool.to_string()),
+        pool_tag: None,
+        cron: "0 20 * * MON-FRI".to_string(),
+        timezone: "Europe/London".to_string(),
+        set: rb_core::ScheduleSet {
+            min: None,
+            max: Some(max),
+            target: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn schedules_lifecycle_and_firings_apply_once() {
+    use store::{FiringOutcome, PoolBoundsUpdate, PutOutcome};
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    let changes = store.schedule_changes();
+    let night = schedule("night", "maya", 0);
+    let created = store.create_schedule(&night).await.unwrap();
+    assert_eq!(created.spec, night);
+    assert_eq!(created.last_fired_at, None);
+    assert_eq!(created.floor(), created.since);
+    // The scheduler hears of it.
+    tokio::time::timeout(std::time::Duration::from_secs(2), changes.notified())
+        .await
+        .expect("a change notification");
+    assert!(
+        store
+            .create_schedule(&night)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    // The config's upsert: unchanged, then replaced.
+    assert_eq!(
+        store.put_schedule(&night).await.unwrap().1,
+        PutOutcome::Unchanged
+    );
+    let mut edited = night.clone();
+    edited.cron = "0 21 * * MON-FRI".into();
+    let (record, outcome) = store.put_schedule(&edited).await.unwrap();
+    assert_eq!(
+        (outcome, record.spec.cron.as_str()),
+        (PutOutcome::Replaced, "0 21 * * MON-FRI")
+    );
+    assert_eq!(
+        store
+            .put_schedule(&schedule("morning", "maya", 10))
+            .await
+            .unwrap()
+            .1,
+        PutOutcome::Created
+    );
+    let names: Vec<String> = store
+        .list_schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.spec.name)
+        .collect();
+    assert_eq!(names, ["morning", "night"]);
+
+    // A firing sets the pool's bounds and records itself, in one transaction.
+    let mut pool = spec("maya");
+    pool.min = 1;
+    pool.target = 5;
+    let p = store.create_pool(&pool).await.unwrap();
+    let update = PoolBoundsUpdate {
+        pool: "maya".into(),
+        generation: p.generation,
+        bounds: rb_core::Bounds {
+            min: 0,
+            max: 0,
+            target: 0,
+        },
+    };
+    let fired = 1_780_000_000;
+    assert_eq!(
+        store
+            .record_firing(
+                "night",
+                fired,
+                false,
+                std::slice::from_ref(&update),
+                "set max=0 on maya"
+            )
+            .await
+            .unwrap(),
+        FiringOutcome::Applied
+    );
+    let after = store.get_pool("maya").await.unwrap().unwrap();
+    assert_eq!(
+        (after.spec.min, after.spec.max, after.spec.target),
+        (0, 0, 0)
+    );
+    assert_eq!(after.generation, p.generation + 1);
+    assert_eq!(after.spec.vm_sizes, pool.vm_sizes, "only the bounds change");
+    let night = store.get_schedule("night").await.unwrap().unwrap();
+    assert_eq!(night.last_fired_at, Some(fired));
+    assert_eq!(night.last_outcome.as_deref(), Some("set max=0 on maya"));
+    assert!(night.last_applied_at.is_some());
+    assert_eq!(night.floor(), fired.max(night.since));
+
+    // The same firing again is not owed (and the stale generation would not apply anyway).
+    let fresh = PoolBoundsUpdate {
+        generation: after.generation,
+        ..update.clone()
+    };
+    assert_eq!(
+        store
+            .record_firing("night", fired, false, std::slice::from_ref(&fresh), "again")
+            .await
+            .unwrap(),
+        FiringOutcome::NotOwed
+    );
+    assert_eq!(
+        store.get_pool("maya").await.unwrap().unwrap().generation,
+        after.generation,
+        "nothing stored"
+    );
+    // A pool that moved since it was read: nothing stored, the firing is still owed.
+    assert_eq!(
+        store
+            .record_firing("night", fired + 86_400, false, &[update], "stale")
+            .await
+            .unwrap(),
+        FiringOutcome::PoolMoved
+    );
+    assert_eq!(
+        store
+            .get_schedule("night")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_fired_at,
+        Some(fired)
+    );
+    // Re-applying the current firing on purpose (the config reset the pool).
+    assert_eq!(
+        store
+            .record_firing("night", fired, true, &[fresh], "re-applied")
+            .await
+            .unwrap(),
+        FiringOutcome::Applied
+    );
+
+    let gone = store.delete_schedule("night").await.unwrap();
+    assert_eq!(gone.spec.name, "night");
+    assert!(
+        store
+            .delete_schedule("night")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(
+        store
+            .record_firing("night", fired + 1, false, &[], "deleted")
+            .await
+            .unwrap(),
+        FiringOutcome::NotOwed
+    );
+    // Survives a reopen.
+    drop(store);
+    let store = open(&dir.db()).await;
+    assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+}

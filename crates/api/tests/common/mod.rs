@@ -149,13 +149,14 @@ impl App {
     pub async fn snapshot(&self) -> String {
         let s = &self.store;
         format!(
-            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
             s.list_pools().await.unwrap(),
             s.list_requests(None, true, 0).await.unwrap(),
             s.list_vms(None).await.unwrap(),
             s.events_after(0, 100_000).await.unwrap(),
             s.task_statuses().await.unwrap(),
             s.list_tokens().await.unwrap(),
+            s.list_schedules().await.unwrap(),
         )
     }
 

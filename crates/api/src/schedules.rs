@@ -1,0 +1,217 @@
+//! `/v1/schedules`: off-hours schedules (issue 7). Admins create and delete them; every
+//! role reads them, with each one's next firing in its zone and in UTC, and its last firing.
+//!
+//! A write validates the whole body first (a bad `cron` or `timezone` is a 422 naming that
+//! field, an unknown pool a 404 naming `pool`) and stores nothing on error. The store tells
+//! the scheduler of every change itself; the scheduler, not the API, applies firings.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rb_core::{ScheduleSpec, Timing, UnixSeconds};
+use serde_json::{Value, json};
+use store::{NewEvent, ScheduleRecord, StoreError};
+
+use crate::auth::{Admin, Reader};
+use crate::error::ApiError;
+use crate::extract::{JsonBody, path_param};
+use crate::view::{self, rfc3339};
+use crate::{ApiState, audit};
+
+const CODE: &str = "invalid_schedule";
+
+/// A schedule as shown: its spec, its next firing (UTC and local) and its last firing.
+pub fn schedule_json(r: &ScheduleRecord, now: UnixSeconds) -> Value {
+    let mut v = serde_json::to_value(&r.spec).unwrap_or_else(|_| json!({}));
+    let timing = Timing::new(&r.spec.cron, &r.spec.timezone).ok();
+    let local = |t: Option<UnixSeconds>| match (&timing, t) {
+        (Some(timing), Some(t)) => Value::String(timing.local_rfc3339(t)),
+        _ => Value::Null,
+    };
+    let next = timing.as_ref().and_then(|t| t.next_after(now));
+    let extra = json!({
+        "next_firing_utc": next.map_or(Value::Null, rfc3339),
+        "next_firing_local": local(next),
+        "last_firing_utc": r.last_fired_at.map_or(Value::Null, rfc3339),
+        "last_firing_local": local(r.last_fired_at),
+        "last_applied_at": r.last_applied_at.map_or(Value::Null, rfc3339),
+        "last_outcome": r.last_outcome,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+    });
+    if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
+        o.extend(e);
+    }
+    v
+}
+
+/// A schedule name from the path; a malformed one is a 400 naming `name`.
+pub struct ScheduleName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ScheduleName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let name = path_param(parts, state, "name").await?;
+        rb_core::schedule::validate_schedule_name(&name)
+            .map_err(|e| ApiError::bad_request("invalid_name", e.message).with_field("name"))?;
+        Ok(ScheduleName(name))
+    }
+}
+
+/// `GET /v1/schedules` → `{"schedules":[...]}`, by name.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules",
+    tag = "schedules",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    responses((status = 200, description = "Every schedule with its next and last firing, by name", body = crate::openapi::ScheduleList))
+)]
+pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let now = view::now();
+    let schedules: Vec<Value> = st
+        .store
+        .list_schedules()
+        .await?
+        .iter()
+        .map(|r| schedule_json(r, now))
+        .collect();
+    Ok(Json(json!({ "schedules": schedules })))
+}
+
+/// `POST /v1/schedules` `{"name","pool"|"pool_tag","cron","timezone","set"}` → 201 with the
+/// schedule. 422 naming the field (`cron`, `timezone`, `set.max`...); 404 naming `pool` if
+/// that pool does not exist; 409 naming `name` if the name is taken.
+#[utoipa::path(
+    post,
+    path = "/v1/schedules",
+    tag = "schedules",
+    security(("bearer" = ["admin"])),
+    request_body = rb_core::ScheduleSpec,
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::Schedule),
+        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A schedule of that name exists", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid schedule, naming the field", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn create(
+    Admin(caller): Admin,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let invalid =
+        |e: rb_core::SpecError| ApiError::unprocessable(CODE, e.message).with_field(e.field);
+    let spec = ScheduleSpec::from_json(&body.bytes).map_err(invalid)?;
+    spec.validate().map_err(invalid)?;
+    if let Some(pool) = &spec.pool
+        && st.store.get_pool(pool).await?.is_none()
+    {
+        return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
+    }
+    let record = st
+        .store
+        .create_schedule(&spec)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
+            other => other.into(),
+        })?;
+    let target = match (&spec.pool, &spec.pool_tag) {
+        (Some(pool), _) => format!("pool {pool}"),
+        (None, Some(tags)) => {
+            let pairs: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("pools tagged {}", pairs.join(", "))
+        }
+        (None, None) => String::new(),
+    };
+    audit(
+        &st,
+        NewEvent {
+            kind: "schedule.created".into(),
+            pool: spec.pool.clone(),
+            node: None,
+            actor: caller.name,
+            message: format!(
+                "schedule {} created: {} at \"{}\" ({}) sets {}",
+                spec.name,
+                target,
+                spec.cron,
+                spec.timezone,
+                spec.set.describe()
+            ),
+            data: json!({ "schedule": spec }),
+        },
+    )
+    .await;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(schedule_json(&record, view::now())),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/schedules/{}", spec.name)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/schedules/{name}` → the schedule; 404 if unknown.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules/{name}",
+    tag = "schedules",
+    security(("bearer" = ["viewer", "requester", "admin"])),
+    params(("name" = String, Path, description = "Schedule name: [a-z][a-z0-9-]{0,62}")),
+    responses(
+        (status = 200, description = "The schedule", body = crate::openapi::Schedule),
+        (status = 404, description = "No such schedule", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn get(
+    Reader(_): Reader,
+    ScheduleName(name): ScheduleName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let record = st
+        .store
+        .get_schedule(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("schedule {name:?} does not exist")))?;
+    Ok(Json(schedule_json(&record, view::now())))
+}
+
+/// `DELETE /v1/schedules/{name}` → 200 with the deleted schedule; 404 if unknown. What its
+/// firings set on pools stays.
+#[utoipa::path(
+    delete,
+    path = "/v1/schedules/{name}",
+    tag = "schedules",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Schedule name: [a-z][a-z0-9-]{0,62}")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::Schedule),
+        (status = 404, description = "No such schedule", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn delete(
+    Admin(caller): Admin,
+    ScheduleName(name): ScheduleName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let record = st.store.delete_schedule(&name).await?;
+    audit(
+        &st,
+        NewEvent {
+            kind: "schedule.deleted".into(),
+            pool: record.spec.pool.clone(),
+            node: None,
+            actor: caller.name,
+            message: format!("schedule {name} deleted"),
+            data: json!({ "schedule": record.spec }),
+        },
+    )
+    .await;
+    Ok(Json(schedule_json(&record, view::now())))
+}
