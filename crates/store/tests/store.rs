@@ -59,6 +59,8 @@ fn spec(name: &str) -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        batch: None,
+        licenses: vec![],
     }
 }
 
@@ -747,7 +749,11 @@ async fn tokens() {
         .await
         .unwrap();
     assert_eq!(
-        store.find_token_by_hash(&hash('d')).await.unwrap().map(|t| t.name),
+        store
+            .find_token_by_hash(&hash('d'))
+            .await
+            .unwrap()
+            .map(|t| t.name),
         Some("late".to_string())
     );
     store.delete_token("late").await.unwrap();
