@@ -116,6 +116,12 @@ pub struct BatchInput<'a> {
     pub now: UnixSeconds,
 }
 
+/// The `node` of intents about the Batch pool itself (create, resize, delete). `:` never
+/// appears in node names, so it cannot collide with a VM or a Batch node.
+pub fn pool_intent_node(pool: &str) -> String {
+    format!("batch:{pool}")
+}
+
 /// The Batch pool's name in Azure: the adopted pool's, else the renderburst pool's.
 pub fn batch_pool_name(spec: &PoolSpec) -> &str {
     spec.batch
