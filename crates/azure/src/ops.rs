@@ -402,6 +402,38 @@ impl ArmClient {
         or_none(self.get_json(url).await)
     }
 
+    /// Creates the Batch account if it does not exist (`location` and `tags` only: pools are
+    /// allocated by the Batch service, whose core quotas then apply).
+    pub async fn ensure_batch_account(
+        &self,
+        rg: &str,
+        account: &str,
+        location: &str,
+        tags: &Tags,
+    ) -> Result<arm_model::batch::BatchAccount> {
+        if let Some(a) = self.get_batch_account(rg, account).await? {
+            return Ok(a);
+        }
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Batch/batchAccounts/{account}",
+                self.rg_path(rg)
+            ),
+            &self.v().batch,
+            &[],
+        );
+        let body = json!({"location": location, "tags": tags});
+        let (op, _) = self.begin(Method::PUT, url, Some(&body)).await?;
+        if !op.completed {
+            op.wait(self).await?;
+        }
+        self.get_batch_account(rg, account).await?.ok_or_else(|| {
+            ArmError::decode(format!(
+                "Batch account {account} was created but cannot be read"
+            ))
+        })
+    }
+
     /// Creates a pool. Batch answers at once (200), not with an operation.
     pub async fn create_pool(
         &self,
