@@ -584,7 +584,7 @@ impl PoolSpec {
                     "must be 1 to 8000 characters",
                 ));
             }
-            for (k, _) in &t.environment {
+            for k in t.environment.keys() {
                 validate_env_name(k, &format!("batch.start_task.environment.{k}"))?;
                 if self
                     .licenses

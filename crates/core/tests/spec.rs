@@ -156,9 +156,12 @@ fn application_licenses_are_refused_with_the_retirement_explained() {
     assert!(e.message.contains("licenses"), "names the alternative: {e}");
 }
 
+/// A change to a valid spec, for table-driven tests.
+type Change = Box<dyn FnOnce(&mut PoolSpec)>;
+
 #[test]
 fn batch_fields() {
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut PoolSpec)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         (
             "batch.account",
             Box::new(|s| s.batch.as_mut().unwrap().account = "RB".into()),
