@@ -514,7 +514,8 @@ fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<Value> {
         "environmentSettings": env,
         "waitForSuccess": wait,
         "maxTaskRetryCount": retries,
-        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": if elevated { "admin" } else { "nonadmin" }}},
+        // Management-plane spellings (the data plane's are lower-case).
+        "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": if elevated { "Admin" } else { "NonAdmin" }}},
     }))
 }
 
