@@ -662,6 +662,38 @@ async fn bad_pool_specs_are_refused_naming_the_field_and_change_nothing() {
     assert_eq!(got.1["batch"]["account"], "rbfarm");
     assert_eq!(got.1["batch"]["lifecycle"], "persistent");
     assert_eq!(got.1["licenses"][0]["variable"], "ADSKFLEX_LICENSE_FILE");
+
+    // What Batch fixes at creation cannot be replaced; what renderburst decides can.
+    let before = app.snapshot().await;
+    for (field, body) in [
+        ("mode", with(spec("b"), "name", json!("b"))),
+        ("batch.account", {
+            let mut b = batch_spec("b");
+            b["batch"]["account"] = json!("otherfarm");
+            b
+        }),
+        (
+            "vm_sizes",
+            with(batch_spec("b"), "vm_sizes", json!(["Standard_D8s_v5"])),
+        ),
+    ] {
+        let got = app.admin(Method::PUT, "/v1/pools/b", Some(body)).await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some(field),
+        );
+        assert_eq!(app.snapshot().await, before, "{field} changed the store");
+    }
+    let got = app
+        .admin(
+            Method::PUT,
+            "/v1/pools/b",
+            Some(with(batch_spec("b"), "max", json!(8))),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
 }
 
 fn batch_spec(name: &str) -> Value {

@@ -385,6 +385,71 @@ impl PoolSpec {
         }
     }
 
+    /// Checks that `self` may replace `old` (both valid): the mode never changes, and a Batch
+    /// pool keeps what Batch fixes when it creates a pool, or what renderburst only sends
+    /// then. Changing those would leave the existing Batch pool (or VMs) behind.
+    pub fn check_replacement(&self, old: &PoolSpec) -> Result<(), SpecError> {
+        if self.mode != old.mode {
+            return Err(SpecError::new(
+                "mode",
+                "cannot change: delete the pool and create it again with the other mode",
+            ));
+        }
+        let (Some(new_b), Some(old_b)) = (&self.batch, &old.batch) else {
+            return Ok(());
+        };
+        let fixed = |field: &str| {
+            Err(SpecError::new(
+                field,
+                "cannot change on a Batch pool (the Batch pool is created with it): delete the \
+                 pool and create it again",
+            ))
+        };
+        let same_sizes = self.vm_sizes.len() == old.vm_sizes.len()
+            && self
+                .vm_sizes
+                .iter()
+                .zip(&old.vm_sizes)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b));
+        if !same_sizes {
+            return fixed("vm_sizes");
+        }
+        if self.image != old.image {
+            return fixed("image");
+        }
+        if self.os != old.os {
+            return fixed("os");
+        }
+        if self.licenses != old.licenses {
+            return fixed("licenses");
+        }
+        let checks: [(&str, bool); 7] = [
+            ("batch.account", new_b.account == old_b.account),
+            (
+                "batch.resource_group",
+                new_b.resource_group == old_b.resource_group,
+            ),
+            (
+                "batch.existing_pool",
+                new_b.existing_pool == old_b.existing_pool,
+            ),
+            (
+                "batch.node_agent_sku_id",
+                new_b.node_agent_sku_id == old_b.node_agent_sku_id,
+            ),
+            (
+                "batch.task_slots_per_node",
+                new_b.task_slots_per_node == old_b.task_slots_per_node,
+            ),
+            ("batch.subnet_id", new_b.subnet_id == old_b.subnet_id),
+            ("batch.start_task", new_b.start_task == old_b.start_task),
+        ];
+        match checks.iter().find(|(_, same)| !same) {
+            Some((field, _)) => fixed(field),
+            None => Ok(()),
+        }
+    }
+
     fn validate_licenses(&self) -> Result<(), SpecError> {
         if self.licenses.len() > MAX_LICENSES {
             return Err(SpecError::new(

@@ -589,3 +589,45 @@ fn from_json_duplicate_keys_name_the_key() {
     let err = PoolSpec::from_json(body).unwrap_err();
     assert_eq!(err.field, "name", "{err}");
 }
+
+#[test]
+fn a_batch_pool_keeps_what_batch_fixes_at_creation() {
+    let old = batch_spec();
+    let changed = |f: &dyn Fn(&mut PoolSpec)| {
+        let mut s = batch_spec();
+        f(&mut s);
+        s.check_replacement(&old).err().map(|e| e.field)
+    };
+    assert_eq!(changed(&|s| s.max = 40), None);
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().spot_cap = Some(3)),
+        None
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().lifecycle = BatchLifecycle::Auto),
+        None
+    );
+    assert_eq!(changed(&|s| s.vm_sizes[0] = "standard_d4s_v5".into()), None);
+    assert_eq!(changed(&|s| s.mode = PoolMode::Vm).as_deref(), Some("mode"));
+    assert_eq!(
+        changed(&|s| s.vm_sizes[0] = "Standard_D8s_v5".into()).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        changed(&|s| s.licenses.clear()).as_deref(),
+        Some("licenses")
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().account = "other".into()).as_deref(),
+        Some("batch.account")
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().start_task = None).as_deref(),
+        Some("batch.start_task")
+    );
+    // VM pools change freely, except their mode.
+    let vm = spec();
+    let mut other = spec();
+    other.vm_sizes.reverse();
+    assert_eq!(other.check_replacement(&vm), Ok(()));
+}

@@ -90,6 +90,14 @@ pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Re
                 )
             }
             Some(existing) if existing.spec != *spec => {
+                spec.check_replacement(&existing.spec).map_err(|e| {
+                    anyhow::anyhow!(
+                        "[[pools]] {}: {}: {} (the pool in the database keeps its old value)",
+                        spec.name,
+                        e.field,
+                        e.message
+                    )
+                })?;
                 store.replace_pool(spec).await?;
                 (
                     "pool.replaced",
