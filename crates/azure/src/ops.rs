@@ -468,6 +468,19 @@ impl ArmClient {
         self.request(Method::PATCH, url, Some(&body)).await?.json()
     }
 
+    /// The pools of a Batch account (management plane, ARM paging).
+    pub fn list_pools(&self, rg: &str, account: &str) -> Pager<Pool> {
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Batch/batchAccounts/{account}/pools",
+                self.rg_path(rg)
+            ),
+            &self.v().batch,
+            &[],
+        );
+        self.pager(url)
+    }
+
     pub async fn get_pool(&self, rg: &str, account: &str, name: &str) -> Result<Option<Pool>> {
         let url = self.url(&self.pool_path(rg, account, name), &self.v().batch, &[]);
         or_none(self.get_json(url).await)

@@ -47,6 +47,9 @@ pub struct ControllerConfig {
     pub gc_grace: Duration,
     /// Events kept in the store.
     pub events_retained: u64,
+    /// The configured Batch account (in `resource_group`), searched for Batch pools of ours
+    /// that no pool wants, besides the accounts pools name.
+    pub batch_account: Option<String>,
 }
 
 /// What one activation did, for `/v1/status`.
@@ -355,6 +358,7 @@ impl Controller {
                 .map_err(|e| format!("execute: {e}"))?;
         }
         gc::collect(sh, &observation, &known, &owner).await;
+        batch::collect_garbage(sh, &pools, &owner).await;
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
         // are never pruned.

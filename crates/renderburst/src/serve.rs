@@ -215,6 +215,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             max_concurrent_operations: cfg.controller.max_concurrent_operations,
             gc_grace: Duration::from_secs(cfg.controller.gc_grace_seconds),
             events_retained: cfg.controller.events_retained,
+            batch_account: batch_account.clone(),
         },
     );
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -123,8 +123,8 @@ batch_account = "{ACCOUNT}"
             .unwrap_or(0)
     }
 
-    /// The pool's nodes from the Batch data plane: (id, state, dedicated).
-    async fn nodes(&self, pool: &str) -> Vec<(String, String, bool)> {
+    /// A token from the simulator's Entra ID for `scope`.
+    async fn token(&self, scope: &str) -> String {
         let id = self.sim.identity();
         let token: Value = self
             .http
@@ -137,7 +137,7 @@ batch_account = "{ACCOUNT}"
                 ("grant_type", "client_credentials"),
                 ("client_id", id.client_id.as_str()),
                 ("client_secret", id.client_secret.as_str()),
-                ("scope", "https://batch.core.windows.net/.default"),
+                ("scope", scope),
             ])
             .send()
             .await
@@ -145,7 +145,37 @@ batch_account = "{ACCOUNT}"
             .json()
             .await
             .unwrap();
-        let token = token["access_token"].as_str().unwrap().to_owned();
+        token["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a Batch pool through ARM, as someone else (or a lost run) would.
+    async fn put_pool(&self, name: &str, tags: Value) {
+        let token = self.token("https://management.azure.com/.default").await;
+        let url = format!(
+            "{}/subscriptions/{}/resourceGroups/burst/providers/Microsoft.Batch/batchAccounts/{ACCOUNT}/pools/{name}?api-version=2025-06-01",
+            self.sim.base_url(),
+            self.sim.identity().subscription_id
+        );
+        let body = json!({"tags": tags, "properties": {
+            "vmSize": "Standard_D4s_v5",
+            "deploymentConfiguration": {"virtualMachineConfiguration": {
+                "imageReference": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
+                "nodeAgentSkuId": "batch.node.ubuntu 24.04"}},
+            "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0, "targetLowPriorityNodes": 1}}}});
+        let r = self
+            .http
+            .put(url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    /// The pool's nodes from the Batch data plane: (id, state, dedicated).
+    async fn nodes(&self, pool: &str) -> Vec<(String, String, bool)> {
+        let token = self.token("https://batch.core.windows.net/.default").await;
         let mut url = format!(
             "{}/batch/{ACCOUNT}/pools/{pool}/nodes?api-version=2024-07-01.20.0",
             self.sim.base_url()
@@ -678,4 +708,80 @@ async fn sigkill_mid_resize_adopts_the_existing_batch_pool() {
     assert_eq!(w.nodes("crash").await.len(), 6);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_batch_pools_of_ours_are_collected_others_left_alone() {
+    let w = world("gc", json!({})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(batch_spec("keep", 4, json!({}))),
+    )
+    .await;
+    let keep = settled(&w, "keep", 0, 0).await;
+    let owner = keep["tags"]["renderburst-owner"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // One left by a lost run of this daemon, one of someone else's, and one that only looks
+    // like ours.
+    w.put_pool(
+        "stray",
+        json!({"renderburst-owner": owner, "renderburst-pool": "gone"}),
+    )
+    .await;
+    w.put_pool("theirs", json!({"renderburst-owner": "another-daemon"}))
+        .await;
+    w.put_pool("legacy", json!({})).await;
+    eventually("the stray pool collected", 60, || async {
+        w.batch_pool("stray").await.is_none().then_some(())
+    })
+    .await;
+    for name in ["keep", "theirs", "legacy"] {
+        assert!(w.batch_pool(name).await.is_some(), "{name} was left alone");
+    }
+    eventually("the collection in the events", 30, || async {
+        api.events()
+            .await
+            .iter()
+            .any(|e| {
+                e["kind"] == "gc.batch_pool" && e["message"].as_str().unwrap().contains("stray")
+            })
+            .then_some(())
+    })
+    .await;
+    // An existing pool is adopted by name, never recreated or deleted.
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(batch_spec("adopt", 4, json!({"existing_pool": "legacy"}))),
+    )
+    .await;
+    api.scale("adopt", 2).await;
+    settled(&w, "legacy", 0, 2).await;
+    let (status, _) = api.call(Method::DELETE, "/v1/pools/adopt", None).await;
+    assert_eq!(status, 202);
+    eventually(
+        "the adopting pool gone, the adopted one at zero",
+        60,
+        || async {
+            let gone = api.call(Method::GET, "/v1/pools/adopt", None).await.0 == 404;
+            let p = w.batch_pool("legacy").await?;
+            (gone && scale(&p) == (0, 0, 0, 0, "Steady".into())).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(w.batch_pool("legacy").await.is_some(), "never deleted");
+    assert_eq!(
+        w.pool_puts().await,
+        4,
+        "keep + the three made by hand, nothing else"
+    );
+    daemon.stop().await;
 }
