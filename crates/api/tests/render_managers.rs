@@ -1078,11 +1078,17 @@ async fn heartbeats_keep_busy_nodes_and_drain_removes_idle_ones() {
     let got = app
         .admin(
             Method::POST,
-            &format!("/v1/nodes/{}/drain", "a".repeat(65)),
+            &format!("/v1/nodes/{}/drain", "a".repeat(129)),
             None,
         )
         .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    // A Batch node id (72 characters) is a well-formed name: unknown here, so 404.
+    let batch_node = format!("tvmps_{}_d", "0123456789abcdef".repeat(4));
+    let got = app
+        .admin(Method::POST, &format!("/v1/nodes/{batch_node}/drain"), None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
     let got = app
         .admin(Method::GET, "/v1/nodes/maya-00001/drain", None)
         .await;

@@ -440,11 +440,14 @@ impl State {
                     *cap -= addable;
                 }
                 for _ in 0..addable {
-                    let prefix = if dedicated_kind { "tvmps_d" } else { "tvmps_s" };
+                    // Batch's shape: `tvmps_` + 64 hex digits + `_d` (dedicated) or `_p`
+                    // (Spot), 72 characters in all.
+                    let suffix = if dedicated_kind { "d" } else { "p" };
                     new_nodes.push(BatchNode {
                         id: format!(
-                            "{prefix}{seq:08x}_{}",
-                            &uuid::Uuid::new_v4().simple().to_string()[..8]
+                            "tvmps_{seq:016x}{}{}_{suffix}",
+                            uuid::Uuid::new_v4().simple(),
+                            &uuid::Uuid::new_v4().simple().to_string()[..16]
                         ),
                         dedicated: dedicated_kind,
                         state: "creating",
