@@ -1483,6 +1483,7 @@ async fn metrics_show_pools_intents_latency_and_the_binarys_part() {
         "renderburst_pool_nodes{pool=\"maya\",state=\"deallocated\"} 1".into(),
         "renderburst_pool_nodes{pool=\"maya\",state=\"creating\"} 1".into(),
         "renderburst_pool_nodes{pool=\"maya\",state=\"failed\"} 0".into(),
+        "renderburst_pool_nodes{pool=\"maya\",state=\"preempted\"} 0".into(),
         "renderburst_open_intents 0".into(),
         "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"2xx\"} 1".into(),
         "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"4xx\"} 1".into(),
