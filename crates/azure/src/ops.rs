@@ -481,6 +481,17 @@ impl ArmClient {
         self.pager(url)
     }
 
+    /// Stops the pool's running resize: the nodes allocated so far stay, the pool becomes
+    /// Steady, and new targets can be set. Answers at once with the pool.
+    pub async fn stop_pool_resize(&self, rg: &str, account: &str, name: &str) -> Result<Pool> {
+        let url = self.url(
+            &format!("{}/stopResize", self.pool_path(rg, account, name)),
+            &self.v().batch,
+            &[],
+        );
+        self.request(Method::POST, url, None).await?.json()
+    }
+
     pub async fn get_pool(&self, rg: &str, account: &str, name: &str) -> Result<Option<Pool>> {
         let url = self.url(&self.pool_path(rg, account, name), &self.v().batch, &[]);
         or_none(self.get_json(url).await)

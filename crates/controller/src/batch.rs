@@ -333,7 +333,11 @@ async fn report_resize_errors(
     state: &mut BatchState,
     t: UnixSeconds,
 ) {
-    if v.resize_errors.is_empty() {
+    // A ResizeStopped error is our own stopResize.
+    if v.resize_errors
+        .iter()
+        .all(|e| e.code == rb_core::batch::RESIZE_STOPPED)
+    {
         return;
     }
     let started = pool
@@ -359,7 +363,11 @@ async fn report_resize_errors(
     };
     let short_d = up(true) < v.targets.dedicated;
     let short_s = up(false) < v.targets.spot;
-    for e in &v.resize_errors {
+    for e in v
+        .resize_errors
+        .iter()
+        .filter(|e| e.code != rb_core::batch::RESIZE_STOPPED)
+    {
         let code = e.code.as_str();
         let (kinds, reason): (Vec<Priority>, UnavailableReason) = match code {
             "AccountCoreQuotaReached" | "AccountVMSeriesCoreQuotaReached" => {
@@ -627,6 +635,7 @@ enum Done {
     Created,
     Adopted,
     Resized,
+    Stopped,
     Deleted,
 }
 
@@ -671,6 +680,10 @@ async fn pool_write(
                 .await?;
             Ok(Done::Resized)
         }
+        ActionKind::StopResize => {
+            sh.arm.stop_pool_resize(&tg.rg, tg.account, tg.name).await?;
+            Ok(Done::Stopped)
+        }
         ActionKind::DeletePool => {
             if let Some(op) = sh.arm.delete_pool(&tg.rg, tg.account, tg.name).await? {
                 if let Ok(v) = serde_json::to_value(&op) {
@@ -709,6 +722,7 @@ async fn finish_pool_write(
                     format!("Batch pool {batch_pool} already exists: adopted, not created again"),
                 ),
                 Done::Resized => ("batch.resized", a.reason.clone()),
+                Done::Stopped => ("batch.resize_stopped", a.reason.clone()),
                 Done::Deleted => (
                     "batch.pool_deleted",
                     format!("Batch pool {batch_pool} deleted: {}", a.reason),
@@ -936,6 +950,7 @@ pub(crate) fn is_batch_kind(kind: ActionKind) -> bool {
             | ActionKind::ResizePool
             | ActionKind::RemoveNode
             | ActionKind::DeletePool
+            | ActionKind::StopResize
     )
 }
 

@@ -174,7 +174,8 @@ async fn start_op(
         ActionKind::CreatePool
         | ActionKind::ResizePool
         | ActionKind::RemoveNode
-        | ActionKind::DeletePool => Err(ArmError::new(
+        | ActionKind::DeletePool
+        | ActionKind::StopResize => Err(ArmError::new(
             azure::ErrorKind::Config,
             "NotAVmAction",
             format!("{:?} is a Batch action, not a VM one", action.kind),

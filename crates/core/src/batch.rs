@@ -27,6 +27,9 @@ use crate::offerings::{Offering, Unavailable, format_utc, is_unavailable};
 use crate::plan::{Action, ActionKind, NodeState, NodeView, Plan, idle_since, is_busy};
 use crate::spec::{BatchLifecycle, PoolSpec, Priority};
 
+/// The resize error Batch reports after a `stopResize`.
+pub const RESIZE_STOPPED: &str = "ResizeStopped";
+
 /// A Batch pool's fixed-scale targets (or current counts).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -275,7 +278,12 @@ impl BatchPlanner<'_> {
             ));
             return;
         }
-        for e in &pool.resize_errors {
+        // ResizeStopped is renderburst's own doing (a stopResize), not a failure.
+        for e in pool
+            .resize_errors
+            .iter()
+            .filter(|e| e.code != RESIZE_STOPPED)
+        {
             self.condition(format!("ResizeError: {}: {}", e.code, e.message));
         }
         let preempted = nodes
@@ -318,6 +326,25 @@ impl BatchPlanner<'_> {
                 pool.current.spot,
                 pool.targets.spot
             ));
+            // Batch takes minutes to grow a pool and accepts new targets only when Steady: if
+            // the desired count moved meanwhile, stop the resize (the nodes allocated so far
+            // stay) rather than wait for it. Not once Batch reported errors: it has given up
+            // on the rest already and the resize ends by itself.
+            let growing = pool.current.dedicated < pool.targets.dedicated
+                || pool.current.spot < pool.targets.spot;
+            let errors = pool.resize_errors.iter().any(|e| e.code != RESIZE_STOPPED);
+            if growing && !errors && desired != pool.targets.total() {
+                let name = self.name.clone();
+                self.act(
+                    ActionKind::StopResize,
+                    &name,
+                    None,
+                    format!(
+                        "desired is {desired} while Batch grows the pool toward {}; stopping the resize to set new targets",
+                        pool.targets.total()
+                    ),
+                );
+            }
             return;
         }
         self.steady(pool, nodes, desired, adopted);
@@ -811,6 +838,59 @@ mod tests {
         let plan = plan_batch(&input(&p, 5, Some(&resizing), &[]));
         assert!(plan.actions.is_empty());
         assert!(plan.conditions[0].starts_with("Resizing"));
+    }
+
+    #[test]
+    fn a_resize_is_stopped_when_demand_moves_while_the_pool_grows() {
+        let p = spec(Priority::Spot, BatchLifecycle::Persistent);
+        let mut growing = pool(0, 20);
+        growing.steady = false;
+        growing.current.spot = 6;
+        // Same demand: wait.
+        assert!(
+            plan_batch(&input(&p, 20, Some(&growing), &[]))
+                .actions
+                .is_empty()
+        );
+        // More, or less: stop, then set targets once Steady.
+        for desired in [30, 4] {
+            let plan = plan_batch(&input(&p, desired, Some(&growing), &[]));
+            assert_eq!(
+                kinds(&plan),
+                vec![(ActionKind::StopResize, "maya".into(), None)]
+            );
+        }
+        // Batch already gave up on part of it: the resize ends by itself.
+        growing.resize_errors = vec![ResizeErrorView {
+            code: "AccountLowPriorityCoreQuotaReached".into(),
+            message: "quota".into(),
+        }];
+        assert!(
+            plan_batch(&input(&p, 4, Some(&growing), &[]))
+                .actions
+                .is_empty()
+        );
+        // Shrinking (nodes leaving) is never stopped.
+        let mut shrinking = pool(0, 2);
+        shrinking.steady = false;
+        shrinking.current.spot = 5;
+        assert!(
+            plan_batch(&input(&p, 1, Some(&shrinking), &[]))
+                .actions
+                .is_empty()
+        );
+        // Our own stop is not shown as an error.
+        let mut stopped = pool(0, 6);
+        stopped.resize_errors = vec![ResizeErrorView {
+            code: RESIZE_STOPPED.into(),
+            message: "stopped".into(),
+        }];
+        let plan = plan_batch(&input(&p, 6, Some(&stopped), &[]));
+        assert!(
+            !plan.conditions.iter().any(|c| c.starts_with("ResizeError")),
+            "{:?}",
+            plan.conditions
+        );
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum ActionKind {
     RemoveNode,
     /// Delete the Batch pool (management plane DELETE, long-running).
     DeletePool,
+    /// Stop the Batch pool's resize (management plane `stopResize`), so new targets can be set.
+    StopResize,
 }
 
 /// One thing to do, and why.

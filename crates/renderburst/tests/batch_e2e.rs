@@ -786,3 +786,43 @@ async fn stray_batch_pools_of_ours_are_collected_others_left_alone() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demand_that_moves_during_a_resize_stops_it_instead_of_waiting() {
+    // Slow nodes: a resize toward 20 takes 4 s in the simulator.
+    let w = world("moving", json!({"latency_ms": {"batch_node": 4000}})).await;
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(batch_spec("nuke", 30, json!({}))),
+    )
+    .await;
+    settled(&w, "nuke", 0, 0).await;
+    api.scale("nuke", 20).await;
+    eventually("the pool growing toward 20", 30, || async {
+        let p = w.batch_pool("nuke").await?;
+        let (_, spot, _, _, state) = scale(&p);
+        (spot == 20 && state == "Resizing").then_some(())
+    })
+    .await;
+    // The job was cancelled: 3 are enough. The resize is stopped, then the targets set.
+    api.scale("nuke", 3).await;
+    settled(&w, "nuke", 0, 3).await;
+    let events = api.events().await;
+    assert!(
+        events.iter().any(|e| e["kind"] == "batch.resize_stopped"),
+        "{events:#?}"
+    );
+    // Our own stop is not reported as a failure.
+    assert!(
+        !events.iter().any(|e| e["kind"] == "batch.resize_error"),
+        "{events:#?}"
+    );
+    let pool = api.ok(Method::GET, "/v1/pools/nuke", None).await;
+    assert_eq!(pool["status"]["last_error"], Value::Null, "{pool}");
+    daemon.stop().await;
+}
