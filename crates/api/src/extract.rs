@@ -98,18 +98,22 @@ pub fn check_pool_name(name: &str) -> Result<(), rb_core::SpecError> {
     }
 }
 
-/// A node (VM) name from the path (`/v1/nodes/{name}/...`): letters, digits, `.`, `_`, `-`,
-/// starting with a letter or digit, at most 64 characters (Azure's limit for a VM name). A
-/// malformed name is a 400 naming `name`; a well-formed unknown one is the handler's 404.
+/// A node name from the path (`/v1/nodes/{name}/...`): letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit, at most 128 characters (a VM name has at most 64; a Batch
+/// node id, `tvmps_` + 64 hex digits + `_d`, has 72). A malformed name is a 400 naming
+/// `name`; a well-formed unknown one is the handler's 404.
 #[derive(Debug, Clone)]
 pub struct NodeName(pub String);
+
+/// Longest node name the API accepts.
+pub const MAX_NODE_NAME: usize = 128;
 
 impl<S: Send + Sync> FromRequestParts<S> for NodeName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let name = path_param(parts, state, "name").await?;
-        let ok = name.len() <= 64
+        let ok = name.len() <= MAX_NODE_NAME
             && name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name
                 .chars()
@@ -117,7 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for NodeName {
         if !ok {
             return Err(ApiError::bad_request(
                 "invalid_name",
-                "a node name has 1 to 64 letters, digits, '.', '_' or '-', and starts with a letter or digit",
+                "a node name has 1 to 128 letters, digits, '.', '_' or '-', and starts with a letter or digit",
             )
             .with_field("name"));
         }

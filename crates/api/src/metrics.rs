@@ -214,7 +214,7 @@ impl HttpMetrics {
 }
 
 /// The per-pool node states exported, in the pool status's own names.
-fn state_counts(status: &PoolStatus) -> [(&'static str, u32); 9] {
+fn state_counts(status: &PoolStatus) -> [(&'static str, u32); 10] {
     [
         ("creating", status.creating),
         ("starting", status.starting),
@@ -224,6 +224,7 @@ fn state_counts(status: &PoolStatus) -> [(&'static str, u32); 9] {
         ("deallocated", status.deallocated),
         ("deleting", status.deleting),
         ("failed", status.failed),
+        ("preempted", status.preempted),
         ("desired", status.desired),
     ]
 }

@@ -52,7 +52,7 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
     path = "/v1/nodes/{name}/heartbeat",
     tag = "nodes",
     security(("bearer" = ["requester", "admin"])),
-    params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     request_body = crate::openapi::HeartbeatBody,
     responses(
         (status = 200, description = "The node", body = crate::openapi::Node),
@@ -103,7 +103,7 @@ pub async fn heartbeat(
     path = "/v1/nodes/{name}/drain",
     tag = "nodes",
     security(("bearer" = ["admin"])),
-    params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
         (status = 202, description = "Draining", body = crate::openapi::Node),
         (status = 404, description = "No such node", body = crate::openapi::ErrorBody),

@@ -63,6 +63,10 @@ pub struct Pool {
     pub idle_timeout_seconds: u64,
     pub scale_down: rb_core::ScaleDown,
     pub tags: BTreeMap<String, String>,
+    /// `mode: batch` pools only.
+    pub batch: Option<rb_core::BatchSpec>,
+    /// License servers (Batch pools: through the start task).
+    pub licenses: Vec<rb_core::LicenseServer>,
     pub status: crate::view::PoolStatus,
     /// Deletion requested: the pool drains to zero resources, then disappears.
     pub deleting: bool,

@@ -146,6 +146,8 @@ pub async fn replace(
         .with_field("name"));
     }
     let old = existing(&st.store, &name).await?;
+    spec.check_replacement(&old.spec)
+        .map_err(|e| ApiError::unprocessable("invalid_spec", e.message).with_field(e.field))?;
     let record = st.store.replace_pool(&spec).await?;
     let changes = spec_changes(&old.spec, &spec);
     let message = if changes.is_empty() {

@@ -14,6 +14,11 @@ pub fn pool_task(pool: &str) -> String {
     format!("pool:{pool}")
 }
 
+/// Task-status name under which the controller stores a Batch pool's observation summary.
+pub fn batch_task(pool: &str) -> String {
+    format!("batch:{pool}")
+}
+
 /// Task-status name under which the controller stores a pool's last error
 /// (`{"code","message","at"}`).
 pub fn pool_error_task(pool: &str) -> String {
@@ -33,8 +38,14 @@ pub struct PoolStatus {
     pub deallocated: u32,
     pub deleting: u32,
     pub failed: u32,
+    /// Batch Spot nodes preempted now (Batch reallocates them).
+    pub preempted: u32,
     pub conditions: Vec<Value>,
     pub last_error: Value,
+    /// Batch pools only: what the controller last saw of the Azure Batch pool
+    /// (`{"account","pool","exists","allocation_state","targets","current","resize_errors",
+    /// "preempted","preempted_total",...}`); null for VM pools.
+    pub batch: Value,
 }
 
 impl PoolStatus {
@@ -60,6 +71,7 @@ impl PoolStatus {
                 NodeState::Deallocated => &mut status.deallocated,
                 NodeState::Deleting => &mut status.deleting,
                 NodeState::Failed => &mut status.failed,
+                NodeState::Preempted => &mut status.preempted,
                 // Gone from Azure; the controller replaces and forgets it.
                 NodeState::Missing => continue,
             };
@@ -76,6 +88,7 @@ impl PoolStatus {
             .get(&pool_error_task(name))
             .cloned()
             .unwrap_or(Value::Null);
+        status.batch = tasks.get(&batch_task(name)).cloned().unwrap_or(Value::Null);
         status
     }
 }

@@ -135,8 +135,8 @@ async fn pool_lifecycle_create_read_replace_scale_plan_delete() {
     assert_eq!(
         pool["status"],
         json!({"desired": 0, "running": 0, "creating": 0, "starting": 0, "stopped": 0,
-               "deallocating": 0, "deallocated": 0, "deleting": 0, "failed": 0,
-               "conditions": [], "last_error": null})
+               "deallocating": 0, "deallocated": 0, "deleting": 0, "failed": 0, "preempted": 0,
+               "conditions": [], "last_error": null, "batch": null})
     );
     assert!(app.woken().await);
     let events = app.store.events_after(0, 100).await.unwrap();
@@ -291,9 +291,10 @@ async fn pool_status_counts_nodes_and_shows_the_controllers_findings() {
     assert_eq!(
         pool["status"],
         json!({"desired": 4, "running": 2, "creating": 0, "starting": 0, "stopped": 1,
-               "deallocating": 0, "deallocated": 1, "deleting": 0, "failed": 1,
+               "deallocating": 0, "deallocated": 1, "deleting": 0, "failed": 1, "preempted": 0,
                "conditions": ["NoCapacity: Standard_NC4as_T4_v3 until later"],
-               "last_error": {"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"}})
+               "last_error": {"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"},
+               "batch": null})
     );
 }
 
@@ -541,6 +542,46 @@ async fn bad_pool_specs_are_refused_naming_the_field_and_change_nothing() {
             "conflict",
             Some("name"),
         ),
+        (
+            "batch pool with two sizes",
+            with(
+                batch_spec("b"),
+                "vm_sizes",
+                json!(["Standard_D4s_v5", "Standard_D8s_v5"]),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some("vm_sizes"),
+        ),
+        (
+            "batch pool without its section",
+            with(batch_spec("b"), "batch", Value::Null),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some("batch"),
+        ),
+        (
+            "batch pool asking for application licenses",
+            {
+                let mut b = batch_spec("b");
+                b["batch"]["applicationLicenses"] = json!(["maya"]);
+                b
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some("batch.application_licenses"),
+        ),
+        (
+            "batch pool with an unknown batch field",
+            {
+                let mut b = batch_spec("b");
+                b["batch"]["formula"] = json!("$TargetDedicatedNodes = 1");
+                b
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some("batch.formula"),
+        ),
     ];
     for (what, body, status, code, field) in cases {
         let got = app.admin(Method::POST, "/v1/pools", Some(body)).await;
@@ -590,6 +631,77 @@ async fn bad_pool_specs_are_refused_naming_the_field_and_change_nothing() {
 
     assert_eq!(app.snapshot().await, before);
     assert!(app.not_woken().await);
+
+    // The retirement is explained, with the alternative.
+    let mut b = batch_spec("b");
+    b["batch"]["applicationLicenses"] = json!(["maya"]);
+    let got = app.admin(Method::POST, "/v1/pools", Some(b)).await;
+    let message = got.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("retired") && message.contains("2024") && message.contains("licenses"),
+        "{message}"
+    );
+    let got = app
+        .admin(
+            Method::POST,
+            "/v1/pools",
+            Some(with(
+                batch_spec("b"),
+                "vm_sizes",
+                json!(["Standard_D4s_v5", "Standard_D8s_v5"]),
+            )),
+        )
+        .await;
+    let message = got.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("another pool"), "{message}");
+    // A valid one is accepted, and shows its batch section back.
+    let got = app
+        .admin(Method::POST, "/v1/pools", Some(batch_spec("b")))
+        .await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    assert_eq!(got.1["batch"]["account"], "rbfarm");
+    assert_eq!(got.1["batch"]["lifecycle"], "persistent");
+    assert_eq!(got.1["licenses"][0]["variable"], "ADSKFLEX_LICENSE_FILE");
+
+    // What Batch fixes at creation cannot be replaced; what renderburst decides can.
+    let before = app.snapshot().await;
+    for (field, body) in [
+        ("mode", with(spec("b"), "name", json!("b"))),
+        ("batch.account", {
+            let mut b = batch_spec("b");
+            b["batch"]["account"] = json!("otherfarm");
+            b
+        }),
+        (
+            "vm_sizes",
+            with(batch_spec("b"), "vm_sizes", json!(["Standard_D8s_v5"])),
+        ),
+    ] {
+        let got = app.admin(Method::PUT, "/v1/pools/b", Some(body)).await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some(field),
+        );
+        assert_eq!(app.snapshot().await, before, "{field} changed the store");
+    }
+    let got = app
+        .admin(
+            Method::PUT,
+            "/v1/pools/b",
+            Some(with(batch_spec("b"), "max", json!(8))),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+}
+
+fn batch_spec(name: &str) -> Value {
+    json!({"name": name, "mode": "batch", "vm_sizes": ["Standard_D4s_v5"], "priority": "spot",
+           "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 10,
+           "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.ubuntu 24.04",
+                     "spot_fallback_to_dedicated": true},
+           "licenses": [{"name": "arnold", "variable": "ADSKFLEX_LICENSE_FILE", "server": "27000@lic"}]})
 }
 
 #[tokio::test]

@@ -1134,11 +1134,17 @@ async fn heartbeats_keep_busy_nodes_and_drain_removes_idle_ones() {
     let got = app
         .admin(
             Method::POST,
-            &format!("/v1/nodes/{}/drain", "a".repeat(65)),
+            &format!("/v1/nodes/{}/drain", "a".repeat(129)),
             None,
         )
         .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_name", Some("name"));
+    // A Batch node id (72 characters) is a well-formed name: unknown here, so 404.
+    let batch_node = format!("tvmps_{}_d", "0123456789abcdef".repeat(4));
+    let got = app
+        .admin(Method::POST, &format!("/v1/nodes/{batch_node}/drain"), None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
     let got = app
         .admin(Method::GET, "/v1/nodes/maya-00001/drain", None)
         .await;
@@ -1533,6 +1539,7 @@ async fn metrics_show_pools_intents_latency_and_the_binarys_part() {
         "renderburst_pool_nodes{pool=\"maya\",state=\"deallocated\"} 1".into(),
         "renderburst_pool_nodes{pool=\"maya\",state=\"creating\"} 1".into(),
         "renderburst_pool_nodes{pool=\"maya\",state=\"failed\"} 0".into(),
+        "renderburst_pool_nodes{pool=\"maya\",state=\"preempted\"} 0".into(),
         "renderburst_open_intents 0".into(),
         "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"2xx\"} 1".into(),
         "renderburst_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/pools/{name}\",status=\"4xx\"} 1".into(),

@@ -440,11 +440,14 @@ impl State {
                     *cap -= addable;
                 }
                 for _ in 0..addable {
-                    let prefix = if dedicated_kind { "tvmps_d" } else { "tvmps_s" };
+                    // Batch's shape: `tvmps_` + 64 hex digits + `_d` (dedicated) or `_p`
+                    // (Spot), 72 characters in all.
+                    let suffix = if dedicated_kind { "d" } else { "p" };
                     new_nodes.push(BatchNode {
                         id: format!(
-                            "{prefix}{seq:08x}_{}",
-                            &uuid::Uuid::new_v4().simple().to_string()[..8]
+                            "tvmps_{seq:016x}{}{}_{suffix}",
+                            uuid::Uuid::new_v4().simple(),
+                            &uuid::Uuid::new_v4().simple().to_string()[..16]
                         ),
                         dedicated: dedicated_kind,
                         state: "creating",
@@ -478,39 +481,85 @@ impl State {
                 }
             }
             p.nodes.extend(new_nodes);
-            if p.nodes.iter().any(|n| n.due.is_some()) {
+            if p.nodes.iter().any(in_transit) {
                 p.allocation_state = "Resizing";
                 p.allocation_time = wall;
             }
         }
     }
 
-    /// Applies due node transitions of every pool.
+    /// Applies due node transitions of every pool: `creating` → `idle`, `leavingpool` → gone,
+    /// `preempted` → `idle` (Batch reallocated it). The pool is Resizing while any node is
+    /// being created or leaving; a preempted node being reallocated does not make it so.
     pub fn advance_pools(&mut self, now: Instant) {
         let wall = OffsetDateTime::now_utc();
         for r in self.res.values_mut() {
             let Kind::Pool(p) = &mut r.kind else { continue };
-            if p.nodes.iter().all(|n| n.due.is_none()) {
-                if p.allocation_state != "Steady" {
-                    p.allocation_state = "Steady";
-                    p.allocation_time = wall;
-                }
-                continue;
-            }
             p.nodes
                 .retain(|n| !(n.state == "leavingpool" && n.due.is_some_and(|d| d <= now)));
             for n in p.nodes.iter_mut() {
-                if n.state == "creating" && n.due.is_some_and(|d| d <= now) {
+                if matches!(n.state, "creating" | "preempted") && n.due.is_some_and(|d| d <= now) {
                     n.state = "idle";
                     n.due = None;
                     n.state_time = wall;
                 }
             }
-            if p.nodes.iter().all(|n| n.due.is_none()) {
-                p.allocation_state = "Steady";
+            let state = if p.nodes.iter().any(in_transit) {
+                "Resizing"
+            } else {
+                "Steady"
+            };
+            if p.allocation_state != state {
+                p.allocation_state = state;
                 p.allocation_time = wall;
             }
         }
+    }
+
+    /// Preempts up to `count` Spot nodes that are up (`idle` or `running`), oldest first, of
+    /// one pool or of every pool. Each is `preempted` until Batch reallocates it, after
+    /// `latency_ms.eviction` plus `latency_ms.batch_node`; it keeps its id and keeps counting
+    /// in `currentLowPriorityNodes`, as in Azure. Returns the preempted node ids.
+    pub fn preempt_batch_nodes(
+        &mut self,
+        pool: Option<&str>,
+        count: usize,
+        now: Instant,
+    ) -> Vec<String> {
+        let latency = Duration::from_millis(
+            self.cfg
+                .latency_ms
+                .eviction
+                .saturating_add(self.cfg.latency_ms.batch_node),
+        );
+        let wall = OffsetDateTime::now_utc();
+        let mut candidates: Vec<(OffsetDateTime, String, String)> = Vec::new();
+        for r in self.res.values() {
+            let Kind::Pool(p) = &r.kind else { continue };
+            if pool.is_some_and(|want| !r.name.eq_ignore_ascii_case(want)) || p.deleting {
+                continue;
+            }
+            for n in &p.nodes {
+                if !n.dedicated && matches!(n.state, "idle" | "running") {
+                    candidates.push((n.allocation_time, r.id.clone(), n.id.clone()));
+                }
+            }
+        }
+        candidates.sort();
+        candidates.truncate(count);
+        let mut done = Vec::new();
+        for (_, pool_id, node_id) in candidates {
+            if let Some(p) = self.get_mut(&pool_id).and_then(Res::pool_mut)
+                && let Some(n) = p.nodes.iter_mut().find(|n| n.id == node_id)
+            {
+                n.state = "preempted";
+                n.due = Some(now + latency);
+                n.state_time = wall;
+                done.push(node_id);
+            }
+        }
+        self.stats.batch_preemptions += done.len() as u64;
+        done
     }
 
     pub fn render_pool(&self, p: &PoolState, out: &mut Value) {
@@ -701,6 +750,11 @@ impl State {
             )),
         }
     }
+}
+
+/// A node being created or leaving: the pool is Resizing while it has one.
+fn in_transit(n: &BatchNode) -> bool {
+    n.due.is_some() && matches!(n.state, "creating" | "leavingpool")
 }
 
 pub fn etag(n: u64) -> String {

@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/stats", get(stats))
         .route("/_sim/config", get(get_config).put(put_config))
         .route("/_sim/evict", post(evict))
+        .route("/_sim/batch/preempt", post(preempt))
         .route("/_sim/reset", post(reset))
 }
 
@@ -91,6 +92,36 @@ async fn evict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     st.advance(now);
     let evicted = st.evict_some(count as usize, now);
     Reply::ok(json!({"evicted": evicted})).into_response()
+}
+
+/// `{"count": N, "pool": "name"?}`: preempts N Spot nodes of Batch pools (of one pool if
+/// named); Batch reallocates them after a while.
+async fn preempt(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("InvalidJson", format!("the body is not JSON: {e}"), None),
+    };
+    let Some(count) = v
+        .get("count")
+        .and_then(Value::as_u64)
+        .filter(|n| *n <= 100_000)
+    else {
+        return bad(
+            "InvalidCount",
+            "count must be a whole number from 0 to 100000",
+            Some("count"),
+        );
+    };
+    let pool = match v.get("pool") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return bad("InvalidPool", "pool must be a string", Some("pool")),
+    };
+    let now = Instant::now();
+    let mut st = shared.lock();
+    st.advance(now);
+    let preempted = st.preempt_batch_nodes(pool.as_deref(), count as usize, now);
+    Reply::ok(json!({"preempted": preempted})).into_response()
 }
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {

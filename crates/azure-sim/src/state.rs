@@ -325,6 +325,7 @@ pub struct Stats {
     pub throttled_429: u64,
     pub faults_injected: u64,
     pub evictions: u64,
+    pub batch_preemptions: u64,
     pub operations_failed: u64,
 }
 
@@ -343,6 +344,7 @@ impl Stats {
             "throttled_429": self.throttled_429,
             "faults_injected": self.faults_injected,
             "evictions": self.evictions,
+            "batch_preemptions": self.batch_preemptions,
             "operations_failed": self.operations_failed,
         })
     }

@@ -402,6 +402,38 @@ impl ArmClient {
         or_none(self.get_json(url).await)
     }
 
+    /// Creates the Batch account if it does not exist (`location` and `tags` only: pools are
+    /// allocated by the Batch service, whose core quotas then apply).
+    pub async fn ensure_batch_account(
+        &self,
+        rg: &str,
+        account: &str,
+        location: &str,
+        tags: &Tags,
+    ) -> Result<arm_model::batch::BatchAccount> {
+        if let Some(a) = self.get_batch_account(rg, account).await? {
+            return Ok(a);
+        }
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Batch/batchAccounts/{account}",
+                self.rg_path(rg)
+            ),
+            &self.v().batch,
+            &[],
+        );
+        let body = json!({"location": location, "tags": tags});
+        let (op, _) = self.begin(Method::PUT, url, Some(&body)).await?;
+        if !op.completed {
+            op.wait(self).await?;
+        }
+        self.get_batch_account(rg, account).await?.ok_or_else(|| {
+            ArmError::decode(format!(
+                "Batch account {account} was created but cannot be read"
+            ))
+        })
+    }
+
     /// Creates a pool. Batch answers at once (200), not with an operation.
     pub async fn create_pool(
         &self,
@@ -434,6 +466,30 @@ impl ArmClient {
             "nodeDeallocationOption": deallocation,
         }}}});
         self.request(Method::PATCH, url, Some(&body)).await?.json()
+    }
+
+    /// The pools of a Batch account (management plane, ARM paging).
+    pub fn list_pools(&self, rg: &str, account: &str) -> Pager<Pool> {
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Batch/batchAccounts/{account}/pools",
+                self.rg_path(rg)
+            ),
+            &self.v().batch,
+            &[],
+        );
+        self.pager(url)
+    }
+
+    /// Stops the pool's running resize: the nodes allocated so far stay, the pool becomes
+    /// Steady, and new targets can be set. Answers at once with the pool.
+    pub async fn stop_pool_resize(&self, rg: &str, account: &str, name: &str) -> Result<Pool> {
+        let url = self.url(
+            &format!("{}/stopResize", self.pool_path(rg, account, name)),
+            &self.v().batch,
+            &[],
+        );
+        self.request(Method::POST, url, None).await?.json()
     }
 
     pub async fn get_pool(&self, rg: &str, account: &str, name: &str) -> Result<Option<Pool>> {

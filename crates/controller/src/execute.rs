@@ -171,6 +171,15 @@ async fn start_op(
         ActionKind::Deallocate => Ok(Some(arm.deallocate_vm(rg, &action.node).await?)),
         ActionKind::Delete => arm.delete_vm(rg, &action.node).await,
         ActionKind::Forget => Ok(None),
+        ActionKind::CreatePool
+        | ActionKind::ResizePool
+        | ActionKind::RemoveNode
+        | ActionKind::DeletePool
+        | ActionKind::StopResize => Err(ArmError::new(
+            azure::ErrorKind::Config,
+            "NotAVmAction",
+            format!("{:?} is a Batch action, not a VM one", action.kind),
+        )),
     }
 }
 
@@ -330,6 +339,11 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
                     code: e.code.clone(),
                     message: e.message.clone(),
                 },
+            },
+            // A Batch write without an operation: the next observation shows what happened
+            // and the planner decides again (a create is a GET before the PUT).
+            None if crate::batch::is_batch_kind(intent.kind) => IntentOutcome::Abandoned {
+                why: "resumed after a restart: the Batch pool's observation takes over".into(),
             },
             // We crashed around the ARM call: look at the resource itself.
             None => match sh

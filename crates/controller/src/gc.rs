@@ -33,7 +33,7 @@ fn ours(name: &str, suffix: &str) -> bool {
 }
 
 /// True once `key` has been seen as garbage for the whole grace period.
-fn grace_passed(sh: &Shared, key: &str) -> bool {
+pub(crate) fn grace_passed(sh: &Shared, key: &str) -> bool {
     let Ok(mut seen) = sh.gc_first_seen.lock() else {
         return false;
     };
@@ -163,9 +163,19 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
         Err(e) => tracing::warn!(error = %e, "cannot list disks for garbage collection"),
     }
     // Forget what is no longer garbage, so its grace period starts over if it comes back
-    // (NICs and disks only when they were listed this time).
+    // (NICs and disks only when they were listed this time). Batch pools are collected
+    // separately (`batch::collect_garbage`).
     if let Ok(mut seen) = sh.gc_first_seen.lock() {
-        seen.retain(|k, _| garbage.contains(k) || (!sweep && !k.starts_with("vm:")));
+        seen.retain(|k, _| {
+            garbage.contains(k) || k.starts_with("batchpool:") || (!sweep && !k.starts_with("vm:"))
+        });
+    }
+}
+
+/// Forgets the garbage keys under `prefix` that are not in `garbage` any more.
+pub(crate) fn forget_except(sh: &Shared, prefix: &str, garbage: &HashSet<String>) {
+    if let Ok(mut seen) = sh.gc_first_seen.lock() {
+        seen.retain(|k, _| !k.starts_with(prefix) || garbage.contains(k));
     }
 }
 

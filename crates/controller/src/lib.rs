@@ -12,6 +12,7 @@
 //!   after a crash, open intents are resolved before the first activation.
 //! - A node with an open intent is in flight: the planner leaves it alone.
 
+mod batch;
 mod execute;
 mod gc;
 mod observe;
@@ -23,11 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure::ArmClient;
-use rb_core::{NodeState, UnixSeconds};
+use rb_core::{NodeState, PoolMode, UnixSeconds};
 use serde::Serialize;
 use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
+pub use batch::{batch_task, pool_model};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
@@ -47,6 +49,9 @@ pub struct ControllerConfig {
     pub gc_grace: Duration,
     /// Events kept in the store.
     pub events_retained: u64,
+    /// The configured Batch account (in `resource_group`), searched for Batch pools of ours
+    /// that no pool wants, besides the accounts pools name.
+    pub batch_account: Option<String>,
 }
 
 /// What one activation did, for `/v1/status`.
@@ -288,6 +293,34 @@ impl Controller {
             .map_err(|e| format!("store: {e}"))?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
         for record in &pools {
+            let is_batch = record.spec.mode == PoolMode::Batch;
+            if is_batch && let Err(e) = batch::observe(sh, record, &owner, now).await {
+                // Never plan a Batch pool from part of the picture.
+                tracing::warn!(pool = %record.spec.name, code = %e.code, error = %e, "cannot observe the Batch pool");
+                let msg = format!("cannot observe the Batch pool, nothing planned: {e}");
+                let _ = sh
+                    .store
+                    .put_task_status(
+                        &format!("pool-error:{}", record.spec.name),
+                        &serde_json::json!({"code": e.code, "message": msg, "at": now}),
+                    )
+                    .await;
+                let _ = sh
+                    .store
+                    .put_task_status(
+                        &format!("pool:{}", record.spec.name),
+                        &serde_json::to_value(PoolActivation {
+                            conditions: vec![format!("ObserveFailed: {}: {}", e.code, e.message)],
+                            ..Default::default()
+                        })
+                        .unwrap_or_default(),
+                    )
+                    .await;
+                status
+                    .errors
+                    .push(format!("observe Batch pool {}: {e}", record.spec.name));
+                continue;
+            }
             let p = sh
                 .store
                 .plan_pool(record, &in_flight, now)
@@ -319,6 +352,28 @@ impl Controller {
                 .await
                 .map_err(|e| format!("store: {e}"))?
                 .is_empty();
+            if is_batch {
+                if record.deleting && p.actions.is_empty() && self.batch_released(record).await {
+                    sh.store
+                        .remove_pool(&record.spec.name)
+                        .await
+                        .map_err(|e| format!("store: {e}"))?;
+                    let _ = execute::event(
+                        sh,
+                        "pool.deleted",
+                        Some(&record.spec.name),
+                        None,
+                        "the pool has no Batch resources left and is gone",
+                        serde_json::json!({}),
+                    )
+                    .await;
+                    continue;
+                }
+                batch::dispatch(sh, record, p, &owner)
+                    .await
+                    .map_err(|e| format!("execute: {e}"))?;
+                continue;
+            }
             if record.deleting && no_nodes && p.actions.is_empty() {
                 let still_in_azure = observation.vms.values().any(|o| o.pool == record.spec.name);
                 if !still_in_azure {
@@ -343,6 +398,7 @@ impl Controller {
                 .map_err(|e| format!("execute: {e}"))?;
         }
         gc::collect(sh, &observation, &known, &owner).await;
+        batch::collect_garbage(sh, &pools, &owner).await;
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
         // are never pruned.
@@ -351,6 +407,39 @@ impl Controller {
             .prune_requests(now - ENDED_REQUESTS_KEPT_SECONDS)
             .await;
         Ok(())
+    }
+
+    /// A Batch pool being deleted is done once nothing of it is left for us: the Batch pool
+    /// is gone (or was never ours, or is an adopted one at zero) and no write is in flight.
+    async fn batch_released(&self, record: &store::PoolRecord) -> bool {
+        let sh = &self.shared;
+        let name = &record.spec.name;
+        let key = rb_core::batch::pool_intent_node(name).to_ascii_lowercase();
+        let in_flight = execute::in_flight(sh)
+            .await
+            .map(|f| f.contains(&key))
+            .unwrap_or(true);
+        let Ok(Some(state)) = sh.store.get_batch_state(name).await else {
+            return false;
+        };
+        let nodes = sh
+            .store
+            .list_vms(Some(name))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(1);
+        let adopted = record
+            .spec
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.existing_pool.is_some());
+        state.observed_at.is_some()
+            && !in_flight
+            && match &state.observed {
+                None => true,
+                Some(v) if !v.owned => true,
+                Some(v) => adopted && nodes == 0 && v.targets.total() == 0,
+            }
     }
 
     /// Brings the inventory in line with what Azure shows.
@@ -362,10 +451,12 @@ impl Controller {
     ) -> Result<(), store::StoreError> {
         let store = &self.shared.store;
         let known = store.list_vms(None).await?;
+        // Batch pools' nodes are not VMs: `batch::observe` keeps their rows.
         let pools: HashSet<String> = store
             .list_pools()
             .await?
             .into_iter()
+            .filter(|p| p.spec.mode == PoolMode::Vm)
             .map(|p| p.spec.name)
             .collect();
         let mut seen = HashSet::new();
@@ -413,7 +504,7 @@ impl Controller {
                 })
                 .await?;
         }
-        for k in &known {
+        for k in known.iter().filter(|k| pools.contains(&k.pool)) {
             let key = k.name.to_ascii_lowercase();
             if seen.contains(&key) || in_flight.contains(&key) || k.state == NodeState::Missing {
                 continue;

@@ -79,6 +79,8 @@ fn pool(i: usize) -> Pool {
             ScaleDown::Deallocate
         },
         tags: BTreeMap::new(),
+        batch: None,
+        licenses: vec![],
     };
     let nodes = (0..NODES_PER_POOL)
         .map(|k| {

@@ -5,15 +5,22 @@
 //! state comes in as [`NodeView`]s, and plans come out as data. That keeps the heart of the
 //! daemon testable in microseconds and makes every decision explainable.
 
+pub mod batch;
 pub mod offerings;
 pub mod plan;
 pub mod schedule;
 pub mod spec;
 
+pub use batch::{
+    BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,
+};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};
-pub use spec::{Os, PoolMode, PoolSpec, Priority, ScaleDown, SpecError, SpotSpec, desired_count};
+pub use spec::{
+    BatchLifecycle, BatchSpec, LicenseServer, Os, PoolMode, PoolSpec, Priority, ScaleDown,
+    SpecError, SpotSpec, StartTaskSpec, desired_count,
+};
 
 /// Unix time in seconds.
 pub type UnixSeconds = i64;

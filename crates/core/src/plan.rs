@@ -25,6 +25,8 @@ pub enum NodeState {
     Failed,
     /// In renderburst's inventory but no longer in Azure (deleted or evicted outside).
     Missing,
+    /// A Batch Spot node that Azure took back; Batch reallocates it in place.
+    Preempted,
 }
 
 /// One VM of the pool, as the planner sees it.
@@ -60,6 +62,16 @@ pub enum ActionKind {
     Delete,
     /// Drop a Missing node from the inventory (no ARM call).
     Forget,
+    /// Create the Batch pool (management plane PUT, with its first targets).
+    CreatePool,
+    /// Set the Batch pool's fixed-scale targets (management plane PATCH).
+    ResizePool,
+    /// Remove one Batch node (data plane `removenodes`; the executor groups them).
+    RemoveNode,
+    /// Delete the Batch pool (management plane DELETE, long-running).
+    DeletePool,
+    /// Stop the Batch pool's resize (management plane `stopResize`), so new targets can be set.
+    StopResize,
 }
 
 /// One thing to do, and why.
@@ -72,6 +84,9 @@ pub struct Action {
     /// For Create: the size and priority chosen.
     pub size: Option<String>,
     pub priority: Option<Priority>,
+    /// For CreatePool and ResizePool: the fixed-scale targets to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<crate::batch::BatchTargets>,
     pub reason: String,
 }
 
@@ -166,6 +181,7 @@ impl Planner<'_> {
             node: node.to_string(),
             size: None,
             priority: None,
+            targets: None,
             reason,
         });
     }
@@ -188,23 +204,11 @@ impl Planner<'_> {
 
     /// Busy as far as removal is concerned: said so recently enough to be believed.
     fn is_busy(&self, n: &NodeView) -> bool {
-        if !n.busy {
-            return false;
-        }
-        match n.last_heartbeat {
-            Some(hb) => {
-                self.now.saturating_sub(hb) < self.idle_timeout().max(BUSY_HEARTBEAT_TTL_SECONDS)
-            }
-            // Busy without a heartbeat time cannot go stale: never remove it on a guess.
-            None => true,
-        }
+        is_busy(n, self.now, self.idle_timeout())
     }
 
-    /// Since when a node that is not busy has had nothing to do. A node that never sent a
-    /// heartbeat is idle from when it (last) started running.
     fn idle_since(&self, n: &NodeView) -> UnixSeconds {
-        let started = n.started_at.unwrap_or(n.created_at);
-        n.last_heartbeat.map_or(started, |hb| hb.max(started))
+        idle_since(n)
     }
 
     /// The entry that makes a node's offering unavailable now, if any.
@@ -509,6 +513,7 @@ impl Planner<'_> {
                 node: name,
                 size: Some(choice.size.clone()),
                 priority: Some(choice.priority),
+                targets: None,
                 reason: format!("{gap}; {}", choice.why),
             });
         }
@@ -614,6 +619,26 @@ impl Planner<'_> {
     }
 }
 
+/// Busy as far as removal is concerned: said so recently enough to be believed (for at least
+/// [`BUSY_HEARTBEAT_TTL_SECONDS`], or the idle timeout if longer).
+pub fn is_busy(n: &NodeView, now: UnixSeconds, idle_timeout: i64) -> bool {
+    if !n.busy {
+        return false;
+    }
+    match n.last_heartbeat {
+        Some(hb) => now.saturating_sub(hb) < idle_timeout.max(BUSY_HEARTBEAT_TTL_SECONDS),
+        // Busy without a heartbeat time cannot go stale: never remove it on a guess.
+        None => true,
+    }
+}
+
+/// Since when a node that is not busy has had nothing to do. A node that never sent a
+/// heartbeat is idle from when it (last) started running.
+pub fn idle_since(n: &NodeView) -> UnixSeconds {
+    let started = n.started_at.unwrap_or(n.created_at);
+    n.last_heartbeat.map_or(started, |hb| hb.max(started))
+}
+
 struct Choice {
     size: String,
     priority: Priority,
@@ -641,7 +666,7 @@ fn count(nodes: &[&NodeView], f: impl Fn(&NodeView) -> bool) -> u32 {
     u32::try_from(nodes.iter().filter(|n| f(n)).count()).unwrap_or(u32::MAX)
 }
 
-fn priority_str(p: Priority) -> &'static str {
+pub(crate) fn priority_str(p: Priority) -> &'static str {
     match p {
         Priority::Regular => "regular",
         Priority::Spot => "spot",

@@ -112,7 +112,123 @@ pub struct PoolSpec {
     pub scale_down: ScaleDown,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Required with `mode: batch`, refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSpec>,
+    /// License servers the renderers on the nodes use (Batch pools: through the start task).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<LicenseServer>,
 }
+
+/// What happens to a Batch pool between workloads.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchLifecycle {
+    /// Created with the pool and kept, resized to 0 between workloads.
+    #[default]
+    Persistent,
+    /// Created on first demand, deleted once empty for `auto_delete_after_seconds`.
+    Auto,
+}
+
+/// The `batch` section of a `mode: batch` pool (DESIGN.md section 5).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// The Batch account (it must exist; renderburst never creates accounts for pools).
+    pub account: String,
+    /// The account's resource group; the daemon's `azure.resource_group` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+    /// Must match the image, e.g. `batch.node.ubuntu 24.04`.
+    pub node_agent_sku_id: String,
+    #[serde(default)]
+    pub lifecycle: BatchLifecycle,
+    /// `lifecycle: auto`: delete the Batch pool after it has been empty this long.
+    #[serde(default = "default_auto_delete")]
+    pub auto_delete_after_seconds: u64,
+    #[serde(default = "default_task_slots")]
+    pub task_slots_per_node: u32,
+    /// With `priority: spot`: at most this many Spot nodes, dedicated for the rest. None: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_cap: Option<u32>,
+    /// Of the desired nodes, at least this many are dedicated.
+    #[serde(default)]
+    pub dedicated_floor: u32,
+    /// When Batch cannot allocate the Spot nodes asked for (quota, capacity), ask for
+    /// dedicated nodes instead, within `max`.
+    #[serde(default)]
+    pub spot_fallback_to_dedicated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_task: Option<StartTaskSpec>,
+    /// ARM id of the subnet the nodes join; none: Batch's own network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// Adopt this existing Batch pool instead of creating one (never recreated or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_pool: Option<String>,
+    /// Retired by Azure in 2024: accepted by the parser only to be refused with an
+    /// explanation.
+    #[serde(
+        default,
+        alias = "applicationLicenses",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    pub application_licenses: Option<serde_json::Value>,
+}
+
+/// The start task every Batch node runs when it joins the pool.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartTaskSpec {
+    pub command_line: String,
+    /// Extra environment variables (license variables are added from `licenses`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// Keep a node out of scheduling until its start task succeeded.
+    #[serde(default = "default_true")]
+    pub wait_for_success: bool,
+    /// Run as the pool's admin user (needed to install software).
+    #[serde(default)]
+    pub elevated: bool,
+    #[serde(default)]
+    pub max_task_retry_count: i32,
+}
+
+/// A license server the renderers reach, as an environment variable on every node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseServer {
+    /// What it licenses, for people (`arnold`, `vray`...).
+    pub name: String,
+    /// The variable the renderer reads (`ADSKFLEX_LICENSE_FILE`, `VRAY_AUTH_CLIENT_SETTINGS`...).
+    pub variable: String,
+    /// Its value: `port@host`, or whatever the renderer expects.
+    pub server: String,
+}
+
+fn default_auto_delete() -> u64 {
+    600
+}
+
+fn default_task_slots() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The message that refuses `applicationLicenses`.
+pub const APPLICATION_LICENSES_RETIRED: &str = "Azure Batch application licenses (pay-per-use Maya, \
+3ds Max, Arnold and V-Ray) were retired on 29 February 2024 and Batch refuses pools that ask for them; \
+remove it and list the studio's own license servers under `licenses` instead: renderburst passes them \
+to every node as environment variables through the Batch start task";
 
 /// A validation failure, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,9 +290,6 @@ impl PoolSpec {
     /// whether a VM size exists (the caller knows the region's sizes; `core` does no IO).
     pub fn validate(&self, known_size: &dyn Fn(&str) -> bool) -> Result<(), SpecError> {
         validate_name(&self.name)?;
-        if self.mode == PoolMode::Batch {
-            return Err(SpecError::new("mode", "batch pools are not supported yet"));
-        }
         self.validate_sizes(known_size)?;
         validate_image(&self.image)?;
         if self.max > MAX_POOL_SIZE {
@@ -216,7 +329,306 @@ impl PoolSpec {
                 "must be -1 (never evicted for price) or a price above 0 in US dollars per hour",
             ));
         }
-        self.validate_tags()
+        self.validate_tags()?;
+        self.validate_licenses()?;
+        match (self.mode, &self.batch) {
+            (PoolMode::Batch, Some(b)) => self.validate_batch(b),
+            (PoolMode::Batch, None) => Err(SpecError::new(
+                "batch",
+                "required with mode \"batch\": at least the Batch account and node_agent_sku_id",
+            )),
+            (PoolMode::Vm, Some(_)) => Err(SpecError::new(
+                "batch",
+                "only for mode \"batch\" pools; remove it or set mode to \"batch\"",
+            )),
+            (PoolMode::Vm, None) if !self.licenses.is_empty() => Err(SpecError::new(
+                "licenses",
+                "license servers reach nodes through the Batch start task, so they are only for \
+                 mode \"batch\" pools for now",
+            )),
+            (PoolMode::Vm, None) => Ok(()),
+        }
+    }
+
+    /// Checks that `self` may replace `old` (both valid): the mode never changes, and a Batch
+    /// pool keeps what Batch fixes when it creates a pool, or what renderburst only sends
+    /// then. Changing those would leave the existing Batch pool (or VMs) behind.
+    pub fn check_replacement(&self, old: &PoolSpec) -> Result<(), SpecError> {
+        if self.mode != old.mode {
+            return Err(SpecError::new(
+                "mode",
+                "cannot change: delete the pool and create it again with the other mode",
+            ));
+        }
+        let (Some(new_b), Some(old_b)) = (&self.batch, &old.batch) else {
+            return Ok(());
+        };
+        let fixed = |field: &str| {
+            Err(SpecError::new(
+                field,
+                "cannot change on a Batch pool (the Batch pool is created with it): delete the \
+                 pool and create it again",
+            ))
+        };
+        let same_sizes = self.vm_sizes.len() == old.vm_sizes.len()
+            && self
+                .vm_sizes
+                .iter()
+                .zip(&old.vm_sizes)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b));
+        if !same_sizes {
+            return fixed("vm_sizes");
+        }
+        if self.image != old.image {
+            return fixed("image");
+        }
+        if self.os != old.os {
+            return fixed("os");
+        }
+        if self.licenses != old.licenses {
+            return fixed("licenses");
+        }
+        let checks: [(&str, bool); 7] = [
+            ("batch.account", new_b.account == old_b.account),
+            (
+                "batch.resource_group",
+                new_b.resource_group == old_b.resource_group,
+            ),
+            (
+                "batch.existing_pool",
+                new_b.existing_pool == old_b.existing_pool,
+            ),
+            (
+                "batch.node_agent_sku_id",
+                new_b.node_agent_sku_id == old_b.node_agent_sku_id,
+            ),
+            (
+                "batch.task_slots_per_node",
+                new_b.task_slots_per_node == old_b.task_slots_per_node,
+            ),
+            ("batch.subnet_id", new_b.subnet_id == old_b.subnet_id),
+            ("batch.start_task", new_b.start_task == old_b.start_task),
+        ];
+        match checks.iter().find(|(_, same)| !same) {
+            Some((field, _)) => fixed(field),
+            None => Ok(()),
+        }
+    }
+
+    fn validate_licenses(&self) -> Result<(), SpecError> {
+        if self.licenses.len() > MAX_LICENSES {
+            return Err(SpecError::new(
+                "licenses",
+                format!(
+                    "at most {MAX_LICENSES} license servers, got {}",
+                    self.licenses.len()
+                ),
+            ));
+        }
+        for (i, l) in self.licenses.iter().enumerate() {
+            let field = |f: &str| format!("licenses[{i}].{f}");
+            if l.name.trim().is_empty() {
+                return Err(SpecError::new(field("name"), "cannot be empty"));
+            }
+            validate_env_name(&l.variable, &field("variable"))?;
+            if l.server.trim().is_empty() || l.server.chars().any(char::is_control) {
+                return Err(SpecError::new(
+                    field("server"),
+                    "must be a non-empty value such as 5053@license.studio.lan, without control characters",
+                ));
+            }
+            if self.licenses[..i]
+                .iter()
+                .any(|o| o.variable.eq_ignore_ascii_case(&l.variable))
+            {
+                return Err(SpecError::new(
+                    field("variable"),
+                    format!(
+                        "{:?} is set twice; put every server in one value (e.g. port@a:port@b)",
+                        l.variable
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_batch(&self, b: &BatchSpec) -> Result<(), SpecError> {
+        if b.application_licenses.is_some() {
+            return Err(SpecError::new(
+                "batch.application_licenses",
+                APPLICATION_LICENSES_RETIRED,
+            ));
+        }
+        if self.vm_sizes.len() > 1 {
+            return Err(SpecError::new(
+                "vm_sizes",
+                format!(
+                    "a Batch pool has exactly one VM size, got {}; list one size and declare \
+                     another pool for each other size",
+                    self.vm_sizes.len()
+                ),
+            ));
+        }
+        let acct = &b.account;
+        if !(3..=24).contains(&acct.len())
+            || !acct
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return Err(SpecError::new(
+                "batch.account",
+                format!(
+                    "{acct:?} is not a Batch account name (3 to 24 lower-case letters and digits)"
+                ),
+            ));
+        }
+        if let Some(rg) = &b.resource_group
+            && (rg.is_empty()
+                || rg.len() > 90
+                || !rg
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
+        {
+            return Err(SpecError::new(
+                "batch.resource_group",
+                format!("{rg:?} is not a resource group name"),
+            ));
+        }
+        let agent = b.node_agent_sku_id.to_ascii_lowercase();
+        if !agent.starts_with("batch.node.") {
+            return Err(SpecError::new(
+                "batch.node_agent_sku_id",
+                format!(
+                    "{:?} is not a Batch node agent SKU (they look like \"batch.node.ubuntu 24.04\")",
+                    b.node_agent_sku_id
+                ),
+            ));
+        }
+        if agent.contains("windows") != (self.os == Os::Windows) {
+            return Err(SpecError::new(
+                "batch.node_agent_sku_id",
+                format!(
+                    "{:?} does not match os {:?}",
+                    b.node_agent_sku_id,
+                    if self.os == Os::Windows {
+                        "windows"
+                    } else {
+                        "linux"
+                    }
+                ),
+            ));
+        }
+        if b.auto_delete_after_seconds > MAX_IDLE_TIMEOUT_SECONDS {
+            return Err(SpecError::new(
+                "batch.auto_delete_after_seconds",
+                format!("must be at most {MAX_IDLE_TIMEOUT_SECONDS} (7 days)"),
+            ));
+        }
+        if !(1..=MAX_TASK_SLOTS).contains(&b.task_slots_per_node) {
+            return Err(SpecError::new(
+                "batch.task_slots_per_node",
+                format!("must be between 1 and {MAX_TASK_SLOTS}"),
+            ));
+        }
+        if b.dedicated_floor > self.max {
+            return Err(SpecError::new(
+                "batch.dedicated_floor",
+                format!("{} is above max {}", b.dedicated_floor, self.max),
+            ));
+        }
+        if self.priority == Priority::Regular {
+            if b.spot_cap.is_some() || b.spot_fallback_to_dedicated {
+                let f = if b.spot_cap.is_some() {
+                    "batch.spot_cap"
+                } else {
+                    "batch.spot_fallback_to_dedicated"
+                };
+                return Err(SpecError::new(
+                    f,
+                    "only applies with priority \"spot\"; a regular-priority Batch pool has only dedicated nodes",
+                ));
+            }
+        } else {
+            if self.spot.max_price != -1.0 {
+                return Err(SpecError::new(
+                    "spot.max_price",
+                    "Batch Spot nodes have no maximum price; leave it at -1",
+                ));
+            }
+            if self.spot.fallback_to_regular {
+                return Err(SpecError::new(
+                    "spot.fallback_to_regular",
+                    "for Batch pools use batch.spot_fallback_to_dedicated",
+                ));
+            }
+            if self.spot.eviction_policy != EvictionPolicy::Deallocate {
+                return Err(SpecError::new(
+                    "spot.eviction_policy",
+                    "Batch decides what happens to preempted Spot nodes (it reallocates them); leave the default",
+                ));
+            }
+        }
+        if let Some(cap) = b.spot_cap
+            && cap > self.max
+        {
+            return Err(SpecError::new(
+                "batch.spot_cap",
+                format!("{cap} is above max {}", self.max),
+            ));
+        }
+        if let Some(subnet) = &b.subnet_id {
+            let lower = subnet.to_ascii_lowercase();
+            if !lower.starts_with("/subscriptions/") || !lower.contains("/subnets/") {
+                return Err(SpecError::new(
+                    "batch.subnet_id",
+                    format!(
+                        "{subnet:?} is not a subnet resource id (/subscriptions/.../subnets/NAME)"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = &b.existing_pool {
+            if p.is_empty()
+                || p.len() > 64
+                || !p
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            {
+                return Err(SpecError::new(
+                    "batch.existing_pool",
+                    format!("{p:?} is not a Batch pool id (1 to 64 letters, digits, '-' and '_')"),
+                ));
+            }
+            if b.lifecycle == BatchLifecycle::Auto {
+                return Err(SpecError::new(
+                    "batch.lifecycle",
+                    "an adopted pool (existing_pool) is never deleted, so it cannot be \"auto\"; use \"persistent\"",
+                ));
+            }
+        }
+        if let Some(t) = &b.start_task {
+            if t.command_line.trim().is_empty() || t.command_line.len() > 8000 {
+                return Err(SpecError::new(
+                    "batch.start_task.command_line",
+                    "must be 1 to 8000 characters",
+                ));
+            }
+            for k in t.environment.keys() {
+                validate_env_name(k, &format!("batch.start_task.environment.{k}"))?;
+                if self
+                    .licenses
+                    .iter()
+                    .any(|l| l.variable.eq_ignore_ascii_case(k))
+                {
+                    return Err(SpecError::new(
+                        format!("batch.start_task.environment.{k}"),
+                        "is also set by licenses; set it in one place",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate_sizes(&self, known_size: &dyn Fn(&str) -> bool) -> Result<(), SpecError> {
@@ -293,6 +705,32 @@ impl PoolSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// Most license servers a pool may list.
+pub const MAX_LICENSES: usize = 32;
+
+/// Batch's own limit on task slots per node.
+pub const MAX_TASK_SLOTS: u32 = 256;
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most 128 characters.
+fn validate_env_name(name: &str, field: &str) -> Result<(), SpecError> {
+    let ok = name.len() <= 128
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::new(
+            field,
+            format!(
+                "{name:?} is not an environment variable name (letters, digits and '_', not starting with a digit)"
+            ),
+        ))
     }
 }
 

@@ -26,6 +26,8 @@ fn spec() -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::new(),
+        batch: None,
+        licenses: vec![],
     }
 }
 

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rb_core::spec::{MAX_POOL_SIZE, Os, PoolMode, ScaleDown, SpotSpec};
+use rb_core::spec::{
+    BatchLifecycle, BatchSpec, LicenseServer, MAX_POOL_SIZE, Os, PoolMode, ScaleDown, SpotSpec,
+    StartTaskSpec,
+};
 use rb_core::{PoolSpec, Priority, SpecError};
 
 const KNOWN: [&str; 3] = [
@@ -30,6 +33,8 @@ fn spec() -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        batch: None,
+        licenses: vec![],
     }
 }
 
@@ -70,14 +75,209 @@ fn names() {
     }
 }
 
-#[test]
-fn batch_mode_is_not_supported_yet() {
+fn batch_spec() -> PoolSpec {
     let mut s = spec();
     s.mode = PoolMode::Batch;
-    assert_eq!(
-        s.validate(&known),
-        Err(SpecError::new("mode", "batch pools are not supported yet"))
+    s.vm_sizes = vec!["Standard_D4s_v5".into()];
+    s.batch = Some(BatchSpec {
+        account: "rbfarm".into(),
+        resource_group: None,
+        node_agent_sku_id: "batch.node.ubuntu 24.04".into(),
+        lifecycle: BatchLifecycle::Persistent,
+        auto_delete_after_seconds: 600,
+        task_slots_per_node: 1,
+        spot_cap: Some(10),
+        dedicated_floor: 1,
+        spot_fallback_to_dedicated: true,
+        start_task: Some(StartTaskSpec {
+            command_line: "/bin/sh -c 'echo ready'".into(),
+            environment: BTreeMap::from([("SHOW".to_string(), "ep101".to_string())]),
+            wait_for_success: true,
+            elevated: false,
+            max_task_retry_count: 0,
+        }),
+        subnet_id: None,
+        existing_pool: None,
+        application_licenses: None,
+    });
+    s.licenses = vec![LicenseServer {
+        name: "arnold".into(),
+        variable: "ADSKFLEX_LICENSE_FILE".into(),
+        server: "27000@lic.studio.lan".into(),
+    }];
+    s
+}
+
+fn batch_failure(change: impl FnOnce(&mut PoolSpec)) -> Option<SpecError> {
+    let mut s = batch_spec();
+    change(&mut s);
+    s.validate(&known).err()
+}
+
+#[test]
+fn a_batch_pool_validates() {
+    assert_eq!(batch_spec().validate(&known), Ok(()));
+    let json = serde_json::to_vec(&batch_spec()).unwrap();
+    assert_eq!(PoolSpec::from_json(&json).unwrap(), batch_spec());
+}
+
+#[test]
+fn batch_pools_have_one_vm_size() {
+    let e = batch_failure(|s| s.vm_sizes.push("Standard_NC4as_T4_v3".into())).unwrap();
+    assert_eq!(e.field, "vm_sizes");
+    assert!(
+        e.message.contains("exactly one VM size") && e.message.contains("another pool"),
+        "{e}"
     );
+}
+
+#[test]
+fn batch_section_goes_with_batch_mode() {
+    let e = batch_failure(|s| s.batch = None).unwrap();
+    assert_eq!(e.field, "batch");
+    let e = batch_failure(|s| s.mode = PoolMode::Vm).unwrap();
+    assert_eq!(e.field, "batch");
+    let mut vm = spec();
+    vm.licenses = batch_spec().licenses;
+    assert_eq!(vm.validate(&known).unwrap_err().field, "licenses");
+}
+
+#[test]
+fn application_licenses_are_refused_with_the_retirement_explained() {
+    let mut body = serde_json::to_value(batch_spec()).unwrap();
+    body["batch"]["applicationLicenses"] = serde_json::json!(["maya", "arnold"]);
+    let spec = PoolSpec::from_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let e = spec.validate(&known).unwrap_err();
+    assert_eq!(e.field, "batch.application_licenses");
+    assert!(
+        e.message.contains("retired") && e.message.contains("2024"),
+        "{e}"
+    );
+    assert!(e.message.contains("licenses"), "names the alternative: {e}");
+}
+
+/// A change to a valid spec, for table-driven tests.
+type Change = Box<dyn FnOnce(&mut PoolSpec)>;
+
+#[test]
+fn batch_fields() {
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "batch.account",
+            Box::new(|s| s.batch.as_mut().unwrap().account = "RB".into()),
+        ),
+        (
+            "batch.node_agent_sku_id",
+            Box::new(|s| s.batch.as_mut().unwrap().node_agent_sku_id = "ubuntu".into()),
+        ),
+        ("batch.node_agent_sku_id", Box::new(|s| s.os = Os::Windows)),
+        (
+            "batch.task_slots_per_node",
+            Box::new(|s| s.batch.as_mut().unwrap().task_slots_per_node = 0),
+        ),
+        (
+            "batch.dedicated_floor",
+            Box::new(|s| s.batch.as_mut().unwrap().dedicated_floor = 51),
+        ),
+        (
+            "batch.spot_cap",
+            Box::new(|s| s.batch.as_mut().unwrap().spot_cap = Some(51)),
+        ),
+        (
+            "batch.spot_cap",
+            Box::new(|s| s.priority = Priority::Regular),
+        ),
+        ("spot.max_price", Box::new(|s| s.spot.max_price = 0.5)),
+        (
+            "spot.fallback_to_regular",
+            Box::new(|s| s.spot.fallback_to_regular = true),
+        ),
+        (
+            "batch.subnet_id",
+            Box::new(|s| s.batch.as_mut().unwrap().subnet_id = Some("render".into())),
+        ),
+        (
+            "batch.existing_pool",
+            Box::new(|s| s.batch.as_mut().unwrap().existing_pool = Some("a b".into())),
+        ),
+        (
+            "batch.lifecycle",
+            Box::new(|s| {
+                let b = s.batch.as_mut().unwrap();
+                b.existing_pool = Some("legacy".into());
+                b.lifecycle = BatchLifecycle::Auto;
+            }),
+        ),
+        (
+            "batch.auto_delete_after_seconds",
+            Box::new(|s| s.batch.as_mut().unwrap().auto_delete_after_seconds = 10_000_000),
+        ),
+        (
+            "batch.start_task.command_line",
+            Box::new(|s| {
+                s.batch
+                    .as_mut()
+                    .unwrap()
+                    .start_task
+                    .as_mut()
+                    .unwrap()
+                    .command_line = " ".into()
+            }),
+        ),
+        (
+            "batch.start_task.environment.1X",
+            Box::new(|s| {
+                s.batch
+                    .as_mut()
+                    .unwrap()
+                    .start_task
+                    .as_mut()
+                    .unwrap()
+                    .environment
+                    .insert("1X".into(), "v".into());
+            }),
+        ),
+        (
+            "batch.start_task.environment.ADSKFLEX_LICENSE_FILE",
+            Box::new(|s| {
+                s.batch
+                    .as_mut()
+                    .unwrap()
+                    .start_task
+                    .as_mut()
+                    .unwrap()
+                    .environment
+                    .insert("ADSKFLEX_LICENSE_FILE".into(), "v".into());
+            }),
+        ),
+        (
+            "licenses[0].variable",
+            Box::new(|s| s.licenses[0].variable = "A-B".into()),
+        ),
+        (
+            "licenses[0].server",
+            Box::new(|s| s.licenses[0].server = "".into()),
+        ),
+        (
+            "licenses[1].variable",
+            Box::new(|s| {
+                let l = s.licenses[0].clone();
+                s.licenses.push(l);
+            }),
+        ),
+    ];
+    for (field, change) in cases {
+        let e = batch_failure(change);
+        assert_eq!(e.as_ref().map(|e| e.field.as_str()), Some(field), "{e:?}");
+    }
+}
+
+#[test]
+fn unknown_batch_fields_name_their_path() {
+    let mut body = serde_json::to_value(batch_spec()).unwrap();
+    body["batch"]["autoscale_formula"] = serde_json::json!("$TargetDedicatedNodes=1");
+    let e = PoolSpec::from_json(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+    assert_eq!(e.field, "batch.autoscale_formula");
 }
 
 #[test]
@@ -397,4 +597,46 @@ fn from_json_duplicate_keys_name_the_key() {
     let body = br#"{"name":"a","name":"b","mode":"vm","vm_sizes":["x"],"image":"a:b:c:d","max":1}"#;
     let err = PoolSpec::from_json(body).unwrap_err();
     assert_eq!(err.field, "name", "{err}");
+}
+
+#[test]
+fn a_batch_pool_keeps_what_batch_fixes_at_creation() {
+    let old = batch_spec();
+    let changed = |f: &dyn Fn(&mut PoolSpec)| {
+        let mut s = batch_spec();
+        f(&mut s);
+        s.check_replacement(&old).err().map(|e| e.field)
+    };
+    assert_eq!(changed(&|s| s.max = 40), None);
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().spot_cap = Some(3)),
+        None
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().lifecycle = BatchLifecycle::Auto),
+        None
+    );
+    assert_eq!(changed(&|s| s.vm_sizes[0] = "standard_d4s_v5".into()), None);
+    assert_eq!(changed(&|s| s.mode = PoolMode::Vm).as_deref(), Some("mode"));
+    assert_eq!(
+        changed(&|s| s.vm_sizes[0] = "Standard_D8s_v5".into()).as_deref(),
+        Some("vm_sizes")
+    );
+    assert_eq!(
+        changed(&|s| s.licenses.clear()).as_deref(),
+        Some("licenses")
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().account = "other".into()).as_deref(),
+        Some("batch.account")
+    );
+    assert_eq!(
+        changed(&|s| s.batch.as_mut().unwrap().start_task = None).as_deref(),
+        Some("batch.start_task")
+    );
+    // VM pools change freely, except their mode.
+    let vm = spec();
+    let mut other = spec();
+    other.vm_sizes.reverse();
+    assert_eq!(other.check_replacement(&vm), Ok(()));
 }

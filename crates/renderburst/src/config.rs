@@ -416,5 +416,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("azure.client_secret"), "{err}");
+        let cfg = Config::load(Some(&root.join("batch.example.toml"))).unwrap();
+        assert_eq!(cfg.pools.len(), 1);
+        assert_eq!(cfg.pools[0].mode, rb_core::PoolMode::Batch);
+        assert_eq!(cfg.pools[0].licenses.len(), 2);
     }
 }

@@ -50,6 +50,33 @@ pub async fn ensure(
     Ok((subnet_id, nsg_id))
 }
 
+/// Creates the Batch account `account` if missing (with `ensure_network`: the embedded
+/// default has one, so batch pools work without an Azure account).
+pub async fn ensure_batch_account(
+    arm: &ArmClient,
+    rg: &str,
+    location: &str,
+    account: &str,
+    owner: &str,
+) -> anyhow::Result<()> {
+    let tags = [(TAG_OWNER.to_owned(), owner.to_owned())]
+        .into_iter()
+        .collect();
+    let a = arm
+        .ensure_batch_account(rg, account, location, &tags)
+        .await
+        .map_err(|e| anyhow::anyhow!("Batch account {account}: {e}"))?;
+    tracing::info!(
+        account,
+        endpoint = a
+            .properties
+            .and_then(|p| p.account_endpoint)
+            .unwrap_or_default(),
+        "Batch account ready"
+    );
+    Ok(())
+}
+
 /// Creates or replaces the `[[pools]]` of the configuration file. Pools created through the
 /// API and not in the file are left alone. Returns the pools it created or replaced.
 pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Result<Vec<String>> {
@@ -64,6 +91,14 @@ pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Re
                 )
             }
             Some(existing) if existing.spec != *spec => {
+                spec.check_replacement(&existing.spec).map_err(|e| {
+                    anyhow::anyhow!(
+                        "[[pools]] {}: {}: {} (the pool in the database keeps its old value)",
+                        spec.name,
+                        e.field,
+                        e.message
+                    )
+                })?;
                 store.replace_pool(spec).await?;
                 (
                     "pool.replaced",

@@ -13,6 +13,9 @@ use store::Store;
 
 use crate::config::{Config, CredentialKind};
 
+/// The Batch account the embedded default creates in its simulator, for `mode: batch` pools.
+pub const EMBEDDED_BATCH_ACCOUNT: &str = "renderburst";
+
 /// Everything a running daemon holds; tests build one on port 0.
 pub struct Daemon {
     pub api_addr: std::net::SocketAddr,
@@ -103,82 +106,82 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     }
 
     let mut simulator = None;
-    let (azure_cfg, rg, location, subnet_id, ensure_network, admin_user, ssh_key) = if cfg
-        .embedded()
-    {
-        let sim = azure_sim::Simulator::start(
-            "127.0.0.1:0".parse()?,
-            embedded_sim_config(cfg.simulator.as_ref())?,
-        )
-        .await?;
-        tracing::info!(
-            url = sim.base_url(),
-            "no Azure subscription configured: using the built-in Azure simulator (nothing is created in Azure; configure [azure] to use a real subscription)"
-        );
-        let id = sim.identity();
-        let mut a = AzureConfig::new(
-            id.subscription_id.clone(),
-            CredentialConfig::ClientSecret {
-                tenant_id: id.tenant_id.clone(),
-                client_id: id.client_id.clone(),
-                client_secret: Secret::new(id.client_secret.clone()),
-            },
-        );
-        a.arm_endpoint = sim.base_url().to_owned();
-        a.authority_host = sim.base_url().to_owned();
-        a.extra_ca_pem = Some(sim.ca_pem().as_bytes().to_vec());
-        a.poll.max_interval = Some(Duration::from_millis(500));
-        simulator = Some(sim);
-        (
-            a,
-            "renderburst".to_owned(),
-            "westeurope".to_owned(),
-            None,
-            true,
-            "render".to_owned(),
-            None,
-        )
-    } else {
-        let az = cfg.azure.clone().context("the [azure] section")?;
-        let sub = az.subscription_id.clone().unwrap_or_default();
-        let credential = match az.credential {
-            CredentialKind::ClientSecret => CredentialConfig::ClientSecret {
-                tenant_id: az.tenant_id.clone().unwrap_or_default(),
-                client_id: az.client_id.clone().unwrap_or_default(),
-                client_secret: Secret::new(az.client_secret.clone().unwrap_or_default()),
-            },
-            CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity {
-                client_id: az.client_id.clone(),
-            },
-            CredentialKind::WorkloadIdentity => CredentialConfig::WorkloadIdentity {
-                tenant_id: az.tenant_id.clone(),
-                client_id: az.client_id.clone(),
-                token_file: None,
-            },
-            CredentialKind::AzureCli => CredentialConfig::AzureCli {
-                tenant_id: az.tenant_id.clone(),
-            },
-        };
-        let mut a = AzureConfig::new(sub, credential);
-        a.arm_endpoint = az.arm_endpoint.clone();
-        a.authority_host = az.authority_host.clone();
-        a.token_scope = az.token_scope.clone();
-        if let Some(ca) = &az.ca_cert_file {
-            a.extra_ca_pem =
-                Some(std::fs::read(ca).with_context(|| {
+    let (azure_cfg, rg, location, subnet_id, ensure_network, admin_user, ssh_key, batch_account) =
+        if cfg.embedded() {
+            let sim = azure_sim::Simulator::start(
+                "127.0.0.1:0".parse()?,
+                embedded_sim_config(cfg.simulator.as_ref())?,
+            )
+            .await?;
+            tracing::info!(
+                url = sim.base_url(),
+                "no Azure subscription configured: using the built-in Azure simulator (nothing is created in Azure; configure [azure] to use a real subscription)"
+            );
+            let id = sim.identity();
+            let mut a = AzureConfig::new(
+                id.subscription_id.clone(),
+                CredentialConfig::ClientSecret {
+                    tenant_id: id.tenant_id.clone(),
+                    client_id: id.client_id.clone(),
+                    client_secret: Secret::new(id.client_secret.clone()),
+                },
+            );
+            a.arm_endpoint = sim.base_url().to_owned();
+            a.authority_host = sim.base_url().to_owned();
+            a.extra_ca_pem = Some(sim.ca_pem().as_bytes().to_vec());
+            a.poll.max_interval = Some(Duration::from_millis(500));
+            simulator = Some(sim);
+            (
+                a,
+                "renderburst".to_owned(),
+                "westeurope".to_owned(),
+                None,
+                true,
+                "render".to_owned(),
+                None,
+                Some(EMBEDDED_BATCH_ACCOUNT.to_owned()),
+            )
+        } else {
+            let az = cfg.azure.clone().context("the [azure] section")?;
+            let sub = az.subscription_id.clone().unwrap_or_default();
+            let credential = match az.credential {
+                CredentialKind::ClientSecret => CredentialConfig::ClientSecret {
+                    tenant_id: az.tenant_id.clone().unwrap_or_default(),
+                    client_id: az.client_id.clone().unwrap_or_default(),
+                    client_secret: Secret::new(az.client_secret.clone().unwrap_or_default()),
+                },
+                CredentialKind::ManagedIdentity => CredentialConfig::ManagedIdentity {
+                    client_id: az.client_id.clone(),
+                },
+                CredentialKind::WorkloadIdentity => CredentialConfig::WorkloadIdentity {
+                    tenant_id: az.tenant_id.clone(),
+                    client_id: az.client_id.clone(),
+                    token_file: None,
+                },
+                CredentialKind::AzureCli => CredentialConfig::AzureCli {
+                    tenant_id: az.tenant_id.clone(),
+                },
+            };
+            let mut a = AzureConfig::new(sub, credential);
+            a.arm_endpoint = az.arm_endpoint.clone();
+            a.authority_host = az.authority_host.clone();
+            a.token_scope = az.token_scope.clone();
+            if let Some(ca) = &az.ca_cert_file {
+                a.extra_ca_pem = Some(std::fs::read(ca).with_context(|| {
                     format!("azure.ca_cert_file: cannot read {}", ca.display())
                 })?);
-        }
-        (
-            a,
-            az.resource_group,
-            az.location,
-            az.subnet_id,
-            az.ensure_network,
-            az.admin_username,
-            az.ssh_public_key,
-        )
-    };
+            }
+            (
+                a,
+                az.resource_group,
+                az.location,
+                az.subnet_id,
+                az.ensure_network,
+                az.admin_username,
+                az.ssh_public_key,
+                az.batch_account,
+            )
+        };
     let arm = ArmClient::new(azure_cfg).map_err(|e| anyhow::anyhow!("azure: {e}"))?;
 
     let owner = store.owner_id().await?;
@@ -188,6 +191,10 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     } else {
         (subnet_id.context("azure.subnet_id")?, None)
     };
+
+    if ensure_network && let Some(account) = &batch_account {
+        crate::network::ensure_batch_account(&arm, &rg, &location, account, &owner).await?;
+    }
 
     let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools).await?;
     crate::network::apply_config_schedules(&store, &cfg.schedules, &cfg.source).await?;
@@ -211,6 +218,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             max_concurrent_operations: cfg.controller.max_concurrent_operations,
             gc_grace: Duration::from_secs(cfg.controller.gc_grace_seconds),
             events_retained: cfg.controller.events_retained,
+            batch_account: batch_account.clone(),
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down

@@ -4,7 +4,9 @@
 //! forward-only, embedded in the binary by [`MIGRATOR`]), and one module per table:
 //!
 //! - [`pools`]: desired state, one row per pool (spec, generation, deleting, next node index);
-//! - [`vms`]: the VM inventory (what Azure last showed, plus heartbeats and drain marks);
+//! - [`vms`]: the VM inventory (what Azure last showed, plus heartbeats and drain marks),
+//!   Batch nodes included;
+//! - [`batch`]: what the controller last saw of each Batch pool, and the Batch planner's memory;
 //! - [`intents`]: the intent journal, written before every ARM write and closed after it;
 //! - [`events`]: the append-only audit log;
 //! - [`requests`]: node requests (leases) from render managers, which add to desired counts;
@@ -55,6 +57,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod batch;
 mod error;
 pub mod events;
 pub mod intents;
@@ -68,6 +71,7 @@ pub mod tasks;
 pub mod tokens;
 pub mod vms;
 
+pub use batch::BatchState;
 pub use error::StoreError;
 pub use events::{Event, NewEvent};
 pub use intents::{Intent, IntentOutcome, NewIntent};

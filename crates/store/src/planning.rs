@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use rb_core::{NodeView, Plan, PlanInput, UnixSeconds, plan};
+use rb_core::batch::{BatchInput, BatchNodeView, plan_batch, pool_intent_node};
+use rb_core::{NodeView, Plan, PlanInput, PoolMode, UnixSeconds, plan};
 
 use crate::{PoolRecord, Store, StoreError, VmRecord};
 
@@ -51,6 +52,11 @@ impl Store {
         let vms = self.list_vms(Some(&record.spec.name)).await?;
         let mut in_flight = self.in_flight_nodes().await?;
         in_flight.extend(extra_in_flight.iter().cloned());
+        if record.spec.mode == PoolMode::Batch {
+            return self
+                .plan_batch_pool(record, desired, &vms, &in_flight, now)
+                .await;
+        }
         let unavailable = self.list_unavailable(now).await?;
         let nodes = node_views(&vms, &in_flight);
         Ok(plan(&PlanInput {
@@ -59,6 +65,53 @@ impl Store {
             nodes: &nodes,
             unavailable: &unavailable,
             next_index: record.next_index,
+            deleting: record.deleting,
+            now,
+        }))
+    }
+}
+
+impl Store {
+    /// Plans a `mode: batch` pool from its last observation. Nothing is planned before the
+    /// controller has observed the Batch pool once: an unobserved pool is not a missing one.
+    async fn plan_batch_pool(
+        &self,
+        record: &PoolRecord,
+        desired: u32,
+        vms: &[VmRecord],
+        in_flight: &HashSet<String>,
+        now: UnixSeconds,
+    ) -> Result<Plan, StoreError> {
+        let state = self
+            .get_batch_state(&record.spec.name)
+            .await?
+            .unwrap_or_default();
+        if state.observed_at.is_none() {
+            return Ok(Plan {
+                desired,
+                conditions: vec![
+                    "NotObserved: the Batch pool has not been observed yet".to_string(),
+                ],
+                ..Plan::default()
+            });
+        }
+        let nodes: Vec<BatchNodeView> = node_views(vms, in_flight)
+            .into_iter()
+            .zip(vms)
+            .map(|(node, vm)| BatchNodeView {
+                node,
+                batch_state: vm.power_state.clone().unwrap_or_default(),
+            })
+            .collect();
+        let pool_key = pool_intent_node(&record.spec.name).to_ascii_lowercase();
+        Ok(plan_batch(&BatchInput {
+            spec: &record.spec,
+            desired,
+            pool: state.observed.as_ref(),
+            nodes: &nodes,
+            unavailable: &state.unavailable,
+            empty_since: state.empty_since,
+            pool_in_flight: in_flight.contains(&pool_key),
             deleting: record.deleting,
             now,
         }))

@@ -154,6 +154,10 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM batch_pools WHERE pool = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         let removed = sqlx::query("DELETE FROM pools WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)

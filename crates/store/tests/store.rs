@@ -59,6 +59,8 @@ fn spec(name: &str) -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        batch: None,
+        licenses: vec![],
     }
 }
 
@@ -1187,6 +1189,68 @@ async fn concurrent_requests_are_never_lost() {
         store.list_requests(None, false, t0).await.unwrap().len(),
         80
     );
+}
+
+#[tokio::test]
+async fn batch_state_round_trips_and_goes_with_its_pool() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    assert_eq!(store.get_batch_state("maya").await.unwrap(), None);
+    let state = store::BatchState {
+        pool: "maya".into(),
+        observed_at: Some(1_800_000_000),
+        observed: Some(rb_core::BatchPoolView {
+            owned: true,
+            deleting: false,
+            steady: false,
+            targets: rb_core::BatchTargets {
+                dedicated: 2,
+                spot: 8,
+            },
+            current: rb_core::BatchTargets {
+                dedicated: 2,
+                spot: 3,
+            },
+            resize_errors: vec![rb_core::ResizeErrorView {
+                code: "AccountLowPriorityCoreQuotaReached".into(),
+                message: "quota".into(),
+            }],
+        }),
+        account_endpoint: Some("rbfarm.westeurope.batch.azure.com".into()),
+        empty_since: None,
+        reported_resize: Some("2026-11-29T08:00:00Z".into()),
+        unavailable: vec![Unavailable::new(
+            Offering::new("Standard_D4s_v5", Priority::Spot),
+            UnavailableReason::Quota,
+            "AccountLowPriorityCoreQuotaReached",
+            1_800_000_000,
+        )],
+        preempted_total: 3,
+    };
+    store.put_batch_state(&state).await.unwrap();
+    assert_eq!(
+        store.get_batch_state("maya").await.unwrap(),
+        Some(state.clone())
+    );
+    // Overwrites every column; a Batch pool that went away is None.
+    let gone = store::BatchState {
+        observed: None,
+        empty_since: Some(1_800_000_100),
+        ..state.clone()
+    };
+    store.put_batch_state(&gone).await.unwrap();
+    assert_eq!(store.get_batch_state("maya").await.unwrap(), Some(gone));
+    let orphan = store::BatchState {
+        pool: "nope".into(),
+        ..state
+    };
+    assert!(matches!(
+        store.put_batch_state(&orphan).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.remove_pool("maya").await.unwrap();
+    assert_eq!(store.get_batch_state("maya").await.unwrap(), None);
 }
 
 fn schedule(name: &str, pool: &str, max: u32) -> rb_core::ScheduleSpec {

@@ -310,3 +310,98 @@ async fn pool_delete_is_long_running() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn preempted_spot_nodes_are_reported_and_reallocated_in_place() {
+    let s = spawn_sim(json!({"latency_ms": {"batch_node": 50, "eviction": 300}})).await;
+    create_account(&s, "acct").await;
+    let path = pool_path(&s, "acct", "pool1");
+    s.put(&path, &pool_body(1, 3)).await.expect(200);
+    steady(&s, &path).await;
+    let r = s
+        .send(
+            Method::POST,
+            "/_sim/batch/preempt",
+            None,
+            Some(&json!({"count": 5, "pool": "pool1"})),
+        )
+        .await;
+    r.expect(200);
+    let preempted: Vec<String> = r.body["preempted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(preempted.len(), 3, "only the Spot nodes: {preempted:?}");
+    assert_eq!(s.stats().await["batch_preemptions"], 3);
+    // Preempted nodes keep counting and the pool stays Steady (no resize is running).
+    let p = s.get(&path).await.body;
+    assert_eq!(p["properties"]["allocationState"], "Steady", "{p:#}");
+    assert_eq!(counts(&p), (1, 3));
+    let batch = s.fetch_token(BATCH_SCOPE).await;
+    let nodes_url = with_api("/batch/acct/pools/pool1/nodes", BATCH_DATA_API);
+    let r = s.send(Method::GET, &nodes_url, Some(&batch), None).await;
+    let states: Vec<(String, String)> = r.body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                n["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for id in &preempted {
+        assert!(
+            states.contains(&(id.clone(), "preempted".into())),
+            "{states:?}"
+        );
+    }
+    // Batch reallocates them under the same ids.
+    eventually("the preempted nodes to be idle again", async || {
+        let r = s.send(Method::GET, &nodes_url, Some(&batch), None).await;
+        let nodes = r.body["value"].as_array().unwrap().clone();
+        (nodes.len() == 4 && nodes.iter().all(|n| n["state"] == "idle")).then_some(())
+    })
+    .await;
+    // Bad bodies name the field.
+    let r = s
+        .send(
+            Method::POST,
+            "/_sim/batch/preempt",
+            None,
+            Some(&json!({"count": -1})),
+        )
+        .await;
+    r.expect(400);
+    assert_eq!(r.body["error"]["field"], "count");
+}
+
+#[tokio::test]
+async fn a_resize_after_quota_is_raised_reaches_the_target() {
+    let s = spawn_sim(json!({"quota": {"batch_spot_vcpus": 4}})).await;
+    create_account(&s, "acct").await;
+    let path = pool_path(&s, "acct", "pool1");
+    s.put(&path, &pool_body(0, 4)).await.expect(200);
+    let p = steady(&s, &path).await;
+    assert_eq!(counts(&p), (0, 2));
+    s.set_config(json!({"quota": {"batch_spot_vcpus": 100}}))
+        .await;
+    // The same targets again: Batch tries once more.
+    s.patch(&path, &json!({"properties": {"scaleSettings": {"fixedScale": {
+        "targetDedicatedNodes": 0, "targetLowPriorityNodes": 4, "nodeDeallocationOption": "TaskCompletion"}}}}))
+        .await
+        .expect(200);
+    let p = steady(&s, &path).await;
+    assert_eq!(counts(&p), (0, 4));
+    assert_eq!(
+        p["properties"]["resizeOperationStatus"]["errors"],
+        json!([])
+    );
+    assert_eq!(
+        p["properties"]["scaleSettings"]["fixedScale"]["nodeDeallocationOption"],
+        "TaskCompletion"
+    );
+}
