@@ -79,6 +79,7 @@ fn pool(i: usize) -> Pool {
             ScaleDown::Deallocate
         },
         tags: BTreeMap::new(),
+        bootstrap: None,
     };
     let nodes = (0..NODES_PER_POOL)
         .map(|k| {
@@ -123,6 +124,7 @@ fn pool(i: usize) -> Pool {
                 busy,
                 draining: running && rng.below(100) == 0,
                 in_flight,
+                registered_at: None,
             }
         })
         .collect();

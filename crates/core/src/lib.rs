@@ -5,10 +5,12 @@
 //! state comes in as [`NodeView`]s, and plans come out as data. That keeps the heart of the
 //! daemon testable in microseconds and makes every decision explainable.
 
+pub mod bootstrap;
 pub mod offerings;
 pub mod plan;
 pub mod spec;
 
+pub use bootstrap::{BootstrapSpec, SecretRef};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
 pub use spec::{Os, PoolMode, PoolSpec, Priority, ScaleDown, SpecError, SpotSpec, desired_count};

@@ -30,6 +30,7 @@ fn spec() -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        bootstrap: None,
     }
 }
 

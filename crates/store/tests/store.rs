@@ -59,6 +59,7 @@ fn spec(name: &str) -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        bootstrap: None,
     }
 }
 
