@@ -124,6 +124,8 @@ pub(crate) async fn dispatch(
                     last_heartbeat: None,
                     busy: false,
                     draining: false,
+                    registered_at: None,
+                    node_seen_at: None,
                 })
                 .await?;
         }

@@ -370,6 +370,8 @@ impl Controller {
                     last_heartbeat: None,
                     busy: false,
                     draining: false,
+                    registered_at: None,
+                    node_seen_at: None,
                 })
                 .await?;
         }

@@ -196,6 +196,8 @@ impl App {
                 last_heartbeat: None,
                 busy: false,
                 draining: false,
+                registered_at: None,
+                node_seen_at: None,
             })
             .await
             .unwrap();
