@@ -12,6 +12,7 @@
 //!   after a crash, open intents are resolved before the first activation.
 //! - A node with an open intent is in flight: the planner leaves it alone.
 
+pub mod bootstrap;
 mod execute;
 mod gc;
 mod observe;
@@ -27,6 +28,7 @@ use serde::Serialize;
 use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
+pub use bootstrap::BootstrapConfig;
 pub use observe::{Observation, ObservedVm, node_state};
 pub use vmspec::Placement;
 
@@ -45,6 +47,8 @@ pub struct ControllerConfig {
     pub gc_grace: Duration,
     /// Events kept in the store.
     pub events_retained: u64,
+    /// The daemon's side of node bootstrap: its URL, time zone and hosts entry.
+    pub bootstrap: BootstrapConfig,
 }
 
 /// What one activation did, for `/v1/status`.

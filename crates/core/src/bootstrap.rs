@@ -248,6 +248,32 @@ pub fn masked(_: &SecretRef) -> Result<String, String> {
 /// Looks a secret up by reference. The daemon's reads its environment or a file.
 pub type Resolver<'a> = &'a dyn Fn(&SecretRef) -> Result<String, String>;
 
+/// What the daemon knows that a pool spec does not: shared by the controller (which renders
+/// real nodes) and the API (which previews them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootstrapDefaults {
+    /// The daemon's URL as nodes reach it (`[server] advertise_url`), without a trailing `/`.
+    pub api_url: String,
+    /// The daemon's IANA time zone: nodes get it when their pool names none.
+    pub default_time_zone: String,
+    /// The daemon's own hosts entry, added to every node's hosts file.
+    pub daemon_host: Option<HostEntry>,
+}
+
+impl BootstrapDefaults {
+    /// The context of node `node` of `pool`, with `token`.
+    pub fn node<'a>(&'a self, pool: &'a str, node: &'a str, token: &'a str) -> NodeContext<'a> {
+        NodeContext {
+            pool,
+            node,
+            api_url: &self.api_url,
+            token,
+            default_time_zone: &self.default_time_zone,
+            daemon_host: self.daemon_host.as_ref(),
+        }
+    }
+}
+
 /// Everything about one node that the spec does not say.
 #[derive(Debug, Clone)]
 pub struct NodeContext<'a> {
