@@ -79,8 +79,11 @@ pub struct ApiState {
     pub bootstrap: Arc<rb_core::bootstrap::BootstrapDefaults>,
     /// Resolves a secret reference (the daemon reads its environment or a file); previews
     /// only ask whether it resolves, never show the value.
-    pub resolve_secret: Arc<dyn Fn(&rb_core::SecretRef) -> Result<String, String> + Send + Sync>,
+    pub resolve_secret: SecretResolver,
 }
+
+/// Looks a secret reference up (the daemon: its environment or a file).
+pub type SecretResolver = Arc<dyn Fn(&rb_core::SecretRef) -> Result<String, String> + Send + Sync>;
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
