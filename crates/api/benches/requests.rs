@@ -80,6 +80,8 @@ fn start_server() -> Server {
             ready,
             status: Arc::new(|| json!({})),
             metrics: Arc::new(String::new),
+            bootstrap: Arc::new(Default::default()),
+            resolve_secret: Arc::new(|_| Err("no secrets in the benchmark".into())),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -15,8 +15,12 @@
 //! | `admin` | everything |
 //! | `requester` | every read (GET) except `/v1/tokens`; create, list and release node requests; heartbeats |
 //! | `viewer` | every read (GET) except `/v1/tokens` |
+//! | node token (`rbn_...`) | register its own node and send its heartbeats; nothing else |
 //!
 //! Draining a node and managing tokens and pools are operator actions: admin only.
+//!
+//! Node tokens are made by the controller, one per VM of a pool with a `bootstrap` section,
+//! and stored hashed in `node_tokens`; a node token acting on another node is a 403.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -67,6 +71,71 @@ impl Role {
 pub struct Caller {
     pub name: String,
     pub role: Option<Role>,
+    /// For a node token: the node it belongs to (and `role` is None).
+    pub node: Option<String>,
+}
+
+impl Caller {
+    fn refused(&self, needs: &str) -> ApiError {
+        if self.node.is_some() {
+            return ApiError::forbidden(
+                "a node token may only register its own node and send its heartbeats",
+            );
+        }
+        ApiError::forbidden(format!(
+            "token {:?} may not do this: it needs the {needs} role",
+            self.name
+        ))
+    }
+
+    /// For the node routes: a node token may act on its own node only.
+    pub fn check_node(&self, name: &str) -> Result<(), ApiError> {
+        match &self.node {
+            Some(own) if !own.eq_ignore_ascii_case(name) => Err(ApiError::forbidden(
+                "this node token belongs to another node",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Extractor: a requester or admin token, or a node token (heartbeats; the handler checks
+/// the node with [`Caller::check_node`]).
+#[derive(Debug, Clone)]
+pub struct NodeOrRequester(pub Caller);
+
+/// Extractor: an admin token, or a node token (registration; the handler checks the node
+/// with [`Caller::check_node`]).
+#[derive(Debug, Clone)]
+pub struct NodeOrAdmin(pub Caller);
+
+impl FromRequestParts<ApiState> for NodeOrRequester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Some(Role::Admin | Role::Requester) => Ok(NodeOrRequester(caller)),
+            _ if caller.node.is_some() => Ok(NodeOrRequester(caller)),
+            _ => Err(caller.refused("requester or admin")),
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for NodeOrAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Some(Role::Admin) => Ok(NodeOrAdmin(caller)),
+            _ if caller.node.is_some() => Ok(NodeOrAdmin(caller)),
+            _ => Err(ApiError::forbidden(format!(
+                "token {:?} may not do this: it needs the node's own token or the admin role",
+                caller.name
+            ))),
+        }
+    }
 }
 
 /// Extractor: any valid token with a known role (reads).
@@ -88,6 +157,7 @@ impl FromRequestParts<ApiState> for Reader {
         let caller = authenticate(parts, state).await?;
         match caller.role {
             Some(_) => Ok(Reader(caller)),
+            None if caller.node.is_some() => Err(caller.refused("viewer")),
             None => Err(ApiError::forbidden(format!(
                 "token {:?} has a role this version does not know; it may do nothing",
                 caller.name
@@ -103,10 +173,7 @@ impl FromRequestParts<ApiState> for Requester {
         let caller = authenticate(parts, state).await?;
         match caller.role {
             Some(Role::Admin | Role::Requester) => Ok(Requester(caller)),
-            _ => Err(ApiError::forbidden(format!(
-                "token {:?} may not do this: it needs the requester or admin role",
-                caller.name
-            ))),
+            _ => Err(caller.refused("requester or admin")),
         }
     }
 }
@@ -118,10 +185,7 @@ impl FromRequestParts<ApiState> for Admin {
         let caller = authenticate(parts, state).await?;
         match caller.role {
             Some(Role::Admin) => Ok(Admin(caller)),
-            _ => Err(ApiError::forbidden(format!(
-                "token {:?} may not do this: it needs the admin role",
-                caller.name
-            ))),
+            _ => Err(caller.refused("admin")),
         }
     }
 }
@@ -140,18 +204,35 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
         return Ok(Caller {
             name: "admin".to_string(),
             role: Some(Role::Admin),
+            node: None,
         });
+    }
+    // Node tokens have their own prefix and table.
+    if token.starts_with(NODE_TOKEN_PREFIX) {
+        return match state.store.node_for_token_hash(&hash).await {
+            Ok(Some(node)) => Ok(Caller {
+                name: format!("node:{node}"),
+                role: None,
+                node: Some(node),
+            }),
+            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Err(err) => Err(ApiError::internal("cannot check the token", &err)),
+        };
     }
     // A lookup by hash leaks at most timing about the hash, which does not help guess a token.
     match state.store.find_token_by_hash(&hash).await {
         Ok(Some(record)) => Ok(Caller {
             role: Role::parse(&record.role),
             name: record.name,
+            node: None,
         }),
         Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
         Err(err) => Err(ApiError::internal("cannot check the token", &err)),
     }
 }
+
+/// Prefix of the per-node tokens the controller makes (API tokens start with `rb_`).
+pub const NODE_TOKEN_PREFIX: &str = "rbn_";
 
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     let missing = || ApiError::unauthorized("send a token: Authorization: Bearer <token>");

@@ -46,7 +46,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{
-    Admin, Caller, LocalOrReader, Reader, Requester, Role, constant_time_eq, sha256_hex,
+    Admin, Caller, LocalOrReader, NODE_TOKEN_PREFIX, NodeOrAdmin, NodeOrRequester, Reader,
+    Requester, Role, constant_time_eq, sha256_hex,
 };
 pub use error::ApiError;
 pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
@@ -75,7 +76,15 @@ pub struct ApiState {
     /// requests, throttling, governor, reconcile durations), appended to `GET /metrics`:
     /// complete families, `renderburst_`-prefixed, low-cardinality labels only.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// The daemon's side of node bootstrap (URL, time zone, hosts entry), for previews.
+    pub bootstrap: Arc<rb_core::bootstrap::BootstrapDefaults>,
+    /// Resolves a secret reference (the daemon reads its environment or a file); previews
+    /// only ask whether it resolves, never show the value.
+    pub resolve_secret: SecretResolver,
 }
+
+/// Looks a secret reference up (the daemon: its environment or a file).
+pub type SecretResolver = Arc<dyn Fn(&rb_core::SecretRef) -> Result<String, String> + Send + Sync>;
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,8 +107,13 @@ impl std::fmt::Debug for ApiState {
 /// | `GET /healthz`, `GET /readyz` | none |
 /// | `GET /metrics`, `GET /openapi.json` | none from loopback; elsewhere any valid token |
 /// | `GET /v1/pools`, `/v1/pools/{name}`, `/v1/pools/{name}/plan`, `/v1/nodes`, `/v1/requests`, `/v1/events`, `/v1/status` | viewer, requester, admin |
-/// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}`, `PUT /v1/nodes/{name}/heartbeat` | requester, admin |
-/// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `POST /v1/nodes/{name}/drain` | admin |
+/// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}` | requester, admin |
+/// | `PUT /v1/nodes/{name}/heartbeat` | requester, admin; that node's own token |
+/// | `POST /v1/nodes/{name}/register` | admin; that node's own token |
+/// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `GET /v1/pools/{name}/bootstrap`, `POST /v1/nodes/{name}/drain` | admin |
+///
+/// A node token (`rbn_...`, one per VM of a pool with a `bootstrap` section) may do nothing
+/// else: 403 on every other route, and on the node routes of any other node.
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
 /// | `GET /v1/schedules`, `GET /v1/schedules/{name}` | viewer, requester, admin |
 /// | `POST /v1/schedules`, `DELETE /v1/schedules/{name}` | admin |
@@ -113,11 +127,13 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(pools::get, pools::replace, pools::delete))
         .routes(routes!(pools::scale))
         .routes(routes!(pools::plan_pool))
+        .routes(routes!(pools::bootstrap_preview))
         .routes(routes!(requests::create))
         .routes(routes!(requests::list))
         .routes(routes!(requests::release))
         .routes(routes!(list_nodes))
         .routes(routes!(nodes::heartbeat))
+        .routes(routes!(nodes::register))
         .routes(routes!(nodes::drain))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))

@@ -6,6 +6,12 @@
 //!   (rb_core's `BUSY_HEARTBEAT_TTL_SECONDS`, or the idle timeout if longer). The controller
 //!   is woken, and an event recorded, only when `busy` changes: heartbeats arrive every few
 //!   seconds from every node, and neither the reconciler nor the audit log should churn on them.
+//!   A node may beat with its own token (bootstrap pools): its body may then be `{}`, a
+//!   liveness report that records `node_seen_at` and leaves `busy` to the render manager.
+//! - `POST /v1/nodes/{name}/register` (the node's own token, or admin): a booting node of a
+//!   pool with a `bootstrap` section announces itself; from then on it counts as ready
+//!   capacity. One event and one wake-up the first time; repeating it (after a reboot) only
+//!   records that the node called. A node token acting on another node is a 403.
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
 //!   (deallocated or deleted, per `scale_down`) as soon as it is not busy, whatever the desired
 //!   count. Drain is an operator action that removes capacity, so requesters may not.
@@ -17,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::{NewEvent, Store, VmRecord};
 
-use crate::auth::{Admin, Requester};
+use crate::auth::{Admin, NodeOrAdmin, NodeOrRequester};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, NodeName, object_fields};
 use crate::view::{self, node_json};
@@ -26,17 +32,47 @@ use crate::{ApiState, audit};
 const CODE: &str = "invalid_heartbeat";
 
 /// `{"busy": bool}` and nothing else; 422 naming `busy` (or the unknown field) otherwise.
+#[cfg(test)]
 fn parse_heartbeat(body: &Value) -> Result<bool, ApiError> {
+    parse_heartbeat_from(body, false).map(|b| b.unwrap_or_default())
+}
+
+/// As [`parse_heartbeat`]; with `liveness_allowed` (a node's own token) `busy` may be absent.
+fn parse_heartbeat_from(body: &Value, liveness_allowed: bool) -> Result<Option<bool>, ApiError> {
     let fields = object_fields(body, &["busy"], CODE)?;
     match fields.get("busy") {
-        Some(Value::Bool(busy)) => Ok(*busy),
+        Some(Value::Bool(busy)) => Ok(Some(*busy)),
         Some(other) => Err(ApiError::unprocessable(
             CODE,
             format!("busy must be true or false, got {other}"),
         )
         .with_field("busy")),
+        None if liveness_allowed => Ok(None),
         None => Err(ApiError::unprocessable(CODE, "missing field \"busy\"").with_field("busy")),
     }
+}
+
+const REGISTER_CODE: &str = "invalid_registration";
+
+/// `{"hostname"?: string, "ip"?: string}`: what the node says about itself, for the event.
+fn parse_registration(body: &Value) -> Result<Value, ApiError> {
+    let fields = object_fields(body, &["hostname", "ip"], REGISTER_CODE)?;
+    let mut out = serde_json::Map::new();
+    for (key, value) in fields {
+        match value {
+            Value::String(s) if s.len() <= 255 && !s.chars().any(char::is_control) => {
+                out.insert(key.to_string(), Value::String(s.clone()));
+            }
+            _ => {
+                return Err(ApiError::unprocessable(
+                    REGISTER_CODE,
+                    format!("{key} must be a string of at most 255 characters"),
+                )
+                .with_field(key));
+            }
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
@@ -51,7 +87,7 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
     put,
     path = "/v1/nodes/{name}/heartbeat",
     tag = "nodes",
-    security(("bearer" = ["requester", "admin"])),
+    security(("bearer" = ["requester", "admin", "node"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     request_body = crate::openapi::HeartbeatBody,
     responses(
@@ -61,14 +97,25 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
     )
 )]
 pub async fn heartbeat(
-    Requester(caller): Requester,
+    NodeOrRequester(caller): NodeOrRequester,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
     body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let busy = parse_heartbeat(&body.value)?;
+    caller.check_node(&name)?;
+    let own = caller.node.is_some();
+    let busy = parse_heartbeat_from(&body.value, own)?;
     let before = existing(&st.store, &name).await?;
-    st.store.set_heartbeat(&name, busy, view::now()).await?;
+    let now = view::now();
+    if own {
+        st.store.set_node_seen(&name, now).await?;
+    }
+    let Some(busy) = busy else {
+        // Liveness only, from the node itself.
+        let after = existing(&st.store, &name).await?;
+        return Ok(Json(node_json(&after)));
+    };
+    st.store.set_heartbeat(&name, busy, now).await?;
     if before.busy != busy {
         let (kind, message) = if busy {
             (
@@ -87,6 +134,51 @@ pub async fn heartbeat(
                 actor: caller.name,
                 message: message.into(),
                 data: json!({ "busy": busy }),
+            },
+        )
+        .await;
+        st.wake.notify_one();
+    }
+    let after = existing(&st.store, &name).await?;
+    Ok(Json(node_json(&after)))
+}
+
+/// `POST /v1/nodes/{name}/register` `{"hostname"?, "ip"?}` → 200 with the node; 404 if
+/// unknown; 403 with another node's token.
+#[utoipa::path(
+    post,
+    path = "/v1/nodes/{name}/register",
+    tag = "nodes",
+    security(("bearer" = ["admin", "node"])),
+    params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    request_body = crate::openapi::RegisterBody,
+    responses(
+        (status = 200, description = "Registered: the node counts as ready capacity", body = crate::openapi::Node),
+        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn register(
+    NodeOrAdmin(caller): NodeOrAdmin,
+    NodeName(name): NodeName,
+    State(st): State<ApiState>,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_node(&name)?;
+    let about = parse_registration(&body.value)?;
+    let before = existing(&st.store, &name).await?;
+    st.store.register_node(&name, view::now()).await?;
+    if before.registered_at.is_none() {
+        tracing::info!(node = %name, pool = %before.pool, "node registered");
+        audit(
+            &st,
+            NewEvent {
+                kind: "node.registered".into(),
+                pool: Some(before.pool.clone()),
+                node: Some(name.clone()),
+                actor: caller.name,
+                message: "node bootstrapped and registered: it counts as ready capacity".into(),
+                data: about,
             },
         )
         .await;
@@ -141,6 +233,29 @@ pub async fn drain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_may_beat_without_busy_and_register_with_a_little_about_themselves() {
+        assert_eq!(parse_heartbeat_from(&json!({}), true).unwrap(), None);
+        assert_eq!(
+            parse_heartbeat_from(&json!({"busy": true}), true).unwrap(),
+            Some(true)
+        );
+        assert!(parse_heartbeat_from(&json!({}), false).is_err());
+        assert_eq!(
+            parse_registration(&json!({"hostname": "maya-00001"})).unwrap(),
+            json!({"hostname": "maya-00001"})
+        );
+        assert_eq!(parse_registration(&json!({})).unwrap(), json!({}));
+        for (body, field) in [
+            (json!({"hostname": 7}), "hostname"),
+            (json!({"ip": "a\nb"}), "ip"),
+            (json!({"token": "x"}), "token"),
+        ] {
+            let err = parse_registration(&body).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{body}");
+        }
+    }
 
     #[test]
     fn heartbeats_are_busy_booleans_alone() {

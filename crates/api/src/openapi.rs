@@ -102,6 +102,35 @@ pub struct Node {
     /// RFC 3339.
     pub last_heartbeat: Option<String>,
     pub azure_id: Option<String>,
+    /// RFC 3339: when the node registered with its own token (bootstrap pools).
+    pub registered_at: Option<String>,
+    /// RFC 3339: the last call the node made with its own token.
+    pub node_seen_at: Option<String>,
+}
+
+/// `POST /v1/nodes/{name}/register`: what the node says about itself (both optional).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    pub hostname: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// `GET /v1/pools/{name}/bootstrap`: what a new node of the pool would run.
+#[derive(Serialize, ToSchema)]
+pub struct BootstrapPreview {
+    pub pool: String,
+    /// The name the next node would get.
+    pub node: String,
+    /// `cloud-init` (Linux) or `powershell` (Windows).
+    pub format: String,
+    /// The exact script, with secrets and the node token masked.
+    pub script: String,
+    /// Its size as base64 `customData`, and Azure's limit.
+    pub custom_data_bytes: u64,
+    pub custom_data_limit: u64,
+    /// Secret references the daemon cannot resolve now (a node would fail to be created).
+    pub unresolved_secrets: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -113,6 +142,7 @@ pub struct NodeList {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBody {
+    /// Required, except from a node's own token, where `{}` reports liveness only.
     pub busy: bool,
 }
 

@@ -272,6 +272,57 @@ pub async fn plan_pool(
     Ok(Json(what_if(&st.store, &record).await?))
 }
 
+/// `GET /v1/pools/{name}/bootstrap` → the exact script the pool's next node would get
+/// (`cloud-init` or `powershell`), with every secret and the node token masked; 404 naming
+/// `bootstrap` if the pool has no such section. Admin: it shows the farm's set-up (shares,
+/// domain, accounts) even without secrets. Secrets that the daemon cannot resolve now are
+/// listed by field (never their values).
+#[utoipa::path(
+    get,
+    path = "/v1/pools/{name}/bootstrap",
+    tag = "pools",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    responses(
+        (status = 200, description = "The script a new node would run, secrets masked", body = crate::openapi::BootstrapPreview),
+        (status = 404, description = "No such pool, or no bootstrap section", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The section cannot be rendered", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn bootstrap_preview(
+    Admin(_): Admin,
+    PoolName(name): PoolName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    use rb_core::bootstrap;
+    let record = existing(&st.store, &name).await?;
+    let Some(section) = &record.spec.bootstrap else {
+        return Err(
+            ApiError::not_found(format!("pool {name:?} has no bootstrap section"))
+                .with_field("bootstrap"),
+        );
+    };
+    let node = rb_core::plan::node_name(&name, record.next_index);
+    let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
+    let rendered = bootstrap::render_node(section, record.spec.os, &ctx, &bootstrap::masked)
+        .map_err(ApiError::invalid_spec)?;
+    let unresolved: Vec<String> = section
+        .secret_refs()
+        .into_iter()
+        .filter(|(_, r)| (st.resolve_secret)(r).is_err())
+        .map(|(field, r)| format!("{field} ({})", r.secret))
+        .collect();
+    Ok(Json(json!({
+        "pool": name,
+        "node": node,
+        "format": rendered.format,
+        "script": rendered.text,
+        "custom_data_bytes": bootstrap::base64_len(rendered.text.len()),
+        "custom_data_limit": bootstrap::MAX_CUSTOM_DATA_BASE64,
+        "unresolved_secrets": unresolved,
+    })))
+}
+
 /// The plan for a pool from the store alone: the same read model the controller plans
 /// from (`Store::plan_pool`).
 pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiError> {

@@ -40,6 +40,11 @@ pub struct PoolStatus {
     pub failed: u32,
     /// Batch Spot nodes preempted now (Batch reallocates them).
     pub preempted: u32,
+    /// Running nodes that count as ready capacity: every running node, except in a pool with
+    /// a `bootstrap` section, where only those that registered.
+    pub ready: u32,
+    /// Running nodes of a bootstrap pool that have not registered yet.
+    pub registering: u32,
     pub conditions: Vec<Value>,
     pub last_error: Value,
     /// Batch pools only: what the controller last saw of the Azure Batch pool
@@ -61,6 +66,14 @@ impl PoolStatus {
             desired,
             ..Default::default()
         };
+        let bootstrap = record.spec.bootstrap.is_some();
+        for vm in vms.iter().filter(|v| v.state == NodeState::Running) {
+            if !bootstrap || vm.registered_at.is_some() {
+                status.ready += 1;
+            } else {
+                status.registering += 1;
+            }
+        }
         for vm in vms {
             let count = match vm.state {
                 NodeState::Creating => &mut status.creating,
@@ -129,6 +142,8 @@ pub fn node_json(vm: &VmRecord) -> Value {
         "draining": vm.draining,
         "last_heartbeat": vm.last_heartbeat.map(rfc3339),
         "azure_id": vm.azure_id,
+        "registered_at": vm.registered_at.map(rfc3339),
+        "node_seen_at": vm.node_seen_at.map(rfc3339),
     })
 }
 

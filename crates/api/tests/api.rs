@@ -136,7 +136,7 @@ async fn pool_lifecycle_create_read_replace_scale_plan_delete() {
         pool["status"],
         json!({"desired": 0, "running": 0, "creating": 0, "starting": 0, "stopped": 0,
                "deallocating": 0, "deallocated": 0, "deleting": 0, "failed": 0, "preempted": 0,
-               "conditions": [], "last_error": null, "batch": null})
+               "ready": 0, "registering": 0, "conditions": [], "last_error": null, "batch": null})
     );
     assert!(app.woken().await);
     let events = app.store.events_after(0, 100).await.unwrap();
@@ -292,6 +292,7 @@ async fn pool_status_counts_nodes_and_shows_the_controllers_findings() {
         pool["status"],
         json!({"desired": 4, "running": 2, "creating": 0, "starting": 0, "stopped": 1,
                "deallocating": 0, "deallocated": 1, "deleting": 0, "failed": 1, "preempted": 0,
+               "ready": 2, "registering": 0,
                "conditions": ["NoCapacity: Standard_NC4as_T4_v3 until later"],
                "last_error": {"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"},
                "batch": null})
@@ -328,7 +329,8 @@ async fn nodes_are_listed_per_pool() {
             "name": "maya-00001", "pool": "maya", "state": "draining", "size": "Standard_NC4as_T4_v3",
             "priority": "regular", "busy": true, "draining": true,
             "last_heartbeat": "2023-11-14T22:13:20Z",
-            "azure_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/maya-00001"
+            "azure_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/maya-00001",
+            "registered_at": null, "node_seen_at": null
         }]})
     );
     let (_, blender) = app

@@ -38,6 +38,39 @@ enum Needs {
     Viewer,
     Requester,
     Admin,
+    /// Requester or admin, or the node's own token (heartbeats).
+    NodeOrRequester,
+    /// Admin, or the node's own token (registration).
+    NodeOrAdmin,
+}
+
+/// Who calls, in the role matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    NoToken,
+    BadToken,
+    Viewer,
+    Requester,
+    Admin,
+    /// The fixture node's own token.
+    OwnNode,
+    /// The token of another node of the same pool.
+    OtherNode,
+}
+
+/// The documented role table: who may call a route that needs `needs`.
+fn allowed(needs: Needs, who: Who) -> bool {
+    use Needs as N;
+    match (needs, who) {
+        (N::Nothing, _) => true,
+        (_, Who::NoToken | Who::BadToken | Who::OtherNode) => false,
+        (N::NodeOrRequester, w) => matches!(w, Who::Requester | Who::Admin | Who::OwnNode),
+        (N::NodeOrAdmin, w) => matches!(w, Who::Admin | Who::OwnNode),
+        (_, Who::OwnNode) => false,
+        (N::Viewer, _) => true,
+        (N::Requester, w) => matches!(w, Who::Requester | Who::Admin),
+        (N::Admin, w) => w == Who::Admin,
+    }
 }
 
 /// What each cell of the matrix gets to work on, fresh, so that only auth decides.
@@ -185,8 +218,26 @@ fn routes() -> Vec<(
             Box::new(|f| (Method::GET, format!("/v1/nodes?pool={}", f.pool), None)),
         ),
         (
+            "GET /v1/pools/{name}/bootstrap",
+            Admin,
+            StatusCode::OK,
+            Box::new(|f| (Method::GET, format!("/v1/pools/{}/bootstrap", f.pool), None)),
+        ),
+        (
+            "POST /v1/nodes/{name}/register",
+            NodeOrAdmin,
+            StatusCode::OK,
+            Box::new(|f| {
+                (
+                    Method::POST,
+                    format!("/v1/nodes/{}/register", f.node),
+                    Some(json!({"hostname": f.node})),
+                )
+            }),
+        ),
+        (
             "PUT /v1/nodes/{name}/heartbeat",
-            Requester,
+            NodeOrRequester,
             StatusCode::OK,
             Box::new(|f| {
                 (
@@ -284,17 +335,18 @@ fn routes() -> Vec<(
 async fn role_matrix_every_route_by_every_kind_of_caller() {
     let app = spawn_app().await;
     app.ready.send_replace(true);
-    // (who, token, the role it has: None for no or a bad token).
-    let callers: [(&str, Option<&str>, Option<Needs>); 5] = [
-        ("no token", None, None),
-        ("bad token", Some("rb_not-a-token"), None),
-        ("viewer", Some(VIEWER_TOKEN), Some(Needs::Viewer)),
-        ("requester", Some(REQUESTER_TOKEN), Some(Needs::Requester)),
-        ("admin", Some(ADMIN_TOKEN), Some(Needs::Admin)),
+    let callers = [
+        Who::NoToken,
+        Who::BadToken,
+        Who::Viewer,
+        Who::Requester,
+        Who::Admin,
+        Who::OwnNode,
+        Who::OtherNode,
     ];
     let mut n = 0;
     for (route, needs, success, call) in routes() {
-        for (who, token, role) in callers {
+        for who in callers {
             n += 1;
             // A fresh pool, node, request and token for every cell.
             let fx = Fixture {
@@ -305,14 +357,34 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                 schedule: format!("s{n}"),
                 n,
             };
+            // A bootstrap pool: its nodes have tokens of their own.
+            let bootstrap_pool = with(pool_spec(&fx.pool, 20), "bootstrap", json!({}));
             app.store
                 .create_pool(
-                    &rb_core::PoolSpec::from_json(pool_spec(&fx.pool, 20).to_string().as_bytes())
-                        .unwrap(),
+                    &rb_core::PoolSpec::from_json(bootstrap_pool.to_string().as_bytes()).unwrap(),
                 )
                 .await
                 .unwrap();
             app.add_vm(&fx.node, &fx.pool, NodeState::Running).await;
+            let other = format!("m{n}-00002");
+            app.add_vm(&other, &fx.pool, NodeState::Running).await;
+            let own_token = format!("rbn_own{n}");
+            let other_token = format!("rbn_other{n}");
+            for (node, token) in [(&fx.node, &own_token), (&other, &other_token)] {
+                app.store
+                    .set_node_token(node, &api::sha256_hex(token), api_now())
+                    .await
+                    .unwrap();
+            }
+            let token = match who {
+                Who::NoToken => None,
+                Who::BadToken => Some("rb_not-a-token"),
+                Who::Viewer => Some(VIEWER_TOKEN),
+                Who::Requester => Some(REQUESTER_TOKEN),
+                Who::Admin => Some(ADMIN_TOKEN),
+                Who::OwnNode => Some(own_token.as_str()),
+                Who::OtherNode => Some(other_token.as_str()),
+            };
             let request = app
                 .store
                 .create_request(&fx.pool, 1, 600, "seed", None, "seed", api_now())
@@ -334,22 +406,21 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
             let (method, path, body) = call(&fx);
             let before = app.snapshot().await;
             let got = app.call(method, &path, token, body).await;
-            let allowed = needs == Needs::Nothing || role.is_some_and(|r| r >= needs);
-            if allowed {
-                assert_eq!(got.0, success, "{route} as {who}: {}", got.1);
-            } else if role.is_none() {
+            if allowed(needs, who) {
+                assert_eq!(got.0, success, "{route} as {who:?}: {}", got.1);
+            } else if matches!(who, Who::NoToken | Who::BadToken) {
                 assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
                 assert_eq!(
                     app.snapshot().await,
                     before,
-                    "{route} as {who} changed something"
+                    "{route} as {who:?} changed something"
                 );
             } else {
                 assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
                 assert_eq!(
                     app.snapshot().await,
                     before,
-                    "{route} as {who} changed something"
+                    "{route} as {who:?} changed something"
                 );
             }
         }
@@ -377,6 +448,8 @@ fn roles_for(needs: Needs) -> Vec<&'static str> {
         Needs::Viewer => vec!["admin", "requester", "viewer"],
         Needs::Requester => vec!["admin", "requester"],
         Needs::Admin => vec!["admin"],
+        Needs::NodeOrRequester => vec!["admin", "node", "requester"],
+        Needs::NodeOrAdmin => vec!["admin", "node"],
     }
 }
 
@@ -479,6 +552,7 @@ async fn openapi_lists_every_served_route_with_its_security() {
         "POST /v1/pools/{name}/scale",
         "POST /v1/pools/{name}/requests",
         "PUT /v1/nodes/{name}/heartbeat",
+        "POST /v1/nodes/{name}/register",
         "POST /v1/tokens",
         "POST /v1/schedules",
     ] {
@@ -1565,4 +1639,252 @@ async fn metrics_show_pools_intents_latency_and_the_binarys_part() {
             .unwrap_or(name);
         assert!(text.contains(&format!("# TYPE {family} ")), "{line}");
     }
+}
+
+/// A booting node registers and beats with its own token; that token can do nothing else,
+/// and nothing to another node.
+#[tokio::test]
+async fn node_tokens_register_and_beat_their_own_node_only() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    let pool = with(pool_spec("maya", 5), "bootstrap", json!({}));
+    assert_eq!(
+        app.admin(Method::POST, "/v1/pools", Some(pool)).await.0,
+        StatusCode::CREATED
+    );
+    app.add_vm("maya-00001", "maya", NodeState::Running).await;
+    app.add_vm("maya-00002", "maya", NodeState::Running).await;
+    let token = "rbn_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    app.store
+        .set_node_token("maya-00001", &api::sha256_hex(token), api_now())
+        .await
+        .unwrap();
+    let _ = app.woken().await;
+
+    // The pool counts the node as registering, not ready.
+    let (_, pool) = app.admin(Method::GET, "/v1/pools/maya", None).await;
+    assert_eq!(
+        (&pool["status"]["ready"], &pool["status"]["registering"]),
+        (&json!(0), &json!(2))
+    );
+
+    // Another node's path: 403, nothing changes.
+    let before = app.snapshot().await;
+    for (method, path, body) in [
+        (Method::POST, "/v1/nodes/maya-00002/register", json!({})),
+        (
+            Method::PUT,
+            "/v1/nodes/maya-00002/heartbeat",
+            json!({"busy": true}),
+        ),
+    ] {
+        let got = app.call(method, path, Some(token), Some(body)).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("another node"),
+            "{got:?}"
+        );
+    }
+    // Any other route: 403 saying what a node token is for.
+    for (method, path) in [
+        (Method::GET, "/v1/pools"),
+        (Method::GET, "/v1/nodes"),
+        (Method::POST, "/v1/nodes/maya-00001/drain"),
+        (Method::GET, "/v1/pools/maya/bootstrap"),
+    ] {
+        let got = app.call(method, path, Some(token), None).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only register its own node"),
+            "{path}: {got:?}"
+        );
+    }
+    assert_eq!(app.snapshot().await, before);
+    assert!(app.not_woken().await);
+
+    // Register: 200, an event naming the node as actor, and a wake-up; the pool counts it.
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/maya-00001/register",
+            Some(token),
+            Some(json!({"hostname": "maya-00001"})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{got:?}");
+    assert!(got.1["registered_at"].is_string(), "{got:?}");
+    assert!(app.woken().await);
+    let (_, events) = app.admin(Method::GET, "/v1/events?after=0", None).await;
+    let registered: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "node.registered")
+        .collect();
+    assert_eq!(registered.len(), 1, "{events}");
+    assert_eq!(registered[0]["actor"], "node:maya-00001");
+    assert_eq!(registered[0]["data"]["hostname"], "maya-00001");
+    assert!(!events.to_string().contains(token));
+    let (_, pool) = app.admin(Method::GET, "/v1/pools/maya", None).await;
+    assert_eq!(
+        (&pool["status"]["ready"], &pool["status"]["registering"]),
+        (&json!(1), &json!(1))
+    );
+    // Again (a reboot): no second event, no wake-up.
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/maya-00001/register",
+            Some(token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert!(app.not_woken().await);
+
+    // Liveness heartbeats from the node leave `busy` to the render manager.
+    app.call(
+        Method::PUT,
+        "/v1/nodes/maya-00001/heartbeat",
+        Some(REQUESTER_TOKEN),
+        Some(json!({"busy": true})),
+    )
+    .await;
+    let got = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{got:?}");
+    assert_eq!(got.1["busy"], true);
+    assert!(got.1["node_seen_at"].is_string());
+    // `{}` is only a node's liveness report: a requester must say busy or not.
+    let got = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(REQUESTER_TOKEN),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_heartbeat",
+        Some("busy"),
+    );
+    // A bad registration body names the field.
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/maya-00001/register",
+            Some(token),
+            Some(json!({"hostname": 5})),
+        )
+        .await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_registration",
+        Some("hostname"),
+    );
+
+    // The token dies with its VM.
+    app.store.delete_vm("maya-00001").await.unwrap();
+    let got = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/maya-00001/heartbeat",
+            Some(token),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+}
+
+#[tokio::test]
+async fn the_bootstrap_preview_masks_secrets_and_the_token() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    let section = json!({
+        "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
+                    "username": "render", "password": {"secret": "env:UNSET"}}],
+        "env": {"RLM_LICENSE": "5053@license01"},
+        "render_client": {"command": "/opt/rr/bin/rrClient"}
+    });
+    let pool = with(pool_spec("maya", 5), "bootstrap", section);
+    assert_eq!(
+        app.admin(Method::POST, "/v1/pools", Some(pool)).await.0,
+        StatusCode::CREATED
+    );
+    let (status, preview) = app
+        .admin(Method::GET, "/v1/pools/maya/bootstrap", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["format"], "cloud-init");
+    assert_eq!(preview["node"], "maya-00001");
+    let script = preview["script"].as_str().unwrap();
+    assert!(script.starts_with("#cloud-config\n"));
+    assert!(
+        script.contains("RENDERBURST_NODE_TOKEN=********"),
+        "{script}"
+    );
+    assert!(script.contains("password=********"));
+    assert!(
+        script
+            .contains("RENDERBURST_REGISTER_URL=http://10.0.0.4:7878/v1/nodes/maya-00001/register")
+    );
+    assert!(script.contains("10.0.0.4 renderburst"));
+    assert!(script.contains("timezone: Europe/Berlin"));
+    assert!(!script.contains("resolved"));
+    assert_eq!(
+        preview["unresolved_secrets"],
+        json!(["bootstrap.mounts[0].password (env:UNSET)"])
+    );
+    assert!(preview["custom_data_bytes"].as_u64().unwrap() < 64 * 1024);
+
+    // Without a section: 404 naming it. A bad section is refused when the pool is written.
+    assert_eq!(
+        app.admin(Method::POST, "/v1/pools", Some(pool_spec("plain", 5)))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let got = app
+        .admin(Method::GET, "/v1/pools/plain/bootstrap", None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", Some("bootstrap"));
+    let bad = with(
+        pool_spec("bad", 5),
+        "bootstrap",
+        json!({"mounts": [{"kind": "smb", "source": "filer", "target": "/mnt/p"}]}),
+    );
+    let got = app.admin(Method::POST, "/v1/pools", Some(bad)).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_spec",
+        Some("bootstrap.mounts[0].source"),
+    );
+    let inline = with(
+        pool_spec("inline", 5),
+        "bootstrap",
+        json!({"admin": {"username": "artist", "password": "hunter2"}}),
+    );
+    let got = app.admin(Method::POST, "/v1/pools", Some(inline)).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_spec",
+        Some("bootstrap.admin.password"),
+    );
 }

@@ -427,11 +427,29 @@ impl State {
         let now_wall = OffsetDateTime::now_utc();
         // What we store is what the client sent, minus secrets Azure never returns, plus
         // the fields the service fills in.
+        let custom_data = props
+            .pointer("/osProfile/customData")
+            .and_then(Value::as_str)
+            .and_then(|s| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(s).ok()
+            })
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         let mut stored = body.clone();
         let sp = &mut stored["properties"];
         if let Some(o) = sp["osProfile"].as_object_mut() {
             o.remove("adminPassword");
             o.remove("customData");
+            // Unattend content can hold a password (AutoLogon): never answered either.
+            if let Some(items) = o
+                .get_mut("windowsConfiguration")
+                .and_then(|w| w.get_mut("additionalUnattendContent"))
+                .and_then(Value::as_array_mut)
+            {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    item.remove("content");
+                }
+            }
             o.insert("computerName".into(), json!(computer_name));
             o.entry("secrets").or_insert(json!([]));
         }
@@ -498,6 +516,8 @@ impl State {
                 nics,
                 os_disk: Some((disk_id, disk_delete)),
                 location: location.clone(),
+                custom_data,
+                booted: false,
             })),
             provisioning: "Creating".into(),
             created: now_wall,

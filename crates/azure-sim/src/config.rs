@@ -25,6 +25,24 @@ pub struct SimConfig {
     pub polling: Polling,
     /// Region reported for operations and Batch accounts when a request names none.
     pub location: String,
+    pub boot: Boot,
+}
+
+/// Booting VMs (off by default): a VM created with `customData` that reaches running finds
+/// the register URL (`http(s)://.../v1/nodes/{name}/register`) and node token (`rbn_...`)
+/// in it and calls the URL, as renderburst's bootstrap script would, then sends one
+/// liveness heartbeat. Calls go over plain HTTP or HTTPS (with the system's roots) to
+/// whatever the URL names, normally the daemon on loopback.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Boot {
+    pub enabled: bool,
+    /// VM names (case-insensitive) that never register: zombies, for tests.
+    pub never_register: Vec<String>,
+    /// Share (0.0–1.0) of booting VMs that never register, drawn per VM.
+    pub never_register_fraction: f64,
+    /// From running to the register call.
+    pub delay_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -39,6 +57,7 @@ impl Default for SimConfig {
             identity: Identity::default(),
             polling: Polling::default(),
             location: "westeurope".to_owned(),
+            boot: Boot::default(),
         }
     }
 }
@@ -215,6 +234,10 @@ impl SimConfig {
             (
                 "faults.operation_fail_rate",
                 self.faults.operation_fail_rate,
+            ),
+            (
+                "boot.never_register_fraction",
+                self.boot.never_register_fraction,
             ),
         ];
         for (key, rate) in rates {

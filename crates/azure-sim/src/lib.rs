@@ -20,6 +20,7 @@ pub mod config;
 mod arm;
 mod auth;
 mod batch;
+mod boot;
 mod compute;
 mod control;
 mod network;
@@ -364,6 +365,8 @@ async fn arm_entry(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
     if let Some(id) = header("x-ms-client-request-id").or_else(|| header("client-request-id")) {
         reply.headers.push(("x-ms-client-request-id", id));
     }
+    // VMs this request saw reach running may boot now (never under the lock).
+    boot::spawn_pending(&shared);
     reply.into_response()
 }
 

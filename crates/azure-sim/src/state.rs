@@ -149,6 +149,17 @@ pub struct VmState {
     pub nics: Vec<(String, bool)>,
     pub os_disk: Option<(String, bool)>,
     pub location: String,
+    /// The decoded `customData` it was created with (kept out of every answer).
+    pub custom_data: Option<String>,
+    /// Booted once already (bootstrap runs on the first boot only).
+    pub booted: bool,
+}
+
+/// A VM that reached running and will call its bootstrap's register URL.
+#[derive(Debug, Clone)]
+pub struct PendingBoot {
+    pub vm: String,
+    pub custom_data: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -327,6 +338,10 @@ pub struct Stats {
     pub evictions: u64,
     pub batch_preemptions: u64,
     pub operations_failed: u64,
+    /// Booting VMs (`boot.enabled`): registered, refused, unreachable, never registering.
+    pub boots_registered: u64,
+    pub boots_failed: u64,
+    pub boots_never: u64,
 }
 
 impl Stats {
@@ -346,6 +361,7 @@ impl Stats {
             "evictions": self.evictions,
             "batch_preemptions": self.batch_preemptions,
             "operations_failed": self.operations_failed,
+            "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
         })
     }
 }
@@ -367,6 +383,8 @@ pub struct State {
     pub stats: Stats,
     pub seq: u64,
     pub next_ip: u32,
+    /// VMs that booted since the last request took them (`boot.enabled`).
+    pub boots: Vec<PendingBoot>,
 }
 
 pub fn key(id: &str) -> String {
@@ -391,6 +409,7 @@ impl State {
             stats: Stats::default(),
             seq: 0,
             next_ip: 4,
+            boots: Vec::new(),
         };
         s.reset_buckets(now);
         s
@@ -547,6 +566,40 @@ impl State {
         }
     }
 
+    /// First boot of a VM with `customData`, when booting is on: queue its register call,
+    /// unless the configuration says it never registers.
+    fn boot(&mut self, vm_id: &str) {
+        if !self.cfg.boot.enabled {
+            return;
+        }
+        let never_names = self.cfg.boot.never_register.clone();
+        let fraction = self.cfg.boot.never_register_fraction;
+        let Some(res) = self.get_mut(vm_id) else {
+            return;
+        };
+        let name = res.name.clone();
+        let Some(v) = res.vm_mut() else {
+            return;
+        };
+        if v.booted {
+            return;
+        }
+        v.booted = true;
+        let Some(custom_data) = v.custom_data.clone() else {
+            return;
+        };
+        let never = never_names.iter().any(|n| n.eq_ignore_ascii_case(&name))
+            || (fraction > 0.0 && fastrand::f64() < fraction);
+        if never {
+            self.stats.boots_never += 1;
+            return;
+        }
+        self.boots.push(PendingBoot {
+            vm: name,
+            custom_data,
+        });
+    }
+
     fn complete_op(&mut self, id: &str, now: Instant) {
         let Some(op) = self.ops.get(id).cloned() else {
             return;
@@ -582,6 +635,7 @@ impl State {
                 }
                 if failed_code.is_none() {
                     self.os_disk_provisioned(vm);
+                    self.boot(vm);
                 }
             }
             Effect::VmUpdate { vm } | Effect::VmRestart { vm } => {

@@ -310,6 +310,8 @@ async fn sync_nodes(
                 last_heartbeat: None,
                 busy: false,
                 draining: false,
+                registered_at: None,
+                node_seen_at: None,
             })
             .await?;
     }

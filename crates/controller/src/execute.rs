@@ -13,7 +13,7 @@ use rb_core::{
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
 
-use crate::{Shared, now, vmspec};
+use crate::{Shared, bootstrap, now, vmspec};
 
 /// Nodes with an open intent (in this process or left by a previous one).
 pub(crate) async fn in_flight(sh: &Shared) -> Result<HashSet<String>, store::StoreError> {
@@ -70,6 +70,7 @@ pub(crate) async fn dispatch(
         0
     };
     let mut k = 0u64;
+    let zombies = plan.zombies.clone();
     for mut action in plan.actions {
         if action.kind == ActionKind::Create {
             let name = rb_core::plan::node_name(&record.spec.name, first + k);
@@ -84,6 +85,18 @@ pub(crate) async fn dispatch(
             if !ex.insert(key.clone()) {
                 continue; // Already being worked on.
             }
+        }
+        if action.kind == ActionKind::Delete && zombies.contains(&action.node) {
+            tracing::warn!(pool = %record.spec.name, node = %action.node, "node never registered: replacing it");
+            let _ = event(
+                sh,
+                "node.zombie",
+                Some(&record.spec.name),
+                Some(&action.node),
+                &action.reason,
+                json!({"register_timeout_seconds": record.spec.bootstrap.as_ref().map(|b| b.register_timeout_seconds)}),
+            )
+            .await;
         }
         let intent = sh
             .store
@@ -124,6 +137,8 @@ pub(crate) async fn dispatch(
                     last_heartbeat: None,
                     busy: false,
                     draining: false,
+                    registered_at: None,
+                    node_seen_at: None,
                 })
                 .await?;
         }
@@ -153,12 +168,14 @@ async fn start_op(
     match action.kind {
         ActionKind::Create => {
             let size = action.size.clone().unwrap_or_default();
+            let custom_data = node_bootstrap(sh, spec, &action.node).await?;
             let body = vmspec::vm_body(
                 spec,
                 &action.node,
                 &size,
                 action.priority.unwrap_or_default(),
                 &sh.cfg.placement,
+                custom_data.as_deref(),
             );
             let vm = vmspec::vm_model(body).map_err(|e| {
                 ArmError::new(azure::ErrorKind::Decode, "EncodeError", e.to_string())
@@ -181,6 +198,35 @@ async fn start_op(
             format!("{:?} is a Batch action, not a VM one", action.kind),
         )),
     }
+}
+
+/// For a pool with a `bootstrap` section: a fresh token for the node (its hash stored before
+/// the VM exists), and the rendered script. A failure (a secret that cannot be resolved, a
+/// script too large) fails the create before any ARM call, naming the field.
+async fn node_bootstrap(
+    sh: &Shared,
+    spec: &rb_core::PoolSpec,
+    node: &str,
+) -> azure::Result<Option<String>> {
+    if spec.bootstrap.is_none() {
+        return Ok(None);
+    }
+    let refused =
+        |message: String| ArmError::new(azure::ErrorKind::Config, "BootstrapError", message);
+    let token = bootstrap::generate_node_token();
+    sh.store
+        .set_node_token(node, &bootstrap::sha256_hex(&token), now())
+        .await
+        .map_err(|e| refused(format!("cannot store the node token: {e}")))?;
+    let rendered = bootstrap::render(
+        &sh.cfg.bootstrap,
+        spec,
+        node,
+        &token,
+        &bootstrap::resolve_secret,
+    )
+    .map_err(|e| refused(format!("bootstrap of {node}: {}: {}", e.field, e.message)))?;
+    Ok(rendered.map(|r| r.text))
 }
 
 async fn run_action(

@@ -13,6 +13,7 @@
 //! - A node with an open intent is in flight: the planner leaves it alone.
 
 mod batch;
+pub mod bootstrap;
 mod execute;
 mod gc;
 mod observe;
@@ -30,6 +31,7 @@ use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use batch::{batch_task, pool_model};
+pub use bootstrap::BootstrapConfig;
 pub use observe::{Observation, ObservedVm, node_state};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
@@ -52,6 +54,8 @@ pub struct ControllerConfig {
     /// The configured Batch account (in `resource_group`), searched for Batch pools of ours
     /// that no pool wants, besides the accounts pools name.
     pub batch_account: Option<String>,
+    /// The daemon's side of node bootstrap: its URL, time zone and hosts entry.
+    pub bootstrap: BootstrapConfig,
 }
 
 /// What one activation did, for `/v1/status`.
@@ -501,6 +505,8 @@ impl Controller {
                     last_heartbeat: None,
                     busy: false,
                     draining: false,
+                    registered_at: None,
+                    node_seen_at: None,
                 })
                 .await?;
         }

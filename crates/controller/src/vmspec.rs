@@ -60,12 +60,21 @@ fn throwaway_password() -> String {
     p
 }
 
+/// What a Windows node runs at its first logon: Azure saves `customData` as
+/// `C:\AzureData\CustomData.bin` and runs nothing by itself, so the VM logs on once by
+/// itself (`AutoLogon`, count 1) and `FirstLogonCommands` runs the bootstrap script — all in
+/// the one create write.
+const FIRST_LOGON_COMMANDS: &str = "<FirstLogonCommands><SynchronousCommand><CommandLine>powershell.exe -NoProfile -ExecutionPolicy Bypass -Command \"Copy-Item C:\\AzureData\\CustomData.bin C:\\AzureData\\renderburst-bootstrap.ps1; &amp; C:\\AzureData\\renderburst-bootstrap.ps1\"</CommandLine><Description>renderburst bootstrap</Description><Order>1</Order></SynchronousCommand></FirstLogonCommands>";
+
+/// The VM's create body. `custom_data` is the node's bootstrap script (cloud-init or
+/// PowerShell), sent base64-encoded as `osProfile.customData`.
 pub fn vm_body(
     spec: &PoolSpec,
     name: &str,
     size: &str,
     priority: Priority,
     place: &Placement,
+    custom_data: Option<&str>,
 ) -> Value {
     let mut tags: serde_json::Map<String, Value> = spec
         .tags
@@ -90,10 +99,25 @@ pub fn vm_body(
             os_profile["linuxConfiguration"] = json!({"disablePasswordAuthentication": false});
         }
         (Os::Windows, _) => {
-            os_profile["adminPassword"] = json!(throwaway_password());
+            let password = throwaway_password();
             os_profile["windowsConfiguration"] =
                 json!({"provisionVMAgent": true, "enableAutomaticUpdates": false});
+            if custom_data.is_some() {
+                // The throwaway password is letters, digits and "!": nothing to escape in XML.
+                let autologon = format!(
+                    "<AutoLogon><Password><Value>{password}</Value></Password><Enabled>true</Enabled><LogonCount>1</LogonCount><Username>{}</Username></AutoLogon>",
+                    place.admin_username
+                );
+                os_profile["windowsConfiguration"]["additionalUnattendContent"] = json!([
+                    {"passName": "OobeSystem", "componentName": "Microsoft-Windows-Shell-Setup", "settingName": "AutoLogon", "content": autologon},
+                    {"passName": "OobeSystem", "componentName": "Microsoft-Windows-Shell-Setup", "settingName": "FirstLogonCommands", "content": FIRST_LOGON_COMMANDS},
+                ]);
+            }
+            os_profile["adminPassword"] = json!(password);
         }
+    }
+    if let Some(text) = custom_data {
+        os_profile["customData"] = json!(rb_core::bootstrap::base64_encode(text.as_bytes()));
     }
     let mut nic = json!({
         "name": nic_name(name),
@@ -151,6 +175,100 @@ mod tests {
         );
         assert!(computer_name("a-very-long-pool-name-00001", Os::Windows).len() <= 15);
         assert_eq!(computer_name("maya-00001", Os::Linux), "maya-00001");
+    }
+
+    fn spec(os: Os) -> PoolSpec {
+        let mut spec = PoolSpec::from_json(
+            br#"{"name":"maya","mode":"vm","vm_sizes":["Standard_D4s_v5"],"image":"a:b:c:d","max":2}"#,
+        )
+        .unwrap();
+        spec.os = os;
+        spec
+    }
+
+    fn place() -> Placement {
+        Placement {
+            location: "westeurope".into(),
+            subnet_id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/s".into(),
+            nsg_id: None,
+            owner_id: "o".into(),
+            admin_username: "render".into(),
+            ssh_public_key: None,
+        }
+    }
+
+    #[test]
+    fn custom_data_is_base64_and_windows_runs_it_at_first_logon() {
+        let body = vm_body(
+            &spec(Os::Linux),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            Some("#cloud-config\n"),
+        );
+        assert_eq!(
+            body["properties"]["osProfile"]["customData"],
+            "I2Nsb3VkLWNvbmZpZwo="
+        );
+        let model = vm_model(body).unwrap();
+        assert!(
+            model
+                .properties
+                .unwrap()
+                .os_profile
+                .unwrap()
+                .custom_data
+                .is_some()
+        );
+        let body = vm_body(
+            &spec(Os::Linux),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            None,
+        );
+        assert!(body["properties"]["osProfile"].get("customData").is_none());
+
+        let body = vm_body(
+            &spec(Os::Windows),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            Some("Write-Host hi"),
+        );
+        let os = &body["properties"]["osProfile"];
+        let unattend = os["windowsConfiguration"]["additionalUnattendContent"]
+            .as_array()
+            .unwrap();
+        let autologon = unattend[0]["content"].as_str().unwrap();
+        assert!(autologon.contains(&format!(
+            "<Value>{}</Value>",
+            os["adminPassword"].as_str().unwrap()
+        )));
+        assert!(autologon.contains("<LogonCount>1</LogonCount><Username>render</Username>"));
+        assert_eq!(unattend[1]["settingName"], "FirstLogonCommands");
+        assert!(
+            unattend[1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("C:\\AzureData\\CustomData.bin")
+        );
+        let body = vm_body(
+            &spec(Os::Windows),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            None,
+        );
+        assert!(
+            body["properties"]["osProfile"]["windowsConfiguration"]
+                .get("additionalUnattendContent")
+                .is_none()
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ fn pool(i: usize) -> Pool {
         tags: BTreeMap::new(),
         batch: None,
         licenses: vec![],
+        bootstrap: None,
     };
     let nodes = (0..NODES_PER_POOL)
         .map(|k| {
@@ -125,6 +126,7 @@ fn pool(i: usize) -> Pool {
                 busy,
                 draining: running && rng.below(100) == 0,
                 in_flight,
+                registered_at: None,
             }
         })
         .collect();

@@ -667,6 +667,7 @@ mod tests {
                 application_licenses: None,
             }),
             licenses: vec![],
+            bootstrap: None,
         }
     }
 
@@ -687,6 +688,7 @@ mod tests {
                 last_heartbeat: None,
                 busy: false,
                 draining: false,
+                registered_at: None,
                 in_flight: false,
             },
             batch_state: state.into(),

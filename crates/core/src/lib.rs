@@ -6,6 +6,7 @@
 //! daemon testable in microseconds and makes every decision explainable.
 
 pub mod batch;
+pub mod bootstrap;
 pub mod offerings;
 pub mod plan;
 pub mod schedule;
@@ -14,6 +15,7 @@ pub mod spec;
 pub use batch::{
     BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,
 };
+pub use bootstrap::{BootstrapSpec, SecretRef};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};

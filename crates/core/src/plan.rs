@@ -49,6 +49,11 @@ pub struct NodeView {
     pub draining: bool,
     /// renderburst has an operation in flight on it (an open intent): leave it alone.
     pub in_flight: bool,
+    /// When the node first called `POST /v1/nodes/{name}/register` with its token. In a
+    /// pool with a `bootstrap` section a running node that has not registered within
+    /// `register_timeout_seconds` of starting is a zombie, and is replaced.
+    #[serde(default)]
+    pub registered_at: Option<UnixSeconds>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -116,6 +121,10 @@ pub struct Plan {
     /// Nodes counted toward the desired count (creating, starting, running, not draining).
     pub active: u32,
     pub desired: u32,
+    /// Running nodes that did not register in time (bootstrap pools): deleted by this plan
+    /// and replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zombies: Vec<String>,
 }
 
 /// The VM name for a node index: `{pool}-{index:05}`.
@@ -162,7 +171,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     if input.deleting {
         planner.delete_everything(&nodes);
     } else {
-        planner.reconcile(&nodes);
+        // Zombies are deleted and no longer count: the gap they leave is filled like any.
+        let zombies = planner.zombies(&nodes);
+        let rest: Vec<&NodeView> = nodes
+            .iter()
+            .copied()
+            .filter(|n| !zombies.contains(&n.name))
+            .collect();
+        planner.plan.active = count(&rest, is_active);
+        planner.reconcile(&rest);
     }
     planner.plan
 }
@@ -301,6 +318,48 @@ impl Planner<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// Bootstrap pools only: running nodes that have not registered within
+    /// `register_timeout_seconds` of starting are deleted (busy ones are never removed);
+    /// younger unregistered nodes are reported as waiting.
+    fn zombies(&mut self, nodes: &[&NodeView]) -> Vec<String> {
+        let Some(b) = &self.spec.bootstrap else {
+            return Vec::new();
+        };
+        let timeout = i64::try_from(b.register_timeout_seconds).unwrap_or(i64::MAX);
+        let mut zombies = Vec::new();
+        let mut waiting = 0;
+        for n in nodes
+            .iter()
+            .filter(|n| !n.in_flight && n.state == NodeState::Running && n.registered_at.is_none())
+        {
+            let since = n.started_at.unwrap_or(n.created_at);
+            let waited = self.now.saturating_sub(since);
+            if waited < timeout || self.is_busy(n) {
+                waiting += 1;
+                continue;
+            }
+            self.push(
+                ActionKind::Delete,
+                &n.name,
+                format!(
+                    "zombie: running for {waited} s without registering (register_timeout_seconds {timeout}); replacing it"
+                ),
+            );
+            self.condition(format!(
+                "Zombie: {} did not register within {timeout} s of starting; replacing it",
+                n.name
+            ));
+            zombies.push(n.name.clone());
+        }
+        if waiting > 0 {
+            self.condition(format!(
+                "WaitingForRegistration: {waiting} running nodes have not registered yet"
+            ));
+        }
+        self.plan.zombies = zombies.clone();
+        zombies
     }
 
     /// The pool is going away: delete every node, except busy ones, which finish first.

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::{self, BootstrapSpec, HostEntry, NodeContext};
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +120,10 @@ pub struct PoolSpec {
     /// License servers the renderers on the nodes use (Batch pools: through the start task).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub licenses: Vec<LicenseServer>,
+    /// What a new node does on its first boot (see [`crate::bootstrap`]); without it nodes
+    /// count as ready as soon as they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
 }
 
 /// What happens to a Batch pool between workloads.
@@ -330,6 +336,7 @@ impl PoolSpec {
             ));
         }
         self.validate_tags()?;
+        self.validate_bootstrap()?;
         self.validate_licenses()?;
         match (self.mode, &self.batch) {
             (PoolMode::Batch, Some(b)) => self.validate_batch(b),
@@ -413,6 +420,38 @@ impl PoolSpec {
             Some((field, _)) => fixed(field),
             None => Ok(()),
         }
+    }
+
+    /// The section's own rules, then its size: rendered for the longest node name, a long
+    /// daemon URL and 256-character secrets, it must fit in `customData`.
+    fn validate_bootstrap(&self) -> Result<(), SpecError> {
+        let Some(b) = &self.bootstrap else {
+            return Ok(());
+        };
+        if self.mode == PoolMode::Batch {
+            return Err(SpecError::new(
+                "bootstrap",
+                "is for VM pools; a Batch pool's nodes are prepared by batch.start_task \
+                 (and licenses reach them through `licenses`)",
+            ));
+        }
+        b.validate(self.os)?;
+        let node = format!("{}-99999", self.name);
+        let url = format!("https://{}:65535", "h".repeat(200));
+        let token = "t".repeat(64);
+        let daemon = HostEntry {
+            ip: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(),
+            names: vec!["renderburst".into(), "h".repeat(200)],
+        };
+        let ctx = NodeContext {
+            pool: &self.name,
+            node: &node,
+            api_url: &url,
+            token: &token,
+            default_time_zone: "America/Argentina/Buenos_Aires",
+            daemon_host: Some(&daemon),
+        };
+        bootstrap::render_node(b, self.os, &ctx, &|_| Ok("s".repeat(256))).map(|_| ())
     }
 
     fn validate_licenses(&self) -> Result<(), SpecError> {
@@ -826,7 +865,7 @@ pub(crate) fn from_json_named<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Sp
     let field = if path.is_empty() {
         "body".to_string()
     } else {
-        path.join(".")
+        join_path(&path)
     };
     Err(SpecError::new(field, message))
 }
@@ -840,46 +879,88 @@ const MAX_PROBED_KEYS: usize = 64;
 /// shape, so new fields and sections need no table here.
 fn locate_error<T: DeserializeOwned>(root: &serde_json::Value, message: &str) -> Vec<String> {
     let mut path: Vec<String> = Vec::new();
-    loop {
-        let Some(serde_json::Value::Object(obj)) = value_at(root, &path) else {
-            return path;
-        };
-        if obj.len() > MAX_PROBED_KEYS {
-            return path;
+    // Removing the culprit (and only the culprit) changes the error.
+    let changes = |probe: serde_json::Value, key: &str| match serde_json::from_value::<T>(probe) {
+        Ok(_) => true,
+        // Removing a required key only makes serde report that key missing instead; for a
+        // missing-field error that says nothing about where the field belongs.
+        Err(e) => {
+            let changed = e.to_string();
+            changed != message
+                && !(message.starts_with("missing field `")
+                    && changed == format!("missing field `{key}`"))
         }
-        let culprit = obj.keys().find(|key| {
-            let mut probe = root.clone();
-            if let Some(serde_json::Value::Object(o)) = value_at_mut(&mut probe, &path) {
-                o.remove(key.as_str());
-            }
-            match serde_json::from_value::<T>(probe) {
-                Ok(_) => true,
-                // Removing a required key only makes serde report that key missing instead;
-                // for a missing-field error that says nothing about where the field belongs.
-                Err(e) => {
-                    let changed = e.to_string();
-                    changed != message
-                        && !(message.starts_with("missing field `")
-                            && changed == format!("missing field `{key}`"))
+    };
+    loop {
+        match value_at(root, &path) {
+            Some(serde_json::Value::Object(obj)) if obj.len() <= MAX_PROBED_KEYS => {
+                let culprit = obj.keys().find(|key| {
+                    let mut probe = root.clone();
+                    if let Some(serde_json::Value::Object(o)) = value_at_mut(&mut probe, &path) {
+                        o.remove(key.as_str());
+                    }
+                    changes(probe, key)
+                });
+                match culprit {
+                    Some(key) => path.push(key.clone()),
+                    None => return path,
                 }
             }
-        });
-        match culprit {
-            Some(key) => path.push(key.clone()),
-            None => return path,
+            // Lists of objects (mounts, hosts...): the element whose removal changes the
+            // error. Lists of plain values (`vm_sizes`) are named as a whole.
+            Some(serde_json::Value::Array(items))
+                if !path.is_empty()
+                    && items.len() <= MAX_PROBED_KEYS
+                    && items.iter().any(serde_json::Value::is_object) =>
+            {
+                let culprit = (0..items.len()).find(|&i| {
+                    let mut probe = root.clone();
+                    if let Some(serde_json::Value::Array(a)) = value_at_mut(&mut probe, &path) {
+                        a.remove(i);
+                    }
+                    changes(probe, "")
+                });
+                match culprit {
+                    Some(i) => path.push(format!("[{i}]")),
+                    None => return path,
+                }
+            }
+            _ => return path,
         }
     }
 }
 
+/// `["bootstrap", "mounts", "[0]", "source"]` → `bootstrap.mounts[0].source`.
+fn join_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        if !out.is_empty() && !seg.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(seg);
+    }
+    out
+}
+
+fn index_of(seg: &str) -> Option<usize> {
+    seg.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
 fn value_at<'a>(root: &'a serde_json::Value, path: &[String]) -> Option<&'a serde_json::Value> {
-    path.iter().try_fold(root, |v, key| v.get(key.as_str()))
+    path.iter().try_fold(root, |v, seg| match index_of(seg) {
+        Some(i) => v.get(i),
+        None => v.get(seg.as_str()),
+    })
 }
 
 fn value_at_mut<'a>(
     root: &'a mut serde_json::Value,
     path: &[String],
 ) -> Option<&'a mut serde_json::Value> {
-    path.iter().try_fold(root, |v, key| v.get_mut(key.as_str()))
+    path.iter().try_fold(root, |v, seg| match index_of(seg) {
+        Some(i) => v.get_mut(i),
+        None => v.get_mut(seg.as_str()),
+    })
 }
 
 /// serde_json appends " at line L column C" to errors from text.

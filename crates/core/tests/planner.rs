@@ -28,6 +28,7 @@ fn spec() -> PoolSpec {
         tags: BTreeMap::new(),
         batch: None,
         licenses: vec![],
+        bootstrap: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn node(i: u64, state: NodeState) -> NodeView {
         busy: false,
         draining: false,
         in_flight: false,
+        registered_at: None,
     }
 }
 
@@ -770,7 +772,8 @@ fn at_desired_nothing_happens() {
             actions: vec![],
             conditions: vec![],
             active: 3,
-            desired: 3
+            desired: 3,
+            zombies: vec![],
         }
     );
 }
@@ -835,4 +838,75 @@ fn size_conditions_follow_preference_order_and_keep_the_longest_entry() {
             "SizeUnavailable: Standard_NC8as_T4_v3 (spot) OperationNotAllowed until 2023-11-14T23:12:20Z",
         ]
     );
+}
+
+fn bootstrap_spec(timeout: u64) -> PoolSpec {
+    let mut s = spec();
+    s.bootstrap = Some(
+        serde_json::from_value(serde_json::json!({"register_timeout_seconds": timeout})).unwrap(),
+    );
+    s
+}
+
+#[test]
+fn a_node_that_never_registers_is_deleted_and_replaced_after_the_timeout() {
+    let spec = bootstrap_spec(600);
+    // Node 1 registered; node 2 has run an hour without registering; node 3 started
+    // 100 s ago and is still within its time.
+    let mut all = vec![node(1, NodeState::Running), node(2, NodeState::Running)];
+    all[0].registered_at = Some(NOW - 3000);
+    let mut young = node(3, NodeState::Running);
+    young.started_at = Some(NOW - 100);
+    all.push(young);
+    let plan = Case::new(&spec, 3, &all).run();
+    assert_eq!(plan.zombies, vec![node_name("maya", 2)]);
+    assert_eq!(names(&plan, ActionKind::Delete), vec![node_name("maya", 2)]);
+    assert!(
+        of_kind(&plan, ActionKind::Delete)[0]
+            .reason
+            .starts_with("zombie:")
+    );
+    // The zombie does not count: one replacement is created.
+    assert_eq!(plan.active, 2);
+    assert_eq!(
+        names(&plan, ActionKind::Create),
+        vec![node_name("maya", 100)]
+    );
+    assert!(condition(&plan, "Zombie:").is_some_and(|c| c.contains("maya-00002")));
+    assert!(condition(&plan, "WaitingForRegistration:").is_some_and(|c| c.contains(" 1 running")));
+}
+
+#[test]
+fn registration_is_not_required_without_a_bootstrap_section_nor_of_busy_or_in_flight_nodes() {
+    let all = nodes(1..3, NodeState::Running);
+    let plan = Case::new(&spec(), 2, &all).run();
+    assert!(
+        plan.actions.is_empty() && plan.zombies.is_empty(),
+        "{plan:?}"
+    );
+
+    let spec = bootstrap_spec(600);
+    let mut all = nodes(1..3, NodeState::Running);
+    all[0].busy = true;
+    all[0].last_heartbeat = Some(NOW - 10);
+    all[1].in_flight = true;
+    let plan = Case::new(&spec, 2, &all).run();
+    assert!(plan.zombies.is_empty(), "{plan:?}");
+    assert!(of_kind(&plan, ActionKind::Delete).is_empty());
+}
+
+#[test]
+fn the_register_timeout_counts_from_the_last_start() {
+    let spec = bootstrap_spec(600);
+    let mut n = node(1, NodeState::Running);
+    n.started_at = Some(NOW - 599);
+    let plan = Case::new(&spec, 1, std::slice::from_ref(&n)).run();
+    assert!(plan.zombies.is_empty());
+    n.started_at = Some(NOW - 600);
+    let plan = Case::new(&spec, 1, std::slice::from_ref(&n)).run();
+    assert_eq!(plan.zombies, vec![n.name.clone()]);
+    // A pool being deleted deletes it anyway, without calling it a zombie.
+    let mut case = Case::new(&spec, 1, std::slice::from_ref(&n));
+    case.deleting = true;
+    assert!(case.run().zombies.is_empty());
 }

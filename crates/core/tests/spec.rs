@@ -35,6 +35,7 @@ fn spec() -> PoolSpec {
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
         batch: None,
         licenses: vec![],
+        bootstrap: None,
     }
 }
 

@@ -58,6 +58,13 @@ pub enum PoolCmd {
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
+    /// Show a pool's bootstrap section; with --node-preview, the exact script its next node
+    /// would get (cloud-init or PowerShell), with secrets and the node token masked.
+    Bootstrap {
+        name: String,
+        #[arg(long)]
+        node_preview: bool,
+    },
     /// Delete a pool: its nodes are removed, then the pool.
     Delete {
         name: String,
@@ -305,6 +312,45 @@ impl Client {
                         n("deallocated"),
                         n("failed"),
                         conds.join("; ")
+                    );
+                }
+            }
+            PoolCmd::Bootstrap { name, node_preview } => {
+                if !node_preview {
+                    let pool = self
+                        .ok(Method::GET, &format!("/v1/pools/{name}"), None)
+                        .await?;
+                    if pool["bootstrap"].is_null() {
+                        bail!("pool {name} has no bootstrap section");
+                    }
+                    // Secrets are references in the spec, never values.
+                    self.print_json(&pool["bootstrap"]);
+                    return Ok(());
+                }
+                let v = self
+                    .ok(Method::GET, &format!("/v1/pools/{name}/bootstrap"), None)
+                    .await?;
+                if self.output == Output::Json {
+                    self.print_json(&v);
+                    return Ok(());
+                }
+                // The script exactly as the node gets it; notes go to stderr.
+                print!("{}", v["script"].as_str().unwrap_or_default());
+                eprintln!(
+                    "# {} for node {}: {} of {} bytes of base64 customData; secrets and the node token masked",
+                    v["format"].as_str().unwrap_or(""),
+                    v["node"].as_str().unwrap_or(""),
+                    v["custom_data_bytes"],
+                    v["custom_data_limit"]
+                );
+                for s in v["unresolved_secrets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    eprintln!(
+                        "warning: the daemon cannot resolve {}: node creates will fail",
+                        s.as_str().unwrap_or("")
                     );
                 }
             }

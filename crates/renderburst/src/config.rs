@@ -41,14 +41,42 @@ pub struct Config {
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// The daemon's URL as render nodes reach it, for their bootstrap call-backs
+    /// (`POST /v1/nodes/{name}/register`, heartbeats). Default: `http://` + the listen
+    /// address (the machine's host name when listening on all addresses) and the port.
+    pub advertise_url: Option<String>,
+    /// IANA time zone nodes get when their pool's `bootstrap.time_zone` is not set.
+    /// Default: the daemon machine's (`TZ`, `/etc/timezone`, `/etc/localtime`), else UTC.
+    pub time_zone: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            advertise_url: None,
+            time_zone: None,
         }
     }
+}
+
+/// Checks an `advertise_url`: `http(s)://host[:port]`, nothing after. Returns it without a
+/// trailing `/`.
+pub fn check_advertise_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    if rest.is_empty()
+        || rest.contains(['/', '?', '#', '@'])
+        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{url:?} must be scheme://host[:port] with no path, user or query"
+        ));
+    }
+    Ok(trimmed.to_string())
 }
 
 fn default_listen() -> SocketAddr {
@@ -228,6 +256,22 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.server.advertise_url {
+            check_advertise_url(url).map_err(|e| anyhow::anyhow!("server.advertise_url: {e}"))?;
+        }
+        if let Some(tz) = &self.server.time_zone {
+            let ok = !tz.is_empty()
+                && tz.split('/').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+                });
+            if !ok {
+                bail!(
+                    "server.time_zone: {tz:?} is not an IANA time zone name like \"Europe/Berlin\""
+                );
+            }
+        }
         if self.controller.reconcile_interval_seconds == 0 {
             bail!("controller.reconcile_interval_seconds must be at least 1");
         }
@@ -339,6 +383,30 @@ mod tests {
         let err = Config::load(Some(&write(&dir, "[[pools]]\nname = \"Bad Name\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = 3\n"))).unwrap_err().to_string();
         assert!(err.contains("pools[0]") && err.contains("name"), "{err}");
         assert!(Config::load(Some(Path::new("/nonexistent/renderburst.toml"))).is_err());
+        let path = write(&dir, "[server]\nadvertise_url = \"10.0.0.4:7878\"\n");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.advertise_url") && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        let err = Config::load(Some(&write(
+            &dir,
+            "[server]\ntime_zone = \"Berlin time\"\n",
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.time_zone"), "{err}");
+        let cfg = Config::load(Some(&write(
+            &dir,
+            "[server]\nadvertise_url = \"https://render-burst.studio.local:7878/\"\ntime_zone = \"Europe/Berlin\"\n",
+        )))
+        .unwrap();
+        assert_eq!(
+            check_advertise_url(cfg.server.advertise_url.as_deref().unwrap()).unwrap(),
+            "https://render-burst.studio.local:7878"
+        );
+        assert!(check_advertise_url("http://h:1/v1").is_err());
+        assert!(check_advertise_url("ftp://h").is_err());
     }
 
     #[test]

@@ -201,6 +201,23 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
 
     // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
     let identity = serde_json::json!({"owner_id": owner, "resource_group": rg});
+    // Bound before the controller starts: the bootstrap call-back URL needs the real port.
+    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(cfg.server.listen))
+        .await
+        .with_context(|| format!("cannot listen on {}", listen.unwrap_or(cfg.server.listen)))?;
+    let api_addr = listener.local_addr()?;
+    let bootstrap = bootstrap_defaults(&cfg, api_addr).await?;
+    if !cfg.embedded()
+        && bootstrap
+            .daemon_host
+            .as_ref()
+            .and_then(|h| h.ip.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback())
+    {
+        tracing::warn!(url = %bootstrap.api_url, "server.advertise_url is a loopback address: bootstrapped nodes in Azure cannot reach it and will be replaced as zombies; set server.advertise_url");
+    }
+    tracing::info!(url = %bootstrap.api_url, time_zone = %bootstrap.default_time_zone, "nodes call back to this URL");
+
     let controller = Controller::new(
         store.clone(),
         arm.clone(),
@@ -219,6 +236,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             gc_grace: Duration::from_secs(cfg.controller.gc_grace_seconds),
             events_retained: cfg.controller.events_retained,
             batch_account: batch_account.clone(),
+            bootstrap: bootstrap.clone(),
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down
@@ -240,10 +258,6 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     tasks.push(tokio::spawn(controller.clone().run(shutdown_rx.clone())));
     tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
 
-    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(cfg.server.listen))
-        .await
-        .with_context(|| format!("cannot listen on {}", listen.unwrap_or(cfg.server.listen)))?;
-    let api_addr = listener.local_addr()?;
     let status_controller = controller.clone();
     let metrics_controller = controller.clone();
     let state = api::ApiState {
@@ -265,6 +279,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             })
         }),
         metrics: Arc::new(move || render_metrics(&metrics_controller)),
+        bootstrap: Arc::new(bootstrap),
+        resolve_secret: Arc::new(controller::bootstrap::resolve_secret),
     };
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
@@ -284,6 +300,102 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         shutdown,
         tasks,
     })
+}
+
+/// The daemon's side of node bootstrap: the URL nodes call back (`server.advertise_url`, or
+/// `http://` + the bound address), its time zone, and its own hosts entry (the advertised
+/// host's address, resolved once here when it is a name).
+async fn bootstrap_defaults(
+    cfg: &Config,
+    bound: std::net::SocketAddr,
+) -> anyhow::Result<rb_core::bootstrap::BootstrapDefaults> {
+    use rb_core::bootstrap::HostEntry;
+    let api_url = match &cfg.server.advertise_url {
+        Some(url) => crate::config::check_advertise_url(url)
+            .map_err(|e| anyhow::anyhow!("server.advertise_url: {e}"))?,
+        None if bound.ip().is_unspecified() => format!("http://{}:{}", host_name(), bound.port()),
+        None => format!("http://{bound}"),
+    };
+    let authority = api_url
+        .split_once("://")
+        .map_or(api_url.as_str(), |(_, rest)| rest);
+    // `[v6]:port`, `host:port` or `host`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, rest) = v6.split_once(']').unwrap_or((v6, ""));
+            (
+                h.to_string(),
+                rest.strip_prefix(':').and_then(|p| p.parse().ok()),
+            )
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse::<u16>().ok()),
+            None => (authority.to_string(), None),
+        },
+    };
+    let daemon_host = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(HostEntry {
+            ip: ip.to_string(),
+            names: vec!["renderburst".into()],
+        }),
+        Err(_) => match tokio::net::lookup_host((host.as_str(), port.unwrap_or(80))).await {
+            Ok(mut addrs) => addrs
+                .find(std::net::SocketAddr::is_ipv4)
+                .map(|a| HostEntry {
+                    ip: a.ip().to_string(),
+                    names: if host.eq_ignore_ascii_case("renderburst") {
+                        vec![host.clone()]
+                    } else {
+                        vec![host.clone(), "renderburst".into()]
+                    },
+                }),
+            Err(e) => {
+                tracing::warn!(host = %host, error = %e, "cannot resolve the advertised host: nodes get no hosts entry for the daemon");
+                None
+            }
+        },
+    };
+    Ok(rb_core::bootstrap::BootstrapDefaults {
+        api_url,
+        default_time_zone: cfg.server.time_zone.clone().unwrap_or_else(local_time_zone),
+        daemon_host,
+    })
+}
+
+/// This machine's host name (for the default advertised URL when listening on all
+/// addresses).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// This machine's IANA time zone: `TZ`, `/etc/timezone`, the `/etc/localtime` link, else UTC.
+fn local_time_zone() -> String {
+    let shaped = |tz: &str| {
+        let tz = tz.trim().trim_start_matches(':');
+        (!tz.is_empty() && !tz.starts_with('/') && !tz.contains(char::is_whitespace))
+            .then(|| tz.to_string())
+    };
+    if let Some(tz) = std::env::var("TZ").ok().as_deref().and_then(shaped) {
+        return tz;
+    }
+    if let Some(tz) = std::fs::read_to_string("/etc/timezone")
+        .ok()
+        .as_deref()
+        .and_then(shaped)
+    {
+        return tz;
+    }
+    if let Ok(target) = std::fs::read_link("/etc/localtime")
+        && let Some((_, zone)) = target.to_string_lossy().split_once("zoneinfo/")
+    {
+        return zone.to_string();
+    }
+    "UTC".into()
 }
 
 /// The controller's and the ARM client's metrics, in Prometheus text, for `GET /metrics`.

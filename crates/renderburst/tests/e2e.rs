@@ -1206,3 +1206,146 @@ idle_timeout_seconds = 0
     );
     daemon.stop().await;
 }
+
+/// Node bootstrap end to end: every VM gets its own token in its customData; the simulator's
+/// VMs boot by calling the register URL with the token they find there (Linux cloud-init and
+/// Windows PowerShell alike); a VM that never registers is reported and replaced after the
+/// pool's `register_timeout_seconds`; secrets (resolved from a file by the daemon) appear in
+/// no API answer or event, and the CLI previews the script with secrets and token masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() {
+    let w = world(
+        "boot",
+        json!({"boot": {"enabled": true, "never_register": ["arnold-00002"]}}),
+    )
+    .await;
+    let secret_file = w.dir.join("smb.password");
+    std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let mut spec = pool_spec("arnold", &["Standard_D4s_v5"], 6);
+    spec["bootstrap"] = json!({
+        "time_zone": "Europe/Berlin",
+        "hosts": [{"ip": "10.1.0.5", "names": ["license01"]}],
+        "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
+                    "username": "render", "password": {"secret": format!("file:{}", secret_file.display())}}],
+        "firewall_ports": [{"port": 7774}],
+        "env": {"RLM_LICENSE": "5053@license01"},
+        "render_client": {"command": "/opt/rr/bin/rrClient -nogui"},
+        "register_timeout_seconds": 8
+    });
+    api.ok(reqwest::Method::POST, "/v1/pools", Some(spec)).await;
+    let mut win = pool_spec("winrr", &["Standard_D4s_v5"], 2);
+    win["os"] = json!("windows");
+    win["image"] = json!("MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest");
+    win["bootstrap"] =
+        json!({"env": {"RLM_LICENSE": "5053@license01"}, "register_timeout_seconds": 8});
+    api.ok(reqwest::Method::POST, "/v1/pools", Some(win)).await;
+
+    // Before any node exists, the preview shows what node 1 would get, masked.
+    let (code, script, err) = cli(
+        &api,
+        &w.dir,
+        &["pool", "bootstrap", "arnold", "--node-preview"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(script.starts_with("#cloud-config\n"), "{script}");
+    assert!(script.contains(&format!(
+        "RENDERBURST_REGISTER_URL=http://{}/v1/nodes/arnold-00001/register",
+        daemon.api_addr
+    )));
+    assert!(script.contains("RENDERBURST_NODE_TOKEN=********"));
+    assert!(script.contains("password=********"));
+    assert!(!script.contains("s3cret"));
+    assert!(err.contains("masked"), "{err}");
+
+    api.scale("arnold", 3).await;
+    api.scale("winrr", 1).await;
+
+    // The healthy nodes register with the token from their customData.
+    let registered = |nodes: &Value, name: &str| {
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == name && n["registered_at"].is_string())
+    };
+    eventually(
+        "arnold-00001, arnold-00003 and winrr-00001 registered",
+        60,
+        || async {
+            let nodes = api.ok(reqwest::Method::GET, "/v1/nodes", None).await;
+            ["arnold-00001", "arnold-00003", "winrr-00001"]
+                .iter()
+                .all(|n| registered(&nodes, n))
+                .then_some(())
+        },
+    )
+    .await;
+    // The one that never registers is reported and replaced by a node that does.
+    eventually("arnold-00002 replaced by a registered node", 90, || async {
+        let nodes = api
+            .ok(reqwest::Method::GET, "/v1/nodes?pool=arnold", None)
+            .await;
+        let names: Vec<&str> = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["registered_at"].is_string() && n["state"] == "running")
+            .map(|n| n["name"].as_str().unwrap())
+            .collect();
+        let gone = !w
+            .vms("arnold")
+            .await
+            .iter()
+            .any(|v| v["name"] == "arnold-00002");
+        (gone && names.len() == 3 && !names.contains(&"arnold-00002")).then_some(())
+    })
+    .await;
+    let events = api
+        .ok(reqwest::Method::GET, "/v1/events?after=0&limit=1000", None)
+        .await;
+    let events = events["events"].as_array().unwrap();
+    let zombie = events
+        .iter()
+        .find(|e| e["kind"] == "node.zombie" && e["node"] == "arnold-00002")
+        .expect("a node.zombie event for arnold-00002");
+    assert!(
+        zombie["message"]
+            .as_str()
+            .unwrap()
+            .contains("without registering")
+    );
+    let first = events
+        .iter()
+        .find(|e| e["kind"] == "node.registered" && e["node"] == "arnold-00001")
+        .expect("a node.registered event for arnold-00001");
+    assert_eq!(first["actor"], "node:arnold-00001");
+    let pool = api.ok(reqwest::Method::GET, "/v1/pools/arnold", None).await;
+    assert_eq!(pool["status"]["ready"], 3, "{pool}");
+    let stats = w.control(reqwest::Method::GET, "/_sim/stats", None).await;
+    assert!(
+        stats["boots"]["registered"].as_u64().unwrap() >= 4,
+        "{stats}"
+    );
+    assert_eq!(stats["boots"]["never"], 1, "{stats}");
+    assert_eq!(stats["boots"]["failed"], 0, "{stats}");
+    // The secret stays in the spec as a reference: never in answers or events.
+    let everything = format!(
+        "{pool}{}{}",
+        Value::Array(events.clone()),
+        api.ok(reqwest::Method::GET, "/v1/nodes", None).await
+    );
+    assert!(!everything.contains("s3cret"), "a secret leaked");
+    assert!(!everything.contains("rbn_"), "a node token leaked");
+    // ARM never answers customData or unattend content.
+    for vm in w.resources("Microsoft.Compute/virtualMachines").await {
+        let os = &vm["properties"]["osProfile"];
+        assert!(os.get("customData").is_none(), "{vm}");
+        assert!(!vm.to_string().contains("AutoLogon><Password"), "{vm}");
+    }
+    daemon.stop().await;
+}

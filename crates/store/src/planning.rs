@@ -24,6 +24,7 @@ pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView
             busy: v.busy,
             draining: v.draining,
             in_flight: in_flight.contains(&v.name.to_ascii_lowercase()),
+            registered_at: v.registered_at,
         })
         .collect()
 }

@@ -33,10 +33,15 @@ pub struct VmRecord {
     pub last_heartbeat: Option<UnixSeconds>,
     pub busy: bool,
     pub draining: bool,
+    /// When the node first registered with its own token (bootstrap pools).
+    pub registered_at: Option<UnixSeconds>,
+    /// Last call the node made with its own token (register or heartbeat).
+    pub node_seen_at: Option<UnixSeconds>,
 }
 
 const COLUMNS: &str = "name, pool, size, priority, state, power_state, azure_id, failed_code, created_at, \
-                       started_at, deallocated_at, last_seen, last_heartbeat, busy, draining";
+                       started_at, deallocated_at, last_seen, last_heartbeat, busy, draining, \
+                       registered_at, node_seen_at";
 
 fn from_row(row: &SqliteRow) -> Result<VmRecord, StoreError> {
     let priority: String = row.try_get("priority")?;
@@ -57,6 +62,8 @@ fn from_row(row: &SqliteRow) -> Result<VmRecord, StoreError> {
         last_heartbeat: row.try_get("last_heartbeat")?,
         busy: row.try_get("busy")?,
         draining: row.try_get("draining")?,
+        registered_at: row.try_get("registered_at")?,
+        node_seen_at: row.try_get("node_seen_at")?,
     })
 }
 
@@ -66,13 +73,13 @@ fn vm_what(name: &str) -> String {
 
 impl Store {
     /// Inserts the VM, or replaces every field of an existing row except `last_heartbeat`,
-    /// `busy` and `draining`, which keep their stored values (the record's values for those
-    /// are used only when the row is new).
+    /// `busy`, `draining`, `registered_at` and `node_seen_at`, which keep their stored values
+    /// (the record's values for those are used only when the row is new).
     ///
     /// Errors: [`StoreError::NotFound`] if its pool does not exist.
     pub async fn upsert_vm(&self, vm: &VmRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO vms ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO vms ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, size = excluded.size, \
              priority = excluded.priority, state = excluded.state, power_state = excluded.power_state, \
              azure_id = excluded.azure_id, failed_code = excluded.failed_code, \
@@ -95,6 +102,8 @@ impl Store {
             .bind(vm.last_heartbeat)
             .bind(vm.busy)
             .bind(vm.draining)
+            .bind(vm.registered_at)
+            .bind(vm.node_seen_at)
             .execute(&self.writer)
             .await;
         match result {
@@ -151,6 +160,77 @@ impl Store {
         let done = sqlx::query("UPDATE vms SET last_heartbeat = ?, busy = ? WHERE name = ?")
             .bind(now)
             .bind(busy)
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(vm_what(name)));
+        }
+        Ok(())
+    }
+
+    /// Stores the hash of the node's own token (replacing any earlier one).
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such VM is in the inventory.
+    pub async fn set_node_token(
+        &self,
+        node: &str,
+        token_hash: &str,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (node) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at",
+        )
+        .bind(node)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The node whose token has this hash, if any.
+    pub async fn node_for_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT node FROM node_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("node")).transpose()?)
+    }
+
+    /// Records a registration: `registered_at` keeps the first one, `node_seen_at` is `now`.
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such VM is in the inventory.
+    pub async fn register_node(&self, name: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE vms SET registered_at = COALESCE(registered_at, ?), node_seen_at = ? WHERE name = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(name)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(vm_what(name)));
+        }
+        Ok(())
+    }
+
+    /// Records that the node itself called (a liveness heartbeat with its own token).
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such VM is in the inventory.
+    pub async fn set_node_seen(&self, name: &str, now: UnixSeconds) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE vms SET node_seen_at = ? WHERE name = ?")
+            .bind(now)
             .bind(name)
             .execute(&self.writer)
             .await?;

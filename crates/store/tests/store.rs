@@ -59,6 +59,7 @@ fn spec(name: &str) -> PoolSpec {
         idle_timeout_seconds: 900,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
+        bootstrap: None,
         batch: None,
         licenses: vec![],
     }
@@ -81,6 +82,8 @@ fn vm(name: &str, pool: &str) -> VmRecord {
         last_heartbeat: None,
         busy: false,
         draining: false,
+        registered_at: None,
+        node_seen_at: None,
     }
 }
 
@@ -336,6 +339,8 @@ async fn inventory() {
             last_heartbeat: Some(5_000),
             busy: true,
             draining: true,
+            registered_at: None,
+            node_seen_at: None,
             ..a.clone()
         },
         "upsert keeps heartbeat, busy and draining"
@@ -357,6 +362,8 @@ async fn inventory() {
         last_heartbeat: Some(7),
         busy: true,
         draining: true,
+        registered_at: None,
+        node_seen_at: None,
         ..vm("maya-00003", "maya")
     };
     store.upsert_vm(&fresh).await.unwrap();
@@ -1423,4 +1430,57 @@ async fn schedules_lifecycle_and_firings_apply_once() {
     drop(store);
     let store = open(&dir.db()).await;
     assert_eq!(store.list_schedules().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn node_tokens_and_registration() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    // A token needs its VM.
+    assert!(matches!(
+        store.set_node_token("maya-00001", "h1", 10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.upsert_vm(&vm("maya-00001", "maya")).await.unwrap();
+    store.upsert_vm(&vm("maya-00002", "maya")).await.unwrap();
+    store.set_node_token("maya-00001", "h1", 10).await.unwrap();
+    store.set_node_token("maya-00002", "h2", 10).await.unwrap();
+    assert_eq!(
+        store.node_for_token_hash("h1").await.unwrap().as_deref(),
+        Some("maya-00001")
+    );
+    assert_eq!(store.node_for_token_hash("nope").await.unwrap(), None);
+    // A hash belongs to one node only.
+    assert!(store.set_node_token("maya-00002", "h1", 11).await.is_err());
+
+    // Registration keeps the first time; the inventory upsert never touches it.
+    store.register_node("maya-00001", 100).await.unwrap();
+    store.register_node("maya-00001", 200).await.unwrap();
+    store.set_node_seen("maya-00001", 250).await.unwrap();
+    let mut v = store.get_vm("maya-00001").await.unwrap().unwrap();
+    assert_eq!((v.registered_at, v.node_seen_at), (Some(100), Some(250)));
+    v.state = NodeState::Running;
+    v.registered_at = None;
+    v.node_seen_at = None;
+    store.upsert_vm(&v).await.unwrap();
+    let v = store.get_vm("maya-00001").await.unwrap().unwrap();
+    assert_eq!((v.registered_at, v.node_seen_at), (Some(100), Some(250)));
+    assert_eq!(v.state, NodeState::Running);
+    assert!(matches!(
+        store.register_node("maya-00099", 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.set_node_seen("maya-00099", 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // The token goes with its VM.
+    assert!(store.delete_vm("maya-00001").await.unwrap());
+    assert_eq!(store.node_for_token_hash("h1").await.unwrap(), None);
+    assert_eq!(
+        store.node_for_token_hash("h2").await.unwrap().as_deref(),
+        Some("maya-00002")
+    );
 }

@@ -95,6 +95,18 @@ pub fn app_state(store: Arc<Store>, wake: Arc<Notify>, ready: watch::Receiver<bo
         metrics: Arc::new(|| {
             "# HELP renderburst_test_binary Rendered by the binary.\n# TYPE renderburst_test_binary gauge\nrenderburst_test_binary 7\n".to_string()
         }),
+        bootstrap: Arc::new(rb_core::bootstrap::BootstrapDefaults {
+            api_url: "http://10.0.0.4:7878".into(),
+            default_time_zone: "Europe/Berlin".into(),
+            daemon_host: Some(rb_core::bootstrap::HostEntry {
+                ip: "10.0.0.4".into(),
+                names: vec!["renderburst".into()],
+            }),
+        }),
+        resolve_secret: Arc::new(|r| match r.secret.as_str() {
+            "env:UNSET" => Err("not set".into()),
+            _ => Ok("resolved".into()),
+        }),
     }
 }
 
@@ -197,6 +209,8 @@ impl App {
                 last_heartbeat: None,
                 busy: false,
                 draining: false,
+                registered_at: None,
+                node_seen_at: None,
             })
             .await
             .unwrap();

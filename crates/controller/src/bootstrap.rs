@@ -1,0 +1,116 @@
+//! Node bootstrap on the daemon's side: the per-node token (made when a create is executed,
+//! kept only as a hash), secret references resolved from the daemon's environment or files,
+//! and the rendered script for the VM's `customData`.
+
+use rb_core::bootstrap::{self, RenderedNode, SecretRef, SecretSource};
+use rb_core::{PoolSpec, SpecError};
+use sha2::{Digest, Sha256};
+
+/// What the daemon knows that a pool spec does not (its URL, time zone, hosts entry).
+pub use rb_core::bootstrap::BootstrapDefaults as BootstrapConfig;
+
+/// Characters of a node token after its `rbn_` prefix.
+pub const NODE_TOKEN_CHARS: usize = 40;
+
+/// Prefix of node tokens: API tokens start with `rb_`, so the API knows which table to ask.
+pub const NODE_TOKEN_PREFIX: &str = "rbn_";
+
+/// A fresh node token: `rbn_` + 40 characters of `[A-Za-z0-9]` from the OS random source
+/// (UUID v4 draws its bits from it), rejection-sampled so every character is equally likely.
+pub fn generate_node_token() -> String {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::from(NODE_TOKEN_PREFIX);
+    let mut have = 0;
+    while have < NODE_TOKEN_CHARS {
+        let uuid = uuid::Uuid::new_v4();
+        for (i, byte) in uuid.as_bytes().iter().enumerate() {
+            // Bytes 6 and 8 carry the version and variant bits.
+            if i == 6 || i == 8 || have == NODE_TOKEN_CHARS {
+                continue;
+            }
+            if *byte < 248 {
+                out.push(char::from(ALPHABET[usize::from(*byte % 62)]));
+                have += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Lower-case hex SHA-256, the only form in which tokens are stored (as `api::sha256_hex`).
+pub fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Resolves a secret reference from the daemon's environment or a file (one trailing
+/// newline dropped). Errors say what is missing, never a value.
+pub fn resolve_secret(r: &SecretRef) -> Result<String, String> {
+    match r.source()? {
+        SecretSource::Env(name) => std::env::var(name)
+            .map_err(|_| format!("the daemon's environment has no variable {name}")),
+        SecretSource::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {path}: {}", e.kind()))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
+        }
+    }
+}
+
+/// Renders what node `node` of `spec` runs on its first boot, with `token` and the daemon's
+/// secrets. None for a pool without a `bootstrap` section.
+pub fn render(
+    cfg: &BootstrapConfig,
+    spec: &PoolSpec,
+    node: &str,
+    token: &str,
+    resolve: bootstrap::Resolver<'_>,
+) -> Result<Option<RenderedNode>, SpecError> {
+    let Some(b) = &spec.bootstrap else {
+        return Ok(None);
+    };
+    bootstrap::render_node(b, spec.os, &cfg.node(&spec.name, node, token), resolve).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_tokens_are_long_random_and_prefixed() {
+        let a = generate_node_token();
+        let b = generate_node_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), NODE_TOKEN_PREFIX.len() + NODE_TOKEN_CHARS);
+        assert!(a.starts_with("rbn_"));
+        assert!(a[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_their_trailing_newline() {
+        let path = std::env::temp_dir().join(format!("rb-secret-{}", std::process::id()));
+        std::fs::write(&path, "hunter2\n").unwrap();
+        let r = SecretRef {
+            secret: format!("file:{}", path.display()),
+        };
+        assert_eq!(resolve_secret(&r).unwrap(), "hunter2");
+        std::fs::remove_file(&path).unwrap();
+        let e = resolve_secret(&r).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+        let missing = SecretRef {
+            secret: "env:RENDERBURST_TEST_SURELY_UNSET_VARIABLE".into(),
+        };
+        assert!(
+            resolve_secret(&missing)
+                .unwrap_err()
+                .contains("no variable")
+        );
+    }
+}

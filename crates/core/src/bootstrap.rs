@@ -1,0 +1,1623 @@
+//! Node bootstrap: what a fresh VM does on its first boot so that it joins the farm without
+//! anyone logging in — time zone, hosts entries, Active Directory, share mounts, firewall
+//! ports, a local administrator, environment variables (license servers), the render client,
+//! and the call back to renderburst (`POST /v1/nodes/{name}/register` with the node's own
+//! token, then heartbeats).
+//!
+//! The pool's `bootstrap` section ([`BootstrapSpec`]) is rendered by pure functions:
+//! [`render_cloud_init`] (`#cloud-config` for Linux VMs' `customData`),
+//! [`render_powershell`] (Windows VMs' `customData`) and [`render_start_task`] (the command
+//! line and environment of a Batch start task).
+//!
+//! Secrets are never inline: a spec names them with a [`SecretRef`] (`{"secret": "env:NAME"}`
+//! or `{"secret": "file:/path"}`), and the caller passes a resolver that looks them up when a
+//! node is rendered (the daemon reads its environment or the file; a preview passes
+//! [`masked`]). Nothing here does IO.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Os, SpecError};
+
+/// A secret named, never given: `env:NAME` (the daemon's environment variable) or
+/// `file:/absolute/path` (a file the daemon reads; one trailing newline is dropped).
+/// Resolved when a node is rendered, so it never appears in the spec, the logs or the API.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// `env:NAME` or `file:/absolute/path`.
+    pub secret: String,
+}
+
+/// Where a secret comes from, parsed from [`SecretRef::secret`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource<'a> {
+    Env(&'a str),
+    File(&'a str),
+}
+
+impl SecretRef {
+    pub fn source(&self) -> Result<SecretSource<'_>, String> {
+        if let Some(name) = self.secret.strip_prefix("env:") {
+            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if ok {
+                Ok(SecretSource::Env(name))
+            } else {
+                Err(format!(
+                    "{:?} is not an environment variable name (letters, digits, '_')",
+                    name
+                ))
+            };
+        }
+        if let Some(path) = self.secret.strip_prefix("file:") {
+            return if path.starts_with('/') && !path.contains('\0') && path.len() < 4096 {
+                Ok(SecretSource::File(path))
+            } else {
+                Err(format!("{path:?} is not an absolute file path"))
+            };
+        }
+        Err("a secret reference is \"env:NAME\" or \"file:/absolute/path\"".to_string())
+    }
+}
+
+/// An `/etc/hosts` (or Windows `hosts`) line.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    pub ip: String,
+    pub names: Vec<String>,
+}
+
+/// Joining an Active Directory domain: `Add-Computer` on Windows, `realm join` on Linux.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainJoin {
+    /// DNS name of the domain (`studio.local`).
+    pub name: String,
+    /// Organizational unit for the computer account (`OU=Render,DC=studio,DC=local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ou: Option<String>,
+    /// An account allowed to join computers to the domain.
+    pub username: String,
+    pub password: SecretRef,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// `//server/share` (or `\\server\share`), with optional credentials.
+    Smb,
+    /// `server:/export`.
+    Nfs,
+    /// An Azure Files share (SMB 3), from `account` and `share`, with the account `key`.
+    AzureFiles,
+    /// An Azure Blob container through blobfuse2 (Linux only), from `account` and `share`
+    /// (the container), with the account `key`.
+    Blob,
+}
+
+/// A share mounted on every node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// For `smb` and `nfs`: what to mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// For `azure_files` and `blob`: the storage account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// For `azure_files`: the file share; for `blob`: the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// Linux: an absolute path (`/mnt/assets`); Windows: a drive letter (`R:`).
+    pub target: String,
+    /// For `smb`: the user to connect as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// For `smb`: the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// For `azure_files` and `blob`: the storage account key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretRef>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// An inbound port the render manager needs open on the node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallPort {
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A local administrator for remote sessions (SSH on Linux; RDP, and SSH with a key, on
+/// Windows).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccount {
+    pub username: String,
+    /// A public key is not a secret: inline (`ssh-ed25519 AAAA... comment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+}
+
+/// An environment variable's value: plain text (a license server is not a secret), or a
+/// secret reference.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+/// The render client started on every boot (a systemd service on Linux, a start-up
+/// scheduled task on Windows), with the environment variables of the section.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenderClient {
+    /// The command line, run by `/bin/sh -c` on Linux and `cmd.exe /c` on Windows.
+    pub command: String,
+}
+
+fn default_register_timeout() -> u64 {
+    900
+}
+
+/// A pool's `bootstrap` section: what every new node does on its first boot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSpec {
+    /// IANA time zone (`Europe/Berlin`); default: the daemon's. Windows nodes get the
+    /// matching Windows zone id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Extra hosts entries; the daemon's own address is added automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainJoin>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall_ports: Vec<FirewallPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminAccount>,
+    /// Machine-wide environment variables (`ADSKFLEX_LICENSE_FILE`, `solidangle_LICENSE`,
+    /// `RLM_LICENSE`...), also given to the render client.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, EnvValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_client: Option<RenderClient>,
+    /// A node that has not registered this long after it started running is a zombie: it
+    /// is reported and replaced.
+    #[serde(default = "default_register_timeout")]
+    pub register_timeout_seconds: u64,
+}
+
+/// Azure's limit on `osProfile.customData`, counted here on the base64 text (the stricter
+/// reading: 64 KiB of base64 is 48 KiB of script).
+pub const MAX_CUSTOM_DATA_BASE64: usize = 64 * 1024;
+
+/// Bounds of `register_timeout_seconds`.
+pub const MIN_REGISTER_TIMEOUT_SECONDS: u64 = 1;
+pub const MAX_REGISTER_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
+/// Environment variable names the bootstrap sets itself.
+pub const RESERVED_ENV_PREFIX: &str = "RENDERBURST_";
+
+/// What a masked secret or token shows as.
+pub const MASK: &str = "********";
+
+/// Length of base64 text for `n` bytes (standard alphabet, padded).
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// A resolver that masks every secret, for previews.
+pub fn masked(_: &SecretRef) -> Result<String, String> {
+    Ok(MASK.to_string())
+}
+
+/// Looks a secret up by reference. The daemon's reads its environment or a file.
+pub type Resolver<'a> = &'a dyn Fn(&SecretRef) -> Result<String, String>;
+
+/// What the daemon knows that a pool spec does not: shared by the controller (which renders
+/// real nodes) and the API (which previews them).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootstrapDefaults {
+    /// The daemon's URL as nodes reach it (`[server] advertise_url`), without a trailing `/`.
+    pub api_url: String,
+    /// The daemon's IANA time zone: nodes get it when their pool names none.
+    pub default_time_zone: String,
+    /// The daemon's own hosts entry, added to every node's hosts file.
+    pub daemon_host: Option<HostEntry>,
+}
+
+impl BootstrapDefaults {
+    /// The context of node `node` of `pool`, with `token`.
+    pub fn node<'a>(&'a self, pool: &'a str, node: &'a str, token: &'a str) -> NodeContext<'a> {
+        NodeContext {
+            pool,
+            node,
+            api_url: &self.api_url,
+            token,
+            default_time_zone: &self.default_time_zone,
+            daemon_host: self.daemon_host.as_ref(),
+        }
+    }
+}
+
+/// Everything about one node that the spec does not say.
+#[derive(Debug, Clone)]
+pub struct NodeContext<'a> {
+    pub pool: &'a str,
+    /// The VM name, as in `/v1/nodes/{name}`.
+    pub node: &'a str,
+    /// The daemon's URL as nodes reach it (`[server] advertise_url`), no trailing `/`.
+    pub api_url: &'a str,
+    /// The node's own token (or [`MASK`] in a preview).
+    pub token: &'a str,
+    /// The daemon's IANA time zone, used when the spec names none.
+    pub default_time_zone: &'a str,
+    /// The daemon's own hosts entry, added before the spec's.
+    pub daemon_host: Option<&'a HostEntry>,
+}
+
+impl NodeContext<'_> {
+    pub fn register_url(&self) -> String {
+        format!("{}/v1/nodes/{}/register", self.api_url, self.node)
+    }
+
+    pub fn heartbeat_url(&self) -> String {
+        format!("{}/v1/nodes/{}/heartbeat", self.api_url, self.node)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError::new(field, message)
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), SpecError> {
+    if s.trim().is_empty() {
+        return Err(err(field, "must not be empty"));
+    }
+    if has_control(s) {
+        return Err(err(
+            field,
+            "must not contain control characters (newlines, tabs)",
+        ));
+    }
+    if s.chars().count() > max {
+        return Err(err(field, format!("at most {max} characters")));
+    }
+    Ok(())
+}
+
+fn check_secret(field: &str, s: &SecretRef) -> Result<(), SpecError> {
+    s.source()
+        .map(|_| ())
+        .map_err(|m| err(format!("{field}.secret"), m))
+}
+
+/// A DNS host name (labels of letters, digits and '-', separated by '.').
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// IANA zone shape: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`.
+fn is_iana_zone(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.split('/').all(|p| {
+            !p.is_empty()
+                && p.starts_with(|c: char| c.is_ascii_alphabetic())
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
+}
+
+/// The Windows time zone id for an IANA zone (from the CLDR `windowsZones` table, the
+/// zones render studios are in most).
+pub fn windows_time_zone(iana: &str) -> Option<&'static str> {
+    const TABLE: &[(&str, &str)] = &[
+        ("UTC", "UTC"),
+        ("Etc/UTC", "UTC"),
+        ("Etc/GMT", "UTC"),
+        ("Europe/London", "GMT Standard Time"),
+        ("Europe/Dublin", "GMT Standard Time"),
+        ("Europe/Lisbon", "GMT Standard Time"),
+        ("Europe/Berlin", "W. Europe Standard Time"),
+        ("Europe/Amsterdam", "W. Europe Standard Time"),
+        ("Europe/Vienna", "W. Europe Standard Time"),
+        ("Europe/Rome", "W. Europe Standard Time"),
+        ("Europe/Stockholm", "W. Europe Standard Time"),
+        ("Europe/Zurich", "W. Europe Standard Time"),
+        ("Europe/Oslo", "W. Europe Standard Time"),
+        ("Europe/Paris", "Romance Standard Time"),
+        ("Europe/Brussels", "Romance Standard Time"),
+        ("Europe/Madrid", "Romance Standard Time"),
+        ("Europe/Copenhagen", "Romance Standard Time"),
+        ("Europe/Warsaw", "Central European Standard Time"),
+        ("Europe/Prague", "Central Europe Standard Time"),
+        ("Europe/Budapest", "Central Europe Standard Time"),
+        ("Europe/Helsinki", "FLE Standard Time"),
+        ("Europe/Kiev", "FLE Standard Time"),
+        ("Europe/Kyiv", "FLE Standard Time"),
+        ("Europe/Athens", "GTB Standard Time"),
+        ("Europe/Bucharest", "GTB Standard Time"),
+        ("Europe/Istanbul", "Turkey Standard Time"),
+        ("Europe/Moscow", "Russian Standard Time"),
+        ("America/New_York", "Eastern Standard Time"),
+        ("America/Toronto", "Eastern Standard Time"),
+        ("America/Chicago", "Central Standard Time"),
+        ("America/Denver", "Mountain Standard Time"),
+        ("America/Phoenix", "US Mountain Standard Time"),
+        ("America/Los_Angeles", "Pacific Standard Time"),
+        ("America/Vancouver", "Pacific Standard Time"),
+        ("America/Anchorage", "Alaskan Standard Time"),
+        ("America/Mexico_City", "Central Standard Time (Mexico)"),
+        ("America/Bogota", "SA Pacific Standard Time"),
+        ("America/Sao_Paulo", "E. South America Standard Time"),
+        ("America/Argentina/Buenos_Aires", "Argentina Standard Time"),
+        ("Pacific/Honolulu", "Hawaiian Standard Time"),
+        ("Pacific/Auckland", "New Zealand Standard Time"),
+        ("Asia/Tokyo", "Tokyo Standard Time"),
+        ("Asia/Seoul", "Korea Standard Time"),
+        ("Asia/Shanghai", "China Standard Time"),
+        ("Asia/Hong_Kong", "China Standard Time"),
+        ("Asia/Taipei", "Taipei Standard Time"),
+        ("Asia/Singapore", "Singapore Standard Time"),
+        ("Asia/Kolkata", "India Standard Time"),
+        ("Asia/Dubai", "Arabian Standard Time"),
+        ("Australia/Sydney", "AUS Eastern Standard Time"),
+        ("Australia/Melbourne", "AUS Eastern Standard Time"),
+        ("Australia/Brisbane", "E. Australia Standard Time"),
+        ("Australia/Perth", "W. Australia Standard Time"),
+        ("Africa/Johannesburg", "South Africa Standard Time"),
+    ];
+    TABLE.iter().find(|(k, _)| *k == iana).map(|(_, v)| *v)
+}
+
+fn is_env_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.len() <= 128
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Linux and Windows both accept these: letters, digits, '_', '-', '.', starting with a
+/// letter, at most 20 characters (Windows' limit).
+fn is_user_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.len() <= 20
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn is_drive(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+/// `//server/share[/path]` or `\\server\share[\path]`, normalized to forward slashes.
+fn smb_parts(source: &str) -> Option<(String, String)> {
+    let s = source.replace('\\', "/");
+    let rest = s.strip_prefix("//")?;
+    let (host, path) = rest.split_once('/')?;
+    if !is_host_name(host) && host.parse::<IpAddr>().is_err() {
+        return None;
+    }
+    if path.is_empty() || path.split('/').any(str::is_empty) {
+        return None;
+    }
+    Some((host.to_string(), path.to_string()))
+}
+
+fn is_storage_account(s: &str) -> bool {
+    (3..=24).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// File shares and containers: 3 to 63 lower-case letters, digits and '-'.
+fn is_share_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && !s.ends_with('-')
+        && !s.contains("--")
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl BootstrapSpec {
+    /// Checks every item for the pool's OS; errors name the field
+    /// (`bootstrap.mounts[0].source`).
+    pub fn validate(&self, os: Os) -> Result<(), SpecError> {
+        const B: &str = "bootstrap";
+        if let Some(tz) = &self.time_zone {
+            if !is_iana_zone(tz) {
+                return Err(err(
+                    format!("{B}.time_zone"),
+                    format!("{tz:?} is not an IANA time zone name like \"Europe/Berlin\""),
+                ));
+            }
+            if os == Os::Windows && windows_time_zone(tz).is_none() {
+                return Err(err(
+                    format!("{B}.time_zone"),
+                    format!(
+                        "{tz:?} has no Windows time zone id known to renderburst; use a zone of the same offset, such as \"Europe/Berlin\" or \"America/Los_Angeles\""
+                    ),
+                ));
+            }
+        }
+        if self.hosts.len() > 100 {
+            return Err(err(format!("{B}.hosts"), "at most 100 entries"));
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let f = format!("{B}.hosts[{i}]");
+            if h.ip.parse::<IpAddr>().is_err() {
+                return Err(err(
+                    format!("{f}.ip"),
+                    format!("{:?} is not an IP address", h.ip),
+                ));
+            }
+            if h.names.is_empty() {
+                return Err(err(format!("{f}.names"), "list at least one host name"));
+            }
+            for (j, n) in h.names.iter().enumerate() {
+                if !is_host_name(n) {
+                    return Err(err(
+                        format!("{f}.names[{j}]"),
+                        format!("{n:?} is not a host name"),
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &self.domain {
+            let f = format!("{B}.domain");
+            if !is_host_name(&d.name) || !d.name.contains('.') {
+                return Err(err(
+                    format!("{f}.name"),
+                    format!(
+                        "{:?} is not a DNS domain name like \"studio.local\"",
+                        d.name
+                    ),
+                ));
+            }
+            if let Some(ou) = &d.ou {
+                check_text(&format!("{f}.ou"), ou, 512)?;
+                if !ou.to_ascii_uppercase().starts_with("OU=") {
+                    return Err(err(
+                        format!("{f}.ou"),
+                        "an OU is a distinguished name like \"OU=Render,DC=studio,DC=local\"",
+                    ));
+                }
+            }
+            check_text(&format!("{f}.username"), &d.username, 104)?;
+            if d.username.contains(['"', '\'', ' ']) {
+                return Err(err(
+                    format!("{f}.username"),
+                    "must not contain quotes or spaces",
+                ));
+            }
+            check_secret(&format!("{f}.password"), &d.password)?;
+        }
+        if self.mounts.len() > 20 {
+            return Err(err(format!("{B}.mounts"), "at most 20 mounts"));
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            self.validate_mount(i, m, os)?;
+        }
+        if self.firewall_ports.len() > 50 {
+            return Err(err(format!("{B}.firewall_ports"), "at most 50 ports"));
+        }
+        for (i, p) in self.firewall_ports.iter().enumerate() {
+            if p.port == 0 {
+                return Err(err(
+                    format!("{B}.firewall_ports[{i}].port"),
+                    "must be between 1 and 65535",
+                ));
+            }
+        }
+        if let Some(a) = &self.admin {
+            let f = format!("{B}.admin");
+            if !is_user_name(&a.username) {
+                return Err(err(
+                    format!("{f}.username"),
+                    format!(
+                        "{:?} is not a user name: 1 to 20 letters, digits, '_', '-' or '.', starting with a letter",
+                        a.username
+                    ),
+                ));
+            }
+            let reserved = ["root", "administrator", "admin", "guest", "renderburst"];
+            if reserved.iter().any(|r| r.eq_ignore_ascii_case(&a.username)) {
+                return Err(err(
+                    format!("{f}.username"),
+                    format!("{:?} is reserved by the OS or Azure", a.username),
+                ));
+            }
+            if a.ssh_public_key.is_none() && a.password.is_none() {
+                return Err(err(
+                    f.clone(),
+                    "give ssh_public_key, password (a secret reference), or both",
+                ));
+            }
+            if let Some(key) = &a.ssh_public_key {
+                let parts: Vec<&str> = key.split_whitespace().collect();
+                let ok = !has_control(key)
+                    && key.len() <= 16 * 1024
+                    && parts.len() >= 2
+                    && (parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-"))
+                    && parts[1]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+                if !ok {
+                    return Err(err(
+                        format!("{f}.ssh_public_key"),
+                        "not an OpenSSH public key (\"ssh-ed25519 AAAA... comment\", one line)",
+                    ));
+                }
+            }
+            if let Some(p) = &a.password {
+                check_secret(&format!("{f}.password"), p)?;
+            }
+        }
+        if self.env.len() > 100 {
+            return Err(err(format!("{B}.env"), "at most 100 variables"));
+        }
+        for (k, v) in &self.env {
+            let f = format!("{B}.env.{k}");
+            if !is_env_name(k) {
+                return Err(err(
+                    f,
+                    "variable names are letters, digits and '_', not starting with a digit",
+                ));
+            }
+            if k.to_ascii_uppercase().starts_with(RESERVED_ENV_PREFIX) {
+                return Err(err(
+                    f,
+                    format!("names starting with {RESERVED_ENV_PREFIX} are renderburst's own"),
+                ));
+            }
+            match v {
+                EnvValue::Plain(s) => {
+                    if has_control(s) || s.len() > 4096 {
+                        return Err(err(f, "values are one line of at most 4096 characters"));
+                    }
+                }
+                EnvValue::Secret(s) => check_secret(&f, s)?,
+            }
+        }
+        if let Some(rc) = &self.render_client {
+            check_text(&format!("{B}.render_client.command"), &rc.command, 4096)?;
+        }
+        if !(MIN_REGISTER_TIMEOUT_SECONDS..=MAX_REGISTER_TIMEOUT_SECONDS)
+            .contains(&self.register_timeout_seconds)
+        {
+            return Err(err(
+                format!("{B}.register_timeout_seconds"),
+                format!(
+                    "must be between {MIN_REGISTER_TIMEOUT_SECONDS} and {MAX_REGISTER_TIMEOUT_SECONDS} (a day)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_mount(&self, i: usize, m: &Mount, os: Os) -> Result<(), SpecError> {
+        let f = format!("bootstrap.mounts[{i}]");
+        let need = |name: &str, v: &Option<String>| -> Result<String, SpecError> {
+            v.clone().ok_or_else(|| {
+                err(
+                    format!("{f}.{name}"),
+                    format!("required for {:?} mounts", kind_str(m.kind)),
+                )
+            })
+        };
+        let forbid = |name: &str, present: bool| -> Result<(), SpecError> {
+            if present {
+                Err(err(
+                    format!("{f}.{name}"),
+                    format!("not used by {:?} mounts", kind_str(m.kind)),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match os {
+            Os::Linux => {
+                if !m.target.starts_with('/')
+                    || m.target.len() < 2
+                    || m.target
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+                    || m.target.split('/').any(|p| p == "..")
+                {
+                    return Err(err(
+                        format!("{f}.target"),
+                        "an absolute path without spaces, like /mnt/assets",
+                    ));
+                }
+            }
+            Os::Windows => {
+                if !is_drive(&m.target) {
+                    return Err(err(format!("{f}.target"), "a drive letter, like R:"));
+                }
+            }
+        }
+        match m.kind {
+            MountKind::Smb => {
+                let source = need("source", &m.source)?;
+                if smb_parts(&source).is_none()
+                    || has_control(&source)
+                    || source.contains(['\'', '"', ' '])
+                {
+                    return Err(err(
+                        format!("{f}.source"),
+                        format!("{source:?} is not an SMB share like //server/share"),
+                    ));
+                }
+                forbid("account", m.account.is_some())?;
+                forbid("share", m.share.is_some())?;
+                forbid("key", m.key.is_some())?;
+                if let Some(u) = &m.username {
+                    check_text(&format!("{f}.username"), u, 104)?;
+                    if u.contains(['"', '\'', ' ', ',', '=']) {
+                        return Err(err(
+                            format!("{f}.username"),
+                            "must not contain quotes, spaces, ',' or '='",
+                        ));
+                    }
+                }
+                match (&m.username, &m.password) {
+                    (Some(_), None) => {
+                        return Err(err(format!("{f}.password"), "required with a username"));
+                    }
+                    (None, Some(_)) => {
+                        return Err(err(format!("{f}.username"), "required with a password"));
+                    }
+                    (_, Some(p)) => check_secret(&format!("{f}.password"), p)?,
+                    _ => {}
+                }
+            }
+            MountKind::Nfs => {
+                let source = need("source", &m.source)?;
+                let ok = source.split_once(":/").is_some_and(|(host, path)| {
+                    (is_host_name(host) || host.parse::<IpAddr>().is_ok())
+                        && !path
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"')
+                });
+                if !ok {
+                    return Err(err(
+                        format!("{f}.source"),
+                        format!("{source:?} is not an NFS export like server:/export"),
+                    ));
+                }
+                for (name, present) in [
+                    ("account", m.account.is_some()),
+                    ("share", m.share.is_some()),
+                    ("username", m.username.is_some()),
+                    ("password", m.password.is_some()),
+                    ("key", m.key.is_some()),
+                ] {
+                    forbid(name, present)?;
+                }
+            }
+            MountKind::AzureFiles | MountKind::Blob => {
+                if m.kind == MountKind::Blob && os == Os::Windows {
+                    return Err(err(
+                        format!("{f}.kind"),
+                        "blob containers mount on Linux only (blobfuse2); use azure_files on Windows",
+                    ));
+                }
+                forbid("source", m.source.is_some())?;
+                forbid("username", m.username.is_some())?;
+                forbid("password", m.password.is_some())?;
+                let account = need("account", &m.account)?;
+                if !is_storage_account(&account) {
+                    return Err(err(
+                        format!("{f}.account"),
+                        format!(
+                            "{account:?} is not a storage account name (3 to 24 lower-case letters and digits)"
+                        ),
+                    ));
+                }
+                let share = need("share", &m.share)?;
+                if !is_share_name(&share) {
+                    return Err(err(
+                        format!("{f}.share"),
+                        format!(
+                            "{share:?} is not a share or container name (3 to 63 lower-case letters, digits and '-')"
+                        ),
+                    ));
+                }
+                match &m.key {
+                    Some(k) => check_secret(&format!("{f}.key"), k)?,
+                    None => {
+                        return Err(err(
+                            format!("{f}.key"),
+                            "required: the storage account key, as a secret reference",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every secret reference of the section, with the field that holds it.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.domain {
+            out.push(("bootstrap.domain.password".to_string(), &d.password));
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if let Some(p) = &m.password {
+                out.push((format!("bootstrap.mounts[{i}].password"), p));
+            }
+            if let Some(k) = &m.key {
+                out.push((format!("bootstrap.mounts[{i}].key"), k));
+            }
+        }
+        if let Some(p) = self.admin.as_ref().and_then(|a| a.password.as_ref()) {
+            out.push(("bootstrap.admin.password".to_string(), p));
+        }
+        for (k, v) in &self.env {
+            if let EnvValue::Secret(s) = v {
+                out.push((format!("bootstrap.env.{k}"), s));
+            }
+        }
+        out
+    }
+}
+
+fn kind_str(k: MountKind) -> &'static str {
+    match k {
+        MountKind::Smb => "smb",
+        MountKind::Nfs => "nfs",
+        MountKind::AzureFiles => "azure_files",
+        MountKind::Blob => "blob",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+// ---------------------------------------------------------------------------------------
+
+/// Secrets resolved for one rendering, by field.
+struct Secrets(BTreeMap<String, String>);
+
+impl Secrets {
+    fn resolve(spec: &BootstrapSpec, resolver: Resolver<'_>) -> Result<Secrets, SpecError> {
+        let mut map = BTreeMap::new();
+        for (field, r) in spec.secret_refs() {
+            let value = resolver(r).map_err(|m| {
+                err(
+                    field.clone(),
+                    format!("cannot resolve secret {:?}: {m}", r.secret),
+                )
+            })?;
+            if value.is_empty() || value.contains(['\n', '\r', '\0']) {
+                return Err(err(
+                    field,
+                    format!("secret {:?} must be one non-empty line", r.secret),
+                ));
+            }
+            map.insert(field, value);
+        }
+        Ok(Secrets(map))
+    }
+
+    fn get(&self, field: &str) -> &str {
+        self.0.get(field).map_or("", String::as_str)
+    }
+}
+
+/// POSIX shell single quoting.
+fn sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// PowerShell single quoting.
+fn ps(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A value for a systemd `ExecStart=` inside double quotes.
+fn systemd_quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '$' => out.push_str("$$"),
+            '%' => out.push_str("%%"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn host_lines(ctx: &NodeContext<'_>, spec: &BootstrapSpec) -> Vec<String> {
+    ctx.daemon_host
+        .into_iter()
+        .chain(spec.hosts.iter())
+        .map(|h| format!("{} {}", h.ip, h.names.join(" ")))
+        .collect()
+}
+
+fn env_pairs(spec: &BootstrapSpec, secrets: &Secrets) -> Vec<(String, String)> {
+    spec.env
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                EnvValue::Plain(s) => s.clone(),
+                EnvValue::Secret(_) => secrets.get(&format!("bootstrap.env.{k}")).to_string(),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+fn protocol_str(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+/// Where a mount's credentials file lives on Linux.
+fn cred_path(i: usize) -> String {
+    format!("/etc/renderburst/mount-{i}.cred")
+}
+
+/// The node agent: register (retrying until renderburst answers), then a liveness
+/// heartbeat every 30 s. It sends `{}` so that it never overwrites the `busy` flag the
+/// render manager reports.
+const LINUX_AGENT: &str = r#"#!/bin/sh
+# renderburst node agent: registers this node, then reports it alive every 30 s.
+# The body of the heartbeat is {} (liveness only): "busy" is the render manager's to report.
+. /etc/renderburst/node.env
+auth="Authorization: Bearer $RENDERBURST_NODE_TOKEN"
+until curl -fsS -m 20 -X POST -H "$auth" -H 'Content-Type: application/json' \
+    -d "{\"hostname\":\"$(hostname)\"}" "$RENDERBURST_REGISTER_URL" >/dev/null; do
+  sleep 10
+done
+while :; do
+  curl -fsS -m 20 -X PUT -H "$auth" -H 'Content-Type: application/json' -d '{}' \
+    "$RENDERBURST_HEARTBEAT_URL" >/dev/null || true
+  sleep 30
+done
+"#;
+
+/// Renders the `#cloud-config` document for a Linux node. Secrets are resolved through
+/// `resolve` (pass [`masked`] for a preview).
+pub fn render_cloud_init(
+    spec: &BootstrapSpec,
+    ctx: &NodeContext<'_>,
+    resolve: Resolver<'_>,
+) -> Result<String, SpecError> {
+    use serde_yaml::{Mapping, Value};
+    let secrets = Secrets::resolve(spec, resolve)?;
+    let s = |v: &str| Value::String(v.to_string());
+    let file = |path: &str, mode: &str, content: String, append: bool| {
+        let mut m = Mapping::new();
+        m.insert(s("path"), s(path));
+        m.insert(s("permissions"), s(mode));
+        m.insert(s("owner"), s("root:root"));
+        if append {
+            m.insert(s("append"), Value::Bool(true));
+        }
+        m.insert(s("content"), Value::String(content));
+        Value::Mapping(m)
+    };
+    let mut doc = Mapping::new();
+    let tz = spec.time_zone.as_deref().unwrap_or(ctx.default_time_zone);
+    doc.insert(s("timezone"), s(tz));
+
+    let mut files: Vec<Value> = Vec::new();
+    let hosts = host_lines(ctx, spec);
+    if !hosts.is_empty() {
+        let mut text = String::from("# added by renderburst bootstrap\n");
+        for h in &hosts {
+            text.push_str(h);
+            text.push('\n');
+        }
+        files.push(file("/etc/hosts", "0644", text, true));
+    }
+    files.push(file(
+        "/etc/renderburst/node.env",
+        "0600",
+        format!(
+            "RENDERBURST_POOL={}\nRENDERBURST_NODE={}\nRENDERBURST_REGISTER_URL={}\nRENDERBURST_HEARTBEAT_URL={}\nRENDERBURST_NODE_TOKEN={}\n",
+            ctx.pool,
+            ctx.node,
+            ctx.register_url(),
+            ctx.heartbeat_url(),
+            ctx.token
+        ),
+        false,
+    ));
+    files.push(file(
+        "/usr/local/lib/renderburst/node-agent.sh",
+        "0755",
+        LINUX_AGENT.to_string(),
+        false,
+    ));
+    files.push(file(
+        "/etc/systemd/system/renderburst-node.service",
+        "0644",
+        "[Unit]\nDescription=renderburst node agent (register, heartbeat)\nAfter=network-online.target remote-fs.target\nWants=network-online.target\n\n[Service]\nExecStart=/usr/local/lib/renderburst/node-agent.sh\nRestart=always\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n".to_string(),
+        false,
+    ));
+    let env = env_pairs(spec, &secrets);
+    // The render client's environment: the section's variables (systemd EnvironmentFile
+    // syntax, values double-quoted) ...
+    let mut render_env = String::new();
+    for (k, v) in &env {
+        let _ = writeln!(
+            render_env,
+            "{k}=\"{}\"",
+            v.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
+    if !env.is_empty() {
+        files.push(file(
+            "/etc/renderburst/render.env",
+            "0600",
+            render_env,
+            false,
+        ));
+        // ... and the same for login shells, without secrets (profile.d is world-readable).
+        let mut profile = String::from("# renderburst bootstrap: the pool's environment\n");
+        for (k, v) in &spec.env {
+            if let EnvValue::Plain(value) = v {
+                let _ = writeln!(profile, "export {k}={}", sh(value));
+            }
+        }
+        files.push(file(
+            "/etc/profile.d/renderburst.sh",
+            "0644",
+            profile,
+            false,
+        ));
+    }
+    for (i, m) in spec.mounts.iter().enumerate() {
+        match m.kind {
+            MountKind::Smb => {
+                if let Some(u) = &m.username {
+                    let pw = secrets.get(&format!("bootstrap.mounts[{i}].password"));
+                    files.push(file(
+                        &cred_path(i),
+                        "0600",
+                        format!("username={u}\npassword={pw}\n"),
+                        false,
+                    ));
+                }
+            }
+            MountKind::AzureFiles => {
+                let account = m.account.as_deref().unwrap_or_default();
+                let key = secrets.get(&format!("bootstrap.mounts[{i}].key"));
+                files.push(file(
+                    &cred_path(i),
+                    "0600",
+                    format!("username={account}\npassword={key}\n"),
+                    false,
+                ));
+            }
+            MountKind::Blob => {
+                let account = m.account.as_deref().unwrap_or_default();
+                let container = m.share.as_deref().unwrap_or_default();
+                let key = secrets.get(&format!("bootstrap.mounts[{i}].key"));
+                files.push(file(
+                    &format!("/etc/renderburst/blobfuse-{i}.yaml"),
+                    "0600",
+                    format!(
+                        "allow-other: true\ncomponents:\n  - libfuse\n  - file_cache\n  - attr_cache\n  - azstorage\nazstorage:\n  type: block\n  account-name: {account}\n  container: {container}\n  mode: key\n  account-key: {key}\n"
+                    ),
+                    false,
+                ));
+            }
+            MountKind::Nfs => {}
+        }
+    }
+    if spec.domain.is_some() {
+        files.push(file(
+            "/etc/renderburst/domain-join.pw",
+            "0600",
+            format!("{}\n", secrets.get("bootstrap.domain.password")),
+            false,
+        ));
+    }
+    if let Some(rc) = &spec.render_client {
+        let env_file = if env.is_empty() {
+            String::new()
+        } else {
+            "EnvironmentFile=/etc/renderburst/render.env\n".to_string()
+        };
+        files.push(file(
+            "/etc/systemd/system/renderburst-render-client.service",
+            "0644",
+            format!(
+                "[Unit]\nDescription=Render client (renderburst bootstrap)\nAfter=network-online.target remote-fs.target\nWants=network-online.target\n\n[Service]\n{env_file}ExecStart=/bin/sh -c {}\nRestart=always\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n",
+                systemd_quoted(&rc.command)
+            ),
+            false,
+        ));
+    }
+    files.push(file(
+        "/usr/local/lib/renderburst/bootstrap.sh",
+        "0700",
+        linux_script(spec, ctx),
+        false,
+    ));
+    doc.insert(s("write_files"), Value::Sequence(files));
+
+    if let Some(a) = &spec.admin {
+        let mut user = Mapping::new();
+        user.insert(s("name"), s(&a.username));
+        user.insert(s("shell"), s("/bin/bash"));
+        user.insert(s("sudo"), s("ALL=(ALL) NOPASSWD:ALL"));
+        user.insert(s("lock_passwd"), Value::Bool(a.password.is_none()));
+        if let Some(key) = &a.ssh_public_key {
+            user.insert(s("ssh_authorized_keys"), Value::Sequence(vec![s(key)]));
+        }
+        doc.insert(
+            s("users"),
+            Value::Sequence(vec![s("default"), Value::Mapping(user)]),
+        );
+        if a.password.is_some() {
+            let mut entry = Mapping::new();
+            entry.insert(s("name"), s(&a.username));
+            entry.insert(s("password"), s(secrets.get("bootstrap.admin.password")));
+            entry.insert(s("type"), s("text"));
+            let mut chpasswd = Mapping::new();
+            chpasswd.insert(s("expire"), Value::Bool(false));
+            chpasswd.insert(s("users"), Value::Sequence(vec![Value::Mapping(entry)]));
+            doc.insert(s("chpasswd"), Value::Mapping(chpasswd));
+            doc.insert(s("ssh_pwauth"), Value::Bool(true));
+        }
+    }
+    doc.insert(
+        s("runcmd"),
+        Value::Sequence(vec![Value::Sequence(vec![s(
+            "/usr/local/lib/renderburst/bootstrap.sh",
+        )])]),
+    );
+    let body = serde_yaml::to_string(&Value::Mapping(doc))
+        .map_err(|e| err("bootstrap", format!("cannot render cloud-init: {e}")))?;
+    Ok(format!(
+        "#cloud-config\n# renderburst bootstrap of node {} (pool {}). Rendered by renderburst: do not edit.\n{body}",
+        ctx.node, ctx.pool
+    ))
+}
+
+/// The shell script cloud-init runs once (`runcmd`): packages, firewall, domain, mounts,
+/// then the render client and the node agent, which registers last — a node that failed to
+/// bootstrap never registers and is replaced as a zombie.
+fn linux_script(spec: &BootstrapSpec, _ctx: &NodeContext<'_>) -> String {
+    let mut o = String::new();
+    o.push_str("#!/bin/bash\n# renderburst bootstrap, run once by cloud-init. Registers the node last.\nset -euo pipefail\nexec >>/var/log/renderburst-bootstrap.log 2>&1\n\n");
+    o.push_str("install_packages() {\n  if command -v apt-get >/dev/null; then\n    DEBIAN_FRONTEND=noninteractive apt-get -y -q update\n    DEBIAN_FRONTEND=noninteractive apt-get -y -q install \"$@\"\n  elif command -v dnf >/dev/null; then\n    dnf -y -q install \"$@\"\n  else\n    zypper -n -q install \"$@\"\n  fi\n}\n\n");
+    let mut pkgs: Vec<&str> = vec!["curl"];
+    if spec
+        .mounts
+        .iter()
+        .any(|m| matches!(m.kind, MountKind::Smb | MountKind::AzureFiles))
+    {
+        pkgs.push("cifs-utils");
+    }
+    if spec.mounts.iter().any(|m| m.kind == MountKind::Nfs) {
+        pkgs.push("nfs-common");
+    }
+    if spec.domain.is_some() {
+        pkgs.extend([
+            "realmd",
+            "sssd",
+            "sssd-tools",
+            "adcli",
+            "samba-common-bin",
+            "krb5-user",
+            "packagekit",
+        ]);
+    }
+    let _ = writeln!(
+        o,
+        "# Packages (Debian and Ubuntu names; apt-get, dnf or zypper is used).\ninstall_packages {}\n",
+        pkgs.join(" ")
+    );
+    if !spec.firewall_ports.is_empty() {
+        o.push_str("# Firewall ports for the render manager.\n");
+        for p in &spec.firewall_ports {
+            let rule = format!("{}/{}", p.port, protocol_str(p.protocol));
+            let _ = writeln!(
+                o,
+                "if command -v ufw >/dev/null; then ufw allow {rule}; fi\nif command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null 2>&1; then firewall-cmd --permanent --add-port={rule}; fi"
+            );
+        }
+        o.push_str("if command -v firewall-cmd >/dev/null && firewall-cmd --state >/dev/null 2>&1; then firewall-cmd --reload; fi\n\n");
+    }
+    if let Some(d) = &spec.domain {
+        o.push_str("# Active Directory (realmd).\n");
+        let ou =
+            d.ou.as_ref()
+                .map(|ou| format!(" --computer-ou={}", sh(ou)))
+                .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "if ! realm list | grep -qi {dom}; then\n  realm join --verbose{ou} -U {user} {dom} </etc/renderburst/domain-join.pw\nfi\nrm -f /etc/renderburst/domain-join.pw\n",
+            dom = sh(&d.name),
+            user = sh(&d.username),
+        );
+    }
+    if !spec.mounts.is_empty() {
+        o.push_str("# Share mounts.\n");
+        for (i, m) in spec.mounts.iter().enumerate() {
+            let target = &m.target;
+            let _ = writeln!(o, "mkdir -p {}", sh(target));
+            let line = match m.kind {
+                MountKind::Smb => {
+                    let (host, path) =
+                        smb_parts(m.source.as_deref().unwrap_or_default()).unwrap_or_default();
+                    let creds = if m.username.is_some() {
+                        format!("credentials={}", cred_path(i))
+                    } else {
+                        "guest".to_string()
+                    };
+                    Some(format!(
+                        "//{host}/{path} {target} cifs {creds},vers=3.0,serverino,_netdev,nofail,dir_mode=0777,file_mode=0777 0 0"
+                    ))
+                }
+                MountKind::AzureFiles => Some(format!(
+                    "//{}.file.core.windows.net/{} {target} cifs credentials={},vers=3.1.1,serverino,nosharesock,actimeo=30,_netdev,nofail,dir_mode=0777,file_mode=0777 0 0",
+                    m.account.as_deref().unwrap_or_default(),
+                    m.share.as_deref().unwrap_or_default(),
+                    cred_path(i)
+                )),
+                MountKind::Nfs => Some(format!(
+                    "{} {target} nfs defaults,_netdev,nofail 0 0",
+                    m.source.as_deref().unwrap_or_default()
+                )),
+                MountKind::Blob => None,
+            };
+            match line {
+                Some(line) => {
+                    let _ = writeln!(
+                        o,
+                        "grep -qsF {q} /etc/fstab || echo {q} >>/etc/fstab\nmount {t} || mountpoint -q {t}",
+                        q = sh(&line),
+                        t = sh(target)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        o,
+                        "command -v blobfuse2 >/dev/null || {{ echo 'blobfuse2 is not installed on this image: cannot mount {t}'; exit 1; }}\nmkdir -p /mnt/blobfuse-cache-{i}\nblobfuse2 mount {tq} --config-file=/etc/renderburst/blobfuse-{i}.yaml --tmp-path=/mnt/blobfuse-cache-{i}",
+                        t = target,
+                        tq = sh(target)
+                    );
+                }
+            }
+        }
+        o.push('\n');
+    }
+    o.push_str("# Services: the render client, then the node agent (registers with renderburst).\nsystemctl daemon-reload\n");
+    if spec.render_client.is_some() {
+        o.push_str("systemctl enable --now renderburst-render-client.service\n");
+    }
+    o.push_str("systemctl enable --now renderburst-node.service\n");
+    o
+}
+
+/// Renders the PowerShell script a Windows node runs on its first logon (Azure saves
+/// `customData` as `C:\AzureData\CustomData.bin`; the VM's `FirstLogonCommands` run it).
+pub fn render_powershell(
+    spec: &BootstrapSpec,
+    ctx: &NodeContext<'_>,
+    resolve: Resolver<'_>,
+) -> Result<String, SpecError> {
+    let secrets = Secrets::resolve(spec, resolve)?;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# renderburst bootstrap of node {} (pool {}). Rendered by renderburst: do not edit.",
+        ctx.node, ctx.pool
+    );
+    o.push_str("$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n$dir = Join-Path $env:ProgramData 'renderburst'\nNew-Item -ItemType Directory -Force -Path $dir | Out-Null\n# Only SYSTEM and Administrators may read what is written here (the node token).\nicacls.exe $dir /inheritance:r /grant:r 'SYSTEM:(OI)(CI)F' 'Administrators:(OI)(CI)F' | Out-Null\n\n");
+    let tz = spec.time_zone.as_deref().unwrap_or(ctx.default_time_zone);
+    match windows_time_zone(tz) {
+        Some(id) => {
+            let _ = writeln!(o, "# Time zone ({tz}).\nSet-TimeZone -Id {}\n", ps(id));
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "# Time zone: {tz} has no known Windows id; the image's zone is kept.\n"
+            );
+        }
+    }
+    let hosts = host_lines(ctx, spec);
+    if !hosts.is_empty() {
+        o.push_str("# Hosts entries.\n$hosts = Join-Path $env:SystemRoot 'System32\\drivers\\etc\\hosts'\n");
+        for h in &hosts {
+            let _ = writeln!(
+                o,
+                "Add-Content -Path $hosts -Value {} -Encoding ASCII",
+                ps(h)
+            );
+        }
+        o.push('\n');
+    }
+    if !spec.firewall_ports.is_empty() {
+        o.push_str("# Firewall ports for the render manager.\n");
+        for p in &spec.firewall_ports {
+            let proto = match p.protocol {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+            };
+            let _ = writeln!(
+                o,
+                "New-NetFirewallRule -DisplayName {} -Direction Inbound -Action Allow -Protocol {proto} -LocalPort {} | Out-Null",
+                ps(&format!(
+                    "renderburst {}/{}",
+                    p.port,
+                    protocol_str(p.protocol)
+                )),
+                p.port
+            );
+        }
+        o.push('\n');
+    }
+    if let Some(a) = &spec.admin {
+        o.push_str("# Local administrator for remote sessions.\n");
+        let user = ps(&a.username);
+        match &a.password {
+            Some(_) => {
+                let _ = writeln!(
+                    o,
+                    "$password = ConvertTo-SecureString {} -AsPlainText -Force\nNew-LocalUser -Name {user} -Password $password -PasswordNeverExpires | Out-Null",
+                    ps(secrets.get("bootstrap.admin.password"))
+                );
+            }
+            None => {
+                let _ = writeln!(o, "New-LocalUser -Name {user} -NoPassword | Out-Null");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "Add-LocalGroupMember -Group 'Administrators' -Member {user}\nAdd-LocalGroupMember -Group 'Remote Desktop Users' -Member {user}"
+        );
+        if let Some(key) = &a.ssh_public_key {
+            let _ = writeln!(
+                o,
+                "Add-WindowsCapability -Online -Name 'OpenSSH.Server~~~~0.0.1.0' | Out-Null\n$keys = Join-Path $env:ProgramData 'ssh\\administrators_authorized_keys'\nNew-Item -ItemType Directory -Force -Path (Split-Path $keys) | Out-Null\nSet-Content -Path $keys -Value {} -Encoding ASCII\nicacls.exe $keys /inheritance:r /grant 'Administrators:F' /grant 'SYSTEM:F' | Out-Null\nSet-Service -Name sshd -StartupType Automatic\nStart-Service sshd\nNew-NetFirewallRule -DisplayName 'renderburst ssh' -Direction Inbound -Action Allow -Protocol TCP -LocalPort 22 | Out-Null",
+                ps(key)
+            );
+        }
+        o.push('\n');
+    }
+    let env = env_pairs(spec, &secrets);
+    if !env.is_empty() {
+        o.push_str("# Environment (license servers...), machine-wide.\n");
+        for (k, v) in &env {
+            let _ = writeln!(
+                o,
+                "[Environment]::SetEnvironmentVariable({}, {}, 'Machine')",
+                ps(k),
+                ps(v)
+            );
+        }
+        o.push('\n');
+    }
+    if !spec.mounts.is_empty() {
+        o.push_str("# Share mounts (global mappings: visible to services and every session).\n");
+        for (i, m) in spec.mounts.iter().enumerate() {
+            let target = ps(&m.target);
+            match m.kind {
+                MountKind::Smb => {
+                    let (host, path) =
+                        smb_parts(m.source.as_deref().unwrap_or_default()).unwrap_or_default();
+                    let unc = format!("\\\\{host}\\{}", path.replace('/', "\\"));
+                    match &m.username {
+                        Some(u) => {
+                            let _ = writeln!(
+                                o,
+                                "$credential = New-Object System.Management.Automation.PSCredential({}, (ConvertTo-SecureString {} -AsPlainText -Force))\nNew-SmbGlobalMapping -RemotePath {} -LocalPath {target} -Credential $credential -Persistent $true | Out-Null",
+                                ps(u),
+                                ps(secrets.get(&format!("bootstrap.mounts[{i}].password"))),
+                                ps(&unc)
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(
+                                o,
+                                "New-SmbGlobalMapping -RemotePath {} -LocalPath {target} -Persistent $true | Out-Null",
+                                ps(&unc)
+                            );
+                        }
+                    }
+                }
+                MountKind::AzureFiles => {
+                    let account = m.account.as_deref().unwrap_or_default();
+                    let unc = format!(
+                        "\\\\{account}.file.core.windows.net\\{}",
+                        m.share.as_deref().unwrap_or_default()
+                    );
+                    let _ = writeln!(
+                        o,
+                        "$credential = New-Object System.Management.Automation.PSCredential({}, (ConvertTo-SecureString {} -AsPlainText -Force))\nNew-SmbGlobalMapping -RemotePath {} -LocalPath {target} -Credential $credential -Persistent $true | Out-Null",
+                        ps(&format!("localhost\\{account}")),
+                        ps(secrets.get(&format!("bootstrap.mounts[{i}].key"))),
+                        ps(&unc)
+                    );
+                }
+                MountKind::Nfs => {
+                    let _ = writeln!(
+                        o,
+                        "Install-WindowsFeature -Name NFS-Client | Out-Null\n& mount.exe -o anon,nolock {} {target}",
+                        ps(m.source.as_deref().unwrap_or_default())
+                    );
+                }
+                // Refused for Windows by validation.
+                MountKind::Blob => {}
+            }
+        }
+        o.push('\n');
+    }
+    // The node agent registers, then beats; a start-up task, so it runs after reboots too.
+    let _ = writeln!(
+        o,
+        "# Node agent: registers with renderburst, then reports the node alive every 30 s.\n# The heartbeat body is {{}} (liveness only): \"busy\" is the render manager's to report.\n$agent = @'\n$RegisterUrl = {}\n$HeartbeatUrl = {}\n$Headers = @{{ Authorization = 'Bearer ' + {} }}\nwhile ($true) {{\n    try {{\n        Invoke-RestMethod -Method Post -Uri $RegisterUrl -Headers $Headers -ContentType 'application/json' -Body (@{{ hostname = $env:COMPUTERNAME }} | ConvertTo-Json) | Out-Null\n        break\n    }} catch {{ Start-Sleep -Seconds 10 }}\n}}\nwhile ($true) {{\n    try {{ Invoke-RestMethod -Method Put -Uri $HeartbeatUrl -Headers $Headers -ContentType 'application/json' -Body '{{}}' | Out-Null }} catch {{ }}\n    Start-Sleep -Seconds 30\n}}\n'@\nSet-Content -Path (Join-Path $dir 'node-agent.ps1') -Value $agent -Encoding UTF8\n$action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument ('-NoProfile -ExecutionPolicy Bypass -File \"' + (Join-Path $dir 'node-agent.ps1') + '\"')\n$trigger = New-ScheduledTaskTrigger -AtStartup\n$settings = New-ScheduledTaskSettingsSet -ExecutionTimeLimit ([TimeSpan]::Zero) -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1)\nRegister-ScheduledTask -TaskName 'renderburst-node' -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force | Out-Null\n",
+        ps(&ctx.register_url()),
+        ps(&ctx.heartbeat_url()),
+        ps(ctx.token),
+    );
+    let mut tasks = vec!["renderburst-node"];
+    if let Some(rc) = &spec.render_client {
+        let _ = writeln!(
+            o,
+            "# Render client: a start-up task running as SYSTEM.\n$action = New-ScheduledTaskAction -Execute 'cmd.exe' -Argument {}\nRegister-ScheduledTask -TaskName 'renderburst-render-client' -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force | Out-Null\n",
+            ps(&format!("/c {}", rc.command))
+        );
+        tasks.insert(0, "renderburst-render-client");
+    }
+    match &spec.domain {
+        Some(d) => {
+            let ou =
+                d.ou.as_ref()
+                    .map(|ou| format!(" -OUPath {}", ps(ou)))
+                    .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "# Active Directory: join, then restart; the start-up tasks run after the restart.\n$joinPassword = ConvertTo-SecureString {} -AsPlainText -Force\n$joinCredential = New-Object System.Management.Automation.PSCredential({}, $joinPassword)\nAdd-Computer -DomainName {}{ou} -Credential $joinCredential -Force -Restart",
+                ps(secrets.get("bootstrap.domain.password")),
+                ps(&d.username),
+                ps(&d.name),
+            );
+        }
+        None => {
+            o.push_str("# Start now (they also start at every boot).\n");
+            for t in tasks {
+                let _ = writeln!(o, "Start-ScheduledTask -TaskName {}", ps(t));
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// What a node gets, for either OS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedNode {
+    /// `cloud-init` or `powershell`.
+    pub format: &'static str,
+    pub text: String,
+}
+
+/// Renders the node's script for its OS and checks it fits in `customData`.
+pub fn render_node(
+    spec: &BootstrapSpec,
+    os: Os,
+    ctx: &NodeContext<'_>,
+    resolve: Resolver<'_>,
+) -> Result<RenderedNode, SpecError> {
+    let (format, text) = match os {
+        Os::Linux => ("cloud-init", render_cloud_init(spec, ctx, resolve)?),
+        Os::Windows => ("powershell", render_powershell(spec, ctx, resolve)?),
+    };
+    let size = base64_len(text.len());
+    if size > MAX_CUSTOM_DATA_BASE64 {
+        return Err(err(
+            "bootstrap",
+            format!(
+                "renders to {size} bytes of base64 customData, above Azure's limit of {MAX_CUSTOM_DATA_BASE64}: fewer or shorter items"
+            ),
+        ));
+    }
+    Ok(RenderedNode { format, text })
+}
+
+/// A Batch start task: its command line and environment settings. The script itself is the
+/// node's bootstrap (cloud-init's shell script on Linux, the PowerShell on Windows), carried
+/// base64-encoded in `RENDERBURST_BOOTSTRAP` so the command line stays short and quoting-free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartTask {
+    pub command_line: String,
+    /// Batch `environmentSettings` (`name`, `value`).
+    pub environment: Vec<(String, String)>,
+    /// Batch runs start tasks as a user; bootstrap needs an elevated (admin) one.
+    pub elevated: bool,
+}
+
+/// Renders the Batch start task of a bootstrap section. Batch nodes have no names of their
+/// own in renderburst's inventory when the pool is created, so `ctx.node` is what the task
+/// registers as (the caller decides, for example `$AZ_BATCH_NODE_ID`-based names through
+/// `RENDERBURST_NODE`, which the environment carries).
+pub fn render_start_task(
+    spec: &BootstrapSpec,
+    os: Os,
+    ctx: &NodeContext<'_>,
+    resolve: Resolver<'_>,
+) -> Result<StartTask, SpecError> {
+    let script = match os {
+        Os::Linux => {
+            // The cloud-init document's files and commands, as one shell script.
+            let doc = render_cloud_init(spec, ctx, resolve)?;
+            cloud_init_as_script(&doc)?
+        }
+        Os::Windows => render_powershell(spec, ctx, resolve)?,
+    };
+    let encoded = base64_encode(script.as_bytes());
+    let command_line = match os {
+        Os::Linux => "/bin/bash -c 'echo \"$RENDERBURST_BOOTSTRAP\" | base64 -d >/tmp/renderburst-bootstrap.sh && /bin/bash /tmp/renderburst-bootstrap.sh'".to_string(),
+        Os::Windows => "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command \"[IO.File]::WriteAllBytes(\\\"$env:TEMP\\renderburst-bootstrap.ps1\\\", [Convert]::FromBase64String($env:RENDERBURST_BOOTSTRAP)); & \\\"$env:TEMP\\renderburst-bootstrap.ps1\\\"\"".to_string(),
+    };
+    Ok(StartTask {
+        command_line,
+        environment: vec![
+            ("RENDERBURST_NODE".to_string(), ctx.node.to_string()),
+            ("RENDERBURST_BOOTSTRAP".to_string(), encoded),
+        ],
+        elevated: true,
+    })
+}
+
+/// Turns a rendered `#cloud-config` into a plain shell script (for Batch, which has no
+/// cloud-init step): the files are written with their modes, the time zone and users set,
+/// then the bootstrap script runs.
+fn cloud_init_as_script(doc: &str) -> Result<String, SpecError> {
+    let value: serde_yaml::Value = serde_yaml::from_str(doc)
+        .map_err(|e| err("bootstrap", format!("cannot re-read cloud-init: {e}")))?;
+    let mut o = String::from("#!/bin/bash\nset -euo pipefail\n");
+    if let Some(tz) = value.get("timezone").and_then(|v| v.as_str()) {
+        let _ = writeln!(o, "timedatectl set-timezone {} || true", sh(tz));
+    }
+    if let Some(users) = value.get("users").and_then(|v| v.as_sequence()) {
+        for u in users.iter().filter_map(|u| u.as_mapping()) {
+            let name = u.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "id -u {n} >/dev/null 2>&1 || useradd -m -s /bin/bash {n}\necho {s} >/etc/sudoers.d/renderburst-{name}",
+                n = sh(name),
+                s = sh(&format!("{name} ALL=(ALL) NOPASSWD:ALL"))
+            );
+            if let Some(keys) = u.get("ssh_authorized_keys").and_then(|v| v.as_sequence()) {
+                let _ = writeln!(o, "install -d -m 0700 -o {n} ~{name}/.ssh", n = sh(name));
+                for k in keys.iter().filter_map(|k| k.as_str()) {
+                    let _ = writeln!(o, "echo {} >>~{name}/.ssh/authorized_keys", sh(k));
+                }
+            }
+        }
+    }
+    if let Some(users) = value
+        .get("chpasswd")
+        .and_then(|c| c.get("users"))
+        .and_then(|v| v.as_sequence())
+    {
+        for u in users {
+            let name = u.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+            let pw = u
+                .get("password")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let _ = writeln!(o, "echo {} | chpasswd", sh(&format!("{name}:{pw}")));
+        }
+    }
+    for f in value
+        .get("write_files")
+        .and_then(|v| v.as_sequence())
+        .into_iter()
+        .flatten()
+    {
+        let path = f.get("path").and_then(|v| v.as_str()).unwrap_or_default();
+        let mode = f
+            .get("permissions")
+            .and_then(|v| v.as_str())
+            .unwrap_or("0644");
+        let content = f
+            .get("content")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let append = f.get("append").and_then(|v| v.as_bool()).unwrap_or(false);
+        let redirect = if append { ">>" } else { ">" };
+        let _ = writeln!(
+            o,
+            "mkdir -p \"$(dirname {p})\"\nprintf '%s' {c} {redirect}{p}\nchmod {mode} {p}",
+            p = sh(path),
+            c = sh(content)
+        );
+    }
+    o.push_str("/usr/local/lib/renderburst/bootstrap.sh\n");
+    Ok(o)
+}
+
+/// Standard base64 with padding (kept here so `core` needs no encoding crate).
+pub fn base64_encode(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(base64_len(data.len()));
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(char::from(A[(n >> 18) as usize & 63]));
+        out.push(char::from(A[(n >> 12) as usize & 63]));
+        out.push(if chunk.len() > 1 {
+            char::from(A[(n >> 6) as usize & 63])
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            char::from(A[n as usize & 63])
+        } else {
+            '='
+        });
+    }
+    out
+}
