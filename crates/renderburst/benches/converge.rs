@@ -113,7 +113,7 @@ fn main() {
             if running == n {
                 break;
             }
-            if t0.elapsed().as_secs() % 10 == 0 {
+            if t0.elapsed().as_secs().is_multiple_of(10) {
                 eprintln!("{:>4.0} s: {total} VMs, {running} running", t0.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -131,7 +131,7 @@ fn main() {
             if deallocated == n {
                 break;
             }
-            if t1.elapsed().as_secs() % 10 == 0 {
+            if t1.elapsed().as_secs().is_multiple_of(10) {
                 eprintln!("{:>4.0} s: {running} running, {deallocated} deallocated", t1.elapsed().as_secs_f64());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -166,7 +166,7 @@ fn main() {
                 .map(|(ty, m)| (ty.clone(), m["GET"].as_u64().unwrap_or(0) - b["by_type"][ty]["GET"].as_u64().unwrap_or(0)))
                 .filter(|(_, n)| *n > 0)
                 .collect();
-            by_type.sort_by(|x, y| y.1.cmp(&x.1));
+            by_type.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
             println!("{phase}: GETs by type: {by_type:?}");
         }
         let status: Value = call(reqwest::Method::GET, "/v1/status", json!({})).await.unwrap().json().await.unwrap();

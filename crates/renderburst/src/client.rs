@@ -902,24 +902,6 @@ fn schedule_set(s: &Value) -> String {
     parts.join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(90));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("30m"), Ok(1800));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("1h30").is_err());
-        assert!(parse_duration("0m").is_err());
-    }
-}
-
 /// Asks `GET {api}/readyz` until it answers 200 or `wait` has passed (at least once).
 ///
 /// Errors: the daemon's last answer, or why it could not be reached.
@@ -946,5 +928,23 @@ pub async fn wait_ready(api: &str, wait: Duration) -> anyhow::Result<()> {
             anyhow::bail!("not ready: {why}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("1h30").is_err());
+        assert!(parse_duration("0m").is_err());
     }
 }
