@@ -95,6 +95,24 @@ pub(crate) struct Shared {
     pub gc_last_sweep: Mutex<Option<Instant>>,
 }
 
+/// The last step of deleting a pool, once nothing of it is left in Azure: its row goes.
+async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), String> {
+    sh.store
+        .remove_pool(pool)
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+    let _ = execute::event(
+        sh,
+        "pool.deleted",
+        Some(pool),
+        None,
+        &format!("the pool has no {what} left and is gone"),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(())
+}
+
 /// Least time from one activation's start to the next when only operations ended: 120 ms
 /// per list request the last observation made (2.4 s for 20 pages, a third of ARM's read
 /// refill), at least 250 ms, at most the reconcile interval.
@@ -358,19 +376,7 @@ impl Controller {
                 .is_empty();
             if is_batch {
                 if record.deleting && p.actions.is_empty() && self.batch_released(record).await {
-                    sh.store
-                        .remove_pool(&record.spec.name)
-                        .await
-                        .map_err(|e| format!("store: {e}"))?;
-                    let _ = execute::event(
-                        sh,
-                        "pool.deleted",
-                        Some(&record.spec.name),
-                        None,
-                        "the pool has no Batch resources left and is gone",
-                        serde_json::json!({}),
-                    )
-                    .await;
+                    remove_deleted_pool(sh, &record.spec.name, "Batch resources").await?;
                     continue;
                 }
                 batch::dispatch(sh, record, p, &owner)
@@ -381,19 +387,7 @@ impl Controller {
             if record.deleting && no_nodes && p.actions.is_empty() {
                 let still_in_azure = observation.vms.values().any(|o| o.pool == record.spec.name);
                 if !still_in_azure {
-                    sh.store
-                        .remove_pool(&record.spec.name)
-                        .await
-                        .map_err(|e| format!("store: {e}"))?;
-                    let _ = execute::event(
-                        sh,
-                        "pool.deleted",
-                        Some(&record.spec.name),
-                        None,
-                        "the pool has no resources left and is gone",
-                        serde_json::json!({}),
-                    )
-                    .await;
+                    remove_deleted_pool(sh, &record.spec.name, "resources").await?;
                     continue;
                 }
             }
