@@ -41,7 +41,7 @@ var cloudInit = '#cloud-config\n${string({
   write_files: [
     {
       path: '/etc/renderburst/renderburst.toml'
-      permissions: '0640'
+      permissions: '0644' // read by the service's dynamic user; holds no secret
       content: renderedConfig
     }
     {
