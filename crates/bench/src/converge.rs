@@ -88,8 +88,7 @@ pub async fn run(renderburst: std::path::PathBuf, n: u64) -> anyhow::Result<Valu
     w.start_daemon().await?;
     w.create_pool("bench", n as usize).await?;
     // Generous deadlines: ten times the bound plus a minute.
-    let deadline =
-        |lb: f64| Duration::from_secs_f64(lb * 10.0 + 60.0);
+    let deadline = |lb: f64| Duration::from_secs_f64(lb * 10.0 + 60.0);
     let poll = Duration::from_millis(100);
 
     let before = w.stats().await?;
@@ -188,12 +187,21 @@ pub fn table(v: &Value) -> Table {
         num(&v["refill_wait_s"], 1)
     )];
     for p in v["phases"].as_array().into_iter().flatten() {
-        notes.push(format!("{} GETs by type: {}", p["phase"], p["gets_by_type"]));
+        notes.push(format!(
+            "{} GETs by type: {}",
+            p["phase"], p["gets_by_type"]
+        ));
     }
     Table {
         title: format!("converge: 0 -> {n} VMs and back, against azure-sim with Azure's limits"),
         header: vec![
-            "phase", "wall s", "lower bound s", "ratio", "read/VM", "write/VM", "delete/VM",
+            "phase",
+            "wall s",
+            "lower bound s",
+            "ratio",
+            "read/VM",
+            "write/VM",
+            "delete/VM",
             "429s",
         ],
         rows,

@@ -115,7 +115,9 @@ impl World {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(dir.join("ca.pem"), sim.ca_pem())?;
         let sim_http = reqwest::Client::builder()
-            .tls_certs_only(reqwest::Certificate::from_pem_bundle(sim.ca_pem().as_bytes())?)
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(
+                sim.ca_pem().as_bytes(),
+            )?)
             .build()?;
         Ok(World {
             sim,
@@ -273,9 +275,11 @@ impl World {
         self.call(
             reqwest::Method::POST,
             "/v1/pools",
-            Some(json!({"name": name, "mode": "vm", "vm_sizes": ["Standard_D4s_v5"],
+            Some(
+                json!({"name": name, "mode": "vm", "vm_sizes": ["Standard_D4s_v5"],
                 "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": max,
-                "idle_timeout_seconds": 0})),
+                "idle_timeout_seconds": 0}),
+            ),
         )
         .await?;
         Ok(())
@@ -382,8 +386,7 @@ pub fn gets_by_type(after: &Value, before: &Value) -> Vec<(String, u64)> {
         .map(|(ty, m)| {
             (
                 ty.clone(),
-                m["GET"].as_u64().unwrap_or(0)
-                    - before["by_type"][ty]["GET"].as_u64().unwrap_or(0),
+                m["GET"].as_u64().unwrap_or(0) - before["by_type"][ty]["GET"].as_u64().unwrap_or(0),
             )
         })
         .filter(|(_, n)| *n > 0)

@@ -37,7 +37,11 @@ async fn settle(w: &World, running: u64, quiet: Duration) -> anyhow::Result<Valu
     .await
 }
 
-pub async fn run(renderburst: std::path::PathBuf, steady: u64, repeats: u64) -> anyhow::Result<Value> {
+pub async fn run(
+    renderburst: std::path::PathBuf,
+    steady: u64,
+    repeats: u64,
+) -> anyhow::Result<Value> {
     let mut w = World::start(renderburst, "reaction").await?;
     w.start_daemon().await?;
     let max = steady + repeats;
@@ -65,7 +69,10 @@ pub async fn run(renderburst: std::path::PathBuf, steady: u64, repeats: u64) -> 
                 break t;
             }
             if std::time::Instant::now() > deadline {
-                bail!("no ARM write within 30 s of a node request; daemon log:\n{}", w.log_tail());
+                bail!(
+                    "no ARM write within 30 s of a node request; daemon log:\n{}",
+                    w.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
@@ -102,7 +109,13 @@ pub fn table(v: &Value) -> Table {
             "reaction: node request -> first ARM write, {} requests of 1 node on a steady pool",
             v["repeats"]
         ),
-        header: vec!["median ms", "max ms", "429s", "daemon CPU s", "peak RSS MiB"],
+        header: vec![
+            "median ms",
+            "max ms",
+            "429s",
+            "daemon CPU s",
+            "peak RSS MiB",
+        ],
         rows: vec![Row(vec![
             num(&(v["median_s"].as_f64().map(|s| s * 1000.0).into()), 0),
             num(&(v["max_s"].as_f64().map(|s| s * 1000.0).into()), 0),

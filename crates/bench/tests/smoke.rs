@@ -16,7 +16,14 @@ fn renderburst() -> &'static PathBuf {
     BIN.get_or_init(|| {
         let bench = PathBuf::from(env!("CARGO_BIN_EXE_renderburst-bench"));
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "renderburst", "--bin", "renderburst"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "renderburst",
+                "--bin",
+                "renderburst",
+            ])
             .args(if bench.parent().is_some_and(|d| d.ends_with("release")) {
                 &["--release"][..]
             } else {
@@ -119,7 +126,10 @@ fn reaction_and_restart_small() {
     assert_eq!(s["vms"], 12);
     assert_eq!(s["pages_expected"], 2, "{s}");
     let reads = s["arm_requests"]["read"].as_u64().expect("read count");
-    assert!(reads >= 2, "a restarted daemon lists Azure before it is ready: {s}");
+    assert!(
+        reads >= 2,
+        "a restarted daemon lists Azure before it is ready: {s}"
+    );
     assert_eq!(s["throttled_429"], 0, "{s}");
     assert!(f(s, "wall_s") > 0.0, "{s}");
     daemon_usage_is_plausible(s);
@@ -127,12 +137,26 @@ fn reaction_and_restart_small() {
 
 #[test]
 fn plan_small_farm() {
-    let v = &bench(&["plan", "--pools", "4", "--vms-per-pool", "200", "--runs", "3"])[0];
+    let v = &bench(&[
+        "plan",
+        "--pools",
+        "4",
+        "--vms-per-pool",
+        "200",
+        "--runs",
+        "3",
+    ])[0];
     has_common_fields(v);
     assert_eq!(v["scenario"], "plan");
     assert_eq!(v["vms"], 800);
-    assert!(f(v, "wall_s") > 0.0 && f(v, "per_pool_median_s") > 0.0, "{v}");
-    assert!(f(v, "per_pool_median_s") <= f(v, "per_pool_slowest_s"), "{v}");
+    assert!(
+        f(v, "wall_s") > 0.0 && f(v, "per_pool_median_s") > 0.0,
+        "{v}"
+    );
+    assert!(
+        f(v, "per_pool_median_s") <= f(v, "per_pool_slowest_s"),
+        "{v}"
+    );
     assert!(v["actions_per_round"].as_u64().unwrap() > 0, "{v}");
     assert!(v["cpu_s"].is_null() && v["arm_requests"].is_null(), "{v}");
 }
@@ -140,7 +164,13 @@ fn plan_small_farm() {
 #[test]
 fn missing_daemon_binary_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_renderburst-bench"))
-        .args(["converge", "--vms", "1", "--renderburst", "/nonexistent/renderburst"])
+        .args([
+            "converge",
+            "--vms",
+            "1",
+            "--renderburst",
+            "/nonexistent/renderburst",
+        ])
         .output()
         .expect("run renderburst-bench");
     assert!(!out.status.success());

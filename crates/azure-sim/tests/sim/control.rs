@@ -95,7 +95,9 @@ async fn stats_time_the_last_write_and_count_vms_by_power() {
     s.vm_action_ok("rg", "vm1", "deallocate").await;
     let after = unix_ms();
     let st = s.stats().await;
-    let last = st["last_write_unix_ms"].as_u64().expect("a time after writes");
+    let last = st["last_write_unix_ms"]
+        .as_u64()
+        .expect("a time after writes");
     assert!(
         (before..=after).contains(&last),
         "{before} <= {last} <= {after}"
