@@ -45,7 +45,16 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let mut st = shared.lock();
     // Count what is due (evictions, failed operations) even if no ARM request came since.
     st.advance(Instant::now());
-    Reply::ok(st.stats.to_json()).into_response()
+    let mut body = st.stats.to_json();
+    // VMs by power state: a census that costs a benchmark's poll far less than
+    // `/_sim/resources` at thousands of VMs.
+    let mut power = serde_json::Map::new();
+    for vm in st.res.values().filter_map(|r| r.vm()) {
+        let n = power.entry(vm.power.code()).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + 1);
+    }
+    body["vm_power"] = Value::Object(power);
+    Reply::ok(body).into_response()
 }
 
 async fn get_config(State(shared): State<Arc<Shared>>) -> Response {

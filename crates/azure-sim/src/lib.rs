@@ -374,6 +374,12 @@ fn handle_arm(shared: &Shared, ctx: &mut Ctx, auth: Option<&str>) -> Reply {
     let mut st = shared.lock();
     st.advance(ctx.now);
     *st.stats.requests.entry(ctx.method.to_string()).or_default() += 1;
+    if ctx.method != http::Method::GET {
+        st.stats.last_write_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as u64);
+    }
     let class = ArmClass::of(&ctx.method);
     let result = arm_pipeline(&mut st, shared, ctx, auth, class);
     if let Some(t) = ctx.stat_type.take() {

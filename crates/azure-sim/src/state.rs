@@ -342,6 +342,9 @@ pub struct Stats {
     pub boots_registered: u64,
     pub boots_failed: u64,
     pub boots_never: u64,
+    /// Wall-clock time (Unix milliseconds) of the latest ARM write or delete (any method but
+    /// GET), for measuring how fast a client reacts; `None` before the first.
+    pub last_write_unix_ms: Option<u64>,
 }
 
 impl Stats {
@@ -362,6 +365,7 @@ impl Stats {
             "batch_preemptions": self.batch_preemptions,
             "operations_failed": self.operations_failed,
             "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
+            "last_write_unix_ms": self.last_write_unix_ms,
         })
     }
 }

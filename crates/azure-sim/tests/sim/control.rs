@@ -72,6 +72,42 @@ async fn stats_shape() {
     assert_eq!(st["faults_injected"], 0);
 }
 
+/// `last_write_unix_ms` moves with writes only (reads leave it), and `vm_power` counts VMs
+/// by power state: what the reaction and converge benchmarks poll.
+#[tokio::test]
+async fn stats_time_the_last_write_and_count_vms_by_power() {
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let s = spawn_sim(json!({})).await;
+    let st = s.stats().await;
+    assert_eq!(st["last_write_unix_ms"], json!(null), "{st:#}");
+    assert_eq!(st["vm_power"], json!({}), "{st:#}");
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
+        .await;
+    s.create_vm_ok("rg", "vm2", &vm_body(&subnet, "vm2", SIZE))
+        .await;
+    let before = unix_ms();
+    s.vm_action_ok("rg", "vm1", "deallocate").await;
+    let after = unix_ms();
+    let st = s.stats().await;
+    let last = st["last_write_unix_ms"]
+        .as_u64()
+        .expect("a time after writes");
+    assert!(
+        (before..=after).contains(&last),
+        "{before} <= {last} <= {after}"
+    );
+    assert_eq!(st["vm_power"], json!({"deallocated": 1, "running": 1}));
+    // Reads do not move it.
+    s.get(&s.vm_path("rg", "vm1")).await.expect(200);
+    assert_eq!(s.stats().await["last_write_unix_ms"], last);
+}
+
 #[tokio::test]
 async fn config_merges_and_refuses_unknown_keys() {
     let s = spawn_sim(json!({})).await;

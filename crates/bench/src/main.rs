@@ -1,0 +1,137 @@
+//! `renderburst-bench`: standing proof that renderburst is fast and frugal with ARM, measured
+//! against the simulator with Azure's real request limits and its default (scaled-down)
+//! operation latencies, with the daemon (`renderburst serve`) as a child process.
+//!
+//! Scenarios: `converge`, `reaction`, `restart`, `plan` (see README, "Benchmarks"). Each
+//! prints a table on stdout; with `--json` each prints one JSON object on one line on stdout
+//! instead (JSON lines) and its table on stderr. Exit codes: 0 ok, 1 error, 2 usage.
+
+mod converge;
+mod harness;
+mod plan;
+mod reaction;
+mod report;
+mod restart;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "renderburst-bench",
+    version,
+    about = "Benchmarks renderburst against the Azure simulator with Azure's request limits"
+)]
+struct Cli {
+    /// One JSON object per scenario run, one per line, on stdout (tables go to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The renderburst binary to run as the daemon (default: beside this binary).
+    #[arg(long, global = true, env = "RENDERBURST_BIN")]
+    renderburst: Option<PathBuf>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// A pool 0 -> N VMs and back to 0: wall time / lower bound, ARM requests per VM by
+    /// class, 429s, daemon CPU seconds and peak RSS.
+    Converge {
+        /// Pool sizes, repeatable or comma-separated; each runs with a fresh simulator and
+        /// daemon.
+        #[arg(long, value_delimiter = ',', default_values_t = [100u64, 500, 2000],
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        vms: Vec<u64>,
+    },
+    /// Time from a node request to the first ARM write, on a pool at a steady state.
+    Reaction {
+        /// Nodes the pool holds (by requests) before the measured requests.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        steady: u64,
+        /// Measured requests of one node each.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        repeats: u64,
+    },
+    /// The daemon SIGKILLed with N VMs under management and restarted: ARM reads until
+    /// ready, against pages listed, and 429s.
+    Restart {
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        vms: u64,
+    },
+    /// The pure planner's time for P pools x V VMs.
+    Plan {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        pools: u64,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        vms_per_pool: u64,
+        #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        runs: u64,
+    },
+}
+
+fn emit(json: bool, v: &Value, table: report::Table) {
+    if json {
+        println!("{v}");
+        eprint!("{}", table.render());
+    } else {
+        println!("{}", table.render());
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    let daemon = || harness::locate_renderburst(cli.renderburst.as_deref());
+    match cli.scenario {
+        Scenario::Converge { vms } => {
+            let bin = daemon()?;
+            for n in vms {
+                eprintln!("converge: 0 -> {n} -> 0 ...");
+                let v = converge::run(bin.clone(), n).await?;
+                emit(json, &v, converge::table(&v));
+            }
+        }
+        Scenario::Reaction { steady, repeats } => {
+            let v = reaction::run(daemon()?, steady, repeats).await?;
+            emit(json, &v, reaction::table(&v));
+        }
+        Scenario::Restart { vms } => {
+            eprintln!("restart: scaling up to {vms} VMs first ...");
+            let v = restart::run(daemon()?, vms).await?;
+            emit(json, &v, restart::table(&v));
+        }
+        Scenario::Plan {
+            pools,
+            vms_per_pool,
+            runs,
+        } => {
+            let v = plan::run(pools as usize, vms_per_pool, runs as usize);
+            emit(json, &v, plan::table(&v));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

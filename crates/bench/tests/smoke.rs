@@ -1,0 +1,179 @@
+//! Every scenario of `renderburst-bench` at a small size, through the binary with `--json`:
+//! the daemon runs as a child process against the in-process simulator, and each JSON line
+//! has the documented fields with sensible values. Sizes are small so this stays well under
+//! 30 s; the real numbers come from release runs (README, "Benchmarks").
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The daemon binary, built (or found up to date) by the same cargo that runs this test, so
+/// the benchmark never measures a stale daemon.
+fn renderburst() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bench = PathBuf::from(env!("CARGO_BIN_EXE_renderburst-bench"));
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "renderburst",
+                "--bin",
+                "renderburst",
+            ])
+            .args(if bench.parent().is_some_and(|d| d.ends_with("release")) {
+                &["--release"][..]
+            } else {
+                &[][..]
+            })
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p renderburst failed");
+        let bin = bench.with_file_name(format!("renderburst{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+}
+
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_renderburst-bench"))
+        .arg("--json")
+        .arg("--renderburst")
+        .arg(renderburst())
+        .args(args)
+        .output()
+        .expect("run renderburst-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "no JSON for {args:?}; stderr:\n{stderr}");
+    lines
+}
+
+fn has_common_fields(v: &Value) {
+    for k in [
+        "scenario",
+        "vms",
+        "wall_s",
+        "lower_bound_s",
+        "ratio",
+        "arm_requests",
+        "throttled_429",
+        "cpu_s",
+        "peak_rss_mib",
+    ] {
+        assert!(v.get(k).is_some(), "field {k} missing: {v}");
+    }
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} is not a number: {v}"))
+}
+
+/// The daemon's own numbers, read from /proc: plausible for a live process.
+fn daemon_usage_is_plausible(v: &Value) {
+    let cpu = f(v, "cpu_s");
+    assert!(cpu > 0.0 && cpu < 60.0, "cpu_s {cpu}: {v}");
+    let rss = f(v, "peak_rss_mib");
+    assert!(rss > 1.0 && rss < 4096.0, "peak_rss_mib {rss}: {v}");
+}
+
+#[test]
+fn converge_small_pools() {
+    let lines = bench(&["converge", "--vms", "4,8"]);
+    assert_eq!(lines.len(), 2, "one line per size: {lines:?}");
+    for (v, n) in lines.iter().zip([4, 8]) {
+        has_common_fields(v);
+        assert_eq!(v["scenario"], "converge");
+        assert_eq!(v["vms"], n);
+        let ratio = f(v, "ratio");
+        assert!(ratio.is_finite() && ratio >= 1.0, "ratio {ratio}: {v}");
+        // Under every bucket's burst the bound is one create and one deallocation latency.
+        assert!((f(v, "lower_bound_s") - 1.3).abs() < 1e-9, "{v}");
+        assert!((f(v, "wall_s") / f(v, "lower_bound_s") - ratio).abs() < 1e-9);
+        // One create (PUT) and one deallocate (POST) per VM at least; no deletes.
+        let writes = v["arm_requests"]["write"].as_u64().expect("write count");
+        assert!(writes >= 2 * n, "{v}");
+        assert_eq!(v["arm_requests"]["delete"], 0, "{v}");
+        assert_eq!(v["throttled_429"], 0, "{v}");
+        daemon_usage_is_plausible(v);
+        assert_eq!(v["phases"].as_array().map(Vec::len), Some(2), "{v}");
+    }
+}
+
+#[test]
+fn reaction_and_restart_small() {
+    let r = &bench(&["reaction", "--steady", "2", "--repeats", "3"])[0];
+    has_common_fields(r);
+    assert_eq!(r["scenario"], "reaction");
+    assert_eq!(r["samples_ms"].as_array().map(Vec::len), Some(3), "{r}");
+    let (median, max) = (f(r, "median_s"), f(r, "max_s"));
+    assert!(median >= 0.0 && median <= max && max < 30.0, "{r}");
+    assert!(r["ratio"].is_null() && r["lower_bound_s"].is_null(), "{r}");
+    daemon_usage_is_plausible(r);
+
+    let s = &bench(&["restart", "--vms", "12"])[0];
+    has_common_fields(s);
+    assert_eq!(s["scenario"], "restart");
+    assert_eq!(s["vms"], 12);
+    assert_eq!(s["pages_expected"], 2, "{s}");
+    let reads = s["arm_requests"]["read"].as_u64().expect("read count");
+    assert!(
+        reads >= 2,
+        "a restarted daemon lists Azure before it is ready: {s}"
+    );
+    assert_eq!(s["throttled_429"], 0, "{s}");
+    assert!(f(s, "wall_s") > 0.0, "{s}");
+    daemon_usage_is_plausible(s);
+}
+
+#[test]
+fn plan_small_farm() {
+    let v = &bench(&[
+        "plan",
+        "--pools",
+        "4",
+        "--vms-per-pool",
+        "200",
+        "--runs",
+        "3",
+    ])[0];
+    has_common_fields(v);
+    assert_eq!(v["scenario"], "plan");
+    assert_eq!(v["vms"], 800);
+    assert!(
+        f(v, "wall_s") > 0.0 && f(v, "per_pool_median_s") > 0.0,
+        "{v}"
+    );
+    assert!(
+        f(v, "per_pool_median_s") <= f(v, "per_pool_slowest_s"),
+        "{v}"
+    );
+    assert!(v["actions_per_round"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["cpu_s"].is_null() && v["arm_requests"].is_null(), "{v}");
+}
+
+#[test]
+fn missing_daemon_binary_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_renderburst-bench"))
+        .args([
+            "converge",
+            "--vms",
+            "1",
+            "--renderburst",
+            "/nonexistent/renderburst",
+        ])
+        .output()
+        .expect("run renderburst-bench");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/renderburst"), "{stderr}");
+}
