@@ -22,8 +22,11 @@
 //! - `crashloop` only: `PRAGMA integrity_check` answers `ok` on the database, opened read-only
 //!   after the daemon stopped.
 //!
-//! Out-of-band deletions are made only while no fault is set, so they cannot fail and every
-//! failed operation is the daemon's own.
+//! Capacity exhaustion hits the pools' preferred size only; their second size always has
+//! room (see `FALLBACK`). Out-of-band deletions are made only while no fault is set, so they cannot fail and every
+//! failed operation is the daemon's own. The seed drives the bench's choices; the simulator's
+//! own dice (which request a fault hits) are not seeded, so two runs with one seed differ in
+//! detail.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,8 +37,13 @@ use serde_json::{Value, json};
 use crate::harness::World;
 use crate::report::{Row, Table, num};
 
+/// The pools' preferred size: the one capacity exhaustion hits.
 const SIZE: &str = "Standard_D4s_v5";
-/// Pools and their `max`: small, so a short run converges quickly.
+/// Their fallback size, never exhausted: the daemon avoids a size that failed for capacity
+/// for an hour (`UnavailableReason::Capacity`), so a pool with no other size could not
+/// converge within the audit's deadline once capacity is back.
+const FALLBACK: &str = "Standard_D2s_v5";
+/// Pools and their `max`: small, so a short run converges quickly. The second is Spot.
 const POOLS: [(&str, u64); 2] = [("chaos-a", 8), ("chaos-b", 5)];
 const COMPUTE_API: &str = "2025-04-01";
 
@@ -59,8 +67,19 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     let mut rng = fastrand::Rng::with_seed(o.seed);
     let mut w = World::start(renderburst, scenario).await?;
     w.start_daemon().await?;
-    for (name, max) in POOLS {
-        w.create_pool(name, max as usize).await?;
+    // `chaos-a` regular, `chaos-b` Spot (what `/_sim/evict` evicts).
+    for ((name, max), priority) in POOLS.into_iter().zip(["regular", "spot"]) {
+        w.call(
+            reqwest::Method::POST,
+            "/v1/pools",
+            Some(
+                json!({"name": name, "mode": "vm", "vm_sizes": [SIZE, FALLBACK],
+                        "priority": priority,
+                        "image": "Canonical:ubuntu-24_04-lts:server:latest",
+                        "max": max, "idle_timeout_seconds": 0}),
+            ),
+        )
+        .await?;
     }
     let chaos_for = Duration::from_secs_f64(o.minutes * 60.0);
     let mut kills: Vec<Duration> = (0..o.kills)
@@ -165,10 +184,20 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     let chaos_s = start.elapsed().as_secs_f64();
     let q0 = Instant::now();
     let deadline = Duration::from_secs(300);
+    let mut next_note = Duration::from_secs(10);
     let mut violations = loop {
         let v = audit(&w).await?;
         if v.is_empty() || q0.elapsed() > deadline {
             break v;
+        }
+        if q0.elapsed() >= next_note {
+            eprintln!(
+                "  {:>4.0} s quiesced: {} left, e.g. {}",
+                q0.elapsed().as_secs_f64(),
+                v.len(),
+                v[0]
+            );
+            next_note += Duration::from_secs(10);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
