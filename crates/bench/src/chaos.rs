@@ -102,7 +102,8 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
             t.restarts += 1;
         }
         let (pool, max) = POOLS[rng.usize(..POOLS.len())];
-        let what = match rng.u32(0..100) {
+        let roll = rng.u32(0..100);
+        let what = match roll {
             0..25 => {
                 let target = rng.u64(0..=max);
                 let ok = w
@@ -114,6 +115,16 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
                     .await;
                 t.api_errors += u64::from(ok.is_err());
                 "scale"
+            }
+            // At most three live requests, so desired follows the scale target too rather
+            // than sitting at max.
+            25..55 if requests.len() >= 3 || (42..55).contains(&roll) && !requests.is_empty() => {
+                let id = requests.swap_remove(rng.usize(..requests.len()));
+                let ok = w
+                    .call(reqwest::Method::DELETE, &format!("/v1/requests/{id}"), None)
+                    .await;
+                t.api_errors += u64::from(ok.is_err());
+                "release"
             }
             25..42 => {
                 let r = w
@@ -129,14 +140,6 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
                     None => t.api_errors += 1,
                 }
                 "request"
-            }
-            42..55 if !requests.is_empty() => {
-                let id = requests.swap_remove(rng.usize(..requests.len()));
-                let ok = w
-                    .call(reqwest::Method::DELETE, &format!("/v1/requests/{id}"), None)
-                    .await;
-                t.api_errors += u64::from(ok.is_err());
-                "release"
             }
             55..65 => {
                 sim_post(&w, "/_sim/evict", json!({"count": 1})).await?;
@@ -205,6 +208,16 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     // The event log is read after convergence: every failure polled by then is in it or never.
     violations.extend(audit_events(&w).await?);
     let stats = w.stats().await?;
+    let mut pools = serde_json::Map::new();
+    for (name, _) in POOLS {
+        let p = w
+            .call(reqwest::Method::GET, &format!("/v1/pools/{name}"), None)
+            .await?;
+        pools.insert(
+            name.into(),
+            json!({"desired": p["status"]["desired"], "running": p["status"]["running"]}),
+        );
+    }
     let mut integrity = Value::Null;
     if o.kills > 0 {
         w.kill_daemon()?;
@@ -227,6 +240,7 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
         "wall_s": t0.elapsed().as_secs_f64(),
         "chaos_s": chaos_s,
         "converge_s": converge_s,
+        "pools": pools,
         "actions": t.actions,
         "api_errors": t.api_errors,
         "faults_injected": stats["faults_injected"],
@@ -501,6 +515,7 @@ pub fn table(v: &Value) -> Table {
         .collect();
     let mut notes = vec![
         format!("actions: {actions}"),
+        format!("pools at the end: {}", v["pools"]),
         format!(
             "failed operations the daemon polled, by code: {}",
             v["failures_reported"]

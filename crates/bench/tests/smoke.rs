@@ -196,6 +196,11 @@ fn chaos_common(v: &Value, scenario: &str) {
     }
     assert!(v["vm_creates"].as_u64().unwrap() > 0, "{v}");
     assert!(v["faults_injected"].as_u64().unwrap() > 0, "{v}");
+    for pool in ["chaos-a", "chaos-b"] {
+        let p = &v["pools"][pool];
+        assert!(p["desired"].as_u64().is_some(), "{v}");
+        assert_eq!(p["desired"], p["running"], "{v}");
+    }
 }
 
 /// A short chaos soak with a fixed seed: the audit finds nothing (the binary would exit 1
