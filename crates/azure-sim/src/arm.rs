@@ -800,6 +800,14 @@ impl State {
 
     fn operation(&mut self, ctx: &Ctx, id: &str) -> Result<Reply, ArmErr> {
         let retry = self.cfg.polling.retry_after_seconds.to_string();
+        if let Some(op) = self.ops.get_mut(id)
+            && let crate::state::OpStatus::Failed(detail, _) = &op.status
+            && !op.failure_reported
+        {
+            op.failure_reported = true;
+            let code = detail.code.clone();
+            *self.stats.failures_reported.entry(code).or_default() += 1;
+        }
         let Some(op) = self.ops.get(id) else {
             return Err(ArmErr::new(
                 StatusCode::NOT_FOUND,

@@ -522,6 +522,11 @@ impl State {
             provisioning: "Creating".into(),
             created: now_wall,
         });
+        *self
+            .stats
+            .vm_creates
+            .entry(name.to_ascii_lowercase())
+            .or_default() += 1;
         let latency = ms(self.cfg.latency_ms.vm_create);
         let op = self.start_op(
             latency,

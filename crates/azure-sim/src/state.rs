@@ -327,6 +327,9 @@ pub struct Op {
     /// Decided when the operation starts (capacity, injected faults); applied when due.
     pub fail_with: Option<(ErrorDetail, http::StatusCode)>,
     pub status: OpStatus,
+    /// Its failure was answered to a poll of the operation's status (counted once, in
+    /// `Stats::failures_reported`).
+    pub failure_reported: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -345,6 +348,12 @@ pub struct Stats {
     /// Wall-clock time (Unix milliseconds) of the latest ARM write or delete (any method but
     /// GET), for measuring how fast a client reacts; `None` before the first.
     pub last_write_unix_ms: Option<u64>,
+    /// PUTs that created a VM (not updates or retries of an existing one), by lower-case VM
+    /// name: more than one for a name means it was created, deleted and created again.
+    pub vm_creates: BTreeMap<String, u64>,
+    /// Failed asynchronous operations whose failure a client saw (the first poll of the
+    /// operation's status that answered it), by error code.
+    pub failures_reported: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -366,6 +375,10 @@ impl Stats {
             "operations_failed": self.operations_failed,
             "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
             "last_write_unix_ms": self.last_write_unix_ms,
+            "vm_creates": self.vm_creates.values().sum::<u64>(),
+            // Only the names created more than once: the map of all would grow with the farm.
+            "vm_creates_repeated": self.vm_creates.iter().filter(|(_, n)| **n > 1).collect::<BTreeMap<_, _>>(),
+            "failures_reported": self.failures_reported,
         })
     }
 }
@@ -493,6 +506,7 @@ impl State {
                 effect,
                 fail_with,
                 status: OpStatus::InProgress,
+                failure_reported: false,
             },
         );
         id

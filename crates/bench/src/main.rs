@@ -2,10 +2,13 @@
 //! against the simulator with Azure's real request limits and its default (scaled-down)
 //! operation latencies, with the daemon (`renderburst serve`) as a child process.
 //!
-//! Scenarios: `converge`, `reaction`, `restart`, `plan` (see README, "Benchmarks"). Each
+//! Scenarios: `converge`, `reaction`, `restart`, `plan`, and the audits `chaos` and
+//! `crashloop` (see README, "Benchmarks"). Each
 //! prints a table on stdout; with `--json` each prints one JSON object on one line on stdout
-//! instead (JSON lines) and its table on stderr. Exit codes: 0 ok, 1 error, 2 usage.
+//! instead (JSON lines) and its table on stderr. Exit codes: 0 ok, 1 error or audit
+//! violation, 2 usage.
 
+mod chaos;
 mod converge;
 mod harness;
 mod plan;
@@ -62,6 +65,27 @@ enum Scenario {
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         vms: u64,
     },
+    /// Random scale changes, node requests, evictions, out-of-band deletions, faults and
+    /// capacity exhaustion for M minutes, then quiesce and audit (desired == actual, no
+    /// orphans, no duplicate creates, every ARM error seen is in the event log). Exits 1
+    /// naming each violation.
+    Chaos {
+        /// Minutes of chaos (fractions allowed).
+        #[arg(long, default_value_t = 2.0, value_parser = minutes)]
+        minutes: f64,
+        #[arg(long, default_value_t = 8)]
+        seed: u64,
+    },
+    /// The chaos with the daemon SIGKILLed K times at random moments and started again on the
+    /// same database; the same audit plus `PRAGMA integrity_check`.
+    Crashloop {
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        kills: u32,
+        #[arg(long, default_value_t = 2.0, value_parser = minutes)]
+        minutes: f64,
+        #[arg(long, default_value_t = 8)]
+        seed: u64,
+    },
     /// The pure planner's time for P pools x V VMs.
     Plan {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -71,6 +95,38 @@ enum Scenario {
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u64).range(1..=1000))]
         runs: u64,
     },
+}
+
+fn minutes(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 && m <= 24.0 * 60.0 => Ok(m),
+        _ => Err(format!("{s:?} is not a number of minutes in (0, 1440]")),
+    }
+}
+
+async fn chaos_run(
+    json: bool,
+    bin: PathBuf,
+    minutes: f64,
+    seed: u64,
+    kills: u32,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "{}: {minutes} min of chaos (seed {seed}, {kills} kills), then quiesce and audit ...",
+        if kills > 0 { "crashloop" } else { "chaos" }
+    );
+    let opts = chaos::Opts {
+        minutes,
+        seed,
+        kills,
+    };
+    let v = chaos::run(bin, &opts).await?;
+    emit(json, &v, chaos::table(&v));
+    let n = v["violations"].as_array().map_or(0, Vec::len);
+    if n > 0 {
+        anyhow::bail!("the audit found {n} violation(s) (listed above)");
+    }
+    Ok(())
 }
 
 fn emit(json: bool, v: &Value, table: report::Table) {
@@ -102,6 +158,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("restart: scaling up to {vms} VMs first ...");
             let v = restart::run(daemon()?, vms).await?;
             emit(json, &v, restart::table(&v));
+        }
+        Scenario::Chaos { minutes, seed } => {
+            chaos_run(json, daemon()?, minutes, seed, 0).await?;
+        }
+        Scenario::Crashloop {
+            kills,
+            minutes,
+            seed,
+        } => {
+            chaos_run(json, daemon()?, minutes, seed, kills).await?;
         }
         Scenario::Plan {
             pools,

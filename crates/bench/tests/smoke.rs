@@ -177,3 +177,67 @@ fn missing_daemon_binary_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/renderburst"), "{stderr}");
 }
+
+fn chaos_common(v: &Value, scenario: &str) {
+    assert_eq!(v["scenario"], scenario, "{v}");
+    assert!(f(v, "wall_s") > 0.0, "{v}");
+    assert_eq!(v["violations"], serde_json::json!([]), "{v}");
+    let actions = v["actions"].as_object().expect("actions");
+    // The fixed seed draws every kind of action in a quarter of a minute.
+    for k in [
+        "scale",
+        "request",
+        "release",
+        "faults_on",
+        "capacity",
+        "evict",
+    ] {
+        assert!(actions.get(k).is_some(), "no {k} action: {v}");
+    }
+    assert!(v["vm_creates"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["faults_injected"].as_u64().unwrap() > 0, "{v}");
+    for pool in ["chaos-a", "chaos-b"] {
+        let p = &v["pools"][pool];
+        assert!(p["desired"].as_u64().is_some(), "{v}");
+        assert_eq!(p["desired"], p["running"], "{v}");
+    }
+}
+
+/// A short chaos soak with a fixed seed: the audit finds nothing (the binary would exit 1
+/// naming each violation, failing `bench`).
+#[test]
+fn chaos_short_soak_passes_the_audit() {
+    let v = &bench(&["chaos", "--minutes", "0.25", "--seed", "8"])[0];
+    chaos_common(v, "chaos");
+    assert_eq!(v["restarts"], 0, "{v}");
+    assert!(v["integrity_check"].is_null(), "{v}");
+}
+
+/// Two SIGKILLs during a short soak: the daemon restarts on the same database each time, the
+/// audit finds nothing and SQLite's integrity check answers ok.
+#[test]
+fn crashloop_two_kills_passes_the_audit() {
+    let v = &bench(&[
+        "crashloop",
+        "--kills",
+        "2",
+        "--minutes",
+        "0.25",
+        "--seed",
+        "8",
+    ])[0];
+    chaos_common(v, "crashloop");
+    assert_eq!(v["restarts"], 2, "{v}");
+    assert_eq!(v["integrity_check"], "ok", "{v}");
+}
+
+#[test]
+fn chaos_minutes_must_be_positive() {
+    let out = Command::new(env!("CARGO_BIN_EXE_renderburst-bench"))
+        .args(["chaos", "--minutes", "0"])
+        .output()
+        .expect("run renderburst-bench");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--minutes"), "{stderr}");
+}

@@ -356,6 +356,32 @@ pub(crate) fn unavailability(e: &ArmError) -> Option<UnavailableReason> {
     }
 }
 
+/// An operation of the previous run that failed: logged as an `arm.error` like a failure seen
+/// live (every ARM error the daemon sees is in the event log), and a capacity or quota
+/// refusal makes the planner avoid the offering as it would have.
+async fn recovered_failure(sh: &Arc<Shared>, intent: &store::Intent, e: &ArmError) {
+    let verb = format!("{:?}", intent.kind).to_ascii_lowercase();
+    tracing::warn!(pool = %intent.pool, node = %intent.node, action = %verb, code = %e.code, error = %e, "action of the previous run failed");
+    let mut data = json!({"code": e.code, "status": e.status, "action": verb,
+                          "request_id": e.request_id, "recovered": true});
+    let size = intent.detail["size"].as_str().unwrap_or_default();
+    let priority: Option<Priority> = serde_json::from_value(intent.detail["priority"].clone()).ok();
+    if let (Some(reason), false, Some(priority)) = (unavailability(e), size.is_empty(), priority) {
+        let u = Unavailable::new(Offering::new(size, priority), reason, &e.code, now());
+        data["unavailable_until"] = json!(u.until);
+        let _ = sh.store.set_unavailable(&u).await;
+    }
+    let _ = event(
+        sh,
+        "arm.error",
+        Some(&intent.pool),
+        Some(&intent.node),
+        &format!("{verb} {} failed: {}: {}", intent.node, e.code, e.message),
+        data,
+    )
+    .await;
+}
+
 /// Start-up recovery: resolve every intent a previous process left open, before the first
 /// activation plans anything.
 pub(crate) async fn recover(sh: &Arc<Shared>) {
@@ -381,10 +407,13 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
             // ARM accepted it: follow the operation to its end.
             Some(op) => match op.wait_done(&sh.arm).await {
                 Ok(()) => IntentOutcome::Succeeded,
-                Err(e) => IntentOutcome::Failed {
-                    code: e.code.clone(),
-                    message: e.message.clone(),
-                },
+                Err(e) => {
+                    recovered_failure(sh, &intent, &e).await;
+                    IntentOutcome::Failed {
+                        code: e.code.clone(),
+                        message: e.message.clone(),
+                    }
+                }
             },
             // A Batch write without an operation: the next observation shows what happened
             // and the planner decides again (a create is a GET before the PUT).

@@ -561,6 +561,93 @@ async fn sigkill_during_scale_up_restarts_without_duplicates_or_orphans() {
     child.wait().unwrap();
 }
 
+/// A create the previous process started and that failed while it was down is an ARM error
+/// the restarted daemon sees when it follows the operation: it is in the event log as
+/// `arm.error` with its code, like one seen live (found by `renderburst-bench crashloop`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_that_failed_across_a_restart_is_logged_as_an_arm_error() {
+    // No capacity for the size: every create is accepted and fails when it ends, 3 s later.
+    let w = world(
+        "recovered-failure",
+        json!({"latency_ms": {"vm_create": 3000}, "capacity": {"Standard_D4s_v5": 0}}),
+    )
+    .await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg_path = w.dir.join("renderburst.toml");
+    std::fs::write(&cfg_path, w.config_toml(&format!("127.0.0.1:{port}"))).unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
+    let answers = || async {
+        let r = api
+            .http
+            .get(format!("{}/healthz", api.base))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    };
+    let mut child = spawn();
+    eventually("the daemon answers", 30, answers).await;
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("lost", &["Standard_D4s_v5"], 5)),
+    )
+    .await;
+    api.scale("lost", 3).await;
+    eventually("3 creates accepted", 30, || async {
+        (w.vms("lost").await.len() == 3).then_some(())
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = spawn();
+    // The restarted daemon follows the three operations to their failure...
+    eventually("the 3 failures polled", 60, || async {
+        let st = w.control(reqwest::Method::GET, "/_sim/stats", None).await;
+        (st["failures_reported"]["AllocationFailed"].as_u64() >= Some(3)).then_some(())
+    })
+    .await;
+    // ... and logs each, on the node it was creating (replacements get new names).
+    eventually(
+        "arm.error AllocationFailed for lost-00001..3",
+        30,
+        || async {
+            let ev = api
+                .ok(reqwest::Method::GET, "/v1/events?limit=1000", None)
+                .await;
+            let logged = |node: &str| {
+                ev["events"].as_array().is_some_and(|es| {
+                    es.iter().any(|e| {
+                        e["kind"] == "arm.error"
+                            && e["node"] == node
+                            && e["data"]["code"] == "AllocationFailed"
+                    })
+                })
+            };
+            ["lost-00001", "lost-00002", "lost-00003"]
+                .iter()
+                .all(|n| logged(n))
+                .then_some(())
+        },
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Runs the CLI against `api`; returns (exit code, stdout, stderr).
 async fn cli(api: &Api, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let token = dir.join("cli.token");

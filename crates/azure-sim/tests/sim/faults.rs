@@ -237,3 +237,37 @@ async fn retrying_client_gets_through_and_the_world_stays_consistent() {
         assert!(disk.body["managedBy"].as_str().unwrap().ends_with(name));
     }
 }
+
+/// `/_sim/stats` counts VM creates by name (an idempotent retry of the PUT is no create; a
+/// create after a delete is, and the name shows in `vm_creates_repeated`) and failed
+/// operations once per operation when a poll of its status answers the failure.
+#[tokio::test]
+async fn creates_by_name_and_reported_failures() {
+    let s = spawn_sim(json!({})).await;
+    let subnet = s.create_network("rg").await;
+    let body = vm_body(&subnet, "vm1", SIZE);
+    let r = s.put(&s.vm_path("rg", "vm1"), &body).await;
+    r.expect(201);
+    s.put(&s.vm_path("rg", "vm1"), &body).await; // a retry of the same create
+    s.wait_op_ok(&r).await;
+    let st = s.stats().await;
+    assert_eq!(st["vm_creates"], 1, "{st:#}");
+    assert_eq!(st["vm_creates_repeated"], json!({}), "{st:#}");
+    let d = s.delete(&s.vm_path("rg", "vm1")).await;
+    s.wait_op_ok(&d).await;
+    s.set_config(json!({"faults": {"operation_fail_rate": 1.0}}))
+        .await;
+    let r = s.put(&s.vm_path("rg", "vm1"), &body).await;
+    r.expect(201);
+    let st = s.stats().await;
+    assert_eq!(st["vm_creates"], 2, "{st:#}");
+    assert_eq!(st["vm_creates_repeated"], json!({"vm1": 2}), "{st:#}");
+    assert_eq!(st["failures_reported"], json!({}), "not polled yet: {st:#}");
+    let aao = r.header("azure-asyncoperation").unwrap().to_owned();
+    let op = s.poll_op(&aao).await;
+    assert_eq!(op["status"], "Failed", "{op:#}");
+    s.poll_op(&aao).await; // polled again: still one failure reported
+    let code = op["error"]["code"].as_str().unwrap().to_owned();
+    let st = s.stats().await;
+    assert_eq!(st["failures_reported"], json!({code: 1}), "{st:#}");
+}
