@@ -233,6 +233,23 @@ impl Api {
         }
     }
 
+    /// For checks that something does NOT happen: longer than the garbage collector's grace
+    /// (2 s) and the auto-delete time, and at least two whole activations, however slow the
+    /// machine.
+    async fn quiet_period(&self) {
+        let activation = || async {
+            self.ok(Method::GET, "/v1/status", None).await["controller"]["reconciler"]["number"]
+                .as_u64()
+                .unwrap()
+        };
+        let start = activation().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        eventually("three more activations", 60, || async {
+            (activation().await >= start + 3).then_some(())
+        })
+        .await;
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .http
@@ -410,7 +427,7 @@ async fn a_batch_pool_scales_0_20_5_0_removing_idle_nodes_only() {
     settled(&w, "maya", 0, 0).await;
     assert!(w.nodes("maya").await.is_empty());
     // Persistent: it stays at zero.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    api.quiet_period().await;
     assert!(w.batch_pool("maya").await.is_some());
     assert_eq!(w.pool_puts().await, 1, "created once");
     let kinds: Vec<String> = api
@@ -777,7 +794,7 @@ async fn stray_batch_pools_of_ours_are_collected_others_left_alone() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    api.quiet_period().await;
     assert!(w.batch_pool("legacy").await.is_some(), "never deleted");
     assert_eq!(
         w.pool_puts().await,
