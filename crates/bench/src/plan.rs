@@ -1,7 +1,7 @@
 //! `plan`: the pure planner's time for P pools of V VMs each (default 100 × 10,000), in the
 //! mix of states a busy farm shows (running and busy, idle, deallocated, in flight, failed,
 //! evicted), planned repeatedly; the median over runs of all pools' plans and of one pool's.
-//! The same farm as `crates/core/benches/plan.rs`, sized by the command line.
+//! Sized by the command line (`--pools`, `--vms-per-pool`).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
