@@ -12,6 +12,9 @@ use renderburst::serve;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+mod common;
+use common::eventually;
+
 const ACCOUNT: &str = "rbfarm";
 const TOKEN: &str = "e2e-admin-token-0123456789";
 
@@ -293,22 +296,6 @@ impl Api {
     async fn events(&self) -> Vec<Value> {
         let v = self.ok(Method::GET, "/v1/events?limit=1000", None).await;
         v["events"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-/// Polls `check` until it returns Some, or fails after `secs` naming what it waited for.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -672,34 +659,13 @@ async fn an_auto_pool_comes_with_demand_and_goes_when_idle_a_persistent_one_stay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_resize_adopts_the_existing_batch_pool() {
     let w = world("crash", json!({"latency_ms": {"batch_node": 2500}})).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let cfg_path = w.dir.join("renderburst.toml");
     std::fs::write(&cfg_path, w.config_toml(&format!("127.0.0.1:{port}"))).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || common::spawn_daemon(&cfg_path);
     let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
     let mut child = spawn();
-    eventually("the daemon answers", 30, || async {
-        let r = api
-            .http
-            .get(format!("{}/healthz", api.base))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    common::wait_answers(&api.http, &api.base).await;
     api.ok(
         Method::POST,
         "/v1/pools",

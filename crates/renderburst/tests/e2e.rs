@@ -3,12 +3,14 @@
 //! look at the simulator's ground truth (`/_sim/resources`), not at what the daemon says.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use azure_sim::{SimConfig, Simulator};
 use renderburst::config::Config;
 use renderburst::serve;
 use serde_json::{Value, json};
+
+mod common;
+use common::eventually;
 
 struct World {
     sim: Simulator,
@@ -205,22 +207,6 @@ impl Api {
             Some(json!({"target": target})),
         )
         .await;
-    }
-}
-
-/// Polls `check` until it returns Some, or fails after `secs` naming what it waited for.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -504,34 +490,13 @@ async fn faults_during_scaling_leave_an_exact_state_and_no_orphans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_scale_up_restarts_without_duplicates_or_orphans() {
     let w = world("crash", json!({"latency_ms": {"vm_create": 1500}})).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let cfg_path = w.dir.join("renderburst.toml");
     std::fs::write(&cfg_path, w.config_toml(&format!("127.0.0.1:{port}"))).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || common::spawn_daemon(&cfg_path);
     let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
     let mut child = spawn();
-    eventually("the daemon answers", 30, || async {
-        let r = api
-            .http
-            .get(format!("{}/healthz", api.base))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
+    common::wait_answers(&api.http, &api.base).await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -572,34 +537,13 @@ async fn an_operation_that_failed_across_a_restart_is_logged_as_an_arm_error() {
         json!({"latency_ms": {"vm_create": 3000}, "capacity": {"Standard_D4s_v5": 0}}),
     )
     .await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let cfg_path = w.dir.join("renderburst.toml");
     std::fs::write(&cfg_path, w.config_toml(&format!("127.0.0.1:{port}"))).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || common::spawn_daemon(&cfg_path);
     let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
-    let answers = || async {
-        let r = api
-            .http
-            .get(format!("{}/healthz", api.base))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    };
     let mut child = spawn();
-    eventually("the daemon answers", 30, answers).await;
+    common::wait_answers(&api.http, &api.base).await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
