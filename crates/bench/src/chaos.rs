@@ -91,8 +91,22 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     let mut requests: Vec<String> = Vec::new();
     let mut faults_on = false;
     let mut token: Option<String> = None;
+    // A first pass takes every kind of action once, in this order, so that even a short run
+    // on a slow machine (each action waits for the API, a restart for the daemon) exercises
+    // them all; the seed's dice take over after it. The roll picks the `match` arm below.
+    let mut first_pass: Vec<u32> = vec![
+        25, // request
+        0,  // scale
+        55, // evict
+        65, // out-of-band delete (faults still off)
+        87, // capacity exhaustion
+        75, // faults on
+        42, // release
+    ];
+    first_pass.reverse(); // popped from the end
     let start = Instant::now();
-    while start.elapsed() < chaos_for {
+    // Time alone does not end the run: every kill happens and the first pass completes.
+    while start.elapsed() < chaos_for || !kills.is_empty() || !first_pass.is_empty() {
         if kills.last().is_some_and(|k| start.elapsed() >= *k) {
             kills.pop();
             w.kill_daemon()?;
@@ -102,7 +116,8 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
             t.restarts += 1;
         }
         let (pool, max) = POOLS[rng.usize(..POOLS.len())];
-        let roll = rng.u32(0..100);
+        let forced = first_pass.pop();
+        let roll = forced.unwrap_or_else(|| rng.u32(0..100));
         let what = match roll {
             0..25 => {
                 let target = rng.u64(0..=max);
@@ -168,7 +183,7 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
             }
             87..95 => {
                 // Capacity exhaustion: room for a few VMs of the size at once, or plenty.
-                let cap = if rng.bool() {
+                let cap = if forced.is_some() || rng.bool() {
                     rng.u64(0..=4)
                 } else {
                     1_000_000
