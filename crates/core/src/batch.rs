@@ -389,22 +389,54 @@ impl BatchPlanner<'_> {
 
         // Failed and drained nodes go at once (when not busy); they are not replaced by
         // keeping them.
-        let mut removed: Vec<&BatchNodeView> = Vec::new();
+        // So do zombies: with a bootstrap section, running nodes that have not registered
+        // within register_timeout_seconds (Batch allocates a new node in their place).
+        let mut removed: Vec<(&BatchNodeView, String)> = Vec::new();
         let mut drain_waiting = 0;
+        let mut registering = 0;
+        let register_timeout = self.input.spec.bootstrap.as_ref().map(|b| {
+            i64::try_from(b.register_timeout_seconds).unwrap_or(i64::MAX)
+        });
         for n in &listed {
             if n.node.state == NodeState::Failed {
-                removed.push(n);
+                removed.push((n, format!("node is {}", n.batch_state)));
             } else if n.node.draining {
                 if self.is_busy(n) {
                     drain_waiting += 1;
                 } else {
-                    removed.push(n);
+                    removed.push((n, "drained; not busy".to_string()));
                 }
+            } else if let Some(timeout) = register_timeout
+                && n.node.state == NodeState::Running
+                && n.node.registered_at.is_none()
+            {
+                let since = n.node.started_at.unwrap_or(n.node.created_at);
+                let waited = self.input.now.saturating_sub(since);
+                if waited < timeout || self.is_busy(n) || deleting {
+                    registering += 1;
+                    continue;
+                }
+                self.condition(format!(
+                    "Zombie: {} did not register within {timeout} s of starting; replacing it",
+                    n.node.name
+                ));
+                self.plan.zombies.push(n.node.name.clone());
+                removed.push((
+                    n,
+                    format!(
+                        "zombie: running for {waited} s without registering (register_timeout_seconds {timeout}); replacing it"
+                    ),
+                ));
             }
         }
         if drain_waiting > 0 {
             self.condition(format!(
                 "WaitingForDrain: {drain_waiting} drained nodes are still busy"
+            ));
+        }
+        if registering > 0 {
+            self.condition(format!(
+                "WaitingForRegistration: {registering} running nodes have not registered yet"
             ));
         }
 
@@ -454,7 +486,7 @@ impl BatchPlanner<'_> {
         let remaining: Vec<&BatchNodeView> = listed
             .iter()
             .copied()
-            .filter(|n| !removed.iter().any(|r| r.node.name == n.node.name))
+            .filter(|n| !removed.iter().any(|(r, _)| r.node.name == n.node.name))
             .collect();
         let mut over_total = u32::try_from(remaining.len())
             .unwrap_or(u32::MAX)
@@ -541,12 +573,7 @@ impl BatchPlanner<'_> {
         }
 
         if !removed.is_empty() || !surplus_removed.is_empty() {
-            for n in removed {
-                let why = if n.node.state == NodeState::Failed {
-                    format!("node is {}", n.batch_state)
-                } else {
-                    "drained; not busy".to_string()
-                };
+            for (n, why) in removed {
                 self.act(ActionKind::RemoveNode, &n.node.name, None, why);
             }
             for (n, why) in surplus_removed {
@@ -1143,5 +1170,52 @@ mod tests {
         let plan = plan_batch(&i);
         assert!(plan.actions.is_empty());
         assert!(plan.conditions[0].starts_with("WaitingForBatch"));
+    }
+    #[test]
+    fn bootstrap_nodes_that_never_register_are_removed_as_zombies() {
+        let mut p = spec(Priority::Regular, BatchLifecycle::Persistent);
+        p.bootstrap = Some(
+            serde_json::from_value(serde_json::json!({"register_timeout_seconds": 600}))
+                .unwrap(),
+        );
+        let registered = |mut n: BatchNodeView| {
+            n.node.registered_at = Some(NOW - 800);
+            n
+        };
+        let young = |mut n: BatchNodeView| {
+            n.node.started_at = Some(NOW - 10);
+            n
+        };
+        let busy = |mut n: BatchNodeView| {
+            n.node.last_heartbeat = Some(NOW - 5);
+            n.node.busy = true;
+            n
+        };
+        let b = pool(4, 0);
+        let nodes = [
+            registered(node("n1", true, "idle")),
+            node("n2", true, "idle"),           // 900 s without registering: zombie
+            young(node("n3", true, "idle")),    // 10 s: still waiting
+            busy(node("n4", true, "running")),  // busy: never removed
+        ];
+        let plan = plan_batch(&input(&p, 4, Some(&b), &nodes));
+        assert_eq!(
+            kinds(&plan),
+            vec![(ActionKind::RemoveNode, "n2".into(), None)]
+        );
+        assert_eq!(plan.zombies, vec!["n2".to_string()]);
+        assert!(plan.actions[0].reason.starts_with("zombie: running for 900 s"));
+        assert!(
+            plan.conditions
+                .iter()
+                .any(|c| c.starts_with("WaitingForRegistration: 2 running nodes")),
+            "{:?}",
+            plan.conditions
+        );
+        // Without a bootstrap section registration means nothing.
+        p.bootstrap = None;
+        let plan = plan_batch(&input(&p, 4, Some(&b), &nodes));
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(plan.zombies.is_empty());
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! The pool's `bootstrap` section ([`BootstrapSpec`]) is rendered by pure functions:
 //! [`render_cloud_init`] (`#cloud-config` for Linux VMs' `customData`),
-//! [`render_powershell`] (Windows VMs' `customData`) and [`render_start_task`] (the command
-//! line and environment of a Batch start task).
+//! [`render_powershell`] (Windows VMs' `customData`), and for Batch pools
+//! [`render_start_task`] (one start task for the pool, which enrolls each node) and
+//! [`render_enrollment_script`] (what a node gets when it enrolls).
 //!
 //! Secrets are never inline: a spec names them with a [`SecretRef`] (`{"secret": "env:NAME"}`
 //! or `{"secret": "file:/path"}`), and the caller passes a resolver that looks them up when a
@@ -1481,9 +1482,7 @@ pub fn render_node(
     Ok(RenderedNode { format, text })
 }
 
-/// A Batch start task: its command line and environment settings. The script itself is the
-/// node's bootstrap (cloud-init's shell script on Linux, the PowerShell on Windows), carried
-/// base64-encoded in `RENDERBURST_BOOTSTRAP` so the command line stays short and quoting-free.
+/// A Batch start task: its command line and environment settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartTask {
     pub command_line: String,
@@ -1493,37 +1492,65 @@ pub struct StartTask {
     pub elevated: bool,
 }
 
-/// Renders the Batch start task of a bootstrap section. Batch nodes have no names of their
-/// own in renderburst's inventory when the pool is created, so `ctx.node` is what the task
-/// registers as (the caller decides, for example `$AZ_BATCH_NODE_ID`-based names through
-/// `RENDERBURST_NODE`, which the environment carries).
-pub fn render_start_task(
+/// The start task's variable holding the daemon's URL.
+pub const ENV_API_URL: &str = "RENDERBURST_API_URL";
+/// The start task's variable holding the pool's enrollment token.
+pub const ENV_POOL_TOKEN: &str = "RENDERBURST_POOL_TOKEN";
+/// Enrollment attempts of the start task, 5 s apart: a node can boot before the daemon has
+/// seen it in the pool's node list (it looks again when asked about an unknown node).
+pub const ENROLL_ATTEMPTS: u32 = 60;
+
+/// Renders the start task of a Batch pool with a `bootstrap` section.
+///
+/// One start task serves every node of a Batch pool and anyone who can read the pool can
+/// read it, so it carries no secret and no node token: only the daemon's URL and the pool's
+/// **enrollment token**, which can do one thing, enroll a node of this pool that the daemon
+/// sees in the pool's node list and that has not enrolled yet
+/// (`POST /v1/nodes/{AZ_BATCH_NODE_ID}/enroll`). The answer is the node's own bootstrap
+/// script ([`render_enrollment_script`]: its node token, the resolved secrets), run at once
+/// and not kept. Batch runs the start task again after a reboot; a node bootstrapped
+/// already (its node agent is installed) stops there.
+pub fn render_start_task(os: Os, api_url: &str, pool_token: &str) -> StartTask {
+    let command_line = match os {
+        // Single quotes around the whole script: it contains none itself.
+        Os::Linux => format!(
+            "/bin/bash -c 'set -eu; umask 077; if [ -s /etc/renderburst/node.env ]; then echo renderburst: bootstrapped already; exit 0; fi; s=\"$AZ_BATCH_TASK_WORKING_DIR/renderburst-bootstrap.sh\"; trap \"rm -f $s\" EXIT; curl -fsS --retry {ENROLL_ATTEMPTS} --retry-delay 5 --retry-all-errors --max-time 60 -X POST -H \"Authorization: Bearer ${ENV_POOL_TOKEN}\" -o \"$s\" \"${ENV_API_URL}/v1/nodes/$AZ_BATCH_NODE_ID/enroll\"; /bin/bash \"$s\"'"
+        ),
+        Os::Windows => {
+            let script = format!(
+                "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\nif (Test-Path (Join-Path $env:ProgramData 'renderburst\\node-agent.ps1')) {{ Write-Output 'renderburst: bootstrapped already'; exit 0 }}\n$uri = $env:{ENV_API_URL} + '/v1/nodes/' + $env:AZ_BATCH_NODE_ID + '/enroll'\n$headers = @{{ Authorization = 'Bearer ' + $env:{ENV_POOL_TOKEN} }}\n$script = $null\nfor ($i = 0; $i -lt {ENROLL_ATTEMPTS} -and -not $script; $i++) {{\n    try {{ $script = (Invoke-WebRequest -UseBasicParsing -Method Post -Uri $uri -Headers $headers -TimeoutSec 60).Content }} catch {{ Start-Sleep -Seconds 5 }}\n}}\nif (-not $script) {{ throw 'renderburst: enrollment failed' }}\nInvoke-Expression $script\n"
+            );
+            let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+            format!(
+                "powershell.exe -NoProfile -ExecutionPolicy Bypass -EncodedCommand {}",
+                base64_encode(&utf16)
+            )
+        }
+    };
+    StartTask {
+        command_line,
+        environment: vec![
+            (ENV_API_URL.to_string(), api_url.to_string()),
+            (ENV_POOL_TOKEN.to_string(), pool_token.to_string()),
+        ],
+        elevated: true,
+    }
+}
+
+/// The script a Batch node gets when it enrolls: the cloud-init document's files and
+/// commands as one shell script on Linux (Batch has no cloud-init step), the PowerShell
+/// bootstrap on Windows. It holds the node's token and resolved secrets; it travels only as
+/// the answer to the node's own enrollment.
+pub fn render_enrollment_script(
     spec: &BootstrapSpec,
     os: Os,
     ctx: &NodeContext<'_>,
     resolve: Resolver<'_>,
-) -> Result<StartTask, SpecError> {
-    let script = match os {
-        Os::Linux => {
-            // The cloud-init document's files and commands, as one shell script.
-            let doc = render_cloud_init(spec, ctx, resolve)?;
-            cloud_init_as_script(&doc)?
-        }
-        Os::Windows => render_powershell(spec, ctx, resolve)?,
-    };
-    let encoded = base64_encode(script.as_bytes());
-    let command_line = match os {
-        Os::Linux => "/bin/bash -c 'echo \"$RENDERBURST_BOOTSTRAP\" | base64 -d >/tmp/renderburst-bootstrap.sh && /bin/bash /tmp/renderburst-bootstrap.sh'".to_string(),
-        Os::Windows => "powershell.exe -NoProfile -ExecutionPolicy Bypass -Command \"[IO.File]::WriteAllBytes(\\\"$env:TEMP\\renderburst-bootstrap.ps1\\\", [Convert]::FromBase64String($env:RENDERBURST_BOOTSTRAP)); & \\\"$env:TEMP\\renderburst-bootstrap.ps1\\\"\"".to_string(),
-    };
-    Ok(StartTask {
-        command_line,
-        environment: vec![
-            ("RENDERBURST_NODE".to_string(), ctx.node.to_string()),
-            ("RENDERBURST_BOOTSTRAP".to_string(), encoded),
-        ],
-        elevated: true,
-    })
+) -> Result<String, SpecError> {
+    match os {
+        Os::Linux => cloud_init_as_script(&render_cloud_init(spec, ctx, resolve)?),
+        Os::Windows => render_powershell(spec, ctx, resolve),
+    }
 }
 
 /// Turns a rendered `#cloud-config` into a plain shell script (for Batch, which has no

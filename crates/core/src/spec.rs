@@ -428,13 +428,6 @@ impl PoolSpec {
         let Some(b) = &self.bootstrap else {
             return Ok(());
         };
-        if self.mode == PoolMode::Batch {
-            return Err(SpecError::new(
-                "bootstrap",
-                "is for VM pools; a Batch pool's nodes are prepared by batch.start_task \
-                 (and licenses reach them through `licenses`)",
-            ));
-        }
         b.validate(self.os)?;
         let node = format!("{}-99999", self.name);
         let url = format!("https://{}:65535", "h".repeat(200));
@@ -451,7 +444,54 @@ impl PoolSpec {
             default_time_zone: "America/Argentina/Buenos_Aires",
             daemon_host: Some(&daemon),
         };
-        bootstrap::render_node(b, self.os, &ctx, &|_| Ok("s".repeat(256))).map(|_| ())
+        let long = |_: &bootstrap::SecretRef| Ok("s".repeat(256));
+        if self.mode != PoolMode::Batch {
+            return bootstrap::render_node(b, self.os, &ctx, &long).map(|_| ());
+        }
+        // Batch: one start task enrolls every node, and the node's script comes from the
+        // daemon, so there is no customData limit to check; what must hold is that the
+        // start task is renderburst's own.
+        let batch = self.batch.as_ref();
+        if batch.is_some_and(|x| x.existing_pool.is_some()) {
+            return Err(SpecError::new(
+                "bootstrap",
+                "cannot be used with batch.existing_pool: an adopted Batch pool keeps its own \
+                 start task, and bootstrap needs renderburst's (it enrolls each node)",
+            ));
+        }
+        if batch.is_some_and(|x| x.start_task.is_some()) {
+            return Err(SpecError::new(
+                "batch.start_task",
+                "cannot be used with bootstrap: a Batch pool has one start task, and with a \
+                 bootstrap section it is renderburst's (it enrolls each node); start your \
+                 command with bootstrap.render_client instead",
+            ));
+        }
+        for (i, l) in self.licenses.iter().enumerate() {
+            if b.env.keys().any(|k| k.eq_ignore_ascii_case(&l.variable)) {
+                return Err(SpecError::new(
+                    format!("licenses[{i}].variable"),
+                    format!(
+                        "{:?} is also set in bootstrap.env; set it in one place",
+                        l.variable
+                    ),
+                ));
+            }
+        }
+        let merged = self.node_bootstrap().unwrap_or_else(|| b.clone());
+        bootstrap::render_enrollment_script(&merged, self.os, &ctx, &long).map(|_| ())
+    }
+
+    /// The bootstrap a node of this pool gets: the `bootstrap` section with the pool's
+    /// `licenses` added to its environment (Batch pools; VM pools have no `licenses`).
+    pub fn node_bootstrap(&self) -> Option<BootstrapSpec> {
+        let mut b = self.bootstrap.clone()?;
+        for l in &self.licenses {
+            b.env
+                .entry(l.variable.clone())
+                .or_insert_with(|| bootstrap::EnvValue::Plain(l.server.clone()));
+        }
+        Some(b)
     }
 
     fn validate_licenses(&self) -> Result<(), SpecError> {

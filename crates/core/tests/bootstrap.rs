@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use rb_core::PoolSpec;
 use rb_core::bootstrap::{
     BootstrapSpec, HostEntry, MASK, NodeContext, SecretRef, SecretSource, base64_encode,
-    base64_len, masked, render_cloud_init, render_node, render_powershell, render_start_task,
+    ENV_API_URL, ENV_POOL_TOKEN, base64_len, masked, render_cloud_init, render_enrollment_script,
+    render_node, render_powershell, render_start_task,
 };
 use rb_core::spec::Os;
 use serde_json::json;
@@ -586,42 +587,131 @@ fn secret_references_parse() {
 }
 
 #[test]
-fn batch_start_tasks_carry_the_script_in_their_environment() {
-    let spec = section(full_section(Os::Linux));
-    let daemon = daemon_host();
-    let task = render_start_task(&spec, Os::Linux, &ctx(&daemon, TOKEN), &resolver).unwrap();
+fn batch_start_tasks_carry_no_secret_only_the_enrollment() {
+    const POOL_TOKEN: &str = "rbp_0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    let task = render_start_task(Os::Linux, "https://rb.studio:7878", POOL_TOKEN);
     assert!(task.elevated);
-    assert!(task.command_line.contains("$RENDERBURST_BOOTSTRAP"));
-    let (_, encoded) = task
-        .environment
-        .iter()
-        .find(|(k, _)| k == "RENDERBURST_BOOTSTRAP")
-        .unwrap();
-    // Decode with the shell's alphabet by re-encoding a decoded copy: the script is ASCII.
-    let script = decode(encoded);
+    assert_eq!(
+        task.environment,
+        vec![
+            (ENV_API_URL.into(), "https://rb.studio:7878".into()),
+            (ENV_POOL_TOKEN.into(), POOL_TOKEN.into()),
+        ]
+    );
+    // One single-quoted bash script: nothing inside may close the quotes.
+    let body = task
+        .command_line
+        .strip_prefix("/bin/bash -c '")
+        .and_then(|b| b.strip_suffix('\''))
+        .expect(&task.command_line);
+    assert!(!body.contains('\''), "{body}");
+    for part in [
+        "if [ -s /etc/renderburst/node.env ]; then",
+        "-X POST -H \"Authorization: Bearer $RENDERBURST_POOL_TOKEN\"",
+        "\"$RENDERBURST_API_URL/v1/nodes/$AZ_BATCH_NODE_ID/enroll\"",
+        "--retry-all-errors",
+        "trap \"rm -f $s\" EXIT",
+    ] {
+        assert!(body.contains(part), "{part} not in {body}");
+    }
+
+    let task = render_start_task(Os::Windows, "https://rb.studio:7878", POOL_TOKEN);
+    let encoded = task
+        .command_line
+        .strip_prefix("powershell.exe -NoProfile -ExecutionPolicy Bypass -EncodedCommand ")
+        .expect(&task.command_line);
+    // -EncodedCommand is base64 of UTF-16LE.
+    let bytes = decode_bytes(encoded);
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let script = String::from_utf16(&units).unwrap();
+    for part in [
+        "Test-Path (Join-Path $env:ProgramData 'renderburst\\node-agent.ps1')",
+        "$uri = $env:RENDERBURST_API_URL + '/v1/nodes/' + $env:AZ_BATCH_NODE_ID + '/enroll'",
+        "Authorization = 'Bearer ' + $env:RENDERBURST_POOL_TOKEN",
+        "Invoke-Expression $script",
+    ] {
+        assert!(script.contains(part), "{part} not in {script}");
+    }
+    assert_eq!(task.environment[1].1, POOL_TOKEN);
+}
+
+#[test]
+fn the_enrollment_script_is_the_bootstrap_as_a_shell_or_powershell_script() {
+    let daemon = daemon_host();
+    let spec = section(full_section(Os::Linux));
+    let script =
+        render_enrollment_script(&spec, Os::Linux, &ctx(&daemon, TOKEN), &resolver).unwrap();
     assert!(script.starts_with("#!/bin/bash\n"));
     assert!(script.contains("timedatectl set-timezone 'Europe/Berlin'"));
     assert!(script.contains("useradd -m -s /bin/bash 'artist'"));
     assert!(script.contains("/etc/renderburst/node.env"));
-    assert!(script.contains("RENDERBURST_NODE_TOKEN="));
+    assert!(script.contains(&format!("RENDERBURST_NODE_TOKEN={TOKEN}")));
+    assert!(script.contains("http://10.1.0.4:7878/v1/nodes/maya-00007/register"));
+    assert!(script.contains("S3CRET-ENV_SMB_PASSWORD"));
     assert!(
         script
             .trim_end()
             .ends_with("/usr/local/lib/renderburst/bootstrap.sh")
     );
-    assert_eq!(base64_encode(script.as_bytes()), *encoded);
-    let task = render_start_task(
-        &section(full_section(Os::Windows)),
-        Os::Windows,
-        &ctx(&daemon, TOKEN),
-        &resolver,
-    )
-    .unwrap();
-    assert!(task.command_line.starts_with("powershell.exe"));
-    assert!(decode(&task.environment[1].1).contains("Set-TimeZone"));
+    let masked_script =
+        render_enrollment_script(&spec, Os::Linux, &ctx(&daemon, MASK), &masked).unwrap();
+    assert!(!masked_script.contains("S3CRET") && !masked_script.contains("rbn_"));
+
+    let spec = section(full_section(Os::Windows));
+    let script =
+        render_enrollment_script(&spec, Os::Windows, &ctx(&daemon, TOKEN), &resolver).unwrap();
+    assert_eq!(
+        script,
+        render_powershell(&spec, &ctx(&daemon, TOKEN), &resolver).unwrap()
+    );
 }
 
-fn decode(s: &str) -> String {
+#[test]
+fn batch_pools_take_a_bootstrap_section_with_renderburst_s_start_task() {
+    let mut body = json!({
+        "name": "nuke", "mode": "batch", "vm_sizes": ["Standard_D4s_v5"],
+        "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 3,
+        "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.ubuntu 24.04"},
+        "licenses": [{"name": "nuke", "variable": "foundry_LICENSE", "server": "4101@lic"}],
+        "bootstrap": full_section(Os::Linux),
+    });
+    let spec = PoolSpec::from_json(body.to_string().as_bytes()).unwrap();
+    spec.validate(&|_| true).unwrap();
+    // The licenses reach the nodes with the section's environment.
+    let b = spec.node_bootstrap().unwrap();
+    assert_eq!(
+        serde_json::to_value(&b.env["foundry_LICENSE"]).unwrap(),
+        json!("4101@lic")
+    );
+    assert_eq!(b.env.len(), spec.bootstrap.as_ref().unwrap().env.len() + 1);
+
+    let refused = |body: &serde_json::Value| {
+        PoolSpec::from_json(body.to_string().as_bytes())
+            .unwrap()
+            .validate(&|_| true)
+            .unwrap_err()
+    };
+    let mut clash = body.clone();
+    clash["licenses"][0]["variable"] = json!("RLM_LICENSE");
+    let e = refused(&clash);
+    assert_eq!(e.field, "licenses[0].variable", "{}", e.message);
+
+    let mut adopted = body.clone();
+    adopted["batch"]["existing_pool"] = json!("theirs");
+    let e = refused(&adopted);
+    assert_eq!(e.field, "bootstrap", "{}", e.message);
+    assert!(e.message.contains("existing_pool"), "{}", e.message);
+
+    body["batch"]["start_task"] = json!({"command_line": "/bin/true"});
+    let e = refused(&body);
+    assert_eq!(e.field, "batch.start_task", "{}", e.message);
+    assert!(e.message.contains("render_client"), "{}", e.message);
+}
+
+fn decode_bytes(s: &str) -> Vec<u8> {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut bits = 0u32;
     let mut n = 0;
@@ -636,5 +726,6 @@ fn decode(s: &str) -> String {
             bits &= (1 << n) - 1;
         }
     }
-    String::from_utf8(out).unwrap()
+    out
 }
+
