@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use store::{BatchState, IntentOutcome, NewIntent, PoolRecord, VmRecord};
 
 use crate::execute::event;
-use crate::{Shared, now};
+use crate::{Shared, bootstrap, now};
 
 /// Task-status name of a Batch pool's summary (`GET /v1/pools/{name}` shows it as
 /// `status.batch`).
@@ -429,8 +429,14 @@ async fn report_resize_errors(
     }
 }
 
-/// The Batch pool renderburst creates for `spec`.
-pub fn pool_model(spec: &PoolSpec, owner: &str, targets: BatchTargets) -> Option<Pool> {
+/// The Batch pool renderburst creates for `spec`. `enroll` (the daemon's URL and the
+/// pool's enrollment token) is required with a `bootstrap` section.
+pub fn pool_model(
+    spec: &PoolSpec,
+    owner: &str,
+    targets: BatchTargets,
+    enroll: Option<(&str, &str)>,
+) -> Option<Pool> {
     let b = spec.batch.as_ref()?;
     let mut tags = serde_json::Map::new();
     for (k, v) in &spec.tags {
@@ -471,7 +477,22 @@ pub fn pool_model(spec: &PoolSpec, owner: &str, targets: BatchTargets) -> Option
     if let Some(subnet) = &b.subnet_id {
         props["networkConfiguration"] = json!({"subnetId": subnet});
     }
-    if let Some(task) = start_task(spec, b) {
+    if spec.bootstrap.is_some() {
+        let (url, token) = enroll?;
+        let task = rb_core::bootstrap::render_start_task(spec.os, url, token);
+        let env: Vec<Value> = task
+            .environment
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+        props["startTask"] = json!({
+            "commandLine": task.command_line,
+            "environmentSettings": env,
+            "waitForSuccess": true,
+            "maxTaskRetryCount": 2,
+            "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
+        });
+    } else if let Some(task) = start_task(spec, b) {
         props["startTask"] = task;
     }
     serde_json::from_value(json!({"tags": tags, "properties": props})).ok()
@@ -538,6 +559,7 @@ pub(crate) async fn dispatch(
     owner: &str,
 ) -> Result<(), store::StoreError> {
     let spec = &record.spec;
+    let zombies = plan.zombies;
     let (removals, pool_ops): (Vec<Action>, Vec<Action>) = plan
         .actions
         .into_iter()
@@ -548,6 +570,18 @@ pub(crate) async fn dispatch(
             let key = a.node.to_ascii_lowercase();
             if !sh.executing.lock().is_ok_and(|mut ex| ex.insert(key)) {
                 continue;
+            }
+            if zombies.contains(&a.node) {
+                tracing::warn!(pool = %spec.name, node = %a.node, "Batch node never registered: replacing it");
+                let _ = event(
+                    sh,
+                    "node.zombie",
+                    Some(&spec.name),
+                    Some(&a.node),
+                    &a.reason,
+                    json!({"register_timeout_seconds": spec.bootstrap.as_ref().map(|b| b.register_timeout_seconds)}),
+                )
+                .await;
             }
             match sh
                 .store
@@ -662,7 +696,25 @@ async fn pool_write(
             {
                 return Ok(Done::Adopted);
             }
-            let model = pool_model(spec, owner, targets)
+            // With a bootstrap section, the start task enrolls each node with a token made
+            // for this pool; its hash is stored before the pool can exist.
+            let enroll = match &spec.bootstrap {
+                Some(_) => {
+                    let token = bootstrap::generate_pool_token();
+                    sh.store
+                        .set_pool_enroll_token(&spec.name, &bootstrap::sha256_hex(&token), now())
+                        .await
+                        .map_err(|e| {
+                            config_err(format!("cannot store the enrollment token: {e}"))
+                        })?;
+                    Some(token)
+                }
+                None => None,
+            };
+            let enroll = enroll
+                .as_deref()
+                .map(|token| (sh.cfg.bootstrap.api_url.as_str(), token));
+            let model = pool_model(spec, owner, targets, enroll)
                 .ok_or_else(|| config_err("cannot build the Batch pool"))?;
             sh.arm
                 .create_pool(&tg.rg, tg.account, tg.name, &model)
@@ -977,6 +1029,7 @@ mod tests {
                 dedicated: 1,
                 spot: 3,
             },
+            None,
         )
         .unwrap();
         let v = serde_json::to_value(&pool).unwrap();

@@ -15,11 +15,24 @@ pub const NODE_TOKEN_CHARS: usize = 40;
 /// Prefix of node tokens: API tokens start with `rb_`, so the API knows which table to ask.
 pub const NODE_TOKEN_PREFIX: &str = "rbn_";
 
-/// A fresh node token: `rbn_` + 40 characters of `[A-Za-z0-9]` from the OS random source
-/// (UUID v4 draws its bits from it), rejection-sampled so every character is equally likely.
+/// Prefix of Batch pools' enrollment tokens (see `rb_core::bootstrap::render_start_task`).
+pub const POOL_TOKEN_PREFIX: &str = "rbp_";
+
+/// A fresh node token: `rbn_` + 40 characters of `[A-Za-z0-9]` from the OS random source.
 pub fn generate_node_token() -> String {
+    generate_token(NODE_TOKEN_PREFIX)
+}
+
+/// A fresh enrollment token for a Batch pool: `rbp_` + 40 characters, as node tokens.
+pub fn generate_pool_token() -> String {
+    generate_token(POOL_TOKEN_PREFIX)
+}
+
+/// `prefix` + 40 characters of `[A-Za-z0-9]` from the OS random source (UUID v4 draws its
+/// bits from it), rejection-sampled so every character is equally likely.
+fn generate_token(prefix: &str) -> String {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::from(NODE_TOKEN_PREFIX);
+    let mut out = String::from(prefix);
     let mut have = 0;
     while have < NODE_TOKEN_CHARS {
         let uuid = uuid::Uuid::new_v4();
@@ -87,6 +100,8 @@ mod tests {
         assert_eq!(a.len(), NODE_TOKEN_PREFIX.len() + NODE_TOKEN_CHARS);
         assert!(a.starts_with("rbn_"));
         assert!(a[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+        let p = generate_pool_token();
+        assert!(p.starts_with("rbp_") && p.len() == a.len());
         assert_eq!(
             sha256_hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

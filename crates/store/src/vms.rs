@@ -9,7 +9,7 @@ use rb_core::{NodeState, Priority, UnixSeconds};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::error::is_foreign_key_violation;
+use crate::error::{is_foreign_key_violation, is_unique_violation};
 use crate::{Store, StoreError, enum_str, parse_enum};
 
 /// One VM of the inventory.
@@ -193,6 +193,74 @@ impl Store {
             Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Stores the hash of the node's first token: enrollment (Batch nodes) happens once.
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such node is in the inventory,
+    /// [`StoreError::Conflict`] if it has a token already.
+    pub async fn enroll_node_token(
+        &self,
+        node: &str,
+        token_hash: &str,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(node)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::conflict(format!(
+                "node {node:?} enrolled already"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores the hash of a pool's enrollment token (replacing any earlier one).
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such pool exists.
+    pub async fn set_pool_enroll_token(
+        &self,
+        pool: &str,
+        token_hash: &str,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO pool_enroll_tokens (pool, token_hash, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (pool) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at",
+        )
+        .bind(pool)
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_foreign_key_violation(&e) => {
+                Err(StoreError::not_found(format!("pool {pool:?}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The pool whose enrollment token has this hash, if any.
+    pub async fn pool_for_enroll_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT pool FROM pool_enroll_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("pool")).transpose()?)
     }
 
     /// The node whose token has this hash, if any.

@@ -1484,3 +1484,48 @@ async fn node_tokens_and_registration() {
         Some("maya-00002")
     );
 }
+
+#[tokio::test]
+async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    assert!(matches!(
+        store.set_pool_enroll_token("nuke", "p1", 10).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.create_pool(&spec("nuke")).await.unwrap();
+    store.set_pool_enroll_token("nuke", "p1", 10).await.unwrap();
+    assert_eq!(
+        store.pool_for_enroll_token_hash("p1").await.unwrap().as_deref(),
+        Some("nuke")
+    );
+    // A new token (the Batch pool created again) replaces the old one.
+    store.set_pool_enroll_token("nuke", "p2", 20).await.unwrap();
+    assert_eq!(store.pool_for_enroll_token_hash("p1").await.unwrap(), None);
+    assert_eq!(
+        store.pool_for_enroll_token_hash("p2").await.unwrap().as_deref(),
+        Some("nuke")
+    );
+
+    // A node enrolls once; an unknown node not at all.
+    assert!(matches!(
+        store.enroll_node_token("tvm-1", "n1", 30).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.upsert_vm(&vm("tvm-1", "nuke")).await.unwrap();
+    store.enroll_node_token("tvm-1", "n1", 30).await.unwrap();
+    assert!(matches!(
+        store.enroll_node_token("tvm-1", "n2", 31).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.node_for_token_hash("n1").await.unwrap().as_deref(),
+        Some("tvm-1")
+    );
+    assert_eq!(store.node_for_token_hash("n2").await.unwrap(), None);
+
+    // Both go with their pool.
+    store.delete_vm("tvm-1").await.unwrap();
+    store.remove_pool("nuke").await.unwrap();
+    assert_eq!(store.pool_for_enroll_token_hash("p2").await.unwrap(), None);
+}
