@@ -16,11 +16,15 @@
 //! | `requester` | every read (GET) except `/v1/tokens`; create, list and release node requests; heartbeats |
 //! | `viewer` | every read (GET) except `/v1/tokens` |
 //! | node token (`rbn_...`) | register its own node and send its heartbeats; nothing else |
+//! | enrollment token (`rbp_...`) | enroll a node of its Batch pool, once per node; nothing else |
 //!
 //! Draining a node and managing tokens and pools are operator actions: admin only.
 //!
 //! Node tokens are made by the controller, one per VM of a pool with a `bootstrap` section,
 //! and stored hashed in `node_tokens`; a node token acting on another node is a 403.
+//! Enrollment tokens are made by the controller, one per Batch pool with a `bootstrap`
+//! section (its start task carries it), and stored hashed in `pool_enroll_tokens`; a Batch
+//! node trades it once for its own node token (`POST /v1/nodes/{name}/enroll`).
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -73,6 +77,8 @@ pub struct Caller {
     pub role: Option<Role>,
     /// For a node token: the node it belongs to (and `role` is None).
     pub node: Option<String>,
+    /// For an enrollment token: the Batch pool it belongs to (and `role` is None).
+    pub pool: Option<String>,
 }
 
 impl Caller {
@@ -80,6 +86,11 @@ impl Caller {
         if self.node.is_some() {
             return ApiError::forbidden(
                 "a node token may only register its own node and send its heartbeats",
+            );
+        }
+        if self.pool.is_some() {
+            return ApiError::forbidden(
+                "an enrollment token may only enroll the nodes of its Batch pool",
             );
         }
         ApiError::forbidden(format!(
@@ -108,6 +119,25 @@ pub struct NodeOrRequester(pub Caller);
 /// with [`Caller::check_node`]).
 #[derive(Debug, Clone)]
 pub struct NodeOrAdmin(pub Caller);
+
+/// Extractor: a Batch pool's enrollment token, and nothing else (`caller.pool` is set).
+#[derive(Debug, Clone)]
+pub struct Enroller(pub Caller);
+
+impl FromRequestParts<ApiState> for Enroller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = authenticate(parts, state).await?;
+        if caller.pool.is_some() {
+            Ok(Enroller(caller))
+        } else {
+            Err(ApiError::forbidden(
+                "only a Batch pool's enrollment token (from its start task) enrolls a node",
+            ))
+        }
+    }
+}
 
 impl FromRequestParts<ApiState> for NodeOrRequester {
     type Rejection = ApiError;
@@ -205,6 +235,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             name: "admin".to_string(),
             role: Some(Role::Admin),
             node: None,
+            pool: None,
         });
     }
     // Node tokens have their own prefix and table.
@@ -214,6 +245,19 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 name: format!("node:{node}"),
                 role: None,
                 node: Some(node),
+                pool: None,
+            }),
+            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Err(err) => Err(ApiError::internal("cannot check the token", &err)),
+        };
+    }
+    if token.starts_with(POOL_TOKEN_PREFIX) {
+        return match state.store.pool_for_enroll_token_hash(&hash).await {
+            Ok(Some(pool)) => Ok(Caller {
+                name: format!("enroll:{pool}"),
+                role: None,
+                node: None,
+                pool: Some(pool),
             }),
             Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
@@ -225,6 +269,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             role: Role::parse(&record.role),
             name: record.name,
             node: None,
+            pool: None,
         }),
         Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
         Err(err) => Err(ApiError::internal("cannot check the token", &err)),
@@ -233,6 +278,9 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
 
 /// Prefix of the per-node tokens the controller makes (API tokens start with `rb_`).
 pub const NODE_TOKEN_PREFIX: &str = "rbn_";
+
+/// Prefix of Batch pools' enrollment tokens.
+pub const POOL_TOKEN_PREFIX: &str = "rbp_";
 
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
     let missing = || ApiError::unauthorized("send a token: Authorization: Bearer <token>");

@@ -111,12 +111,14 @@ impl std::fmt::Debug for ApiState {
 /// | `PUT /v1/nodes/{name}/heartbeat` | requester, admin; that node's own token |
 /// | `POST /v1/nodes/{name}/register` | admin; that node's own token |
 /// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `GET /v1/pools/{name}/bootstrap`, `POST /v1/nodes/{name}/drain` | admin |
-///
-/// A node token (`rbn_...`, one per VM of a pool with a `bootstrap` section) may do nothing
-/// else: 403 on every other route, and on the node routes of any other node.
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
 /// | `GET /v1/schedules`, `GET /v1/schedules/{name}` | viewer, requester, admin |
 /// | `POST /v1/schedules`, `DELETE /v1/schedules/{name}` | admin |
+/// | `POST /v1/nodes/{name}/enroll` | a Batch pool's enrollment token, for a node of that pool |
+///
+/// A node token (`rbn_...`, one per node of a pool with a `bootstrap` section) may do nothing
+/// else: 403 on every other route, and on the node routes of any other node. An enrollment
+/// token (`rbp_...`, one per Batch pool with a `bootstrap` section) may only enroll.
 fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -134,6 +136,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_nodes))
         .routes(routes!(nodes::heartbeat))
         .routes(routes!(nodes::register))
+        .routes(routes!(nodes::enroll))
         .routes(routes!(nodes::drain))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))

@@ -12,6 +12,13 @@
 //!   pool with a `bootstrap` section announces itself; from then on it counts as ready
 //!   capacity. One event and one wake-up the first time; repeating it (after a reboot) only
 //!   records that the node called. A node token acting on another node is a 403.
+//! - `POST /v1/nodes/{name}/enroll` (a Batch pool's enrollment token): a Batch node of a
+//!   pool with a `bootstrap` section, running its start task, trades the pool's token for its
+//!   own node token, once, and gets its bootstrap script (secrets resolved) as `text/plain`.
+//!   The node must be in the pool's node list as the controller last saw it: a 404 wakes the
+//!   controller to look again, and the start task retries. A second enrollment of the same
+//!   node is a 409, so the pool's token, readable by anyone who can read the Batch pool,
+//!   cannot fetch the secrets of a node that already has them.
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
 //!   (deallocated or deleted, per `scale_down`) as soon as it is not busy, whatever the desired
 //!   count. Drain is an operator action that removes capacity, so requesters may not.
@@ -23,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use store::{NewEvent, Store, VmRecord};
 
-use crate::auth::{Admin, NodeOrAdmin, NodeOrRequester};
+use crate::auth::{Admin, Enroller, NodeOrAdmin, NodeOrRequester};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, NodeName, object_fields};
 use crate::view::{self, node_json};
@@ -186,6 +193,98 @@ pub async fn register(
     }
     let after = existing(&st.store, &name).await?;
     Ok(Json(node_json(&after)))
+}
+
+/// `POST /v1/nodes/{name}/enroll` (no body) → 200 `text/plain`: the node's bootstrap script,
+/// with its new node token. 404 if the node is not (yet) in the pool's node list, 403 if it
+/// is in another pool, 409 if it enrolled already or the pool has no bootstrap section.
+#[utoipa::path(
+    post,
+    path = "/v1/nodes/{name}/enroll",
+    tag = "nodes",
+    security(("bearer" = ["enroll"])),
+    params(("name" = String, Path, description = "Batch node id (AZ_BATCH_NODE_ID)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "Enrolled: the node's bootstrap script (shell on Linux, PowerShell on Windows)", body = String, content_type = "text/plain"),
+        (status = 403, description = "The node is in another pool", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn enroll(
+    Enroller(caller): Enroller,
+    NodeName(name): NodeName,
+    State(st): State<ApiState>,
+) -> Result<Response, ApiError> {
+    use rb_core::bootstrap;
+    let pool = caller.pool.clone().unwrap_or_default();
+    let Some(node) = st.store.get_vm(&name).await? else {
+        // The node booted before the controller listed it: look now; the start task retries.
+        st.wake.notify_one();
+        return Err(ApiError::not_found(format!(
+            "node {name:?} is not in Batch pool {pool:?}'s node list yet; retry shortly"
+        )));
+    };
+    if node.pool != pool {
+        return Err(ApiError::forbidden(format!(
+            "this enrollment token belongs to pool {pool:?}; node {name:?} is not one of its nodes"
+        )));
+    }
+    let record = st
+        .store
+        .get_pool(&pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("pool {pool:?} does not exist")))?;
+    let Some(section) = record.spec.node_bootstrap() else {
+        return Err(ApiError::conflict(format!(
+            "pool {pool:?} has no bootstrap section any more"
+        )));
+    };
+    // Render before storing the token: a secret the daemon cannot resolve fails the
+    // enrollment without spending the node's one chance.
+    let token = store::random_token(crate::auth::NODE_TOKEN_PREFIX);
+    let ctx = st.bootstrap.node(&pool, &name, &token);
+    let resolve = |r: &rb_core::SecretRef| (st.resolve_secret)(r);
+    let script = bootstrap::render_enrollment_script(&section, record.spec.os, &ctx, &resolve)
+        .map_err(|e| {
+            tracing::error!(node = %name, pool = %pool, field = %e.field, error = %e.message, "cannot render a node's bootstrap");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bootstrap_unavailable",
+                format!("the daemon cannot render this node's bootstrap: {}: {}", e.field, e.message),
+            )
+            .with_field(e.field)
+        })?;
+    st.store
+        .enroll_node_token(&name, &crate::auth::sha256_hex(&token), view::now())
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Conflict { .. } => ApiError::conflict(format!(
+                "node {name:?} enrolled already; a node enrolls once (a reimaged node is replaced)"
+            )),
+            other => ApiError::from_store(other),
+        })?;
+    tracing::info!(node = %name, pool = %pool, "Batch node enrolled");
+    audit(
+        &st,
+        NewEvent {
+            kind: "node.enrolled".into(),
+            pool: Some(pool.clone()),
+            node: Some(name.clone()),
+            actor: caller.name,
+            message: "Batch node enrolled: it got its node token and bootstrap script".into(),
+            data: json!({"os": record.spec.os}),
+        },
+    )
+    .await;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        script,
+    )
+        .into_response())
 }
 
 /// `POST /v1/nodes/{name}/drain` → 202 with the node (`"draining": true`); 404 if unknown.

@@ -313,7 +313,9 @@ impl Modify for BearerScheme {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "Authorization: Bearer <token>. The roles that may call an operation are \
-                         the scopes of its requirement (and its x-roles).",
+                         the scopes of its requirement (and its x-roles): admin, requester and \
+                         viewer API tokens; `node`, a node's own token (rbn_...); `enroll`, a \
+                         Batch pool's enrollment token (rbp_...).",
                     ))
                     .build(),
             ),

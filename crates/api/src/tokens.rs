@@ -24,9 +24,6 @@ const CODE: &str = "invalid_token_spec";
 /// The name of the config's admin token, which the API cannot create or revoke.
 pub const RESERVED_NAME: &str = "admin";
 
-/// Length of the random part of a token.
-const TOKEN_CHARS: usize = 40;
-
 /// Checks a token name: `[a-z0-9][a-z0-9._-]{0,63}`.
 pub fn check_token_name(name: &str) -> Result<(), String> {
     let ok = (1..=64).contains(&name.len())
@@ -43,28 +40,9 @@ pub fn check_token_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A fresh token: `rb_` + 40 characters of `[A-Za-z0-9]`, from the OS random source (UUID v4
-/// draws its bits from it), with rejection sampling so every character is equally likely.
+/// A fresh API token: `rb_` + 40 characters of `[A-Za-z0-9]` ([`store::random_token`]).
 pub fn generate_token() -> String {
-    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(3 + TOKEN_CHARS);
-    out.push_str("rb_");
-    let mut have = 0;
-    while have < TOKEN_CHARS {
-        let uuid = uuid::Uuid::new_v4();
-        // Bytes 6 and 8 carry the version and variant bits; the other 14 are random.
-        for (i, byte) in uuid.as_bytes().iter().enumerate() {
-            if i == 6 || i == 8 || have == TOKEN_CHARS {
-                continue;
-            }
-            // 248 = 4 × 62: below it, `byte % 62` is uniform.
-            if *byte < 248 {
-                out.push(char::from(ALPHABET[usize::from(*byte % 62)]));
-                have += 1;
-            }
-        }
-    }
-    out
+    store::random_token("rb_")
 }
 
 fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {

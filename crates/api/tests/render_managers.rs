@@ -42,6 +42,8 @@ enum Needs {
     NodeOrRequester,
     /// Admin, or the node's own token (registration).
     NodeOrAdmin,
+    /// The enrollment token of the node's Batch pool, and nothing else.
+    Enroll,
 }
 
 /// Who calls, in the role matrix.
@@ -56,6 +58,10 @@ enum Who {
     OwnNode,
     /// The token of another node of the same pool.
     OtherNode,
+    /// The enrollment token of the fixture's pool.
+    OwnEnroller,
+    /// The enrollment token of another pool.
+    OtherEnroller,
 }
 
 /// The documented role table: who may call a route that needs `needs`.
@@ -63,7 +69,9 @@ fn allowed(needs: Needs, who: Who) -> bool {
     use Needs as N;
     match (needs, who) {
         (N::Nothing, _) => true,
+        (N::Enroll, w) => w == Who::OwnEnroller,
         (_, Who::NoToken | Who::BadToken | Who::OtherNode) => false,
+        (_, Who::OwnEnroller | Who::OtherEnroller) => false,
         (N::NodeOrRequester, w) => matches!(w, Who::Requester | Who::Admin | Who::OwnNode),
         (N::NodeOrAdmin, w) => matches!(w, Who::Admin | Who::OwnNode),
         (_, Who::OwnNode) => false,
@@ -77,6 +85,8 @@ fn allowed(needs: Needs, who: Who) -> bool {
 struct Fixture {
     pool: String,
     node: String,
+    /// A node of the pool without a token yet (enrollment).
+    fresh: String,
     request: String,
     token: String,
     schedule: String,
@@ -236,6 +246,12 @@ fn routes() -> Vec<(
             }),
         ),
         (
+            "POST /v1/nodes/{name}/enroll",
+            Enroll,
+            StatusCode::OK,
+            Box::new(|f| (Method::POST, format!("/v1/nodes/{}/enroll", f.fresh), None)),
+        ),
+        (
             "PUT /v1/nodes/{name}/heartbeat",
             NodeOrRequester,
             StatusCode::OK,
@@ -343,6 +359,8 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
         Who::Admin,
         Who::OwnNode,
         Who::OtherNode,
+        Who::OwnEnroller,
+        Who::OtherEnroller,
     ];
     let mut n = 0;
     for (route, needs, success, call) in routes() {
@@ -352,6 +370,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
             let fx = Fixture {
                 pool: format!("m{n}"),
                 node: format!("m{n}-00001"),
+                fresh: format!("m{n}-00003"),
                 request: String::new(),
                 token: format!("victim-{n}"),
                 schedule: format!("s{n}"),
@@ -376,6 +395,28 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                     .await
                     .unwrap();
             }
+            app.add_vm(&fx.fresh, &fx.pool, NodeState::Running).await;
+            // Enrollment tokens: this pool's, and a pool next door's.
+            let own_enroller = format!("rbp_own{n}");
+            let other_enroller = format!("rbp_other{n}");
+            let next_door = format!("e{n}");
+            app.store
+                .create_pool(
+                    &rb_core::PoolSpec::from_json(
+                        with(pool_spec(&next_door, 2), "bootstrap", json!({}))
+                            .to_string()
+                            .as_bytes(),
+                    )
+                    .unwrap(),
+                )
+                .await
+                .unwrap();
+            for (pool, token) in [(&fx.pool, &own_enroller), (&next_door, &other_enroller)] {
+                app.store
+                    .set_pool_enroll_token(pool, &api::sha256_hex(token), api_now())
+                    .await
+                    .unwrap();
+            }
             let token = match who {
                 Who::NoToken => None,
                 Who::BadToken => Some("rb_not-a-token"),
@@ -384,6 +425,8 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                 Who::Admin => Some(ADMIN_TOKEN),
                 Who::OwnNode => Some(own_token.as_str()),
                 Who::OtherNode => Some(other_token.as_str()),
+                Who::OwnEnroller => Some(own_enroller.as_str()),
+                Who::OtherEnroller => Some(other_enroller.as_str()),
             };
             let request = app
                 .store
@@ -429,6 +472,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
             let fx = Fixture {
                 pool: "m1".into(),
                 node: "m1-00001".into(),
+                fresh: "m1-00003".into(),
                 request: uuid_like(),
                 token: "victim-1".into(),
                 schedule: "s1".into(),
@@ -450,6 +494,7 @@ fn roles_for(needs: Needs) -> Vec<&'static str> {
         Needs::Admin => vec!["admin"],
         Needs::NodeOrRequester => vec!["admin", "node", "requester"],
         Needs::NodeOrAdmin => vec!["admin", "node"],
+        Needs::Enroll => vec!["enroll"],
     }
 }
 
@@ -1886,5 +1931,163 @@ async fn the_bootstrap_preview_masks_secrets_and_the_token() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_spec",
         Some("bootstrap.admin.password"),
+    );
+}
+
+fn batch_bootstrap_pool(name: &str, password: &str) -> Value {
+    json!({
+        "name": name, "mode": "batch", "vm_sizes": ["Standard_D4s_v5"],
+        "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 4,
+        "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.ubuntu 24.04"},
+        "licenses": [{"name": "nuke", "variable": "foundry_LICENSE", "server": "4101@lic"}],
+        "bootstrap": {"mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/p",
+                                  "username": "render", "password": {"secret": password}}]}
+    })
+}
+
+/// A Batch node trades its pool's enrollment token, once, for its own node token and its
+/// script; an unknown node wakes the controller; a secret the daemon cannot resolve fails
+/// the enrollment without spending it.
+#[tokio::test]
+async fn batch_nodes_enroll_once_with_their_pool_s_token() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    app.create(batch_bootstrap_pool("nuke", "env:SMB_PW")).await;
+    let pool_token = "rbp_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    app.store
+        .set_pool_enroll_token("nuke", &api::sha256_hex(pool_token), api_now())
+        .await
+        .unwrap();
+    let _ = app.woken().await;
+
+    // Booted before the controller listed it: 404, and the controller is asked to look.
+    let enroll = |node: &str| format!("/v1/nodes/{node}/enroll");
+    let got = app
+        .call(Method::POST, &enroll("tvmps_1"), Some(pool_token), None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
+    assert!(app.woken().await);
+
+    app.add_vm("tvmps_1", "nuke", NodeState::Running).await;
+    app.add_vm("tvmps_2", "nuke", NodeState::Running).await;
+    let (status, script) = app
+        .call(Method::POST, &enroll("tvmps_1"), Some(pool_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{script}");
+    let script = script.as_str().unwrap().to_string();
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    assert!(script.contains("password=resolved"), "{script}");
+    assert!(script.contains("foundry_LICENSE"), "{script}");
+    assert!(
+        script.contains("RENDERBURST_REGISTER_URL=http://10.0.0.4:7878/v1/nodes/tvmps_1/register"),
+        "{script}"
+    );
+    assert!(!script.contains(pool_token));
+    let at = script.find("RENDERBURST_NODE_TOKEN=rbn_").unwrap() + "RENDERBURST_NODE_TOKEN=".len();
+    let node_token: String = script[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert_eq!(node_token.len(), 44, "{node_token}");
+
+    // The node token registers its own node, and no other.
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/tvmps_1/register",
+            Some(&node_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/tvmps_2/register",
+            Some(&node_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+    // The enrollment token does nothing else.
+    let got = app
+        .call(
+            Method::POST,
+            "/v1/nodes/tvmps_2/register",
+            Some(pool_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+
+    // Once per node: the second enrollment is a 409 and the first token still works.
+    let before = app.snapshot().await;
+    let got = app
+        .call(Method::POST, &enroll("tvmps_1"), Some(pool_token), None)
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "conflict", None);
+    assert_eq!(app.snapshot().await, before);
+    let got = app
+        .call(
+            Method::PUT,
+            "/v1/nodes/tvmps_1/heartbeat",
+            Some(&node_token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+
+    let (_, events) = app.admin(Method::GET, "/v1/events?limit=500", None).await;
+    let enrolled: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "node.enrolled")
+        .collect();
+    assert_eq!(enrolled.len(), 1, "{events}");
+    assert_eq!(enrolled[0]["actor"], "enroll:nuke");
+    assert_eq!(enrolled[0]["node"], "tvmps_1");
+    assert!(!events.to_string().contains("resolved"), "{events}");
+
+    // A secret the daemon cannot resolve: 500 naming the field, the enrollment not spent.
+    app.create(batch_bootstrap_pool("comp", "env:UNSET")).await;
+    let comp_token = "rbp_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
+    app.store
+        .set_pool_enroll_token("comp", &api::sha256_hex(comp_token), api_now())
+        .await
+        .unwrap();
+    app.add_vm("tvmps_9", "comp", NodeState::Running).await;
+    let got = app
+        .call(Method::POST, &enroll("tvmps_9"), Some(comp_token), None)
+        .await;
+    assert_error(
+        &got,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "bootstrap_unavailable",
+        Some("bootstrap.mounts[0].password"),
+    );
+    // Another pool's node: 403.
+    let got = app
+        .call(Method::POST, &enroll("tvmps_2"), Some(comp_token), None)
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
+    // Once the daemon has the secret (here: the spec names one it has), the node enrolls.
+    // Adding or removing the section would change the start task: 422.
+    let mut fixed = batch_bootstrap_pool("comp", "env:SMB_PW");
+    let got = app
+        .admin(Method::PUT, "/v1/pools/comp", Some(fixed.clone()))
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    let (status, script) = app
+        .call(Method::POST, &enroll("tvmps_9"), Some(comp_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{script}");
+    fixed.as_object_mut().unwrap().remove("bootstrap");
+    let got = app.admin(Method::PUT, "/v1/pools/comp", Some(fixed)).await;
+    assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_spec",
+        Some("bootstrap"),
     );
 }

@@ -9,45 +9,20 @@ use sha2::{Digest, Sha256};
 /// What the daemon knows that a pool spec does not (its URL, time zone, hosts entry).
 pub use rb_core::bootstrap::BootstrapDefaults as BootstrapConfig;
 
-/// Characters of a node token after its `rbn_` prefix.
-pub const NODE_TOKEN_CHARS: usize = 40;
-
 /// Prefix of node tokens: API tokens start with `rb_`, so the API knows which table to ask.
 pub const NODE_TOKEN_PREFIX: &str = "rbn_";
 
 /// Prefix of Batch pools' enrollment tokens (see `rb_core::bootstrap::render_start_task`).
 pub const POOL_TOKEN_PREFIX: &str = "rbp_";
 
-/// A fresh node token: `rbn_` + 40 characters of `[A-Za-z0-9]` from the OS random source.
+/// A fresh node token: `rbn_` + 40 characters of `[A-Za-z0-9]` ([`store::random_token`]).
 pub fn generate_node_token() -> String {
-    generate_token(NODE_TOKEN_PREFIX)
+    store::random_token(NODE_TOKEN_PREFIX)
 }
 
 /// A fresh enrollment token for a Batch pool: `rbp_` + 40 characters, as node tokens.
 pub fn generate_pool_token() -> String {
-    generate_token(POOL_TOKEN_PREFIX)
-}
-
-/// `prefix` + 40 characters of `[A-Za-z0-9]` from the OS random source (UUID v4 draws its
-/// bits from it), rejection-sampled so every character is equally likely.
-fn generate_token(prefix: &str) -> String {
-    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::from(prefix);
-    let mut have = 0;
-    while have < NODE_TOKEN_CHARS {
-        let uuid = uuid::Uuid::new_v4();
-        for (i, byte) in uuid.as_bytes().iter().enumerate() {
-            // Bytes 6 and 8 carry the version and variant bits.
-            if i == 6 || i == 8 || have == NODE_TOKEN_CHARS {
-                continue;
-            }
-            if *byte < 248 {
-                out.push(char::from(ALPHABET[usize::from(*byte % 62)]));
-                have += 1;
-            }
-        }
-    }
-    out
+    store::random_token(POOL_TOKEN_PREFIX)
 }
 
 /// Lower-case hex SHA-256, the only form in which tokens are stored (as `api::sha256_hex`).
@@ -97,7 +72,10 @@ mod tests {
         let a = generate_node_token();
         let b = generate_node_token();
         assert_ne!(a, b);
-        assert_eq!(a.len(), NODE_TOKEN_PREFIX.len() + NODE_TOKEN_CHARS);
+        assert_eq!(
+            a.len(),
+            NODE_TOKEN_PREFIX.len() + store::tokens::TOKEN_CHARS
+        );
         assert!(a.starts_with("rbn_"));
         assert!(a[4..].chars().all(|c| c.is_ascii_alphanumeric()));
         let p = generate_pool_token();

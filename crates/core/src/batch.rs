@@ -394,9 +394,12 @@ impl BatchPlanner<'_> {
         let mut removed: Vec<(&BatchNodeView, String)> = Vec::new();
         let mut drain_waiting = 0;
         let mut registering = 0;
-        let register_timeout = self.input.spec.bootstrap.as_ref().map(|b| {
-            i64::try_from(b.register_timeout_seconds).unwrap_or(i64::MAX)
-        });
+        let register_timeout = self
+            .input
+            .spec
+            .bootstrap
+            .as_ref()
+            .map(|b| i64::try_from(b.register_timeout_seconds).unwrap_or(i64::MAX));
         for n in &listed {
             if n.node.state == NodeState::Failed {
                 removed.push((n, format!("node is {}", n.batch_state)));
@@ -1175,8 +1178,7 @@ mod tests {
     fn bootstrap_nodes_that_never_register_are_removed_as_zombies() {
         let mut p = spec(Priority::Regular, BatchLifecycle::Persistent);
         p.bootstrap = Some(
-            serde_json::from_value(serde_json::json!({"register_timeout_seconds": 600}))
-                .unwrap(),
+            serde_json::from_value(serde_json::json!({"register_timeout_seconds": 600})).unwrap(),
         );
         let registered = |mut n: BatchNodeView| {
             n.node.registered_at = Some(NOW - 800);
@@ -1194,9 +1196,9 @@ mod tests {
         let b = pool(4, 0);
         let nodes = [
             registered(node("n1", true, "idle")),
-            node("n2", true, "idle"),           // 900 s without registering: zombie
-            young(node("n3", true, "idle")),    // 10 s: still waiting
-            busy(node("n4", true, "running")),  // busy: never removed
+            node("n2", true, "idle"), // 900 s without registering: zombie
+            young(node("n3", true, "idle")), // 10 s: still waiting
+            busy(node("n4", true, "running")), // busy: never removed
         ];
         let plan = plan_batch(&input(&p, 4, Some(&b), &nodes));
         assert_eq!(
@@ -1204,7 +1206,11 @@ mod tests {
             vec![(ActionKind::RemoveNode, "n2".into(), None)]
         );
         assert_eq!(plan.zombies, vec!["n2".to_string()]);
-        assert!(plan.actions[0].reason.starts_with("zombie: running for 900 s"));
+        assert!(
+            plan.actions[0]
+                .reason
+                .starts_with("zombie: running for 900 s")
+        );
         assert!(
             plan.conditions
                 .iter()

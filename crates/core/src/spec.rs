@@ -395,6 +395,12 @@ impl PoolSpec {
         if self.licenses != old.licenses {
             return fixed("licenses");
         }
+        // With a bootstrap section the start task is renderburst's enrollment, without one
+        // it is the spec's: adding or removing the section would change the start task.
+        // What the section says may change: nodes fetch it when they enroll.
+        if self.bootstrap.is_some() != old.bootstrap.is_some() {
+            return fixed("bootstrap");
+        }
         let checks: [(&str, bool); 7] = [
             ("batch.account", new_b.account == old_b.account),
             (

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use rb_core::PoolSpec;
 use rb_core::bootstrap::{
-    BootstrapSpec, HostEntry, MASK, NodeContext, SecretRef, SecretSource, base64_encode,
-    ENV_API_URL, ENV_POOL_TOKEN, base64_len, masked, render_cloud_init, render_enrollment_script,
+    BootstrapSpec, ENV_API_URL, ENV_POOL_TOKEN, HostEntry, MASK, NodeContext, SecretRef,
+    SecretSource, base64_encode, base64_len, masked, render_cloud_init, render_enrollment_script,
     render_node, render_powershell, render_start_task,
 };
 use rb_core::spec::Os;
@@ -728,4 +728,3 @@ fn decode_bytes(s: &str) -> Vec<u8> {
     }
     out
 }
-

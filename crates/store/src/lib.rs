@@ -79,7 +79,7 @@ pub use planning::node_views;
 pub use pools::PoolRecord;
 pub use requests::RequestRecord;
 pub use schedules::{FiringOutcome, PoolBoundsUpdate, PutOutcome, ScheduleRecord};
-pub use tokens::TokenRecord;
+pub use tokens::{TokenRecord, random_token};
 pub use vms::VmRecord;
 
 /// Checkpoints the WAL every second from its own connection, so the writer never does.

@@ -205,14 +205,13 @@ impl Store {
         token_hash: &str,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)",
-        )
-        .bind(node)
-        .bind(token_hash)
-        .bind(now)
-        .execute(&self.writer)
-        .await;
+        let result =
+            sqlx::query("INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)")
+                .bind(node)
+                .bind(token_hash)
+                .bind(now)
+                .execute(&self.writer)
+                .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),

@@ -1496,14 +1496,22 @@ async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
     store.create_pool(&spec("nuke")).await.unwrap();
     store.set_pool_enroll_token("nuke", "p1", 10).await.unwrap();
     assert_eq!(
-        store.pool_for_enroll_token_hash("p1").await.unwrap().as_deref(),
+        store
+            .pool_for_enroll_token_hash("p1")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("nuke")
     );
     // A new token (the Batch pool created again) replaces the old one.
     store.set_pool_enroll_token("nuke", "p2", 20).await.unwrap();
     assert_eq!(store.pool_for_enroll_token_hash("p1").await.unwrap(), None);
     assert_eq!(
-        store.pool_for_enroll_token_hash("p2").await.unwrap().as_deref(),
+        store
+            .pool_for_enroll_token_hash("p2")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("nuke")
     );
 
