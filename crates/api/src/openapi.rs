@@ -122,15 +122,32 @@ pub struct BootstrapPreview {
     pub pool: String,
     /// The name the next node would get.
     pub node: String,
-    /// `cloud-init` (Linux) or `powershell` (Windows).
+    /// `cloud-init` (Linux VMs), `powershell` (Windows VMs), `batch-shell` or
+    /// `batch-powershell` (what a Batch node gets when it enrolls).
     pub format: String,
     /// The exact script, with secrets and the node token masked.
     pub script: String,
-    /// Its size as base64 `customData`, and Azure's limit.
-    pub custom_data_bytes: u64,
-    pub custom_data_limit: u64,
+    /// VM pools: its size as base64 `customData`, and Azure's limit.
+    pub custom_data_bytes: Option<u64>,
+    pub custom_data_limit: Option<u64>,
+    /// Batch pools: the pool's start task (the enrollment token masked).
+    pub start_task: Option<StartTaskPreview>,
     /// Secret references the daemon cannot resolve now (a node would fail to be created).
     pub unresolved_secrets: Vec<String>,
+}
+
+/// A Batch pool's start task as renderburst sets it.
+#[derive(Serialize, ToSchema)]
+pub struct StartTaskPreview {
+    pub command_line: String,
+    /// `environmentSettings`: name and value.
+    pub environment: Vec<NameValue>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -273,7 +273,8 @@ pub async fn plan_pool(
 }
 
 /// `GET /v1/pools/{name}/bootstrap` → the exact script the pool's next node would get
-/// (`cloud-init` or `powershell`), with every secret and the node token masked; 404 naming
+/// (`cloud-init` or `powershell`; for a Batch pool, its start task and the script a node
+/// gets when it enrolls), with every secret and token masked; 404 naming
 /// `bootstrap` if the pool has no such section. Admin: it shows the farm's set-up (shares,
 /// domain, accounts) even without secrets. Secrets that the daemon cannot resolve now are
 /// listed by field (never their values).
@@ -302,16 +303,50 @@ pub async fn bootstrap_preview(
                 .with_field("bootstrap"),
         );
     };
-    let node = rb_core::plan::node_name(&name, record.next_index);
-    let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
-    let rendered = bootstrap::render_node(section, record.spec.os, &ctx, &bootstrap::masked)
-        .map_err(ApiError::invalid_spec)?;
     let unresolved: Vec<String> = section
         .secret_refs()
         .into_iter()
         .filter(|(_, r)| (st.resolve_secret)(r).is_err())
         .map(|(field, r)| format!("{field} ({})", r.secret))
         .collect();
+    if record.spec.mode == rb_core::PoolMode::Batch {
+        // Batch: the pool's start task, and what a node gets back when it enrolls (its
+        // Batch node id is known only then).
+        let node = "AZ_BATCH_NODE_ID";
+        let merged = record
+            .spec
+            .node_bootstrap()
+            .unwrap_or_else(|| section.clone());
+        let ctx = st.bootstrap.node(&name, node, bootstrap::MASK);
+        let script =
+            bootstrap::render_enrollment_script(&merged, record.spec.os, &ctx, &bootstrap::masked)
+                .map_err(ApiError::invalid_spec)?;
+        let task =
+            bootstrap::render_start_task(record.spec.os, &st.bootstrap.api_url, bootstrap::MASK);
+        let format = match record.spec.os {
+            rb_core::spec::Os::Linux => "batch-shell",
+            rb_core::spec::Os::Windows => "batch-powershell",
+        };
+        return Ok(Json(json!({
+            "pool": name,
+            "node": node,
+            "format": format,
+            "script": script,
+            "custom_data_bytes": null,
+            "custom_data_limit": null,
+            "start_task": {
+                "command_line": task.command_line,
+                "environment": task.environment.iter()
+                    .map(|(k, v)| json!({"name": k, "value": v}))
+                    .collect::<Vec<_>>(),
+            },
+            "unresolved_secrets": unresolved,
+        })));
+    }
+    let node = rb_core::plan::node_name(&name, record.next_index);
+    let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
+    let rendered = bootstrap::render_node(section, record.spec.os, &ctx, &bootstrap::masked)
+        .map_err(ApiError::invalid_spec)?;
     Ok(Json(json!({
         "pool": name,
         "node": node,
@@ -319,6 +354,7 @@ pub async fn bootstrap_preview(
         "script": rendered.text,
         "custom_data_bytes": bootstrap::base64_len(rendered.text.len()),
         "custom_data_limit": bootstrap::MAX_CUSTOM_DATA_BASE64,
+        "start_task": null,
         "unresolved_secrets": unresolved,
     })))
 }

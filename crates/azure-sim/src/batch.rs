@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 use crate::arm::{Ctx, truncate, validate_tags};
 use crate::reply::{ArmErr, Reply};
 use crate::resources::require_location;
-use crate::state::{BatchNode, Effect, Kind, PoolState, RType, Res, State, key, rfc3339};
+use crate::state::{
+    BatchNode, BootScript, Effect, Kind, PoolState, RType, Res, State, key, rfc3339,
+};
 use arm_model::sizes as catalog;
 
 const NS: &str = "Microsoft.Batch";
@@ -491,17 +493,34 @@ impl State {
     /// Applies due node transitions of every pool: `creating` → `idle`, `leavingpool` → gone,
     /// `preempted` → `idle` (Batch reallocated it). The pool is Resizing while any node is
     /// being created or leaving; a preempted node being reallocated does not make it so.
+    ///
+    /// With `boot.enabled`, a node that came up (new, or reallocated after a preemption: a
+    /// fresh machine either way) runs its pool's start task: when that is renderburst's
+    /// enrollment (`RENDERBURST_API_URL` and `RENDERBURST_POOL_TOKEN` in its environment),
+    /// the node enrolls and registers (see `boot`).
     pub fn advance_pools(&mut self, now: Instant) {
         let wall = OffsetDateTime::now_utc();
+        let booting = self.cfg.boot.enabled;
+        let mut boots: Vec<(String, BootScript)> = Vec::new();
         for r in self.res.values_mut() {
             let Kind::Pool(p) = &mut r.kind else { continue };
             p.nodes
                 .retain(|n| !(n.state == "leavingpool" && n.due.is_some_and(|d| d <= now)));
+            let enroll = if booting { enrollment(&r.body) } else { None };
             for n in p.nodes.iter_mut() {
                 if matches!(n.state, "creating" | "preempted") && n.due.is_some_and(|d| d <= now) {
                     n.state = "idle";
                     n.due = None;
                     n.state_time = wall;
+                    if let Some((api, token)) = &enroll {
+                        boots.push((
+                            n.id.clone(),
+                            BootScript::Enroll {
+                                url: format!("{api}/v1/nodes/{}/enroll", n.id),
+                                token: token.clone(),
+                            },
+                        ));
+                    }
                 }
             }
             let state = if p.nodes.iter().any(in_transit) {
@@ -513,6 +532,9 @@ impl State {
                 p.allocation_state = state;
                 p.allocation_time = wall;
             }
+        }
+        for (node, script) in boots {
+            self.queue_boot(node, script);
         }
     }
 
@@ -788,4 +810,19 @@ impl BatchErr {
     pub fn into_reply(self) -> Reply {
         Reply::json(self.status, self.body)
     }
+}
+
+/// The daemon's URL and the pool's enrollment token, when the pool's start task is
+/// renderburst's enrollment.
+fn enrollment(body: &Value) -> Option<(String, String)> {
+    let env = body
+        .pointer("/properties/startTask/environmentSettings")?
+        .as_array()?;
+    let get = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .map(|v| v.trim_end_matches('/').to_string())
+    };
+    Some((get("RENDERBURST_API_URL")?, get("RENDERBURST_POOL_TOKEN")?))
 }

@@ -2,6 +2,9 @@
 //! `customData` like a node's bootstrap would, finds the register URL
 //! (`http(s)://HOST/v1/nodes/{name}/register`) and its node token (`rbn_...`), and calls
 //! it; once registered it sends one liveness heartbeat (`PUT .../heartbeat` with `{}`).
+//! A Batch node whose pool's start task is renderburst's enrollment first enrolls
+//! (`POST .../v1/nodes/{id}/enroll` with the pool's token, retried while the daemon has not
+//! listed the node yet, as the start task's curl does) and reads the script it gets back.
 //!
 //! The state only queues boots (time stays lazy: a VM reaches running when a request
 //! advances the world); the calls run as tasks, outside the lock, so the simulator never
@@ -11,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::Shared;
-use crate::state::PendingBoot;
+use crate::state::{BootScript, PendingBoot};
 
 /// Register attempts while the daemon does not answer or answers 5xx, 500 ms apart.
 const ATTEMPTS: u32 = 60;
@@ -58,46 +61,76 @@ async fn run(shared: Arc<Shared>, boot: PendingBoot) {
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let Some((url, token)) = find_registration(&boot.custom_data) else {
-        tracing::warn!(vm = %boot.vm, "booted, but its customData has no register URL and node token");
+    let script = match boot.script {
+        BootScript::CustomData(text) => text,
+        BootScript::Enroll { url, token } => match enroll(&boot.vm, &url, &token).await {
+            Some(text) => text,
+            None => {
+                shared.lock().stats.boots_failed += 1;
+                return;
+            }
+        },
+    };
+    let Some((url, token)) = find_registration(&script) else {
+        tracing::warn!(vm = %boot.vm, "booted, but its bootstrap has no register URL and node token");
         shared.lock().stats.boots_failed += 1;
         return;
     };
     let body = serde_json::json!({ "hostname": boot.vm });
+    let registered = call_until_answered(&boot.vm, "register", || {
+        client().post(&url).bearer_auth(&token).json(&body)
+    })
+    .await;
+    if registered.is_none() {
+        shared.lock().stats.boots_failed += 1;
+        return;
+    }
+    tracing::info!(vm = %boot.vm, "booted and registered");
+    shared.lock().stats.boots_registered += 1;
+    let heartbeat = format!("{}/heartbeat", url.trim_end_matches("/register"));
+    let _ = client()
+        .put(heartbeat)
+        .bearer_auth(&token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await;
+}
+
+/// A Batch node's start task: trades the pool's token for the node's script. A 404 means
+/// the daemon has not listed the node yet: retried, as other transient failures.
+async fn enroll(node: &str, url: &str, token: &str) -> Option<String> {
+    let resp =
+        call_until_answered(node, "enroll", || client().post(url).bearer_auth(token)).await?;
+    resp.text().await.ok()
+}
+
+/// Sends the request until the daemon answers it: a success is returned; a 4xx other than
+/// 404 is final (None); 404, 5xx and connection errors are retried, 500 ms apart.
+async fn call_until_answered(
+    vm: &str,
+    what: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Option<reqwest::Response> {
     for attempt in 1..=ATTEMPTS {
-        let sent = client()
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await;
-        match sent {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::info!(vm = %boot.vm, "booted and registered");
-                shared.lock().stats.boots_registered += 1;
-                let heartbeat = format!("{}/heartbeat", url.trim_end_matches("/register"));
-                let _ = client()
-                    .put(heartbeat)
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({}))
-                    .send()
-                    .await;
-                return;
-            }
-            Ok(resp) if resp.status().is_client_error() => {
-                tracing::warn!(vm = %boot.vm, status = %resp.status(), "register refused");
-                break;
+        match request().send().await {
+            Ok(resp) if resp.status().is_success() => return Some(resp),
+            Ok(resp)
+                if resp.status().is_client_error()
+                    && resp.status() != reqwest::StatusCode::NOT_FOUND =>
+            {
+                tracing::warn!(vm = %vm, status = %resp.status(), "{what} refused");
+                return None;
             }
             Ok(resp) => {
-                tracing::debug!(vm = %boot.vm, status = %resp.status(), attempt, "register failed; retrying");
+                tracing::debug!(vm = %vm, status = %resp.status(), attempt, "{what} failed; retrying");
             }
             Err(e) => {
-                tracing::debug!(vm = %boot.vm, error = %e, attempt, "register failed; retrying");
+                tracing::debug!(vm = %vm, error = %e, attempt, "{what} failed; retrying");
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    shared.lock().stats.boots_failed += 1;
+    None
 }
 
 #[cfg(test)]

@@ -31,13 +31,15 @@ pub struct SimConfig {
 /// Booting VMs (off by default): a VM created with `customData` that reaches running finds
 /// the register URL (`http(s)://.../v1/nodes/{name}/register`) and node token (`rbn_...`)
 /// in it and calls the URL, as renderburst's bootstrap script would, then sends one
-/// liveness heartbeat. Calls go over plain HTTP or HTTPS (with the system's roots) to
-/// whatever the URL names, normally the daemon on loopback.
+/// liveness heartbeat. A Batch node that comes up in a pool whose start task is
+/// renderburst's enrollment enrolls first and reads the script it gets back. Calls go over
+/// plain HTTP or HTTPS (with the system's roots) to whatever the URL names, normally the
+/// daemon on loopback.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Boot {
     pub enabled: bool,
-    /// VM names (case-insensitive) that never register: zombies, for tests.
+    /// VM names or Batch node ids (case-insensitive) that never register: zombies, for tests.
     pub never_register: Vec<String>,
     /// Share (0.0–1.0) of booting VMs that never register, drawn per VM.
     pub never_register_fraction: f64,

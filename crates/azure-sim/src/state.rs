@@ -155,11 +155,22 @@ pub struct VmState {
     pub booted: bool,
 }
 
-/// A VM that reached running and will call its bootstrap's register URL.
+/// A VM (or Batch node) that reached running and will call its bootstrap's register URL.
 #[derive(Debug, Clone)]
 pub struct PendingBoot {
+    /// VM name or Batch node id.
     pub vm: String,
-    pub custom_data: String,
+    pub script: BootScript,
+}
+
+/// Where a booting machine finds its bootstrap.
+#[derive(Debug, Clone)]
+pub enum BootScript {
+    /// A VM: the decoded `customData` it was created with.
+    CustomData(String),
+    /// A Batch node: its pool's start task enrolls it (`POST {url}` with the pool's token)
+    /// and gets the script back.
+    Enroll { url: String, token: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -590,8 +601,6 @@ impl State {
         if !self.cfg.boot.enabled {
             return;
         }
-        let never_names = self.cfg.boot.never_register.clone();
-        let fraction = self.cfg.boot.never_register_fraction;
         let Some(res) = self.get_mut(vm_id) else {
             return;
         };
@@ -606,16 +615,24 @@ impl State {
         let Some(custom_data) = v.custom_data.clone() else {
             return;
         };
-        let never = never_names.iter().any(|n| n.eq_ignore_ascii_case(&name))
-            || (fraction > 0.0 && fastrand::f64() < fraction);
+        self.queue_boot(name, BootScript::CustomData(custom_data));
+    }
+
+    /// Queues a boot's calls, unless the configuration says the machine never registers.
+    pub(crate) fn queue_boot(&mut self, name: String, script: BootScript) {
+        let never = self
+            .cfg
+            .boot
+            .never_register
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(&name))
+            || (self.cfg.boot.never_register_fraction > 0.0
+                && fastrand::f64() < self.cfg.boot.never_register_fraction);
         if never {
             self.stats.boots_never += 1;
             return;
         }
-        self.boots.push(PendingBoot {
-            vm: name,
-            custom_data,
-        });
+        self.boots.push(PendingBoot { vm: name, script });
     }
 
     fn complete_op(&mut self, id: &str, now: Instant) {

@@ -269,6 +269,10 @@ async fn sync_nodes(
         let old = known.get(&id);
         if ns == NodeState::Preempted && old.is_none_or(|o| o.state != NodeState::Preempted) {
             state.preempted_total += 1;
+            if record.spec.bootstrap.is_some() {
+                // Batch reallocates it as a fresh machine, which enrolls again.
+                sh.store.forget_node_enrollment(&id).await?;
+            }
             let _ = event(
                 sh,
                 "batch.preempted",

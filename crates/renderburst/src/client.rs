@@ -59,7 +59,8 @@ pub enum PoolCmd {
         timeout: u64,
     },
     /// Show a pool's bootstrap section; with --node-preview, the exact script its next node
-    /// would get (cloud-init or PowerShell), with secrets and the node token masked.
+    /// would get (cloud-init or PowerShell; for a Batch pool, its start task and what a node
+    /// gets when it enrolls), with secrets and tokens masked.
     Bootstrap {
         name: String,
         #[arg(long)]
@@ -336,20 +337,38 @@ impl Client {
                 }
                 // The script exactly as the node gets it; notes go to stderr.
                 print!("{}", v["script"].as_str().unwrap_or_default());
-                eprintln!(
-                    "# {} for node {}: {} of {} bytes of base64 customData; secrets and the node token masked",
-                    v["format"].as_str().unwrap_or(""),
-                    v["node"].as_str().unwrap_or(""),
-                    v["custom_data_bytes"],
-                    v["custom_data_limit"]
-                );
+                if let Some(task) = v["start_task"].as_object() {
+                    eprintln!(
+                        "# {}: what a Batch node gets when its start task enrolls it; secrets and the node token masked",
+                        v["format"].as_str().unwrap_or("")
+                    );
+                    eprintln!(
+                        "# start task: {}",
+                        task["command_line"].as_str().unwrap_or("")
+                    );
+                    for e in task["environment"].as_array().cloned().unwrap_or_default() {
+                        eprintln!(
+                            "# start task environment: {}={}",
+                            e["name"].as_str().unwrap_or(""),
+                            e["value"].as_str().unwrap_or("")
+                        );
+                    }
+                } else {
+                    eprintln!(
+                        "# {} for node {}: {} of {} bytes of base64 customData; secrets and the node token masked",
+                        v["format"].as_str().unwrap_or(""),
+                        v["node"].as_str().unwrap_or(""),
+                        v["custom_data_bytes"],
+                        v["custom_data_limit"]
+                    );
+                }
                 for s in v["unresolved_secrets"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()
                 {
                     eprintln!(
-                        "warning: the daemon cannot resolve {}: node creates will fail",
+                        "warning: the daemon cannot resolve {}: new nodes will fail to bootstrap",
                         s.as_str().unwrap_or("")
                     );
                 }

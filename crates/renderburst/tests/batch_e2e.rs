@@ -809,3 +809,171 @@ async fn demand_that_moves_during_a_resize_stops_it_instead_of_waiting() {
     assert_eq!(pool["status"]["last_error"], Value::Null, "{pool}");
     daemon.stop().await;
 }
+
+/// Bootstrap on a Batch pool end to end: the Batch pool's start task carries only the
+/// daemon's URL and the pool's enrollment token (no secret, no license value); the
+/// simulator's nodes run it (enroll with that token, get their script back, register with
+/// the node token found in it); nodes that never register are reported and replaced; a node
+/// enrolls once; secrets and tokens appear in no API answer or event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
+    // Booting starts off: the first nodes never register.
+    let w = world("boot", json!({"boot": {"enabled": false}})).await;
+    let secret_file = w.dir.join("smb.password");
+    std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
+    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let mut spec = batch_spec("nuke", 4, json!({}));
+    spec["bootstrap"] = json!({
+        "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
+                    "username": "render", "password": {"secret": format!("file:{}", secret_file.display())}}],
+        "env": {"RLM_LICENSE": "5053@license01"},
+        "render_client": {"command": "/opt/nuke/render-client"},
+        "register_timeout_seconds": 3
+    });
+    api.ok(Method::POST, "/v1/pools", Some(spec)).await;
+
+    // The preview: the script a node gets when it enrolls, and the start task, masked.
+    let (code, script, err) = common::cli(
+        &api.base,
+        TOKEN,
+        &w.dir,
+        &["pool", "bootstrap", "nuke", "--node-preview"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    assert!(script.contains("password=********"), "{script}");
+    assert!(script.contains("ADSKFLEX_LICENSE_FILE"), "{script}");
+    assert!(
+        script.contains("RENDERBURST_NODE_TOKEN=********"),
+        "{script}"
+    );
+    assert!(err.contains("# start task: /bin/bash -c"), "{err}");
+    assert!(
+        err.contains("# start task environment: RENDERBURST_POOL_TOKEN=********"),
+        "{err}"
+    );
+    assert!(!script.contains("s3cret") && !err.contains("s3cret"));
+
+    // The persistent pool is created at once, with renderburst's start task.
+    let pool = settled(&w, "nuke", 0, 0).await;
+    let task = &pool["properties"]["startTask"];
+    let env: Vec<(String, String)> = task["environmentSettings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["RENDERBURST_API_URL", "RENDERBURST_POOL_TOKEN"],
+        "{task}"
+    );
+    assert_eq!(env[0].1, api.base);
+    let pool_token = env[1].1.clone();
+    assert!(pool_token.starts_with("rbp_"), "{task}");
+    assert_eq!(task["userIdentity"]["autoUser"]["elevationLevel"], "Admin");
+    let text = pool.to_string();
+    assert!(
+        !text.contains("s3cret") && !text.contains("27000@lic"),
+        "{text}"
+    );
+
+    // A node the daemon has not listed: 404, retried by the start task.
+    let enroll = |node: &str| {
+        api.http
+            .post(format!("{}/v1/nodes/{node}/enroll", api.base))
+            .bearer_auth(&pool_token)
+            .send()
+    };
+    assert_eq!(enroll("tvmps_nobody").await.unwrap().status(), 404);
+
+    // Two nodes that never register: reported and removed after 3 s.
+    api.scale("nuke", 2).await;
+    let zombies: Vec<String> = eventually("two zombies reported", 90, || async {
+        let z: Vec<String> = api
+            .events()
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "node.zombie")
+            .map(|e| e["node"].as_str().unwrap().to_owned())
+            .collect();
+        (z.len() >= 2).then_some(z)
+    })
+    .await;
+
+    // Booting on: the replacements enroll, register and count as ready.
+    w.control(
+        Method::PUT,
+        "/_sim/config",
+        Some(json!({"boot": {"enabled": true}})),
+    )
+    .await;
+    let ready: Vec<String> = eventually("two registered nodes, no zombie left", 90, || async {
+        let nodes = api.ok(Method::GET, "/v1/nodes?pool=nuke", None).await;
+        let ready: Vec<String> = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["registered_at"].is_string() && n["state"] == "running")
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect();
+        let listed: Vec<String> = w
+            .nodes("nuke")
+            .await
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        let clean = listed.len() == 2
+            && ready.len() == 2
+            && listed.iter().all(|id| ready.contains(id))
+            && !zombies.iter().any(|z| listed.contains(z));
+        clean.then_some(ready)
+    })
+    .await;
+    let pool = api.ok(Method::GET, "/v1/pools/nuke", None).await;
+    assert_eq!(pool["status"]["ready"], 2, "{pool}");
+    let events = api.events().await;
+    for node in &ready {
+        let enrolled = events
+            .iter()
+            .find(|e| e["kind"] == "node.enrolled" && e["node"] == node.as_str())
+            .unwrap_or_else(|| panic!("no node.enrolled event for {node}"));
+        assert_eq!(enrolled["actor"], "enroll:nuke");
+        assert!(
+            events.iter().any(|e| e["kind"] == "node.registered"
+                && e["node"] == node.as_str()
+                && e["actor"] == format!("node:{node}")),
+            "no node.registered for {node}"
+        );
+    }
+    let stats = w.control(Method::GET, "/_sim/stats", None).await;
+    assert!(
+        stats["boots"]["registered"].as_u64().unwrap() >= 2,
+        "{stats}"
+    );
+    assert_eq!(stats["boots"]["failed"], 0, "{stats}");
+
+    // Once per node: the pool's token cannot fetch a registered node's script again.
+    assert_eq!(enroll(&ready[0]).await.unwrap().status(), 409);
+
+    // No secret and no token in any answer or event.
+    let everything = format!(
+        "{pool}{}{}",
+        Value::Array(events),
+        api.ok(Method::GET, "/v1/nodes", None).await
+    );
+    assert!(!everything.contains("s3cret"), "a secret leaked");
+    assert!(!everything.contains("rbn_"), "a node token leaked");
+    assert!(!everything.contains("rbp_"), "the enrollment token leaked");
+    daemon.stop().await;
+}

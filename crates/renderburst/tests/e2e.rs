@@ -594,22 +594,7 @@ async fn an_operation_that_failed_across_a_restart_is_logged_as_an_arm_error() {
 
 /// Runs the CLI against `api`; returns (exit code, stdout, stderr).
 async fn cli(api: &Api, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let token = dir.join("cli.token");
-    std::fs::write(&token, "e2e-admin-token-0123456789\n").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
-        .args(args)
-        .arg("--api")
-        .arg(&api.base)
-        .arg("--token-file")
-        .arg(&token)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::cli(&api.base, "e2e-admin-token-0123456789", dir, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

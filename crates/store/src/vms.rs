@@ -222,6 +222,22 @@ impl Store {
         }
     }
 
+    /// Forgets a node's token and registration: a preempted Spot node that Batch
+    /// reallocates is a fresh machine under the same id, which enrolls and registers again.
+    pub async fn forget_node_enrollment(&self, node: &str) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM node_tokens WHERE node = ?")
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE vms SET registered_at = NULL, node_seen_at = NULL WHERE name = ?")
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Stores the hash of a pool's enrollment token (replacing any earlier one).
     ///
     /// Errors: [`StoreError::NotFound`] if no such pool exists.

@@ -1532,6 +1532,14 @@ async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
     );
     assert_eq!(store.node_for_token_hash("n2").await.unwrap(), None);
 
+    // Preempted and reallocated: a fresh machine that enrolls and registers again.
+    store.register_node("tvm-1", 40).await.unwrap();
+    store.forget_node_enrollment("tvm-1").await.unwrap();
+    assert_eq!(store.node_for_token_hash("n1").await.unwrap(), None);
+    let v = store.get_vm("tvm-1").await.unwrap().unwrap();
+    assert_eq!((v.registered_at, v.node_seen_at), (None, None));
+    store.enroll_node_token("tvm-1", "n3", 50).await.unwrap();
+
     // Both go with their pool.
     store.delete_vm("tvm-1").await.unwrap();
     store.remove_pool("nuke").await.unwrap();

@@ -49,3 +49,24 @@ pub async fn wait_answers(http: &reqwest::Client, base: &str) {
     })
     .await;
 }
+
+/// Runs the `renderburst` CLI against the daemon at `base` with `token` (written to a file
+/// in `dir`, as admins keep it): exit code, stdout, stderr.
+pub async fn cli(base: &str, token: &str, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let file = dir.join("cli.token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
+        .args(args)
+        .arg("--api")
+        .arg(base)
+        .arg("--token-file")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
