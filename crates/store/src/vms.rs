@@ -178,21 +178,15 @@ impl Store {
         token_hash: &str,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let result = sqlx::query(
+        self.put_token_hash(
             "INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (node) DO UPDATE SET token_hash = excluded.token_hash, \
              created_at = excluded.created_at",
+            (node, token_hash, now),
+            || vm_what(node),
+            None,
         )
-        .bind(node)
-        .bind(token_hash)
-        .bind(now)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),
-            Err(e) => Err(e.into()),
-        }
+        .await
     }
 
     /// Stores the hash of the node's first token: enrollment (Batch nodes) happens once.
@@ -205,21 +199,13 @@ impl Store {
         token_hash: &str,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let result =
-            sqlx::query("INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)")
-                .bind(node)
-                .bind(token_hash)
-                .bind(now)
-                .execute(&self.writer)
-                .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::not_found(vm_what(node))),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::conflict(format!(
-                "node {node:?} enrolled already"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        self.put_token_hash(
+            "INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)",
+            (node, token_hash, now),
+            || vm_what(node),
+            Some(format!("node {node:?} enrolled already")),
+        )
+        .await
     }
 
     /// Forgets a node's token and registration: a preempted Spot node that Batch
@@ -247,22 +233,39 @@ impl Store {
         token_hash: &str,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let result = sqlx::query(
+        self.put_token_hash(
             "INSERT INTO pool_enroll_tokens (pool, token_hash, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (pool) DO UPDATE SET token_hash = excluded.token_hash, \
              created_at = excluded.created_at",
+            (pool, token_hash, now),
+            || format!("pool {pool:?}"),
+            None,
         )
-        .bind(pool)
-        .bind(token_hash)
-        .bind(now)
-        .execute(&self.writer)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => {
-                Err(StoreError::not_found(format!("pool {pool:?}")))
+        .await
+    }
+
+    /// Runs one of the token-hash inserts above: a missing owner (foreign key) is NotFound
+    /// naming `what`; a unique violation is `conflict` when given, else a database error.
+    async fn put_token_hash(
+        &self,
+        sql: &str,
+        (owner, token_hash, now): (&str, &str, UnixSeconds),
+        what: impl FnOnce() -> String,
+        conflict: Option<String>,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(sql)
+            .bind(owner)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.writer)
+            .await;
+        match (result, conflict) {
+            (Ok(_), _) => Ok(()),
+            (Err(e), _) if is_foreign_key_violation(&e) => Err(StoreError::not_found(what())),
+            (Err(e), Some(conflict)) if is_unique_violation(&e) => {
+                Err(StoreError::conflict(conflict))
             }
-            Err(e) => Err(e.into()),
+            (Err(e), _) => Err(e.into()),
         }
     }
 
