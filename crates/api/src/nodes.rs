@@ -197,7 +197,9 @@ pub async fn register(
 
 /// `POST /v1/nodes/{name}/enroll` (no body) → 200 `text/plain`: the node's bootstrap script,
 /// with its new node token. 404 if the node is not (yet) in the pool's node list, 403 if it
-/// is in another pool, 409 if it enrolled already or the pool has no bootstrap section.
+/// is in another pool, 409 if it enrolled already or the pool has no bootstrap section, 503
+/// naming the field if the daemon cannot resolve one of the section's secrets (the start
+/// task retries; the enrollment is not spent).
 #[utoipa::path(
     post,
     path = "/v1/nodes/{name}/enroll",
@@ -209,6 +211,7 @@ pub async fn register(
         (status = 403, description = "The node is in another pool", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
         (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn enroll(
@@ -249,7 +252,7 @@ pub async fn enroll(
         .map_err(|e| {
             tracing::error!(node = %name, pool = %pool, field = %e.field, error = %e.message, "cannot render a node's bootstrap");
             ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "bootstrap_unavailable",
                 format!("the daemon cannot render this node's bootstrap: {}: {}", e.field, e.message),
             )

@@ -2049,7 +2049,8 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     assert_eq!(enrolled[0]["node"], "tvmps_1");
     assert!(!events.to_string().contains("resolved"), "{events}");
 
-    // A secret the daemon cannot resolve: 500 naming the field, the enrollment not spent.
+    // A secret the daemon cannot resolve: 503 naming the field (the start task retries), the
+    // enrollment not spent.
     app.create(batch_bootstrap_pool("comp", "env:UNSET")).await;
     let comp_token = "rbp_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
     app.store
@@ -2062,7 +2063,7 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
         .await;
     assert_error(
         &got,
-        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::SERVICE_UNAVAILABLE,
         "bootstrap_unavailable",
         Some("bootstrap.mounts[0].password"),
     );
