@@ -345,7 +345,11 @@ pub async fn bootstrap_preview(
     }
     let node = rb_core::plan::node_name(&name, record.next_index);
     let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
-    let rendered = bootstrap::render_node(section, record.spec.os, &ctx, &bootstrap::masked)
+    let merged = record
+        .spec
+        .node_bootstrap()
+        .unwrap_or_else(|| section.clone());
+    let rendered = bootstrap::render_node(&merged, record.spec.os, &ctx, &bootstrap::masked)
         .map_err(ApiError::invalid_spec)?;
     Ok(Json(json!({
         "pool": name,

@@ -57,10 +57,10 @@ pub fn render(
     token: &str,
     resolve: bootstrap::Resolver<'_>,
 ) -> Result<Option<RenderedNode>, SpecError> {
-    let Some(b) = &spec.bootstrap else {
+    let Some(b) = spec.node_bootstrap() else {
         return Ok(None);
     };
-    bootstrap::render_node(b, spec.os, &cfg.node(&spec.name, node, token), resolve).map(Some)
+    bootstrap::render_node(&b, spec.os, &cfg.node(&spec.name, node, token), resolve).map(Some)
 }
 
 #[cfg(test)]

@@ -348,11 +348,13 @@ impl PoolSpec {
                 "batch",
                 "only for mode \"batch\" pools; remove it or set mode to \"batch\"",
             )),
-            (PoolMode::Vm, None) if !self.licenses.is_empty() => Err(SpecError::new(
-                "licenses",
-                "license servers reach nodes through the Batch start task, so they are only for \
-                 mode \"batch\" pools for now",
-            )),
+            (PoolMode::Vm, None) if !self.licenses.is_empty() && self.bootstrap.is_none() => {
+                Err(SpecError::new(
+                    "licenses",
+                    "license servers reach VM nodes through their bootstrap: add a bootstrap \
+                     section (\"bootstrap\": {} is enough)",
+                ))
+            }
             (PoolMode::Vm, None) => Ok(()),
         }
     }
@@ -451,8 +453,20 @@ impl PoolSpec {
             daemon_host: Some(&daemon),
         };
         let long = |_: &bootstrap::SecretRef| Ok("s".repeat(256));
+        for (i, l) in self.licenses.iter().enumerate() {
+            if b.env.keys().any(|k| k.eq_ignore_ascii_case(&l.variable)) {
+                return Err(SpecError::new(
+                    format!("licenses[{i}].variable"),
+                    format!(
+                        "{:?} is also set in bootstrap.env; set it in one place",
+                        l.variable
+                    ),
+                ));
+            }
+        }
+        let merged = self.node_bootstrap().unwrap_or_else(|| b.clone());
         if self.mode != PoolMode::Batch {
-            return bootstrap::render_node(b, self.os, &ctx, &long).map(|_| ());
+            return bootstrap::render_node(&merged, self.os, &ctx, &long).map(|_| ());
         }
         // Batch: one start task enrolls every node, and the node's script comes from the
         // daemon, so there is no customData limit to check; what must hold is that the
@@ -473,23 +487,11 @@ impl PoolSpec {
                  command with bootstrap.render_client instead",
             ));
         }
-        for (i, l) in self.licenses.iter().enumerate() {
-            if b.env.keys().any(|k| k.eq_ignore_ascii_case(&l.variable)) {
-                return Err(SpecError::new(
-                    format!("licenses[{i}].variable"),
-                    format!(
-                        "{:?} is also set in bootstrap.env; set it in one place",
-                        l.variable
-                    ),
-                ));
-            }
-        }
-        let merged = self.node_bootstrap().unwrap_or_else(|| b.clone());
         bootstrap::render_enrollment_script(&merged, self.os, &ctx, &long).map(|_| ())
     }
 
     /// The bootstrap a node of this pool gets: the `bootstrap` section with the pool's
-    /// `licenses` added to its environment (Batch pools; VM pools have no `licenses`).
+    /// `licenses` added to its environment.
     pub fn node_bootstrap(&self) -> Option<BootstrapSpec> {
         let mut b = self.bootstrap.clone()?;
         for l in &self.licenses {

@@ -138,9 +138,16 @@ fn batch_section_goes_with_batch_mode() {
     assert_eq!(e.field, "batch");
     let e = batch_failure(|s| s.mode = PoolMode::Vm).unwrap();
     assert_eq!(e.field, "batch");
+    // A VM pool's license servers reach its nodes through their bootstrap.
     let mut vm = spec();
     vm.licenses = batch_spec().licenses;
-    assert_eq!(vm.validate(&known).unwrap_err().field, "licenses");
+    let e = vm.validate(&known).unwrap_err();
+    assert_eq!(e.field, "licenses");
+    assert!(e.message.contains("bootstrap"), "{e}");
+    vm.bootstrap = Some(serde_json::from_value(serde_json::json!({})).unwrap());
+    vm.validate(&known).unwrap();
+    let b = vm.node_bootstrap().unwrap();
+    assert_eq!(b.env.len(), vm.licenses.len());
 }
 
 #[test]

@@ -1252,6 +1252,7 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
         "render_client": {"command": "/opt/rr/bin/rrClient -nogui"},
         "register_timeout_seconds": 8
     });
+    spec["licenses"] = json!([{"name": "arnold", "variable": "ADSKFLEX_LICENSE_FILE", "server": "27000@lic.studio.lan"}]);
     api.ok(reqwest::Method::POST, "/v1/pools", Some(spec)).await;
     let mut win = pool_spec("winrr", &["Standard_D4s_v5"], 2);
     win["os"] = json!("windows");
@@ -1275,6 +1276,11 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
     )));
     assert!(script.contains("RENDERBURST_NODE_TOKEN=********"));
     assert!(script.contains("password=********"));
+    // The pool's license servers are in the node's environment.
+    assert!(
+        script.contains("ADSKFLEX_LICENSE_FILE=\"27000@lic.studio.lan\""),
+        "{script}"
+    );
     assert!(!script.contains("s3cret"));
     assert!(err.contains("masked"), "{err}");
 
