@@ -110,7 +110,7 @@ impl std::fmt::Debug for ApiState {
 /// | `POST /v1/pools/{name}/requests`, `DELETE /v1/requests/{id}` | requester, admin |
 /// | `PUT /v1/nodes/{name}/heartbeat` | requester, admin; that node's own token |
 /// | `POST /v1/nodes/{name}/register` | admin; that node's own token |
-/// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `GET /v1/pools/{name}/bootstrap`, `POST /v1/nodes/{name}/drain` | admin |
+/// | `POST /v1/pools`, `PUT`/`DELETE /v1/pools/{name}`, `POST /v1/pools/{name}/scale`, `GET /v1/pools/{name}/bootstrap`, `POST`/`DELETE /v1/nodes/{name}/drain` | admin |
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
 /// | `GET /v1/schedules`, `GET /v1/schedules/{name}` | viewer, requester, admin |
 /// | `POST /v1/schedules`, `DELETE /v1/schedules/{name}` | admin |
@@ -137,7 +137,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(nodes::heartbeat))
         .routes(routes!(nodes::register))
         .routes(routes!(nodes::enroll))
-        .routes(routes!(nodes::drain))
+        .routes(routes!(nodes::drain, nodes::undrain))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(schedules::list, schedules::create))

@@ -22,6 +22,7 @@
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
 //!   (deallocated or deleted, per `scale_down`) as soon as it is not busy, whatever the desired
 //!   count. Drain is an operator action that removes capacity, so requesters may not.
+//!   `DELETE /v1/nodes/{name}/drain` (admin) cancels it.
 
 use axum::Json;
 use axum::extract::State;
@@ -330,6 +331,47 @@ pub async fn drain(
     st.wake.notify_one();
     let after = existing(&st.store, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(node_json(&after))).into_response())
+}
+
+/// `DELETE /v1/nodes/{name}/drain` → 200 with the node (`"draining": false`); 404 if
+/// unknown. Cancels a drain: the node takes work again and is kept or removed by the usual
+/// rules. A node already removed by the drain stays removed (a deallocated VM can be
+/// started again when demand needs it). Repeating it is harmless.
+#[utoipa::path(
+    delete,
+    path = "/v1/nodes/{name}/drain",
+    tag = "nodes",
+    security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "No longer draining", body = crate::openapi::Node),
+        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn undrain(
+    Admin(caller): Admin,
+    NodeName(name): NodeName,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
+    let before = existing(&st.store, &name).await?;
+    if before.draining {
+        st.store.set_draining(&name, false).await?;
+        audit(
+            &st,
+            NewEvent {
+                kind: "node.undrain".into(),
+                pool: Some(before.pool.clone()),
+                node: Some(name.clone()),
+                actor: caller.name,
+                message: "drain cancelled: the node takes work again".into(),
+                data: json!({}),
+            },
+        )
+        .await;
+        st.wake.notify_one();
+    }
+    let after = existing(&st.store, &name).await?;
+    Ok(Json(node_json(&after)))
 }
 
 #[cfg(test)]

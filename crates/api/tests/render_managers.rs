@@ -270,6 +270,12 @@ fn routes() -> Vec<(
             Box::new(|f| (Method::POST, format!("/v1/nodes/{}/drain", f.node), None)),
         ),
         (
+            "DELETE /v1/nodes/{name}/drain",
+            Admin,
+            StatusCode::OK,
+            Box::new(|f| (Method::DELETE, format!("/v1/nodes/{}/drain", f.node), None)),
+        ),
+        (
             "GET /v1/tokens",
             Admin,
             StatusCode::OK,
@@ -1211,6 +1217,32 @@ async fn heartbeats_keep_busy_nodes_and_drain_removes_idle_ones() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "again is harmless");
     assert!(app.woken().await);
+
+    // Undrain (admin): the node is kept again; a second time changes nothing.
+    let (status, node) = app
+        .admin(Method::DELETE, "/v1/nodes/maya-00002/drain", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{node}");
+    assert_eq!(node["draining"], json!(false), "{node}");
+    assert!(app.woken().await);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("node.undrain", "admin")
+    );
+    let (_, plan) = app.admin(Method::GET, "/v1/pools/maya/plan", None).await;
+    assert!(deallocations(&plan).is_empty(), "{plan}");
+    let before = app.snapshot().await;
+    let (status, _) = app
+        .admin(Method::DELETE, "/v1/nodes/maya-00002/drain", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.snapshot().await, before);
+    assert!(app.not_woken().await);
+    let got = app
+        .admin(Method::DELETE, "/v1/nodes/maya-09999/drain", None)
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
 
     // Errors: each names its field and changes nothing.
     let before = app.snapshot().await;

@@ -85,6 +85,8 @@ pub enum NodeCmd {
     },
     /// Give a node no new work and remove it once idle.
     Drain { name: String },
+    /// Cancel a drain: the node takes work again.
+    Undrain { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -574,7 +576,8 @@ impl Client {
 
     pub async fn node(&self, cmd: NodeCmd) -> anyhow::Result<()> {
         match cmd {
-            NodeCmd::Drain { name } => return self.drain(&name).await,
+            NodeCmd::Drain { name } => return self.drain(&name, true).await,
+            NodeCmd::Undrain { name } => return self.drain(&name, false).await,
             NodeCmd::List { pool } => {
                 let path = match &pool {
                     Some(p) => format!("/v1/nodes?pool={p}"),
@@ -605,18 +608,22 @@ impl Client {
         Ok(())
     }
 
-    pub async fn drain(&self, name: &str) -> anyhow::Result<()> {
+    /// Drains a node, or (`drain` false) cancels its drain.
+    pub async fn drain(&self, name: &str, drain: bool) -> anyhow::Result<()> {
+        let method = if drain {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::DELETE
+        };
         let v = self
-            .ok(
-                reqwest::Method::POST,
-                &format!("/v1/nodes/{name}/drain"),
-                None,
-            )
+            .ok(method, &format!("/v1/nodes/{name}/drain"), None)
             .await?;
         if self.output == Output::Json {
             self.print_json(&v);
-        } else {
+        } else if drain {
             println!("node {name}: draining (no new work; removed once idle)");
+        } else {
+            println!("node {name}: no longer draining (takes work again)");
         }
         Ok(())
     }
