@@ -19,6 +19,7 @@ mod events;
 mod extract;
 pub mod metrics;
 mod nodes;
+mod offerings;
 pub mod openapi;
 mod pools;
 mod requests;
@@ -114,6 +115,8 @@ impl std::fmt::Debug for ApiState {
 /// | `GET`/`POST /v1/tokens`, `DELETE /v1/tokens/{name}` | admin |
 /// | `GET /v1/schedules`, `GET /v1/schedules/{name}` | viewer, requester, admin |
 /// | `POST /v1/schedules`, `DELETE /v1/schedules/{name}` | admin |
+/// | `GET /v1/offerings/unavailable` | viewer, requester, admin |
+/// | `DELETE /v1/offerings/unavailable` | admin |
 /// | `POST /v1/nodes/{name}/enroll` | a Batch pool's enrollment token, for a node of that pool |
 ///
 /// A node token (`rbn_...`, one per node of a pool with a `bootstrap` section) may do nothing
@@ -143,6 +146,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::list, schedules::create))
         .routes(routes!(schedules::get, schedules::delete))
         .routes(routes!(events::list))
+        .routes(routes!(offerings::list, offerings::clear))
         .routes(routes!(status))
 }
 

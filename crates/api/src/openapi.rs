@@ -136,6 +136,35 @@ pub struct BootstrapPreview {
     pub unresolved_secrets: Vec<String>,
 }
 
+/// `GET /v1/offerings/unavailable`.
+#[derive(Serialize, ToSchema)]
+pub struct UnavailableList {
+    pub unavailable: Vec<UnavailableMark>,
+}
+
+/// An offering the planners avoid until `until`.
+#[derive(Serialize, ToSchema)]
+pub struct UnavailableMark {
+    pub size: String,
+    /// `regular` or `spot`.
+    pub priority: String,
+    /// `capacity`, `quota` or `sku_not_available`.
+    pub reason: String,
+    /// The ARM or Batch error code that caused it.
+    pub code: String,
+    pub since: String,
+    pub until: String,
+    /// Null: subscription-wide (VM pools); else the Batch pool whose own mark it is.
+    pub pool: Option<String>,
+}
+
+/// `DELETE /v1/offerings/unavailable`.
+#[derive(Serialize, ToSchema)]
+pub struct Cleared {
+    /// Marks that were in force.
+    pub cleared: u64,
+}
+
 /// A Batch pool's start task as renderburst sets it.
 #[derive(Serialize, ToSchema)]
 pub struct StartTaskPreview {

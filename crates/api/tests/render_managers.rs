@@ -270,6 +270,18 @@ fn routes() -> Vec<(
             Box::new(|f| (Method::POST, format!("/v1/nodes/{}/drain", f.node), None)),
         ),
         (
+            "GET /v1/offerings/unavailable",
+            Viewer,
+            StatusCode::OK,
+            Box::new(|_| (Method::GET, "/v1/offerings/unavailable".into(), None)),
+        ),
+        (
+            "DELETE /v1/offerings/unavailable",
+            Admin,
+            StatusCode::OK,
+            Box::new(|_| (Method::DELETE, "/v1/offerings/unavailable".into(), None)),
+        ),
+        (
             "DELETE /v1/nodes/{name}/drain",
             Admin,
             StatusCode::OK,
@@ -2123,4 +2135,77 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
         "invalid_spec",
         Some("bootstrap"),
     );
+}
+
+/// Unavailable offerings are listed (subscription-wide and per Batch pool) and an admin can
+/// clear them; the clear is recorded and wakes the controller; a second clear has nothing to
+/// do.
+#[tokio::test]
+async fn unavailable_offerings_are_listed_and_cleared_by_an_admin() {
+    use rb_core::{Offering, Priority, Unavailable, UnavailableReason};
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    app.create(batch_bootstrap_pool("nuke", "env:SMB_PW")).await;
+    let _ = app.woken().await;
+    let now = api_now();
+    app.store
+        .set_unavailable(&Unavailable::new(
+            Offering::new("Standard_NC4as_T4_v3", Priority::Spot),
+            UnavailableReason::Capacity,
+            "AllocationFailed",
+            now,
+        ))
+        .await
+        .unwrap();
+    app.store
+        .put_batch_state(&store::BatchState {
+            pool: "nuke".into(),
+            unavailable: vec![Unavailable::new(
+                Offering::new("Standard_D4s_v5", Priority::Spot),
+                UnavailableReason::Quota,
+                "AccountLowPriorityCoreQuotaReached",
+                now,
+            )],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, list) = app
+        .call(
+            Method::GET,
+            "/v1/offerings/unavailable",
+            Some(VIEWER_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let marks = list["unavailable"].as_array().unwrap();
+    assert_eq!(marks.len(), 2, "{list}");
+    assert_eq!(marks[0]["pool"], Value::Null);
+    assert_eq!(marks[0]["reason"], "capacity");
+    assert_eq!(marks[1]["pool"], "nuke");
+    assert_eq!(marks[1]["code"], "AccountLowPriorityCoreQuotaReached");
+    assert!(marks[1]["until"].as_str().unwrap().ends_with('Z'), "{list}");
+
+    let (status, got) = app
+        .admin(Method::DELETE, "/v1/offerings/unavailable", None)
+        .await;
+    assert_eq!((status, got), (StatusCode::OK, json!({"cleared": 2})));
+    assert!(app.woken().await);
+    let last = app.store.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("offerings.cleared", "admin")
+    );
+    let (_, list) = app
+        .admin(Method::GET, "/v1/offerings/unavailable", None)
+        .await;
+    assert_eq!(list, json!({"unavailable": []}));
+    let before = app.snapshot().await;
+    let (_, got) = app
+        .admin(Method::DELETE, "/v1/offerings/unavailable", None)
+        .await;
+    assert_eq!(got, json!({"cleared": 0}));
+    assert!(app.not_woken().await);
+    assert_eq!(app.snapshot().await, before);
 }

@@ -130,6 +130,14 @@ pub enum TokenCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum OfferingsCmd {
+    /// List the sizes avoided now, and until when (the default).
+    List,
+    /// Forget them all (capacity or quota is back): the preferred sizes are tried again.
+    Clear,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ScheduleCmd {
     /// List schedules with their next firing (in their zone) and their last.
     List,
@@ -895,6 +903,53 @@ impl Client {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+
+    pub async fn offerings(&self, cmd: Option<OfferingsCmd>) -> anyhow::Result<()> {
+        use reqwest::Method;
+        if let Some(OfferingsCmd::Clear) = cmd {
+            let v = self
+                .ok(Method::DELETE, "/v1/offerings/unavailable", None)
+                .await?;
+            if self.output == Output::Json {
+                self.print_json(&v);
+            } else {
+                println!(
+                    "{} unavailable offerings cleared: the preferred sizes are tried again",
+                    v["cleared"]
+                );
+            }
+            return Ok(());
+        }
+        let v = self
+            .ok(Method::GET, "/v1/offerings/unavailable", None)
+            .await?;
+        if self.output == Output::Json {
+            self.print_json(&v);
+            return Ok(());
+        }
+        let marks = v["unavailable"].as_array().cloned().unwrap_or_default();
+        if marks.is_empty() {
+            println!("no VM size is being avoided");
+            return Ok(());
+        }
+        println!(
+            "{:<24} {:<8} {:<18} {:<36} {:<21} POOL",
+            "SIZE", "PRIORITY", "REASON", "CODE", "UNTIL"
+        );
+        for m in marks {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+            let pool = m["pool"].as_str().unwrap_or("(all VM pools)");
+            println!(
+                "{:<24} {:<8} {:<18} {:<36} {:<21} {pool}",
+                s("size"),
+                s("priority"),
+                s("reason"),
+                s("code"),
+                s("until")
+            );
+        }
+        Ok(())
     }
 
     pub async fn status(&self) -> anyhow::Result<()> {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use renderburst::client::{Client, Conn, NodeCmd, PoolCmd, RequestCmd, ScheduleCmd, TokenCmd};
+use renderburst::client::{
+    Client, Conn, NodeCmd, OfferingsCmd, PoolCmd, RequestCmd, ScheduleCmd, TokenCmd,
+};
 use renderburst::{serve, sim};
 
 #[derive(Parser)]
@@ -77,6 +79,13 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// VM sizes Azure refused for capacity or quota, which the planners avoid for a while.
+    Offerings {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: Option<OfferingsCmd>,
+    },
     /// The controller's status: last activation, throttling, errors.
     Status {
         #[command(flatten)]
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
                 after,
                 limit,
             } => Client::new(&conn)?.events(follow, after, limit).await,
+            Command::Offerings { conn, cmd } => Client::new(&conn)?.offerings(cmd).await,
             Command::Status { conn } => Client::new(&conn)?.status().await,
             Command::Ready { api, wait } => {
                 renderburst::client::wait_ready(&api, std::time::Duration::from_secs(wait)).await

@@ -382,6 +382,36 @@ async fn first_size_out_of_capacity_falls_to_the_second() {
         said.contains("AllocationFailed") && said.contains("Standard_D2s_v5"),
         "the status says why: {said}"
     );
+
+    // The admin sees the size avoided; once capacity is back, clearing the mark makes the
+    // next VMs the preferred size again (without it they would be D4s for the hour).
+    let (code, out, err) = cli(&api, &w.dir, &["offerings"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Standard_D2s_v5")
+            && out.contains("capacity")
+            && out.contains("(all VM pools)"),
+        "{out}"
+    );
+    w.control(
+        reqwest::Method::PUT,
+        "/_sim/config",
+        Some(json!({"capacity": {"Standard_D2s_v5": 100}})),
+    )
+    .await;
+    let (code, out, err) = cli(&api, &w.dir, &["offerings", "clear"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("1 unavailable offerings cleared"), "{out}");
+    api.scale("nuke", 7).await;
+    eventually("7 running VMs, the 2 new ones D2s", 60, || async {
+        let vms = w.vms("nuke").await;
+        let d2 = vms
+            .iter()
+            .filter(|v| v["properties"]["hardwareProfile"]["vmSize"] == "Standard_D2s_v5")
+            .count();
+        (census(&vms) == (7, 0, 0) && d2 == 4).then_some(())
+    })
+    .await;
     assert_no_orphans(&w).await;
     daemon.stop().await;
 }

@@ -46,14 +46,21 @@ fn from_row(row: &SqliteRow) -> Result<BatchState, StoreError> {
 }
 
 impl Store {
-    /// The Batch state of `pool`, if the controller wrote one.
+    /// The Batch state of `pool`, if the controller wrote one. Unavailable marks recorded
+    /// before an admin cleared them ([`Store::clear_unavailable`]) are left out.
     pub async fn get_batch_state(&self, pool: &str) -> Result<Option<BatchState>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM batch_pools WHERE pool = ?");
         let row = sqlx::query(&sql)
             .bind(pool)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row).transpose()
+        let Some(mut state) = row.as_ref().map(from_row).transpose()? else {
+            return Ok(None);
+        };
+        if let Some(cleared) = self.offerings_cleared_at().await? {
+            state.unavailable.retain(|u| u.since > cleared);
+        }
+        Ok(Some(state))
     }
 
     /// Writes every column of the row (the controller is its only writer).

@@ -1545,3 +1545,64 @@ async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
     store.remove_pool("nuke").await.unwrap();
     assert_eq!(store.pool_for_enroll_token_hash("p2").await.unwrap(), None);
 }
+
+/// An admin's clear drops every unavailable mark recorded up to then: the subscription-wide
+/// rows, and Batch pools' own marks (hidden by time, since only the controller writes those
+/// rows and may write an older copy back); marks recorded later stand.
+#[tokio::test]
+async fn clearing_unavailable_marks_covers_vm_and_batch_pools() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    let t = 1_800_000_000;
+    let mark = |size: &str, at| {
+        Unavailable::new(
+            Offering::new(size, Priority::Spot),
+            UnavailableReason::Capacity,
+            "AllocationFailed",
+            at,
+        )
+    };
+    store
+        .set_unavailable(&mark("Standard_D4s_v5", t))
+        .await
+        .unwrap();
+    let mut state = store::BatchState {
+        pool: "maya".into(),
+        unavailable: vec![mark("Standard_D8s_v5", t)],
+        ..Default::default()
+    };
+    store.put_batch_state(&state).await.unwrap();
+    assert_eq!(store.offerings_cleared_at().await.unwrap(), None);
+
+    assert_eq!(store.clear_unavailable(t + 10).await.unwrap(), 2);
+    assert_eq!(store.offerings_cleared_at().await.unwrap(), Some(t + 10));
+    assert!(store.list_unavailable(t + 10).await.unwrap().is_empty());
+    let got = store.get_batch_state("maya").await.unwrap().unwrap();
+    assert!(got.unavailable.is_empty(), "{:?}", got.unavailable);
+
+    // The controller writes its older copy back: still hidden. A new mark stands.
+    store.put_batch_state(&state).await.unwrap();
+    assert!(
+        store
+            .get_batch_state("maya")
+            .await
+            .unwrap()
+            .unwrap()
+            .unavailable
+            .is_empty()
+    );
+    state.unavailable.push(mark("Standard_D16s_v5", t + 20));
+    store.put_batch_state(&state).await.unwrap();
+    let got = store.get_batch_state("maya").await.unwrap().unwrap();
+    assert_eq!(got.unavailable.len(), 1);
+    assert!(
+        got.unavailable[0]
+            .offering
+            .size
+            .eq_ignore_ascii_case("Standard_D16s_v5")
+    );
+    // Nothing in force: a second clear counts nothing stale.
+    assert_eq!(store.clear_unavailable(t + 30).await.unwrap(), 1);
+    assert_eq!(store.clear_unavailable(t + 31).await.unwrap(), 0);
+}
