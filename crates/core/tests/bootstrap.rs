@@ -638,6 +638,60 @@ fn batch_start_tasks_carry_no_secret_only_the_enrollment() {
     assert_eq!(task.environment[1].1, POOL_TOKEN);
 }
 
+/// `bash -n` (parse, run nothing) accepts the Linux start task, the enrollment script and the
+/// scripts cloud-init writes.
+#[test]
+fn bash_parses_the_batch_start_task_and_the_enrollment_script() {
+    let Ok(out) = std::process::Command::new("bash").arg("--version").output() else {
+        eprintln!("no bash here: syntax not checked");
+        return;
+    };
+    assert!(out.status.success());
+    let task = render_start_task(Os::Linux, "https://rb.studio:7878", "rbp_x");
+    let body = task
+        .command_line
+        .strip_prefix("/bin/bash -c '")
+        .and_then(|b| b.strip_suffix('\''))
+        .unwrap()
+        .to_string();
+    let daemon = daemon_host();
+    let script = render_enrollment_script(
+        &section(full_section(Os::Linux)),
+        Os::Linux,
+        &ctx(&daemon, TOKEN),
+        &resolver,
+    )
+    .unwrap();
+    // And the scripts cloud-init writes (the enrollment script carries them as data).
+    let doc: Value = serde_yaml::from_str(
+        &render_cloud_init(
+            &section(full_section(Os::Linux)),
+            &ctx(&daemon, TOKEN),
+            &resolver,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let bootstrap = file(&doc, "/usr/local/lib/renderburst/bootstrap.sh").to_string();
+    let agent = file(&doc, "/usr/local/lib/renderburst/node-agent.sh").to_string();
+    for (what, text) in [
+        ("start task", body),
+        ("enrollment script", script),
+        ("bootstrap.sh", bootstrap),
+        ("node-agent.sh", agent),
+    ] {
+        let out = std::process::Command::new("bash")
+            .args(["-n", "-c", &text])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn the_enrollment_script_is_the_bootstrap_as_a_shell_or_powershell_script() {
     let daemon = daemon_host();
