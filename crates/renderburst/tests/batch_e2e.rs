@@ -48,6 +48,15 @@ async fn world(tag: &str, sim_patch: Value) -> World {
 }
 
 impl World {
+    /// The daemon in-process on its config, its API on a free loopback port.
+    async fn serve(&self) -> (serve::Daemon, Api) {
+        let daemon = serve::start(self.config(), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let api = Api::new(daemon.api_addr);
+        (daemon, api)
+    }
+
     fn config_toml(&self, listen: &str) -> String {
         let id = self.sim.identity();
         format!(
@@ -326,10 +335,7 @@ async fn settled(w: &World, pool: &str, dedicated: u64, spot: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_pool_scales_0_20_5_0_removing_idle_nodes_only() {
     let w = world("scale", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -449,10 +455,7 @@ async fn a_batch_pool_scales_0_20_5_0_removing_idle_nodes_only() {
 async fn spot_quota_is_reported_and_dedicated_nodes_make_up_the_shortfall() {
     // 16 Spot vCPUs: four 4-vCPU nodes.
     let w = world("quota", json!({"quota": {"batch_spot_vcpus": 16}})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -578,10 +581,7 @@ async fn spot_quota_is_reported_and_dedicated_nodes_make_up_the_shortfall() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_pool_comes_with_demand_and_goes_when_idle_a_persistent_one_stays() {
     let w = world("auto", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -697,10 +697,7 @@ async fn sigkill_mid_resize_adopts_the_existing_batch_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stray_batch_pools_of_ours_are_collected_others_left_alone() {
     let w = world("gc", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -774,10 +771,7 @@ async fn stray_batch_pools_of_ours_are_collected_others_left_alone() {
 async fn demand_that_moves_during_a_resize_stops_it_instead_of_waiting() {
     // Slow nodes: a resize toward 20 takes 4 s in the simulator.
     let w = world("moving", json!({"latency_ms": {"batch_node": 4000}})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -821,10 +815,7 @@ async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
     let w = world("boot", json!({"boot": {"enabled": false}})).await;
     let secret_file = w.dir.join("smb.password");
     std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     let mut spec = batch_spec("nuke", 4, json!({}));
     spec["bootstrap"] = json!({
         "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",

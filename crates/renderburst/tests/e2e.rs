@@ -48,6 +48,15 @@ async fn world(tag: &str, sim_patch: Value) -> World {
 }
 
 impl World {
+    /// The daemon in-process on its config, its API on a free loopback port.
+    async fn serve(&self) -> (serve::Daemon, Api) {
+        let daemon = serve::start(self.config(), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let api = Api::new(daemon.api_addr);
+        (daemon, api)
+    }
+
     /// A daemon config pointing at this world's simulator.
     fn config_toml(&self, listen: &str) -> String {
         let id = self.sim.identity();
@@ -246,10 +255,7 @@ async fn assert_no_orphans(w: &World) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_up_down_up_and_delete_reuses_deallocated_vms() {
     let w = world("scale", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -335,10 +341,7 @@ async fn scale_up_down_up_and_delete_reuses_deallocated_vms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_size_out_of_capacity_falls_to_the_second() {
     let w = world("capacity", json!({"capacity": {"Standard_D2s_v5": 2}})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -419,10 +422,7 @@ async fn first_size_out_of_capacity_falls_to_the_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evicted_spot_capacity_is_replaced_without_exceeding_max() {
     let w = world("spot", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     let mut spec = pool_spec("houdini", &["Standard_D4s_v5"], 6);
     spec["priority"] = json!("spot");
     spec["target"] = json!(6);
@@ -474,10 +474,7 @@ async fn evicted_spot_capacity_is_replaced_without_exceeding_max() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_during_scaling_leave_an_exact_state_and_no_orphans() {
     let w = world("faults", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -630,10 +627,7 @@ async fn cli(api: &Api, dir: &std::path::Path, args: &[&str]) -> (i32, String, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_applies_scales_waits_lists_and_deletes() {
     let w = world("cli", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
 
     // `ready` needs no token: what systemd and container health checks run.
     let ready = |api: String, wait: &'static str| async move {
@@ -766,10 +760,7 @@ async fn activation_number(api: &Api) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_node_survives_a_scale_to_zero_until_it_reports_idle() {
     let w = world("busy", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -868,10 +859,7 @@ async fn expired_requests_stop_counting_within_one_reconcile_interval() {
     const INTERVAL: i64 = 1; // reconcile_interval_seconds in World::config_toml
     const SLACK: i64 = 2;
     let w = world("expiry", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     api.ok(
         reqwest::Method::POST,
         "/v1/pools",
@@ -979,10 +967,7 @@ async fn pool_bounds(api: &Api, pool: &str) -> (u64, u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_takes_a_pool_to_zero_and_back_sparing_busy_nodes() {
     let w = world("schedule", json!({})).await;
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     let mut spec = pool_spec("redshift", &["Standard_D4s_v5"], 4);
     spec["target"] = json!(2);
     api.ok(reqwest::Method::POST, "/v1/pools", Some(spec)).await;
@@ -1267,10 +1252,7 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
     .await;
     let secret_file = w.dir.join("smb.password");
     std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
-    let daemon = serve::start(w.config(), Some("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
-    let api = Api::new(daemon.api_addr);
+    let (daemon, api) = w.serve().await;
     let mut spec = pool_spec("arnold", &["Standard_D4s_v5"], 6);
     spec["bootstrap"] = json!({
         "time_zone": "Europe/Berlin",

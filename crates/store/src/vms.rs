@@ -67,6 +67,14 @@ fn from_row(row: &SqliteRow) -> Result<VmRecord, StoreError> {
     })
 }
 
+/// The outcome of an UPDATE of one inventory row by name: NotFound if it touched none.
+fn one_vm(done: &sqlx::sqlite::SqliteQueryResult, name: &str) -> Result<(), StoreError> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::not_found(vm_what(name)));
+    }
+    Ok(())
+}
+
 fn vm_what(name: &str) -> String {
     format!("vm {name:?}")
 }
@@ -163,10 +171,7 @@ impl Store {
             .bind(name)
             .execute(&self.writer)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(vm_what(name)));
-        }
-        Ok(())
+        one_vm(&done, name)
     }
 
     /// Stores the hash of the node's own token (replacing any earlier one).
@@ -305,10 +310,7 @@ impl Store {
         .bind(name)
         .execute(&self.writer)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(vm_what(name)));
-        }
-        Ok(())
+        one_vm(&done, name)
     }
 
     /// Records that the node itself called (a liveness heartbeat with its own token).
@@ -320,10 +322,7 @@ impl Store {
             .bind(name)
             .execute(&self.writer)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(vm_what(name)));
-        }
-        Ok(())
+        one_vm(&done, name)
     }
 
     /// Marks the VM for drain (or clears the mark).
@@ -335,9 +334,6 @@ impl Store {
             .bind(name)
             .execute(&self.writer)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::not_found(vm_what(name)));
-        }
-        Ok(())
+        one_vm(&done, name)
     }
 }
