@@ -5,6 +5,7 @@
 //! state comes in as [`NodeView`]s, and plans come out as data. That keeps the heart of the
 //! daemon testable in microseconds and makes every decision explainable.
 
+pub mod arm_names;
 pub mod batch;
 pub mod bootstrap;
 pub mod offerings;

@@ -557,30 +557,11 @@ impl PoolSpec {
                 ),
             ));
         }
-        let acct = &b.account;
-        if !(3..=24).contains(&acct.len())
-            || !acct
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        {
-            return Err(SpecError::new(
-                "batch.account",
-                format!(
-                    "{acct:?} is not a Batch account name (3 to 24 lower-case letters and digits)"
-                ),
-            ));
-        }
-        if let Some(rg) = &b.resource_group
-            && (rg.is_empty()
-                || rg.len() > 90
-                || !rg
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || "-_.()".contains(c)))
-        {
-            return Err(SpecError::new(
-                "batch.resource_group",
-                format!("{rg:?} is not a resource group name"),
-            ));
+        crate::arm_names::batch_account(&b.account)
+            .map_err(|m| SpecError::new("batch.account", m))?;
+        if let Some(rg) = &b.resource_group {
+            crate::arm_names::resource_group(rg)
+                .map_err(|m| SpecError::new("batch.resource_group", m))?;
         }
         let agent = b.node_agent_sku_id.to_ascii_lowercase();
         if !agent.starts_with("batch.node.") {
@@ -665,28 +646,12 @@ impl PoolSpec {
             ));
         }
         if let Some(subnet) = &b.subnet_id {
-            let lower = subnet.to_ascii_lowercase();
-            if !lower.starts_with("/subscriptions/") || !lower.contains("/subnets/") {
-                return Err(SpecError::new(
-                    "batch.subnet_id",
-                    format!(
-                        "{subnet:?} is not a subnet resource id (/subscriptions/.../subnets/NAME)"
-                    ),
-                ));
-            }
+            crate::arm_names::SubnetId::parse(subnet)
+                .map_err(|m| SpecError::new("batch.subnet_id", m))?;
         }
         if let Some(p) = &b.existing_pool {
-            if p.is_empty()
-                || p.len() > 64
-                || !p
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-            {
-                return Err(SpecError::new(
-                    "batch.existing_pool",
-                    format!("{p:?} is not a Batch pool id (1 to 64 letters, digits, '-' and '_')"),
-                ));
-            }
+            crate::arm_names::batch_pool(p)
+                .map_err(|m| SpecError::new("batch.existing_pool", m))?;
             if b.lifecycle == BatchLifecycle::Auto {
                 return Err(SpecError::new(
                     "batch.lifecycle",

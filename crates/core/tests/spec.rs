@@ -208,6 +208,24 @@ fn batch_fields() {
             "batch.existing_pool",
             Box::new(|s| s.batch.as_mut().unwrap().existing_pool = Some("a b".into())),
         ),
+        // Names that reach ARM URLs follow ARM's naming rules: ".." would rewrite the path
+        // (issue 12 item 8: it left a pool stuck deleting).
+        (
+            "batch.resource_group",
+            Box::new(|s| s.batch.as_mut().unwrap().resource_group = Some("..".into())),
+        ),
+        (
+            "batch.resource_group",
+            Box::new(|s| s.batch.as_mut().unwrap().resource_group = Some("rg.".into())),
+        ),
+        (
+            "batch.subnet_id",
+            Box::new(|s| {
+                s.batch.as_mut().unwrap().subnet_id = Some(
+                    "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/../providers/Microsoft.Network/virtualNetworks/v1/subnets/render".into(),
+                )
+            }),
+        ),
         (
             "batch.lifecycle",
             Box::new(|s| {

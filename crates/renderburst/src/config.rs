@@ -79,6 +79,37 @@ pub fn check_advertise_url(url: &str) -> Result<String, String> {
     Ok(trimmed.to_string())
 }
 
+/// The `[azure]` names that reach ARM URLs follow ARM's naming rules (rb_core::arm_names),
+/// and a configured subnet belongs to the configured subscription: a VM's NIC can only join
+/// a virtual network of its own subscription.
+fn check_azure_names(a: &AzureSection) -> anyhow::Result<()> {
+    use rb_core::arm_names;
+    arm_names::resource_group(&a.resource_group)
+        .map_err(|e| anyhow::anyhow!("azure.resource_group: {e}"))?;
+    arm_names::location(&a.location).map_err(|e| anyhow::anyhow!("azure.location: {e}"))?;
+    if let Some(acct) = &a.batch_account {
+        arm_names::batch_account(acct).map_err(|e| anyhow::anyhow!("azure.batch_account: {e}"))?;
+    }
+    if let Some(sub) = &a.subscription_id {
+        arm_names::subscription_id(sub)
+            .map_err(|e| anyhow::anyhow!("azure.subscription_id: {e}"))?;
+    }
+    if let Some(id) = &a.subnet_id {
+        let subnet =
+            arm_names::SubnetId::parse(id).map_err(|e| anyhow::anyhow!("azure.subnet_id: {e}"))?;
+        if let Some(sub) = &a.subscription_id
+            && !subnet.subscription_id.eq_ignore_ascii_case(sub)
+        {
+            bail!(
+                "azure.subnet_id is in subscription {} but azure.subscription_id is {sub}: \
+                 render nodes can only join a subnet of the subscription they are created in",
+                subnet.subscription_id
+            );
+        }
+    }
+    Ok(())
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7878))
 }
@@ -296,6 +327,9 @@ impl Config {
                 bail!("azure.subnet_id is required unless azure.ensure_network = true");
             }
         }
+        if let Some(a) = &self.azure {
+            check_azure_names(a)?;
+        }
         for (i, p) in self.pools.iter().enumerate() {
             p.validate(&|s| arm_model::sizes::lookup(s).is_some())
                 .map_err(|e| {
@@ -407,6 +441,44 @@ mod tests {
         );
         assert!(check_advertise_url("http://h:1/v1").is_err());
         assert!(check_advertise_url("ftp://h").is_err());
+    }
+
+    /// Issue 12 item 8: names that reach ARM URLs follow ARM's rules, and a configured subnet
+    /// is in the configured subscription.
+    #[test]
+    fn azure_names_that_reach_urls_are_checked() {
+        let dir = std::env::temp_dir();
+        let base = "[azure]\nsubscription_id = \"11111111-2222-3333-4444-555555555555\"\n\
+                    tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\nensure_network = true\n";
+        assert!(Config::load(Some(&write(&dir, base))).is_ok());
+        for (extra, key) in [
+            ("resource_group = \"..\"\n", "azure.resource_group"),
+            ("resource_group = \"a/b\"\n", "azure.resource_group"),
+            ("batch_account = \"../x\"\n", "azure.batch_account"),
+            ("location = \"west europe\"\n", "azure.location"),
+            (
+                "subnet_id = \"/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/../providers/Microsoft.Network/virtualNetworks/vn/subnets/s\"\n",
+                "azure.subnet_id",
+            ),
+            (
+                "subnet_id = \"/subscriptions/99999999-2222-3333-4444-555555555555/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/vn/subnets/s\"\n",
+                "azure.subscription_id",
+            ),
+        ] {
+            let path = write(&dir, &format!("{base}{extra}"));
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains(&path.display().to_string()),
+                "{extra}: {err}"
+            );
+        }
+        let err = Config::load(Some(&write(
+            &dir,
+            &base.replace("11111111-2222-3333-4444-555555555555", "../../x"),
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("azure.subscription_id"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the pools and schedules declared in the configuration file.
 
 use azure::ArmClient;
+use rb_core::arm_names::SubnetId;
 use rb_core::{PoolSpec, ScheduleSpec, TAG_OWNER};
 use serde_json::json;
 use store::{NewEvent, PutOutcome, Store};
@@ -9,15 +10,26 @@ use store::{NewEvent, PutOutcome, Store};
 const VNET: &str = "renderburst-vnet";
 const SUBNET: &str = "render";
 const NSG: &str = "renderburst-nsg";
+/// The range of a subnet renderburst creates (inside its VNet's 10.80.0.0/16).
+const SUBNET_PREFIX: &str = "10.80.0.0/18";
 
 /// Creates the resource group, NSG, VNet and subnet if missing. Returns (subnet id, NSG id).
+///
+/// With `configured` (`azure.subnet_id` together with `ensure_network`), that subnet is the
+/// one ensured: its resource group, virtual network and subnet as the id names them, so the
+/// nodes are created where the configuration says (before issue 12 the daemon created its
+/// own `renderburst-vnet`, said "network ready", then created every VM in a subnet that did
+/// not exist). An existing virtual network keeps its address space; a missing subnet in it
+/// is created as 10.80.0.0/18, and where that range does not fit ARM's refusal is reported
+/// with what to do.
 pub async fn ensure(
     arm: &ArmClient,
     rg: &str,
     location: &str,
     owner: &str,
+    configured: Option<&SubnetId>,
 ) -> anyhow::Result<(String, String)> {
-    let tags = [(TAG_OWNER.to_owned(), owner.to_owned())]
+    let tags: arm_model::Tags = [(TAG_OWNER.to_owned(), owner.to_owned())]
         .into_iter()
         .collect();
     arm.ensure_resource_group(rg, location, &tags)
@@ -30,23 +42,41 @@ pub async fn ensure(
         .await
         .map_err(|e| anyhow::anyhow!("network security group {NSG}: {e}"))?;
     let nsg_id = nsg.id.unwrap_or_default();
-    let vnet = serde_json::from_value(
-        json!({"location": location, "tags": {TAG_OWNER: owner}, "properties": {
+    let (net_rg, vnet_name, subnet_name) = match configured {
+        Some(s) => (
+            s.resource_group.as_str(),
+            s.virtual_network.as_str(),
+            s.subnet.as_str(),
+        ),
+        None => (rg, VNET, SUBNET),
+    };
+    if !net_rg.eq_ignore_ascii_case(rg) {
+        arm.ensure_resource_group(net_rg, location, &tags)
+            .await
+            .map_err(|e| anyhow::anyhow!("resource group {net_rg} (azure.subnet_id): {e}"))?;
+    }
+    let vnet = serde_json::from_value(json!({"location": location, "tags": {TAG_OWNER: owner},
+        "properties": {
         "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
-        "subnets": [{"name": SUBNET, "properties": {"addressPrefix": "10.80.0.0/18", "networkSecurityGroup": {"id": nsg_id}}}]}}),
-    )?;
-    arm.ensure_vnet(rg, VNET, &vnet)
+        "subnets": [{"name": subnet_name, "properties": {"addressPrefix": SUBNET_PREFIX, "networkSecurityGroup": {"id": nsg_id}}}]}}))?;
+    arm.ensure_vnet(net_rg, vnet_name, &vnet)
         .await
-        .map_err(|e| anyhow::anyhow!("virtual network {VNET}: {e}"))?;
-    let subnet = serde_json::from_value(json!({"properties": {"addressPrefix": "10.80.0.0/18"}}))?;
+        .map_err(|e| anyhow::anyhow!("virtual network {vnet_name} in {net_rg}: {e}"))?;
+    let subnet = serde_json::from_value(json!({"properties": {"addressPrefix": SUBNET_PREFIX}}))?;
     let subnet = arm
-        .ensure_subnet(rg, VNET, SUBNET, &subnet)
+        .ensure_subnet(net_rg, vnet_name, subnet_name, &subnet)
         .await
-        .map_err(|e| anyhow::anyhow!("subnet {SUBNET}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "subnet {subnet_name} of virtual network {vnet_name} in {net_rg}: {e} \
+                 (a missing subnet is created as {SUBNET_PREFIX}; create it with the range you \
+                 want, or set azure.ensure_network = false)"
+            )
+        })?;
     let subnet_id = subnet
         .id
-        .ok_or_else(|| anyhow::anyhow!("the subnet {SUBNET} has no id"))?;
-    tracing::info!(resource_group = rg, subnet = %subnet_id, "network ready");
+        .ok_or_else(|| anyhow::anyhow!("the subnet {subnet_name} has no id"))?;
+    tracing::info!(resource_group = net_rg, subnet = %subnet_id, "network ready");
     Ok((subnet_id, nsg_id))
 }
 

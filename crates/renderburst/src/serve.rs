@@ -186,8 +186,15 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
 
     let owner = store.owner_id().await?;
     let (subnet_id, nsg_id) = if ensure_network {
-        let (s, n) = crate::network::ensure(&arm, &rg, &location, &owner).await?;
-        (subnet_id.unwrap_or(s), Some(n))
+        // Config validation parsed it already; parse again for the parts.
+        let configured = subnet_id
+            .as_deref()
+            .map(rb_core::arm_names::SubnetId::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("azure.subnet_id: {e}"))?;
+        let (s, n) =
+            crate::network::ensure(&arm, &rg, &location, &owner, configured.as_ref()).await?;
+        (s, Some(n))
     } else {
         (subnet_id.context("azure.subnet_id")?, None)
     };

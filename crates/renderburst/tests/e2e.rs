@@ -1383,3 +1383,63 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
     }
     daemon.stop().await;
 }
+
+/// Issue 12 item 12: `ensure_network` with `subnet_id` ensures that subnet (its resource
+/// group, virtual network and subnet as the id names them) instead of the daemon's own
+/// `renderburst-vnet`, so the nodes are created where the configuration says and the pool
+/// converges. Before, every create failed with `InvalidResourceReference`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_network_with_a_configured_subnet_ensures_that_subnet() {
+    let w = world("own-subnet", json!({})).await;
+    let subnet_id = format!(
+        "/subscriptions/{}/resourceGroups/studio-net/providers/Microsoft.Network/virtualNetworks/studio-vnet/subnets/render-nodes",
+        w.sim.identity().subscription_id
+    );
+    let path = w.dir.join("renderburst.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}subnet_id = \"{subnet_id}\"\n",
+            w.config_toml("127.0.0.1:0")
+        ),
+    )
+    .unwrap();
+    let daemon = serve::start(
+        Config::load(Some(&path)).unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let api = Api::new(daemon.api_addr);
+    let subnets = w
+        .resources("Microsoft.Network/virtualNetworks/subnets")
+        .await;
+    let ids: Vec<String> = subnets
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![subnet_id.to_ascii_lowercase()],
+        "the configured subnet is the only one ensured"
+    );
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/pools",
+        Some(pool_spec("maya", &["Standard_D4s_v5"], 4)),
+    )
+    .await;
+    api.scale("maya", 2).await;
+    eventually("2 running VMs", 60, || async {
+        (census(&w.vms("maya").await) == (2, 0, 0)).then_some(())
+    })
+    .await;
+    for nic in w.resources("Microsoft.Network/networkInterfaces").await {
+        let s = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert_eq!(s, subnet_id.to_ascii_lowercase());
+    }
+    daemon.stop().await;
+}
