@@ -8,15 +8,22 @@
 //                  sshPublicKey="$(cat ~/.ssh/id_ed25519.pub)"
 //
 // Deploying needs rights to create role definitions and assignments (Owner or User Access
-// Administrator). What the daemon gets:
-//   - "renderburst operator" on the render resource group (and on the resource group of the
-//     render subnet, for subnets/join): create, start, deallocate and delete VMs; NICs; OS
-//     disks; Batch pools; poll operations. Nothing elsewhere, no role assignments, no reads of
-//     secrets.
+// Administrator). What the daemon gets, and nothing more:
+//   - "renderburst operator" on the render resource group: create, start, deallocate and
+//     delete VMs; NICs; OS disks; Batch pools; poll operations. Nothing elsewhere, no role
+//     assignments, no reads of secrets.
+//   - "renderburst subnet joiner" on the render subnet itself (not its resource group, not its
+//     virtual network's other subnets): read it and join NICs to it
+//     (Microsoft.Network/virtualNetworks/subnets/join/action), which is all a NIC in another
+//     resource group needs of a subnet.
 //   - "renderburst observer" on the subscription: Microsoft.Compute/virtualMachines/read only.
 //     renderburst reads every VM's power state in one paged call, the subscription-wide list
-//     with statusOnly=true (Compute offers it only at subscription scope), and keeps the rows
-//     of its own resource group.
+//     with statusOnly=true, and keeps the rows of its own resource group. The resource-group
+//     list cannot carry power states: its $expand=instanceView is accepted only with a
+//     $filter, and the only $filter the Compute REST specification allows is
+//     'virtualMachineScaleSet/id' eq ..., which standalone VMs never match (Virtual Machines -
+//     List, api-version 2025-04-01). Reading each VM's instance view instead would cost one
+//     read per VM per activation, which the read bucket cannot afford at hundreds of nodes.
 // The render resource group must exist (renderburst does not create it with this identity).
 
 targetScope = 'subscription'
@@ -82,9 +89,6 @@ resource operatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Network/networkInterfaces/write'
           'Microsoft.Network/networkInterfaces/delete'
           'Microsoft.Network/networkInterfaces/join/action'
-          'Microsoft.Network/virtualNetworks/read'
-          'Microsoft.Network/virtualNetworks/subnets/read'
-          'Microsoft.Network/virtualNetworks/subnets/join/action'
           'Microsoft.Network/networkSecurityGroups/read'
           'Microsoft.Network/networkSecurityGroups/join/action'
           'Microsoft.Network/locations/operations/read'
@@ -93,6 +97,26 @@ resource operatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Batch/batchAccounts/pools/write'
           'Microsoft.Batch/batchAccounts/pools/delete'
           'Microsoft.Batch/locations/operationresults/read'
+        ]
+        notActions: []
+      }
+    ]
+  }
+}
+
+resource subnetJoinRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'renderburst-subnet-joiner')
+  properties: {
+    roleName: 'renderburst subnet joiner (${subscription().subscriptionId})'
+    description: 'Join render nodes NICs to one subnet: read it and join it, nothing else.'
+    type: 'CustomRole'
+    assignableScopes: [subscription().id]
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Network/virtualNetworks/read'
+          'Microsoft.Network/virtualNetworks/subnets/read'
+          'Microsoft.Network/virtualNetworks/subnets/join/action'
         ]
         notActions: []
       }
@@ -151,11 +175,15 @@ module operateRender 'role-assignment.bicep' = {
   }
 }
 
-module operateSubnet 'role-assignment.bicep' = if (renderSubnetResourceGroup != renderResourceGroupName) {
-  name: 'renderburst-operator-subnet'
+// The subnet's own scope, wherever its resource group is: the operator role is never given
+// on the network's resource group.
+module joinSubnet 'subnet-join.bicep' = {
+  name: 'renderburst-subnet-join'
   scope: resourceGroup(renderSubnetResourceGroup)
   params: {
-    roleDefinitionId: operatorRole.id
+    virtualNetworkName: split(renderSubnetId, '/')[8]
+    subnetName: split(renderSubnetId, '/')[10]
+    roleDefinitionId: subnetJoinRole.id
     principalId: daemon.outputs.principalId
   }
 }
