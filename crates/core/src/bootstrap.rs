@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{Os, SpecError};
 
+pub mod quote;
+
+use quote::{powershell as ps, sh, systemd_exec as systemd_quoted};
+
 /// A secret named, never given: `env:NAME` (the daemon's environment variable) or
 /// `file:/absolute/path` (a file the daemon reads; one trailing newline is dropped).
 /// Resolved when a node is rendered, so it never appears in the spec, the logs or the API.
@@ -856,32 +860,6 @@ impl Secrets {
     fn get(&self, field: &str) -> &str {
         self.0.get(field).map_or("", String::as_str)
     }
-}
-
-/// POSIX shell single quoting.
-fn sh(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// PowerShell single quoting.
-fn ps(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A value for a systemd `ExecStart=` inside double quotes.
-fn systemd_quoted(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '$' => out.push_str("$$"),
-            '%' => out.push_str("%%"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn host_lines(ctx: &NodeContext<'_>, spec: &BootstrapSpec) -> Vec<String> {
