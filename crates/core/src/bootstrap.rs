@@ -23,8 +23,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{Os, SpecError};
 
+mod grammar;
 pub mod quote;
 
+pub use grammar::validate_advertise_url;
+use grammar::{
+    is_account_name, is_drive, is_env_name, is_mount_target, is_nfs_source, is_ou, is_share_name,
+    is_storage_account, is_user_name, smb_parts,
+};
 use quote::{powershell as ps, sh, systemd_exec as systemd_quoted};
 
 /// A secret named, never given: `env:NAME` (the daemon's environment variable) or
@@ -426,55 +432,9 @@ pub fn windows_time_zone(iana: &str) -> Option<&'static str> {
     TABLE.iter().find(|(k, _)| *k == iana).map(|(_, v)| *v)
 }
 
-fn is_env_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Linux and Windows both accept these: letters, digits, '_', '-', '.', starting with a
-/// letter, at most 20 characters (Windows' limit).
-fn is_user_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.len() <= 20
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn is_drive(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
-}
-
-/// `//server/share[/path]` or `\\server\share[\path]`, normalized to forward slashes.
-fn smb_parts(source: &str) -> Option<(String, String)> {
-    let s = source.replace('\\', "/");
-    let rest = s.strip_prefix("//")?;
-    let (host, path) = rest.split_once('/')?;
-    if !is_host_name(host) && host.parse::<IpAddr>().is_err() {
-        return None;
-    }
-    if path.is_empty() || path.split('/').any(str::is_empty) {
-        return None;
-    }
-    Some((host.to_string(), path.to_string()))
-}
-
-fn is_storage_account(s: &str) -> bool {
-    (3..=24).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-}
-
-/// File shares and containers: 3 to 63 lower-case letters, digits and '-'.
-fn is_share_name(s: &str) -> bool {
-    (3..=63).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && !s.ends_with('-')
-        && !s.contains("--")
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
+/// What [`is_account_name`] accepts, for error messages.
+const ACCOUNT_NAME: &str =
+    "an account like render, STUDIO\\render or render@studio.local (letters, digits and ._-@\\)";
 
 impl BootstrapSpec {
     /// Checks every item for the pool's OS; errors name the field
@@ -533,19 +493,16 @@ impl BootstrapSpec {
             }
             if let Some(ou) = &d.ou {
                 check_text(&format!("{f}.ou"), ou, 512)?;
-                if !ou.to_ascii_uppercase().starts_with("OU=") {
+                if !is_ou(ou) {
                     return Err(err(
                         format!("{f}.ou"),
-                        "an OU is a distinguished name like \"OU=Render,DC=studio,DC=local\"",
+                        "an OU is a distinguished name like \"OU=Render,DC=studio,DC=local\" (letters, digits, spaces and =,._-)",
                     ));
                 }
             }
             check_text(&format!("{f}.username"), &d.username, 104)?;
-            if d.username.contains(['"', '\'', ' ']) {
-                return Err(err(
-                    format!("{f}.username"),
-                    "must not contain quotes or spaces",
-                ));
+            if !is_account_name(&d.username) {
+                return Err(err(format!("{f}.username"), ACCOUNT_NAME));
             }
             check_secret(&format!("{f}.password"), &d.password)?;
         }
@@ -592,7 +549,7 @@ impl BootstrapSpec {
             }
             if let Some(key) = &a.ssh_public_key {
                 let parts: Vec<&str> = key.split_whitespace().collect();
-                let ok = !has_control(key)
+                let ok = key.bytes().all(|b| (0x20..0x7f).contains(&b))
                     && key.len() <= 16 * 1024
                     && parts.len() >= 2
                     && (parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-"))
@@ -674,35 +631,31 @@ impl BootstrapSpec {
         };
         match os {
             Os::Linux => {
-                if !m.target.starts_with('/')
-                    || m.target.len() < 2
-                    || m.target
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-                    || m.target.split('/').any(|p| p == "..")
-                {
+                if !is_mount_target(&m.target) {
                     return Err(err(
                         format!("{f}.target"),
-                        "an absolute path without spaces, like /mnt/assets",
+                        "an absolute path of letters, digits and ._/- without .. (like /mnt/assets)",
                     ));
                 }
             }
             Os::Windows => {
                 if !is_drive(&m.target) {
-                    return Err(err(format!("{f}.target"), "a drive letter, like R:"));
+                    return Err(err(
+                        format!("{f}.target"),
+                        "an upper-case drive letter and a colon, like R:",
+                    ));
                 }
             }
         }
         match m.kind {
             MountKind::Smb => {
                 let source = need("source", &m.source)?;
-                if smb_parts(&source).is_none()
-                    || has_control(&source)
-                    || source.contains(['\'', '"', ' '])
-                {
+                if smb_parts(&source).is_none() {
                     return Err(err(
                         format!("{f}.source"),
-                        format!("{source:?} is not an SMB share like //server/share"),
+                        format!(
+                            "{source:?} is not an SMB share like //server/share (path of letters, digits and ._$-)"
+                        ),
                     ));
                 }
                 forbid("account", m.account.is_some())?;
@@ -710,11 +663,8 @@ impl BootstrapSpec {
                 forbid("key", m.key.is_some())?;
                 if let Some(u) = &m.username {
                     check_text(&format!("{f}.username"), u, 104)?;
-                    if u.contains(['"', '\'', ' ', ',', '=']) {
-                        return Err(err(
-                            format!("{f}.username"),
-                            "must not contain quotes, spaces, ',' or '='",
-                        ));
+                    if !is_account_name(u) {
+                        return Err(err(format!("{f}.username"), ACCOUNT_NAME));
                     }
                 }
                 match (&m.username, &m.password) {
@@ -730,16 +680,12 @@ impl BootstrapSpec {
             }
             MountKind::Nfs => {
                 let source = need("source", &m.source)?;
-                let ok = source.split_once(":/").is_some_and(|(host, path)| {
-                    (is_host_name(host) || host.parse::<IpAddr>().is_ok())
-                        && !path
-                            .chars()
-                            .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"')
-                });
-                if !ok {
+                if !is_nfs_source(&source) {
                     return Err(err(
                         format!("{f}.source"),
-                        format!("{source:?} is not an NFS export like server:/export"),
+                        format!(
+                            "{source:?} is not an NFS export like server:/export (path of letters, digits and ._/-)"
+                        ),
                     ));
                 }
                 for (name, present) in [
