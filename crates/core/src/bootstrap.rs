@@ -14,6 +14,11 @@
 //! or `{"secret": "file:/path"}`), and the caller passes a resolver that looks them up when a
 //! node is rendered (the daemon reads its environment or the file; a preview passes
 //! [`masked`]). Nothing here does IO.
+//!
+//! Every value that enters a script goes through one function of [`quote`] for the language
+//! that reads it (POSIX shell, PowerShell, systemd) or through its YAML serializer; fields with
+//! a grammar (paths, drive letters, accounts, hosts, share sources) are validated against it
+//! (`grammar`), and the daemon's advertised URL by [`validate_advertise_url`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +27,16 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Os, SpecError};
+
+mod grammar;
+pub mod quote;
+
+pub use grammar::validate_advertise_url;
+use grammar::{
+    is_account_name, is_drive, is_env_name, is_mount_target, is_nfs_source, is_ou, is_share_name,
+    is_storage_account, is_user_name, smb_parts,
+};
+use quote::{powershell as ps, sh};
 
 /// A secret named, never given: `env:NAME` (the daemon's environment variable) or
 /// `file:/absolute/path` (a file the daemon reads; one trailing newline is dropped).
@@ -422,55 +437,9 @@ pub fn windows_time_zone(iana: &str) -> Option<&'static str> {
     TABLE.iter().find(|(k, _)| *k == iana).map(|(_, v)| *v)
 }
 
-fn is_env_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Linux and Windows both accept these: letters, digits, '_', '-', '.', starting with a
-/// letter, at most 20 characters (Windows' limit).
-fn is_user_name(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.len() <= 20
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn is_drive(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
-}
-
-/// `//server/share[/path]` or `\\server\share[\path]`, normalized to forward slashes.
-fn smb_parts(source: &str) -> Option<(String, String)> {
-    let s = source.replace('\\', "/");
-    let rest = s.strip_prefix("//")?;
-    let (host, path) = rest.split_once('/')?;
-    if !is_host_name(host) && host.parse::<IpAddr>().is_err() {
-        return None;
-    }
-    if path.is_empty() || path.split('/').any(str::is_empty) {
-        return None;
-    }
-    Some((host.to_string(), path.to_string()))
-}
-
-fn is_storage_account(s: &str) -> bool {
-    (3..=24).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-}
-
-/// File shares and containers: 3 to 63 lower-case letters, digits and '-'.
-fn is_share_name(s: &str) -> bool {
-    (3..=63).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && !s.ends_with('-')
-        && !s.contains("--")
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
+/// What [`is_account_name`] accepts, for error messages.
+const ACCOUNT_NAME: &str =
+    "an account like render, STUDIO\\render or render@studio.local (letters, digits and ._-@\\)";
 
 impl BootstrapSpec {
     /// Checks every item for the pool's OS; errors name the field
@@ -529,19 +498,16 @@ impl BootstrapSpec {
             }
             if let Some(ou) = &d.ou {
                 check_text(&format!("{f}.ou"), ou, 512)?;
-                if !ou.to_ascii_uppercase().starts_with("OU=") {
+                if !is_ou(ou) {
                     return Err(err(
                         format!("{f}.ou"),
-                        "an OU is a distinguished name like \"OU=Render,DC=studio,DC=local\"",
+                        "an OU is a distinguished name like \"OU=Render,DC=studio,DC=local\" (letters, digits, spaces and =,._-)",
                     ));
                 }
             }
             check_text(&format!("{f}.username"), &d.username, 104)?;
-            if d.username.contains(['"', '\'', ' ']) {
-                return Err(err(
-                    format!("{f}.username"),
-                    "must not contain quotes or spaces",
-                ));
+            if !is_account_name(&d.username) {
+                return Err(err(format!("{f}.username"), ACCOUNT_NAME));
             }
             check_secret(&format!("{f}.password"), &d.password)?;
         }
@@ -588,7 +554,7 @@ impl BootstrapSpec {
             }
             if let Some(key) = &a.ssh_public_key {
                 let parts: Vec<&str> = key.split_whitespace().collect();
-                let ok = !has_control(key)
+                let ok = key.bytes().all(|b| (0x20..0x7f).contains(&b))
                     && key.len() <= 16 * 1024
                     && parts.len() >= 2
                     && (parts[0].starts_with("ssh-") || parts[0].starts_with("ecdsa-"))
@@ -670,35 +636,31 @@ impl BootstrapSpec {
         };
         match os {
             Os::Linux => {
-                if !m.target.starts_with('/')
-                    || m.target.len() < 2
-                    || m.target
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-                    || m.target.split('/').any(|p| p == "..")
-                {
+                if !is_mount_target(&m.target) {
                     return Err(err(
                         format!("{f}.target"),
-                        "an absolute path without spaces, like /mnt/assets",
+                        "an absolute path of letters, digits and ._/- without .. (like /mnt/assets)",
                     ));
                 }
             }
             Os::Windows => {
                 if !is_drive(&m.target) {
-                    return Err(err(format!("{f}.target"), "a drive letter, like R:"));
+                    return Err(err(
+                        format!("{f}.target"),
+                        "an upper-case drive letter and a colon, like R:",
+                    ));
                 }
             }
         }
         match m.kind {
             MountKind::Smb => {
                 let source = need("source", &m.source)?;
-                if smb_parts(&source).is_none()
-                    || has_control(&source)
-                    || source.contains(['\'', '"', ' '])
-                {
+                if smb_parts(&source).is_none() {
                     return Err(err(
                         format!("{f}.source"),
-                        format!("{source:?} is not an SMB share like //server/share"),
+                        format!(
+                            "{source:?} is not an SMB share like //server/share (path of letters, digits and ._$-)"
+                        ),
                     ));
                 }
                 forbid("account", m.account.is_some())?;
@@ -706,11 +668,8 @@ impl BootstrapSpec {
                 forbid("key", m.key.is_some())?;
                 if let Some(u) = &m.username {
                     check_text(&format!("{f}.username"), u, 104)?;
-                    if u.contains(['"', '\'', ' ', ',', '=']) {
-                        return Err(err(
-                            format!("{f}.username"),
-                            "must not contain quotes, spaces, ',' or '='",
-                        ));
+                    if !is_account_name(u) {
+                        return Err(err(format!("{f}.username"), ACCOUNT_NAME));
                     }
                 }
                 match (&m.username, &m.password) {
@@ -726,16 +685,12 @@ impl BootstrapSpec {
             }
             MountKind::Nfs => {
                 let source = need("source", &m.source)?;
-                let ok = source.split_once(":/").is_some_and(|(host, path)| {
-                    (is_host_name(host) || host.parse::<IpAddr>().is_ok())
-                        && !path
-                            .chars()
-                            .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '"')
-                });
-                if !ok {
+                if !is_nfs_source(&source) {
                     return Err(err(
                         format!("{f}.source"),
-                        format!("{source:?} is not an NFS export like server:/export"),
+                        format!(
+                            "{source:?} is not an NFS export like server:/export (path of letters, digits and ._/-)"
+                        ),
                     ));
                 }
                 for (name, present) in [
@@ -858,32 +813,6 @@ impl Secrets {
     }
 }
 
-/// POSIX shell single quoting.
-fn sh(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// PowerShell single quoting.
-fn ps(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A value for a systemd `ExecStart=` inside double quotes.
-fn systemd_quoted(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '$' => out.push_str("$$"),
-            '%' => out.push_str("%%"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn host_lines(ctx: &NodeContext<'_>, spec: &BootstrapSpec) -> Vec<String> {
     ctx.daemon_host
         .into_iter()
@@ -936,6 +865,99 @@ while :; do
 done
 "#;
 
+/// A `#cloud-config` document: what renderburst writes of cloud-init's schema, typed so that the
+/// YAML serializer (not string formatting) writes every value. The Batch enrollment script is
+/// made from the same value ([`cloud_init_as_script`]).
+#[derive(Debug, Serialize)]
+struct CloudConfig {
+    timezone: String,
+    write_files: Vec<WriteFile>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    users: Vec<CloudUser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chpasswd: Option<Chpasswd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_pwauth: Option<bool>,
+    runcmd: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct WriteFile {
+    path: String,
+    permissions: &'static str,
+    owner: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    append: bool,
+    content: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum CloudUser {
+    /// `default`: the image's default user stays.
+    Default(&'static str),
+    Account(CloudAccount),
+}
+
+#[derive(Debug, Serialize)]
+struct CloudAccount {
+    name: String,
+    shell: &'static str,
+    sudo: String,
+    lock_passwd: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ssh_authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Chpasswd {
+    expire: bool,
+    users: Vec<ChpasswdUser>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChpasswdUser {
+    name: String,
+    password: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// blobfuse2's configuration file for one container.
+#[derive(Debug, Serialize)]
+struct BlobfuseConfig {
+    #[serde(rename = "allow-other")]
+    allow_other: bool,
+    components: [&'static str; 4],
+    azstorage: BlobfuseStorage,
+}
+
+#[derive(Debug, Serialize)]
+struct BlobfuseStorage {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "account-name")]
+    account_name: String,
+    container: String,
+    mode: &'static str,
+    #[serde(rename = "account-key")]
+    account_key: String,
+}
+
+fn write_file(path: &str, mode: &'static str, content: String, append: bool) -> WriteFile {
+    WriteFile {
+        path: path.to_string(),
+        permissions: mode,
+        owner: "root:root",
+        append,
+        content,
+    }
+}
+
+fn yaml_error(e: String) -> SpecError {
+    err("bootstrap", format!("cannot render YAML: {e}"))
+}
+
 /// Renders the `#cloud-config` document for a Linux node. Secrets are resolved through
 /// `resolve` (pass [`masked`] for a preview).
 pub fn render_cloud_init(
@@ -943,25 +965,25 @@ pub fn render_cloud_init(
     ctx: &NodeContext<'_>,
     resolve: Resolver<'_>,
 ) -> Result<String, SpecError> {
-    use serde_yaml::{Mapping, Value};
-    let secrets = Secrets::resolve(spec, resolve)?;
-    let s = |v: &str| Value::String(v.to_string());
-    let file = |path: &str, mode: &str, content: String, append: bool| {
-        let mut m = Mapping::new();
-        m.insert(s("path"), s(path));
-        m.insert(s("permissions"), s(mode));
-        m.insert(s("owner"), s("root:root"));
-        if append {
-            m.insert(s("append"), Value::Bool(true));
-        }
-        m.insert(s("content"), Value::String(content));
-        Value::Mapping(m)
-    };
-    let mut doc = Mapping::new();
-    let tz = spec.time_zone.as_deref().unwrap_or(ctx.default_time_zone);
-    doc.insert(s("timezone"), s(tz));
+    let doc = cloud_config(spec, ctx, resolve)?;
+    let body = quote::yaml(&doc).map_err(yaml_error)?;
+    Ok(format!(
+        "#cloud-config\n# renderburst bootstrap of node {} (pool {}). Rendered by renderburst: do not edit.\n{body}",
+        quote::comment(ctx.node),
+        quote::comment(ctx.pool)
+    ))
+}
 
-    let mut files: Vec<Value> = Vec::new();
+fn cloud_config(
+    spec: &BootstrapSpec,
+    ctx: &NodeContext<'_>,
+    resolve: Resolver<'_>,
+) -> Result<CloudConfig, SpecError> {
+    let secrets = Secrets::resolve(spec, resolve)?;
+    let file = write_file;
+    let tz = spec.time_zone.as_deref().unwrap_or(ctx.default_time_zone);
+
+    let mut files = Vec::new();
     let hosts = host_lines(ctx, spec);
     if !hosts.is_empty() {
         let mut text = String::from("# added by renderburst bootstrap\n");
@@ -971,19 +993,18 @@ pub fn render_cloud_init(
         }
         files.push(file("/etc/hosts", "0644", text, true));
     }
-    files.push(file(
-        "/etc/renderburst/node.env",
-        "0600",
-        format!(
-            "RENDERBURST_POOL={}\nRENDERBURST_NODE={}\nRENDERBURST_REGISTER_URL={}\nRENDERBURST_HEARTBEAT_URL={}\nRENDERBURST_NODE_TOKEN={}\n",
-            ctx.pool,
-            ctx.node,
-            ctx.register_url(),
-            ctx.heartbeat_url(),
-            ctx.token
-        ),
-        false,
-    ));
+    // Sourced by the node agent (`. /etc/renderburst/node.env`): every value shell-quoted.
+    let mut node_env = String::new();
+    for (k, v) in [
+        ("RENDERBURST_POOL", ctx.pool.to_string()),
+        ("RENDERBURST_NODE", ctx.node.to_string()),
+        ("RENDERBURST_REGISTER_URL", ctx.register_url()),
+        ("RENDERBURST_HEARTBEAT_URL", ctx.heartbeat_url()),
+        ("RENDERBURST_NODE_TOKEN", ctx.token.to_string()),
+    ] {
+        let _ = writeln!(node_env, "{k}={}", sh(&v));
+    }
+    files.push(file("/etc/renderburst/node.env", "0600", node_env, false));
     files.push(file(
         "/usr/local/lib/renderburst/node-agent.sh",
         "0755",
@@ -998,14 +1019,10 @@ pub fn render_cloud_init(
     ));
     let env = env_pairs(spec, &secrets);
     // The render client's environment: the section's variables (systemd EnvironmentFile
-    // syntax, values double-quoted) ...
+    // syntax) ...
     let mut render_env = String::new();
     for (k, v) in &env {
-        let _ = writeln!(
-            render_env,
-            "{k}=\"{}\"",
-            v.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let _ = writeln!(render_env, "{k}={}", quote::systemd_env(v));
     }
     if !env.is_empty() {
         files.push(file(
@@ -1052,15 +1069,23 @@ pub fn render_cloud_init(
                 ));
             }
             MountKind::Blob => {
-                let account = m.account.as_deref().unwrap_or_default();
-                let container = m.share.as_deref().unwrap_or_default();
-                let key = secrets.get(&format!("bootstrap.mounts[{i}].key"));
+                let config = BlobfuseConfig {
+                    allow_other: true,
+                    components: ["libfuse", "file_cache", "attr_cache", "azstorage"],
+                    azstorage: BlobfuseStorage {
+                        kind: "block",
+                        account_name: m.account.clone().unwrap_or_default(),
+                        container: m.share.clone().unwrap_or_default(),
+                        mode: "key",
+                        account_key: secrets
+                            .get(&format!("bootstrap.mounts[{i}].key"))
+                            .to_string(),
+                    },
+                };
                 files.push(file(
                     &format!("/etc/renderburst/blobfuse-{i}.yaml"),
                     "0600",
-                    format!(
-                        "allow-other: true\ncomponents:\n  - libfuse\n  - file_cache\n  - attr_cache\n  - azstorage\nazstorage:\n  type: block\n  account-name: {account}\n  container: {container}\n  mode: key\n  account-key: {key}\n"
-                    ),
+                    quote::yaml(&config).map_err(yaml_error)?,
                     false,
                 ));
             }
@@ -1069,7 +1094,7 @@ pub fn render_cloud_init(
     }
     if spec.domain.is_some() {
         files.push(file(
-            "/etc/renderburst/domain-join.pw",
+            DOMAIN_PASSWORD_FILE,
             "0600",
             format!("{}\n", secrets.get("bootstrap.domain.password")),
             false,
@@ -1086,64 +1111,67 @@ pub fn render_cloud_init(
             "0644",
             format!(
                 "[Unit]\nDescription=Render client (renderburst bootstrap)\nAfter=network-online.target remote-fs.target\nWants=network-online.target\n\n[Service]\n{env_file}ExecStart=/bin/sh -c {}\nRestart=always\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n",
-                systemd_quoted(&rc.command)
+                quote::systemd_exec(&rc.command)
             ),
             false,
         ));
     }
-    files.push(file(
-        "/usr/local/lib/renderburst/bootstrap.sh",
-        "0700",
-        linux_script(spec, ctx),
-        false,
-    ));
-    doc.insert(s("write_files"), Value::Sequence(files));
+    files.push(file(BOOTSTRAP_SCRIPT, "0700", linux_script(spec), false));
 
+    let mut doc = CloudConfig {
+        timezone: tz.to_string(),
+        write_files: files,
+        users: Vec::new(),
+        chpasswd: None,
+        ssh_pwauth: None,
+        runcmd: vec![vec![BOOTSTRAP_SCRIPT.to_string()]],
+    };
     if let Some(a) = &spec.admin {
-        let mut user = Mapping::new();
-        user.insert(s("name"), s(&a.username));
-        user.insert(s("shell"), s("/bin/bash"));
-        user.insert(s("sudo"), s("ALL=(ALL) NOPASSWD:ALL"));
-        user.insert(s("lock_passwd"), Value::Bool(a.password.is_none()));
-        if let Some(key) = &a.ssh_public_key {
-            user.insert(s("ssh_authorized_keys"), Value::Sequence(vec![s(key)]));
-        }
-        doc.insert(
-            s("users"),
-            Value::Sequence(vec![s("default"), Value::Mapping(user)]),
-        );
+        doc.users = vec![
+            CloudUser::Default("default"),
+            CloudUser::Account(CloudAccount {
+                name: a.username.clone(),
+                shell: "/bin/bash",
+                sudo: "ALL=(ALL) NOPASSWD:ALL".to_string(),
+                lock_passwd: a.password.is_none(),
+                ssh_authorized_keys: a.ssh_public_key.iter().cloned().collect(),
+            }),
+        ];
         if a.password.is_some() {
-            let mut entry = Mapping::new();
-            entry.insert(s("name"), s(&a.username));
-            entry.insert(s("password"), s(secrets.get("bootstrap.admin.password")));
-            entry.insert(s("type"), s("text"));
-            let mut chpasswd = Mapping::new();
-            chpasswd.insert(s("expire"), Value::Bool(false));
-            chpasswd.insert(s("users"), Value::Sequence(vec![Value::Mapping(entry)]));
-            doc.insert(s("chpasswd"), Value::Mapping(chpasswd));
-            doc.insert(s("ssh_pwauth"), Value::Bool(true));
+            doc.chpasswd = Some(Chpasswd {
+                expire: false,
+                users: vec![ChpasswdUser {
+                    name: a.username.clone(),
+                    password: secrets.get("bootstrap.admin.password").to_string(),
+                    kind: "text",
+                }],
+            });
+            doc.ssh_pwauth = Some(true);
         }
     }
-    doc.insert(
-        s("runcmd"),
-        Value::Sequence(vec![Value::Sequence(vec![s(
-            "/usr/local/lib/renderburst/bootstrap.sh",
-        )])]),
-    );
-    let body = serde_yaml::to_string(&Value::Mapping(doc))
-        .map_err(|e| err("bootstrap", format!("cannot render cloud-init: {e}")))?;
-    Ok(format!(
-        "#cloud-config\n# renderburst bootstrap of node {} (pool {}). Rendered by renderburst: do not edit.\n{body}",
-        ctx.node, ctx.pool
-    ))
+    Ok(doc)
 }
+
+/// The bootstrap script cloud-init (or the Batch enrollment script) runs once.
+const BOOTSTRAP_SCRIPT: &str = "/usr/local/lib/renderburst/bootstrap.sh";
+/// The domain-join password, read once by `realm join` and removed on every exit.
+const DOMAIN_PASSWORD_FILE: &str = "/etc/renderburst/domain-join.pw";
 
 /// The shell script cloud-init runs once (`runcmd`): packages, firewall, domain, mounts,
 /// then the render client and the node agent, which registers last — a node that failed to
 /// bootstrap never registers and is replaced as a zombie.
-fn linux_script(spec: &BootstrapSpec, _ctx: &NodeContext<'_>) -> String {
+fn linux_script(spec: &BootstrapSpec) -> String {
     let mut o = String::new();
-    o.push_str("#!/bin/bash\n# renderburst bootstrap, run once by cloud-init. Registers the node last.\nset -euo pipefail\nexec >>/var/log/renderburst-bootstrap.log 2>&1\n\n");
+    o.push_str("#!/bin/bash\n# renderburst bootstrap, run once by cloud-init. Registers the node last.\nset -euo pipefail\nexec >>/var/log/renderburst-bootstrap.log 2>&1\n");
+    if spec.domain.is_some() {
+        // Whether the join works or not, the password does not stay on the disk.
+        let _ = writeln!(
+            o,
+            "trap {} EXIT",
+            sh(&format!("rm -f {DOMAIN_PASSWORD_FILE}"))
+        );
+    }
+    o.push('\n');
     o.push_str("install_packages() {\n  if command -v apt-get >/dev/null; then\n    DEBIAN_FRONTEND=noninteractive apt-get -y -q update\n    DEBIAN_FRONTEND=noninteractive apt-get -y -q install \"$@\"\n  elif command -v dnf >/dev/null; then\n    dnf -y -q install \"$@\"\n  else\n    zypper -n -q install \"$@\"\n  fi\n}\n\n");
     let mut pkgs: Vec<&str> = vec!["curl"];
     if spec
@@ -1191,14 +1219,17 @@ fn linux_script(spec: &BootstrapSpec, _ctx: &NodeContext<'_>) -> String {
                 .unwrap_or_default();
         let _ = writeln!(
             o,
-            "if ! realm list | grep -qi {dom}; then\n  realm join --verbose{ou} -U {user} {dom} </etc/renderburst/domain-join.pw\nfi\nrm -f /etc/renderburst/domain-join.pw\n",
+            "if ! realm list | grep -qi {dom}; then\n  realm join --verbose{ou} -U {user} {dom} <{pw}\nfi\nrm -f {pw}\n",
             dom = sh(&d.name),
             user = sh(&d.username),
+            pw = sh(DOMAIN_PASSWORD_FILE),
         );
     }
     if !spec.mounts.is_empty() {
         o.push_str("# Share mounts.\n");
         for (i, m) in spec.mounts.iter().enumerate() {
+            // Validated (`^/[A-Za-z0-9._/-]+$`), so it can stand in an fstab line; quoted
+            // wherever it reaches the shell.
             let target = &m.target;
             let _ = writeln!(o, "mkdir -p {}", sh(target));
             let line = match m.kind {
@@ -1238,9 +1269,11 @@ fn linux_script(spec: &BootstrapSpec, _ctx: &NodeContext<'_>) -> String {
                 None => {
                     let _ = writeln!(
                         o,
-                        "command -v blobfuse2 >/dev/null || {{ echo 'blobfuse2 is not installed on this image: cannot mount {t}'; exit 1; }}\nmkdir -p /mnt/blobfuse-cache-{i}\nblobfuse2 mount {tq} --config-file=/etc/renderburst/blobfuse-{i}.yaml --tmp-path=/mnt/blobfuse-cache-{i}",
-                        t = target,
-                        tq = sh(target)
+                        "command -v blobfuse2 >/dev/null || {{ echo {message}; exit 1; }}\nmkdir -p /mnt/blobfuse-cache-{i}\nblobfuse2 mount {t} --config-file=/etc/renderburst/blobfuse-{i}.yaml --tmp-path=/mnt/blobfuse-cache-{i}",
+                        message = sh(&format!(
+                            "blobfuse2 is not installed on this image: cannot mount {target}"
+                        )),
+                        t = sh(target)
                     );
                 }
             }
@@ -1255,6 +1288,10 @@ fn linux_script(spec: &BootstrapSpec, _ctx: &NodeContext<'_>) -> String {
     o
 }
 
+/// Where Azure saves a Windows VM's `customData` (the VM's `FirstLogonCommands` copy it to a
+/// `.ps1` beside it and run that).
+const WINDOWS_CUSTOM_DATA: &str = "C:\\AzureData\\CustomData.bin";
+
 /// Renders the PowerShell script a Windows node runs on its first logon (Azure saves
 /// `customData` as `C:\AzureData\CustomData.bin`; the VM's `FirstLogonCommands` run it).
 pub fn render_powershell(
@@ -1267,18 +1304,33 @@ pub fn render_powershell(
     let _ = writeln!(
         o,
         "# renderburst bootstrap of node {} (pool {}). Rendered by renderburst: do not edit.",
-        ctx.node, ctx.pool
+        quote::comment(ctx.node),
+        quote::comment(ctx.pool)
     );
-    o.push_str("$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n$dir = Join-Path $env:ProgramData 'renderburst'\nNew-Item -ItemType Directory -Force -Path $dir | Out-Null\n# Only SYSTEM and Administrators may read what is written here (the node token).\nicacls.exe $dir /inheritance:r /grant:r 'SYSTEM:(OI)(CI)F' 'Administrators:(OI)(CI)F' | Out-Null\n\n");
+    // PowerShell parses the whole script before it runs a line of it, so the script can delete
+    // itself (and Azure's copy of customData) first: its secrets are not left on the disk,
+    // whether it succeeds or not. Run by Invoke-Expression (Batch), it has no path.
+    let _ = writeln!(
+        o,
+        "$ErrorActionPreference = 'Stop'\n$ProgressPreference = 'SilentlyContinue'\n# This script holds secrets: delete it and customData now (PowerShell has read all of it).\nforeach ($f in @($PSCommandPath, {})) {{ if ($f -and (Test-Path -LiteralPath $f)) {{ Remove-Item -LiteralPath $f -Force }} }}",
+        ps(WINDOWS_CUSTOM_DATA)
+    );
+    o.push_str("$dir = Join-Path $env:ProgramData 'renderburst'\nNew-Item -ItemType Directory -Force -Path $dir | Out-Null\n# Only SYSTEM and Administrators may read what is written here (the node token).\nicacls.exe $dir /inheritance:r /grant:r 'SYSTEM:(OI)(CI)F' 'Administrators:(OI)(CI)F' | Out-Null\n\n");
     let tz = spec.time_zone.as_deref().unwrap_or(ctx.default_time_zone);
     match windows_time_zone(tz) {
         Some(id) => {
-            let _ = writeln!(o, "# Time zone ({tz}).\nSet-TimeZone -Id {}\n", ps(id));
+            let _ = writeln!(
+                o,
+                "# Time zone ({}).\nSet-TimeZone -Id {}\n",
+                quote::comment(tz),
+                ps(id)
+            );
         }
         None => {
             let _ = writeln!(
                 o,
-                "# Time zone: {tz} has no known Windows id; the image's zone is kept.\n"
+                "# Time zone: {} has no known Windows id; the image's zone is kept.\n",
+                quote::comment(tz)
             );
         }
     }
@@ -1548,78 +1600,72 @@ pub fn render_enrollment_script(
     resolve: Resolver<'_>,
 ) -> Result<String, SpecError> {
     match os {
-        Os::Linux => cloud_init_as_script(&render_cloud_init(spec, ctx, resolve)?),
+        Os::Linux => Ok(cloud_init_as_script(&cloud_config(spec, ctx, resolve)?)),
         Os::Windows => render_powershell(spec, ctx, resolve),
     }
 }
 
-/// Turns a rendered `#cloud-config` into a plain shell script (for Batch, which has no
-/// cloud-init step): the files are written with their modes, the time zone and users set,
-/// then the bootstrap script runs.
-fn cloud_init_as_script(doc: &str) -> Result<String, SpecError> {
-    let value: serde_yaml::Value = serde_yaml::from_str(doc)
-        .map_err(|e| err("bootstrap", format!("cannot re-read cloud-init: {e}")))?;
+/// Turns a `#cloud-config` document into a plain shell script (for Batch, which has no
+/// cloud-init step): the time zone and users set, the files written with their modes, then
+/// the bootstrap script runs. Every value is shell-quoted.
+fn cloud_init_as_script(doc: &CloudConfig) -> String {
     let mut o = String::from("#!/bin/bash\nset -euo pipefail\n");
-    if let Some(tz) = value.get("timezone").and_then(|v| v.as_str()) {
-        let _ = writeln!(o, "timedatectl set-timezone {} || true", sh(tz));
-    }
-    if let Some(users) = value.get("users").and_then(|v| v.as_sequence()) {
-        for u in users.iter().filter_map(|u| u.as_mapping()) {
-            let name = u.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+    let _ = writeln!(o, "timedatectl set-timezone {} || true", sh(&doc.timezone));
+    for user in &doc.users {
+        let CloudUser::Account(u) = user else {
+            continue;
+        };
+        let n = sh(&u.name);
+        // sudo skips files of /etc/sudoers.d whose names hold a '.'.
+        let sudoers = format!("/etc/sudoers.d/renderburst-{}", u.name.replace('.', "_"));
+        let _ = writeln!(
+            o,
+            "id -u {n} >/dev/null 2>&1 || useradd -m -s {shell} {n}\nprintf '%s\\n' {rule} >{sudoers}",
+            shell = sh(u.shell),
+            rule = sh(&format!("{} {}", u.name, u.sudo)),
+            sudoers = sh(&sudoers),
+        );
+        if !u.ssh_authorized_keys.is_empty() {
+            // sshd reads the keys as the user: the directory and the file are theirs.
             let _ = writeln!(
                 o,
-                "id -u {n} >/dev/null 2>&1 || useradd -m -s /bin/bash {n}\necho {s} >/etc/sudoers.d/renderburst-{name}",
-                n = sh(name),
-                s = sh(&format!("{name} ALL=(ALL) NOPASSWD:ALL"))
+                "home=$(getent passwd {n} | cut -d: -f6)\ninstall -d -m 0700 -o {n} \"$home/.ssh\""
             );
-            if let Some(keys) = u.get("ssh_authorized_keys").and_then(|v| v.as_sequence()) {
-                let _ = writeln!(o, "install -d -m 0700 -o {n} ~{name}/.ssh", n = sh(name));
-                for k in keys.iter().filter_map(|k| k.as_str()) {
-                    let _ = writeln!(o, "echo {} >>~{name}/.ssh/authorized_keys", sh(k));
-                }
+            for k in &u.ssh_authorized_keys {
+                let _ = writeln!(
+                    o,
+                    "printf '%s\\n' {} >>\"$home/.ssh/authorized_keys\"",
+                    sh(k)
+                );
             }
+            let _ = writeln!(
+                o,
+                "chmod 0600 \"$home/.ssh/authorized_keys\"\nchown {n} \"$home/.ssh/authorized_keys\""
+            );
         }
     }
-    if let Some(users) = value
-        .get("chpasswd")
-        .and_then(|c| c.get("users"))
-        .and_then(|v| v.as_sequence())
-    {
-        for u in users {
-            let name = u.get("name").and_then(|v| v.as_str()).unwrap_or_default();
-            let pw = u
-                .get("password")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let _ = writeln!(o, "echo {} | chpasswd", sh(&format!("{name}:{pw}")));
-        }
+    for u in doc.chpasswd.iter().flat_map(|c| &c.users) {
+        let _ = writeln!(
+            o,
+            "printf '%s\\n' {} | chpasswd",
+            sh(&format!("{}:{}", u.name, u.password))
+        );
     }
-    for f in value
-        .get("write_files")
-        .and_then(|v| v.as_sequence())
-        .into_iter()
-        .flatten()
-    {
-        let path = f.get("path").and_then(|v| v.as_str()).unwrap_or_default();
-        let mode = f
-            .get("permissions")
-            .and_then(|v| v.as_str())
-            .unwrap_or("0644");
-        let content = f
-            .get("content")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let append = f.get("append").and_then(|v| v.as_bool()).unwrap_or(false);
-        let redirect = if append { ">>" } else { ">" };
+    for f in &doc.write_files {
+        let redirect = if f.append { ">>" } else { ">" };
         let _ = writeln!(
             o,
             "mkdir -p \"$(dirname {p})\"\nprintf '%s' {c} {redirect}{p}\nchmod {mode} {p}",
-            p = sh(path),
-            c = sh(content)
+            p = sh(&f.path),
+            c = sh(&f.content),
+            mode = sh(f.permissions),
         );
     }
-    o.push_str("/usr/local/lib/renderburst/bootstrap.sh\n");
-    Ok(o)
+    for command in &doc.runcmd {
+        let words: Vec<String> = command.iter().map(|w| sh(w)).collect();
+        let _ = writeln!(o, "{}", words.join(" "));
+    }
+    o
 }
 
 /// Standard base64 with padding (kept here so `core` needs no encoding crate).

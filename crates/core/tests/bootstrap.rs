@@ -15,8 +15,8 @@ use rb_core::bootstrap::{
     render_node, render_powershell, render_start_task,
 };
 use rb_core::spec::Os;
+use serde_json::Value;
 use serde_json::json;
-use serde_yaml::Value;
 
 fn full_section(os: Os) -> serde_json::Value {
     let (target_smb, target_files, target_nfs) = match os {
@@ -112,9 +112,14 @@ fn golden(name: &str, actual: &str) {
     }
 }
 
+/// Parses a YAML document (cloud-init, blobfuse2's configuration) into a JSON value.
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+}
+
 fn file<'a>(doc: &'a Value, path: &str) -> &'a str {
     doc["write_files"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|f| f["path"].as_str() == Some(path))
@@ -130,7 +135,7 @@ fn cloud_init_is_yaml_with_every_configured_item() {
     let daemon = daemon_host();
     let text = render_cloud_init(&spec, &ctx(&daemon, TOKEN), &resolver).unwrap();
     assert!(text.starts_with("#cloud-config\n"), "{text}");
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let doc = yaml(&text);
 
     assert_eq!(doc["timezone"].as_str(), Some("Europe/Berlin"));
     let hosts = file(&doc, "/etc/hosts");
@@ -140,16 +145,18 @@ fn cloud_init_is_yaml_with_every_configured_item() {
         "{hosts}"
     );
 
+    // Sourced by the node agent: every value shell-quoted.
     let node_env = file(&doc, "/etc/renderburst/node.env");
     assert!(
         node_env.contains(
-            "RENDERBURST_REGISTER_URL=http://10.1.0.4:7878/v1/nodes/maya-00007/register\n"
-        )
+            "RENDERBURST_REGISTER_URL='http://10.1.0.4:7878/v1/nodes/maya-00007/register'\n"
+        ),
+        "{node_env}"
     );
     assert!(node_env.contains(
-        "RENDERBURST_HEARTBEAT_URL=http://10.1.0.4:7878/v1/nodes/maya-00007/heartbeat\n"
+        "RENDERBURST_HEARTBEAT_URL='http://10.1.0.4:7878/v1/nodes/maya-00007/heartbeat'\n"
     ));
-    assert!(node_env.contains(&format!("RENDERBURST_NODE_TOKEN={TOKEN}\n")));
+    assert!(node_env.contains(&format!("RENDERBURST_NODE_TOKEN='{TOKEN}'\n")));
     let agent = file(&doc, "/usr/local/lib/renderburst/node-agent.sh");
     assert!(agent.contains("-X POST") && agent.contains("$RENDERBURST_REGISTER_URL"));
     assert!(agent.contains("-X PUT") && agent.contains("-d '{}'"));
@@ -180,7 +187,7 @@ fn cloud_init_is_yaml_with_every_configured_item() {
             "blobfuse2 mount '/mnt/plates' --config-file=/etc/renderburst/blobfuse-3.yaml"
         )
     );
-    let blob: Value = serde_yaml::from_str(file(&doc, "/etc/renderburst/blobfuse-3.yaml")).unwrap();
+    let blob = yaml(file(&doc, "/etc/renderburst/blobfuse-3.yaml"));
     assert_eq!(blob["azstorage"]["container"].as_str(), Some("plates"));
     assert_eq!(
         blob["azstorage"]["account-key"].as_str(),
@@ -191,7 +198,7 @@ fn cloud_init_is_yaml_with_every_configured_item() {
     // Packages the items need.
     assert!(script.contains("install_packages curl cifs-utils nfs-common realmd"));
     // Admin account.
-    let users = doc["users"].as_sequence().unwrap();
+    let users = doc["users"].as_array().unwrap();
     assert_eq!(users[0].as_str(), Some("default"));
     assert_eq!(users[1]["name"].as_str(), Some("artist"));
     assert_eq!(
@@ -252,12 +259,12 @@ fn a_minimal_section_still_registers_and_takes_the_daemon_time_zone() {
         ..ctx(&daemon, TOKEN)
     };
     let text = render_cloud_init(&spec, &ctx, &resolver).unwrap();
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let doc = yaml(&text);
     assert_eq!(doc["timezone"].as_str(), Some("America/Los_Angeles"));
     assert!(doc.get("users").is_none() && doc.get("chpasswd").is_none());
     assert!(file(&doc, "/etc/renderburst/node.env").contains(TOKEN));
     let paths: Vec<&str> = doc["write_files"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|f| f["path"].as_str().unwrap())
@@ -333,7 +340,7 @@ fn quotes_in_values_are_escaped_for_powershell_and_the_shell() {
     );
     assert!(ps.contains("-Argument '/c echo ''hi'''"), "{ps}");
     let ci = render_cloud_init(&spec, &ctx(&daemon, TOKEN), &resolver).unwrap();
-    let doc: Value = serde_yaml::from_str(&ci).unwrap();
+    let doc = yaml(&ci);
     assert!(
         file(&doc, "/etc/profile.d/renderburst.sh").contains(r#"export NOTE='it'\''s "quoted"'"#)
     );
@@ -346,7 +353,7 @@ fn masked_previews_show_no_secret_and_no_token() {
     let daemon = daemon_host();
     let text = render_cloud_init(&spec, &ctx(&daemon, MASK), &masked).unwrap();
     assert!(!text.contains("S3CRET") && !text.contains(TOKEN));
-    assert!(text.contains(&format!("RENDERBURST_NODE_TOKEN={MASK}")));
+    assert!(text.contains(&format!("RENDERBURST_NODE_TOKEN='{MASK}'")));
     let spec = section(full_section(Os::Windows));
     let text = render_powershell(&spec, &ctx(&daemon, MASK), &masked).unwrap();
     assert!(!text.contains("S3CRET") && !text.contains(TOKEN));
@@ -663,15 +670,14 @@ fn bash_parses_the_batch_start_task_and_the_enrollment_script() {
     )
     .unwrap();
     // And the scripts cloud-init writes (the enrollment script carries them as data).
-    let doc: Value = serde_yaml::from_str(
+    let doc = yaml(
         &render_cloud_init(
             &section(full_section(Os::Linux)),
             &ctx(&daemon, TOKEN),
             &resolver,
         )
         .unwrap(),
-    )
-    .unwrap();
+    );
     let bootstrap = file(&doc, "/usr/local/lib/renderburst/bootstrap.sh").to_string();
     let agent = file(&doc, "/usr/local/lib/renderburst/node-agent.sh").to_string();
     for (what, text) in [
@@ -700,15 +706,18 @@ fn the_enrollment_script_is_the_bootstrap_as_a_shell_or_powershell_script() {
         render_enrollment_script(&spec, Os::Linux, &ctx(&daemon, TOKEN), &resolver).unwrap();
     assert!(script.starts_with("#!/bin/bash\n"));
     assert!(script.contains("timedatectl set-timezone 'Europe/Berlin'"));
-    assert!(script.contains("useradd -m -s /bin/bash 'artist'"));
+    assert!(
+        script.contains("useradd -m -s '/bin/bash' 'artist'"),
+        "{script}"
+    );
     assert!(script.contains("/etc/renderburst/node.env"));
-    assert!(script.contains(&format!("RENDERBURST_NODE_TOKEN={TOKEN}")));
+    assert!(script.contains(&format!("RENDERBURST_NODE_TOKEN='\\''{TOKEN}'\\''")));
     assert!(script.contains("http://10.1.0.4:7878/v1/nodes/maya-00007/register"));
     assert!(script.contains("S3CRET-ENV_SMB_PASSWORD"));
     assert!(
         script
             .trim_end()
-            .ends_with("/usr/local/lib/renderburst/bootstrap.sh")
+            .ends_with("'/usr/local/lib/renderburst/bootstrap.sh'")
     );
     let masked_script =
         render_enrollment_script(&spec, Os::Linux, &ctx(&daemon, MASK), &masked).unwrap();

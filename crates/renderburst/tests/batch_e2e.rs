@@ -839,7 +839,7 @@ async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
     assert!(script.contains("password=********"), "{script}");
     assert!(script.contains("ADSKFLEX_LICENSE_FILE"), "{script}");
     assert!(
-        script.contains("RENDERBURST_NODE_TOKEN=********"),
+        script.contains(r"RENDERBURST_NODE_TOKEN='\''********'\''"),
         "{script}"
     );
     assert!(err.contains("# start task: /bin/bash -c"), "{err}");

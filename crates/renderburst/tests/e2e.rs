@@ -1283,10 +1283,10 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
     assert_eq!(code, 0, "{err}");
     assert!(script.starts_with("#cloud-config\n"), "{script}");
     assert!(script.contains(&format!(
-        "RENDERBURST_REGISTER_URL=http://{}/v1/nodes/arnold-00001/register",
+        "RENDERBURST_REGISTER_URL='http://{}/v1/nodes/arnold-00001/register'",
         daemon.api_addr
     )));
-    assert!(script.contains("RENDERBURST_NODE_TOKEN=********"));
+    assert!(script.contains("RENDERBURST_NODE_TOKEN='********'"));
     assert!(script.contains("password=********"));
     // The pool's license servers are in the node's environment.
     assert!(

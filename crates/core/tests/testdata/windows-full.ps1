@@ -1,6 +1,8 @@
 # renderburst bootstrap of node maya-00007 (pool maya). Rendered by renderburst: do not edit.
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+# This script holds secrets: delete it and customData now (PowerShell has read all of it).
+foreach ($f in @($PSCommandPath, 'C:\AzureData\CustomData.bin')) { if ($f -and (Test-Path -LiteralPath $f)) { Remove-Item -LiteralPath $f -Force } }
 $dir = Join-Path $env:ProgramData 'renderburst'
 New-Item -ItemType Directory -Force -Path $dir | Out-Null
 # Only SYSTEM and Administrators may read what is written here (the node token).
