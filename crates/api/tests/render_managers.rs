@@ -1924,13 +1924,14 @@ async fn the_bootstrap_preview_masks_secrets_and_the_token() {
     let script = preview["script"].as_str().unwrap();
     assert!(script.starts_with("#cloud-config\n"));
     assert!(
-        script.contains("RENDERBURST_NODE_TOKEN=********"),
+        script.contains("RENDERBURST_NODE_TOKEN='********'"),
         "{script}"
     );
     assert!(script.contains("password=********"));
     assert!(
-        script
-            .contains("RENDERBURST_REGISTER_URL=http://10.0.0.4:7878/v1/nodes/maya-00001/register")
+        script.contains(
+            "RENDERBURST_REGISTER_URL='http://10.0.0.4:7878/v1/nodes/maya-00001/register'"
+        )
     );
     assert!(script.contains("10.0.0.4 renderburst"));
     assert!(script.contains("timezone: Europe/Berlin"));
@@ -2023,11 +2024,14 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     assert!(script.contains("password=resolved"), "{script}");
     assert!(script.contains("foundry_LICENSE"), "{script}");
     assert!(
-        script.contains("RENDERBURST_REGISTER_URL=http://10.0.0.4:7878/v1/nodes/tvmps_1/register"),
+        script.contains(
+            r"RENDERBURST_REGISTER_URL='\''http://10.0.0.4:7878/v1/nodes/tvmps_1/register'\''"
+        ),
         "{script}"
     );
     assert!(!script.contains(pool_token));
-    let at = script.find("RENDERBURST_NODE_TOKEN=rbn_").unwrap() + "RENDERBURST_NODE_TOKEN=".len();
+    let at = script.find(r"RENDERBURST_NODE_TOKEN='\''rbn_").unwrap()
+        + r"RENDERBURST_NODE_TOKEN='\''".len();
     let node_token: String = script[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
