@@ -207,3 +207,23 @@ async fn a_loopback_daemon_answers_only_requests_addressed_to_it() {
     daemon.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_simulator_refuses_a_remote_listen_without_allow_remote() {
+    let dir = temp_dir("sim");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
+        .args(["sim", "--listen", "0.0.0.0:0", "--ca-out"])
+        .arg(dir.join("ca.pem"))
+        .kill_on_drop(true)
+        .output();
+    // Refused at once; a simulator that started would run until Ctrl-C.
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the simulator was serving on 0.0.0.0 after 30 s")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--allow-remote"), "{err}");
+    assert!(!dir.join("ca.pem").exists(), "refused before it started");
+    let _ = std::fs::remove_dir_all(&dir);
+}
