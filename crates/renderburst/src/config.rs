@@ -707,6 +707,24 @@ mod tests {
         let cfg = Config::load(Some(&root.join("default.toml"))).unwrap();
         assert!(cfg.embedded());
         assert_eq!(cfg.server.listen, default_listen());
+        // The file says the defaults, so it cannot drift from them.
+        let d = ServerConfig::default();
+        assert_eq!(
+            (
+                cfg.server.insecure_http,
+                cfg.server.header_read_timeout_seconds,
+                cfg.server.request_timeout_seconds,
+                cfg.server.idle_timeout_seconds,
+                cfg.server.max_connections,
+            ),
+            (
+                d.insecure_http,
+                d.header_read_timeout_seconds,
+                d.request_timeout_seconds,
+                d.idle_timeout_seconds,
+                d.max_connections,
+            )
+        );
         // The Azure example keeps the secret out of the file on purpose.
         // The commented [[schedules]] example, uncommented, is a valid configuration.
         let text = std::fs::read_to_string(root.join("default.toml")).unwrap();
