@@ -19,6 +19,11 @@ var config = '''
 [server]
 listen = "0.0.0.0:7878"   # render managers and booting nodes call in; every route but
                           # /healthz and /readyz needs a token from off the machine
+# Plain HTTP, as an explicit private-network choice: this VM has no public IP and the API is
+# reachable only inside the VNet (and what is peered or routed to it). API tokens cross that
+# network in clear; to serve HTTPS instead, put a certificate the render nodes trust on the
+# VM and replace this line with tls_cert_file / tls_key_file (README "Expose the API").
+insecure_http = true
 
 [store]
 url = "sqlite:///var/lib/renderburst/renderburst.db"

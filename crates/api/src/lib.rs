@@ -17,6 +17,7 @@ mod auth;
 mod error;
 mod events;
 mod extract;
+mod host;
 pub mod metrics;
 mod nodes;
 mod offerings;
@@ -24,11 +25,11 @@ pub mod openapi;
 mod pools;
 mod requests;
 mod schedules;
+mod server;
 mod tokens;
 mod view;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -53,6 +54,7 @@ pub use auth::{
 pub use error::ApiError;
 pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
 pub use pools::what_if;
+pub use server::{ServeOptions, serve_with};
 pub use tokens::{check_token_name, generate_token};
 pub use view::{PoolStatus, pool_error_task, pool_task};
 
@@ -162,7 +164,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// observation per request.
 ///
 /// `/metrics` and `/openapi.json` need the peer's address to tell loopback: serve the router
-/// with `into_make_service_with_connect_info::<SocketAddr>()` ([`serve`] does); without it
+/// with `into_make_service_with_connect_info::<SocketAddr>()` ([`serve`] adds the same); without it
 /// every peer counts as remote and needs a token.
 pub fn router(state: ApiState) -> AxumRouter {
     let http = Arc::new(metrics::HttpMetrics::default());
@@ -177,19 +179,14 @@ pub fn router(state: ApiState) -> AxumRouter {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
-/// flight and returns.
+/// Serves the API on `listener` with the default [`ServeOptions`] (plain HTTP) until
+/// `shutdown` completes, then finishes the requests in flight and returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, state, ServeOptions::default(), shutdown).await
 }
 
 /// `GET /openapi.json`: this document.

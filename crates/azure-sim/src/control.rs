@@ -1,6 +1,7 @@
 //! The simulator's control API (`/_sim/*`): not ARM, but what tests, demos and benchmarks
 //! use to look at the whole world, tune it and break it. It needs no token and is never
-//! subject to faults or throttling.
+//! subject to faults or throttling; so it never shows the client secret, and `renderburst
+//! sim` serves it beyond loopback only when told to (`--allow-remote`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,7 +60,19 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn get_config(State(shared): State<Arc<Shared>>) -> Response {
     let st = shared.lock();
-    Reply::ok(serde_json::to_value(&st.cfg).unwrap_or_default()).into_response()
+    Reply::ok(shown(&st.cfg)).into_response()
+}
+
+/// The settings as `/_sim/config` shows them: without `identity.client_secret`, which this
+/// unauthenticated API must not hand out (it is what `renderburst sim` prints at start and
+/// [`crate::Simulator::identity`] returns). Left out rather than masked, so a client that
+/// PUTs back what it read leaves the secret as it was; a PUT may still set it.
+fn shown(cfg: &crate::SimConfig) -> Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(identity) = v.get_mut("identity").and_then(Value::as_object_mut) {
+        identity.remove("client_secret");
+    }
+    v
 }
 
 async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -77,7 +90,7 @@ async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     if limits_changed {
         st.reset_buckets(Instant::now());
     }
-    Reply::ok(serde_json::to_value(&st.cfg).unwrap_or_default()).into_response()
+    Reply::ok(shown(&st.cfg)).into_response()
 }
 
 async fn evict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {

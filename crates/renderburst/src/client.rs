@@ -4,7 +4,7 @@
 //! file the daemon writes on first start next to its default SQLite file), so on one machine
 //! a newcomer needs no token handling at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,6 +31,10 @@ pub struct Conn {
     /// File holding the API token (default: $RENDERBURST_TOKEN, else ./admin.token).
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// PEM certificate(s) to trust for an https:// API besides the system's: the daemon's
+    /// own (self-signed) certificate or the CA that signed it.
+    #[arg(long, env = "RENDERBURST_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
@@ -236,9 +240,7 @@ impl Client {
             },
         };
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: http_client(Duration::from_secs(30), conn.ca_cert.as_deref())?,
             base: conn.api.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
             output: conn.output,
@@ -986,10 +988,24 @@ fn schedule_set(s: &Value) -> String {
 /// Asks `GET {api}/readyz` until it answers 200 or `wait` has passed (at least once).
 ///
 /// Errors: the daemon's last answer, or why it could not be reached.
-pub async fn wait_ready(api: &str, wait: Duration) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
+/// An HTTP client for the daemon's API that also trusts the certificates in `ca_cert`.
+fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("--ca-cert: cannot read {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--ca-cert: {} is not PEM", path.display()))?;
+        if certs.is_empty() {
+            bail!("--ca-cert: {} holds no certificate", path.display());
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder.build()?)
+}
+
+pub async fn wait_ready(api: &str, wait: Duration, ca_cert: Option<&Path>) -> anyhow::Result<()> {
+    let http = http_client(Duration::from_secs(5), ca_cert)?;
     let url = format!("{}/readyz", api.trim_end_matches('/'));
     let deadline = tokio::time::Instant::now() + wait;
     loop {

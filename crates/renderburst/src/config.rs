@@ -42,12 +42,36 @@ pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The daemon's URL as render nodes reach it, for their bootstrap call-backs
-    /// (`POST /v1/nodes/{name}/register`, heartbeats). Default: `http://` + the listen
-    /// address (the machine's host name when listening on all addresses) and the port.
+    /// (`POST /v1/nodes/{name}/register`, heartbeats). Default: `http://` (`https://` with
+    /// TLS) + the listen address (the machine's host name when listening on all addresses)
+    /// and the port.
     pub advertise_url: Option<String>,
     /// IANA time zone nodes get when their pool's `bootstrap.time_zone` is not set.
     /// Default: the daemon machine's (`TZ`, `/etc/timezone`, `/etc/localtime`), else UTC.
     pub time_zone: Option<String>,
+    /// PEM certificate chain (the server's first) and private key: serve HTTPS. Both or
+    /// neither.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address, which is refused otherwise: tokens would
+    /// cross the network in clear. Only for a network the operator knows is private; logged
+    /// as a warning at every start.
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// A new connection's first request head (and TLS handshake) must arrive within this,
+    /// and every later request head on HTTP/1.1. At most 30.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Every request is received and answered within this, else a 408 and the connection
+    /// is closed.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// A connection with no request in flight is closed after this.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once; more wait in the accept backlog until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -56,25 +80,123 @@ impl Default for ServerConfig {
             listen: default_listen(),
             advertise_url: None,
             time_zone: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            insecure_http: false,
+            header_read_timeout_seconds: default_header_read_timeout(),
+            request_timeout_seconds: default_request_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
 
-/// Checks an `advertise_url`: `http(s)://host[:port]`, nothing after. Returns it without a
-/// trailing `/`.
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+/// Half the usual soft limit of 1024 open files, so the store and the ARM client keep
+/// theirs when the cap is reached.
+fn default_max_connections() -> usize {
+    512
+}
+
+impl ServerConfig {
+    /// True when both TLS files are set (validation refuses one without the other).
+    pub fn tls(&self) -> bool {
+        self.tls_cert_file.is_some() && self.tls_key_file.is_some()
+    }
+
+    /// Refuses plain HTTP on a non-loopback `listen` unless `insecure_http` says so.
+    pub fn check_exposure(&self, listen: SocketAddr) -> anyhow::Result<()> {
+        if !listen.ip().to_canonical().is_loopback() && !self.tls() && !self.insecure_http {
+            bail!(
+                "server.listen = {listen} is not a loopback address, and API tokens must not cross                  the network in clear: set server.tls_cert_file and server.tls_key_file to serve                  HTTPS, or server.insecure_http = true if this network is private"
+            );
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.advertise_url {
+            check_advertise_url(url).map_err(|e| anyhow::anyhow!("server.advertise_url: {e}"))?;
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => bail!("server.tls_key_file is required with server.tls_cert_file"),
+            (None, Some(_)) => bail!("server.tls_cert_file is required with server.tls_key_file"),
+            _ => {}
+        }
+        self.check_exposure(self.listen)?;
+        if !(1..=30).contains(&self.header_read_timeout_seconds) {
+            bail!(
+                "server.header_read_timeout_seconds must be from 1 to 30, got {}",
+                self.header_read_timeout_seconds
+            );
+        }
+        for (key, v) in [
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+            ("max_connections", self.max_connections as u64),
+        ] {
+            if v == 0 {
+                bail!("server.{key} must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an `advertise_url` strictly, for it ends up in shell scripts and environment files
+/// on nodes: `http(s)://host[:port]` with a DNS name (letters, digits, `.`, `-`), an IPv4
+/// address or a bracketed IPv6 one, an optional port, and nothing after but one `/`. Returns
+/// it without the trailing `/`.
 pub fn check_advertise_url(url: &str) -> Result<String, String> {
-    let trimmed = url.trim_end_matches('/');
+    let shape = || format!("{url:?} must be http(s)://host[:port] with no path, user or query");
+    let trimmed = url.strip_suffix('/').unwrap_or(url);
     let rest = trimmed
         .strip_prefix("http://")
         .or_else(|| trimmed.strip_prefix("https://"))
         .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    if rest.is_empty()
-        || rest.contains(['/', '?', '#', '@'])
-        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (ip, after) = v6.split_once(']').ok_or_else(shape)?;
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{url:?}: [{ip}] is not an IPv6 address"));
+            }
+            match after {
+                "" => (ip, None),
+                _ => (ip, Some(after.strip_prefix(':').ok_or_else(shape)?)),
+            }
+        }
+        None => match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let dns_or_v4 = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if !rest.starts_with('[') && !dns_or_v4(host) {
+        return Err(shape());
+    }
+    if let Some(p) = port
+        && !(p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
     {
-        return Err(format!(
-            "{url:?} must be scheme://host[:port] with no path, user or query"
-        ));
+        return Err(shape());
     }
     Ok(trimmed.to_string())
 }
@@ -287,9 +409,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if let Some(url) = &self.server.advertise_url {
-            check_advertise_url(url).map_err(|e| anyhow::anyhow!("server.advertise_url: {e}"))?;
-        }
+        self.server.validate()?;
         if let Some(tz) = &self.server.time_zone {
             let ok = !tz.is_empty()
                 && tz.split('/').all(|p| {
@@ -482,6 +602,122 @@ mod tests {
     }
 
     #[test]
+    fn non_loopback_listen_needs_tls_or_an_explicit_insecure_http() {
+        let dir = std::env::temp_dir();
+        for listen in ["0.0.0.0:7878", "10.0.0.4:7878", "[::]:7878"] {
+            let path = write(&dir, &format!("[server]\nlisten = \"{listen}\"\n"));
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains("server.tls_cert_file")
+                    && err.contains("server.tls_key_file")
+                    && err.contains("server.insecure_http")
+                    && err.contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+        let cfg = Config::load(Some(&write(
+            &dir,
+            "[server]\nlisten = \"0.0.0.0:7878\"\ninsecure_http = true\n",
+        )))
+        .unwrap();
+        assert!(cfg.server.insecure_http && !cfg.server.tls());
+        let cfg = Config::load(Some(&write(
+            &dir,
+            "[server]\nlisten = \"0.0.0.0:7878\"\ntls_cert_file = \"/etc/renderburst/tls/cert.pem\"\ntls_key_file = \"/etc/renderburst/tls/key.pem\"\n",
+        )))
+        .unwrap();
+        assert!(cfg.server.tls());
+        let err = Config::load(Some(&write(
+            &dir,
+            "[server]\ntls_cert_file = \"/etc/renderburst/tls/cert.pem\"\n",
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.tls_key_file"), "{err}");
+        // Loopback needs neither.
+        Config::load(Some(&write(&dir, "[server]\nlisten = \"[::1]:7878\"\n"))).unwrap();
+    }
+
+    #[test]
+    fn connection_limits_have_safe_defaults_and_bounds() {
+        let s = ServerConfig::default();
+        assert!(s.header_read_timeout_seconds <= 30);
+        assert!(s.max_connections >= 256);
+        assert!(s.request_timeout_seconds >= 1 && s.idle_timeout_seconds >= 1);
+        let dir = std::env::temp_dir();
+        for (text, key) in [
+            (
+                "header_read_timeout_seconds = 31",
+                "server.header_read_timeout_seconds",
+            ),
+            (
+                "header_read_timeout_seconds = 0",
+                "server.header_read_timeout_seconds",
+            ),
+            (
+                "request_timeout_seconds = 0",
+                "server.request_timeout_seconds",
+            ),
+            ("idle_timeout_seconds = 0", "server.idle_timeout_seconds"),
+            ("max_connections = 0", "server.max_connections"),
+        ] {
+            let path = write(&dir, &format!("[server]\n{text}\n"));
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains(&path.display().to_string()),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn advertise_url_is_strict_because_nodes_source_it() {
+        for ok in [
+            "http://10.0.0.4:7878",
+            "https://render-burst.studio.local",
+            "https://render-burst.studio.local:443/",
+            "http://[fd00::4]:7878",
+            "http://[::1]",
+        ] {
+            check_advertise_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "http://$(id):7878",
+            "http://10.0.0.4:7878$(id)",
+            "http://`id`",
+            "http://h;reboot",
+            "http://h'x",
+            "http://h\"x",
+            "http://h x",
+            "http://h\nRB_X=1",
+            "http://h:7878/v1",
+            "http://user@h",
+            "http://h?x=1",
+            "http://h#x",
+            "http://h:",
+            "http://h:0",
+            "http://h:99999",
+            "http://-h",
+            "http://h..x",
+            "http://[::1",
+            "http://[nothex]:1",
+            "http://",
+            "ftp://h",
+        ] {
+            assert!(check_advertise_url(bad).is_err(), "{bad:?} was accepted");
+        }
+        let path = write(
+            &std::env::temp_dir(),
+            "[server]\nadvertise_url = \"http://$(id):7878\"\n",
+        );
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.advertise_url") && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn schedules_parse_and_errors_name_key_and_file() {
         let dir = std::env::temp_dir();
         let ok = "[[schedules]]\nname = \"gpu-night\"\npool = \"maya\"\ncron = \"0 20 * * MON-FRI\"\ntimezone = \"Europe/London\"\nset = { max = 0 }\n\n[[schedules]]\nname = \"warm\"\npool_tag = { show = \"ep101\" }\ncron = \"0 30 7 * * *\"\ntimezone = \"UTC\"\nset = { target = 10, max = 20 }\n";
@@ -543,6 +779,24 @@ mod tests {
         let cfg = Config::load(Some(&root.join("default.toml"))).unwrap();
         assert!(cfg.embedded());
         assert_eq!(cfg.server.listen, default_listen());
+        // The file says the defaults, so it cannot drift from them.
+        let d = ServerConfig::default();
+        assert_eq!(
+            (
+                cfg.server.insecure_http,
+                cfg.server.header_read_timeout_seconds,
+                cfg.server.request_timeout_seconds,
+                cfg.server.idle_timeout_seconds,
+                cfg.server.max_connections,
+            ),
+            (
+                d.insecure_http,
+                d.header_read_timeout_seconds,
+                d.request_timeout_seconds,
+                d.idle_timeout_seconds,
+                d.max_connections,
+            )
+        );
         // The Azure example keeps the secret out of the file on purpose.
         // The commented [[schedules]] example, uncommented, is a valid configuration.
         let text = std::fs::read_to_string(root.join("default.toml")).unwrap();

@@ -6,3 +6,4 @@ pub mod config;
 pub mod network;
 pub mod serve;
 pub mod sim;
+pub mod tls;

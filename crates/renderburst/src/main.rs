@@ -100,6 +100,9 @@ enum Command {
         /// Keep asking for this many seconds (0: ask once).
         #[arg(long, default_value_t = 0)]
         wait: u64,
+        /// PEM certificate(s) to trust for an https:// API besides the system's.
+        #[arg(long, env = "RENDERBURST_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -139,8 +142,13 @@ fn main() -> ExitCode {
             } => Client::new(&conn)?.events(follow, after, limit).await,
             Command::Offerings { conn, cmd } => Client::new(&conn)?.offerings(cmd).await,
             Command::Status { conn } => Client::new(&conn)?.status().await,
-            Command::Ready { api, wait } => {
-                renderburst::client::wait_ready(&api, std::time::Duration::from_secs(wait)).await
+            Command::Ready { api, wait, ca_cert } => {
+                renderburst::client::wait_ready(
+                    &api,
+                    std::time::Duration::from_secs(wait),
+                    ca_cert.as_deref(),
+                )
+                .await
             }
         }
     });

@@ -94,6 +94,21 @@ fn embedded_sim_config(
 
 /// Starts the daemon; `listen` overrides `server.listen` (tests pass port 0).
 pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<Daemon> {
+    // Exposure first: nothing starts on a configuration that would serve tokens in clear.
+    let listen = listen.unwrap_or(cfg.server.listen);
+    if let Err(e) = cfg.server.check_exposure(listen) {
+        match cfg.source.as_str() {
+            "" => return Err(e),
+            source => return Err(e.context(format!("configuration error in {source}"))),
+        }
+    }
+    let tls = match (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && cfg.server.insecure_http && !listen.ip().to_canonical().is_loopback() {
+        tracing::warn!(%listen, "server.insecure_http = true: serving plain HTTP beyond loopback; API tokens cross the network in clear");
+    }
     let db = cfg.store_path()?;
     let store = Arc::new(
         Store::open(&db)
@@ -209,11 +224,11 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
     let identity = serde_json::json!({"owner_id": owner, "resource_group": rg});
     // Bound before the controller starts: the bootstrap call-back URL needs the real port.
-    let listener = tokio::net::TcpListener::bind(listen.unwrap_or(cfg.server.listen))
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", listen.unwrap_or(cfg.server.listen)))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let api_addr = listener.local_addr()?;
-    let bootstrap = bootstrap_defaults(&cfg, api_addr).await?;
+    let bootstrap = bootstrap_defaults(&cfg, api_addr, tls.is_some()).await?;
     if !cfg.embedded()
         && bootstrap
             .daemon_host
@@ -289,12 +304,25 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         bootstrap: Arc::new(bootstrap),
         resolve_secret: Arc::new(controller::bootstrap::resolve_secret),
     };
+    let serving = api::ServeOptions {
+        tls,
+        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_seconds),
+        request_timeout: Duration::from_secs(cfg.server.request_timeout_seconds),
+        idle_timeout: Duration::from_secs(cfg.server.idle_timeout_seconds),
+        max_connections: cfg.server.max_connections,
+        advertised_host: cfg
+            .server
+            .advertise_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(_, authority)| authority.trim_end_matches('/').to_owned()),
+    };
     let mut rx = shutdown_rx.clone();
     tasks.push(tokio::spawn(async move {
         let stop = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = api::serve(listener, state, stop).await {
+        if let Err(e) = api::serve_with(listener, state, serving, stop).await {
             tracing::error!(error = %e, "the API server stopped");
         }
     }));
@@ -310,18 +338,22 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
 }
 
 /// The daemon's side of node bootstrap: the URL nodes call back (`server.advertise_url`, or
-/// `http://` + the bound address), its time zone, and its own hosts entry (the advertised
-/// host's address, resolved once here when it is a name).
+/// `http://` (`https://` with TLS) + the bound address), its time zone, and its own hosts
+/// entry (the advertised host's address, resolved once here when it is a name).
 async fn bootstrap_defaults(
     cfg: &Config,
     bound: std::net::SocketAddr,
+    tls: bool,
 ) -> anyhow::Result<rb_core::bootstrap::BootstrapDefaults> {
     use rb_core::bootstrap::HostEntry;
+    let scheme = if tls { "https" } else { "http" };
     let api_url = match &cfg.server.advertise_url {
         Some(url) => crate::config::check_advertise_url(url)
             .map_err(|e| anyhow::anyhow!("server.advertise_url: {e}"))?,
-        None if bound.ip().is_unspecified() => format!("http://{}:{}", host_name(), bound.port()),
-        None => format!("http://{bound}"),
+        None if bound.ip().is_unspecified() => {
+            format!("{scheme}://{}:{}", host_name(), bound.port())
+        }
+        None => format!("{scheme}://{bound}"),
     };
     let authority = api_url
         .split_once("://")

@@ -18,9 +18,28 @@ pub struct SimArgs {
     /// TOML file of simulator settings (latency_ms, faults, limits, quota, paging, capacity).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Allow a --listen address other than loopback. The simulator's control API
+    /// (`/_sim/*`: reset, faults, settings) needs no token, so anyone who reaches it can
+    /// change or wipe the simulated world.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+/// Refuses a non-loopback `listen` unless `allow_remote`.
+pub fn check_listen(listen: SocketAddr, allow_remote: bool) -> anyhow::Result<()> {
+    if !listen.ip().to_canonical().is_loopback() && !allow_remote {
+        anyhow::bail!(
+            "--listen {listen} is not a loopback address: the simulator's control API needs no              token, so anyone who reaches it could reset or reconfigure it; pass --allow-remote              if that is what you want"
+        );
+    }
+    Ok(())
 }
 
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    check_listen(args.listen, args.allow_remote)?;
+    if !args.listen.ip().to_canonical().is_loopback() {
+        tracing::warn!(listen = %args.listen, "--allow-remote: the simulator's unauthenticated control API is reachable beyond this machine");
+    }
     let cfg = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -64,4 +83,28 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     tracing::info!("stopping the simulator");
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_listen;
+
+    #[test]
+    fn remote_listen_needs_allow_remote() {
+        for ok in [
+            "127.0.0.1:8443",
+            "127.1.2.3:0",
+            "[::1]:8443",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            check_listen(ok.parse().unwrap(), false).unwrap();
+        }
+        for remote in ["0.0.0.0:8443", "10.0.0.4:8443", "[::]:8443"] {
+            let err = check_listen(remote.parse().unwrap(), false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--allow-remote"), "{err}");
+            check_listen(remote.parse().unwrap(), true).unwrap();
+        }
+    }
 }

@@ -108,6 +108,43 @@ async fn stats_time_the_last_write_and_count_vms_by_power() {
     assert_eq!(s.stats().await["last_write_unix_ms"], last);
 }
 
+/// `/_sim/config` needs no token, so it never shows the client secret: neither on GET nor
+/// in a PUT's answer. Putting back what a GET showed leaves the secret as it was.
+#[tokio::test]
+async fn config_never_shows_the_client_secret() {
+    let s = spawn_sim(json!({"identity": {"client_secret": "do-not-show-me"}})).await;
+    assert_eq!(s.secret, "do-not-show-me");
+    let shown = s.send(Method::GET, "/_sim/config", None, None).await;
+    shown.expect(200);
+    assert!(!shown.text.contains("do-not-show-me"), "{}", shown.text);
+    assert!(shown.body["identity"].get("client_secret").is_none());
+    assert_eq!(shown.body["identity"]["client_id"], json!(s.client_id));
+    let put = s
+        .send(Method::PUT, "/_sim/config", None, Some(&shown.body))
+        .await;
+    put.expect(200);
+    assert!(!put.text.contains("do-not-show-me"), "{}", put.text);
+    // The secret still works, and only it.
+    s.fetch_token(ARM_SCOPE).await;
+    s.token_request(&s.tenant, "wrong", ARM_SCOPE)
+        .await
+        .expect(401);
+    // A PUT may still set it (write-only).
+    let put = s
+        .send(
+            Method::PUT,
+            "/_sim/config",
+            None,
+            Some(&json!({"identity": {"client_secret": "rotated-secret"}})),
+        )
+        .await;
+    put.expect(200);
+    assert!(!put.text.contains("rotated-secret"), "{}", put.text);
+    s.token_request(&s.tenant, "rotated-secret", ARM_SCOPE)
+        .await
+        .expect(200);
+}
+
 #[tokio::test]
 async fn config_merges_and_refuses_unknown_keys() {
     let s = spawn_sim(json!({})).await;
