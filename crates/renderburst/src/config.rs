@@ -156,47 +156,14 @@ impl ServerConfig {
 /// address or a bracketed IPv6 one, an optional port, and nothing after but one `/`. Returns
 /// it without the trailing `/`.
 pub fn check_advertise_url(url: &str) -> Result<String, String> {
-    let shape = || format!("{url:?} must be http(s)://host[:port] with no path, user or query");
     let trimmed = url.strip_suffix('/').unwrap_or(url);
-    let rest = trimmed
-        .strip_prefix("http://")
-        .or_else(|| trimmed.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
-    let (host, port) = match rest.strip_prefix('[') {
-        Some(v6) => {
-            let (ip, after) = v6.split_once(']').ok_or_else(shape)?;
-            if ip.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(format!("{url:?}: [{ip}] is not an IPv6 address"));
-            }
-            match after {
-                "" => (ip, None),
-                _ => (ip, Some(after.strip_prefix(':').ok_or_else(shape)?)),
-            }
-        }
-        None => match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        },
-    };
-    let dns_or_v4 = |h: &str| {
-        !h.is_empty()
-            && h.len() <= 253
-            && h.split('.').all(|label| {
-                !label.is_empty()
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-    };
-    if !rest.starts_with('[') && !dns_or_v4(host) {
-        return Err(shape());
-    }
-    if let Some(p) = port
-        && !(p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0))
-    {
-        return Err(shape());
+    // One grammar for the URL, the one the bootstrap renderers rely on.
+    rb_core::bootstrap::validate_advertise_url(trimmed)?;
+    let rest = trimmed.split_once("://").map_or(trimmed, |(_, r)| r);
+    if rest.contains('/') {
+        return Err(format!(
+            "{url:?} must be http(s)://host[:port] with no path, user or query"
+        ));
     }
     Ok(trimmed.to_string())
 }
