@@ -168,6 +168,7 @@ pub fn router(state: ApiState) -> AxumRouter {
     let http = Arc::new(metrics::HttpMetrics::default());
     let (router, _) = routes().split_for_parts();
     router
+        .layer(Extension(Arc::new(nodes::EnrollWakes::default())))
         // After the routes: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

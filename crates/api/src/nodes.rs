@@ -16,7 +16,8 @@
 //!   pool with a `bootstrap` section, running its start task, trades the pool's token for its
 //!   own node token, once, and gets its bootstrap script (secrets resolved) as `text/plain`.
 //!   The node must be in the pool's node list as the controller last saw it: a 404 wakes the
-//!   controller to look again, and the start task retries. A second enrollment of the same
+//!   controller to look again (at most once per [`ENROLL_WAKE_GAP`], whatever the names),
+//!   and the start task retries. A second enrollment of the same
 //!   node is a 409, so the pool's token, readable by anyone who can read the Batch pool,
 //!   cannot fetch the secrets of a node that already has them.
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
@@ -24,10 +25,13 @@
 //!   count. Drain is an operator action that removes capacity, so requesters may not.
 //!   `DELETE /v1/nodes/{name}/drain` (admin) cancels it.
 
-use axum::Json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use store::{NewEvent, Store, VmRecord};
 
@@ -38,6 +42,30 @@ use crate::view::{self, node_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_heartbeat";
+
+/// Least time between two wake-ups of the controller by enrollments of nodes it has not
+/// listed. A real node that booted before the controller's last listing waits at most this
+/// (its start task retries for minutes); a flood of made-up names costs Azure one listing per
+/// gap instead of one per request (2,000 made-up names cost 444 reads in 5 s without it).
+pub const ENROLL_WAKE_GAP: Duration = Duration::from_secs(5);
+
+/// When an enrollment of an unlisted node last woke the controller (one per router).
+#[derive(Debug, Default)]
+pub struct EnrollWakes {
+    last: Mutex<Option<Instant>>,
+}
+
+impl EnrollWakes {
+    /// Whether a wake-up at `now` is allowed; if so, it is counted as done.
+    pub fn due(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|l| now.saturating_duration_since(l) < ENROLL_WAKE_GAP) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
 
 /// `{"busy": bool}` and nothing else; 422 naming `busy` (or the unknown field) otherwise.
 #[cfg(test)]
@@ -219,12 +247,17 @@ pub async fn enroll(
     Enroller(caller): Enroller,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
+    Extension(wakes): Extension<Arc<EnrollWakes>>,
 ) -> Result<Response, ApiError> {
     use rb_core::bootstrap;
     let pool = caller.pool.clone().unwrap_or_default();
     let Some(node) = st.store.get_vm(&name).await? else {
-        // The node booted before the controller listed it: look now; the start task retries.
-        st.wake.notify_one();
+        // The node booted before the controller listed it: look soon; the start task
+        // retries. Anyone holding the pool's token can send names nobody will ever list, so
+        // they wake the controller (which lists Azure) at most once per ENROLL_WAKE_GAP.
+        if wakes.due(Instant::now()) {
+            st.wake.notify_one();
+        }
         return Err(ApiError::not_found(format!(
             "node {name:?} is not in Batch pool {pool:?}'s node list yet; retry shortly"
         )));
@@ -399,6 +432,17 @@ mod tests {
             let err = parse_registration(&body).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{body}");
         }
+    }
+
+    #[test]
+    fn unlisted_enrollments_wake_the_controller_once_per_gap() {
+        let wakes = EnrollWakes::default();
+        let t0 = Instant::now();
+        assert!(wakes.due(t0));
+        assert!(!wakes.due(t0 + Duration::from_millis(10)));
+        assert!(!wakes.due(t0 + ENROLL_WAKE_GAP - Duration::from_millis(1)));
+        assert!(wakes.due(t0 + ENROLL_WAKE_GAP));
+        assert!(!wakes.due(t0 + ENROLL_WAKE_GAP + Duration::from_secs(1)));
     }
 
     #[test]
