@@ -17,7 +17,9 @@
 //!   own node token, once, and gets its bootstrap script (secrets resolved) as `text/plain`.
 //!   The node must be in the pool's node list as the controller last saw it: a 404 wakes the
 //!   controller to look again (at most once per [`ENROLL_WAKE_GAP`], whatever the names),
-//!   and the start task retries. A second enrollment of the same
+//!   and the start task retries. Only within `[bootstrap] enroll_window_seconds` of the
+//!   node's allocation (the controller stores the deadline when it lists the node): after
+//!   that, 403. A second enrollment of the same
 //!   node is a 409, so the pool's token, readable by anyone who can read the Batch pool,
 //!   cannot fetch the secrets of a node that already has them.
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
@@ -226,7 +228,8 @@ pub async fn register(
 
 /// `POST /v1/nodes/{name}/enroll` (no body) → 200 `text/plain`: the node's bootstrap script,
 /// with its new node token. 404 if the node is not (yet) in the pool's node list, 403 if it
-/// is in another pool, 409 if it enrolled already or the pool has no bootstrap section, 503
+/// is in another pool or its enrollment window (`[bootstrap] enroll_window_seconds` after its
+/// allocation) has closed, 409 if it enrolled already or the pool has no bootstrap section, 503
 /// naming the field if the daemon cannot resolve one of the section's secrets (the start
 /// task retries; the enrollment is not spent).
 #[utoipa::path(
@@ -237,7 +240,7 @@ pub async fn register(
     params(("name" = String, Path, description = "Batch node id (AZ_BATCH_NODE_ID)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "Enrolled: the node's bootstrap script (shell on Linux, PowerShell on Windows)", body = String, content_type = "text/plain"),
-        (status = 403, description = "The node is in another pool", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
         (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
         (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::openapi::ErrorBody),
@@ -266,6 +269,23 @@ pub async fn enroll(
         return Err(ApiError::forbidden(format!(
             "this enrollment token belongs to pool {pool:?}; node {name:?} is not one of its nodes"
         )));
+    }
+    // The pool's token is readable by anyone who can read the Batch pool: it is worth
+    // something only for a listed node, shortly after Batch allocated it.
+    let now = view::now();
+    if st
+        .store
+        .enroll_until(&name)
+        .await?
+        .is_none_or(|until| now > until)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "enroll_window_closed",
+            format!(
+                "node {name:?} may no longer enroll: a node enrolls within [bootstrap] enroll_window_seconds of its allocation; one that did not is replaced"
+            ),
+        ));
     }
     let record = st
         .store

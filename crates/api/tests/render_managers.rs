@@ -414,6 +414,10 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                     .unwrap();
             }
             app.add_vm(&fx.fresh, &fx.pool, NodeState::Running).await;
+            app.store
+                .set_enroll_until(&fx.fresh, api_now() + 600)
+                .await
+                .unwrap();
             // Enrollment tokens: this pool's, and a pool next door's.
             let own_enroller = format!("rbp_own{n}");
             let other_enroller = format!("rbp_other{n}");
@@ -2012,8 +2016,15 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
     assert!(app.woken().await);
 
+    // Listed by the controller, which gives each node its enrollment window.
     app.add_vm("tvmps_1", "nuke", NodeState::Running).await;
     app.add_vm("tvmps_2", "nuke", NodeState::Running).await;
+    for node in ["tvmps_1", "tvmps_2"] {
+        app.store
+            .set_enroll_until(node, api_now() + 600)
+            .await
+            .unwrap();
+    }
     let (status, script) = app
         .call(Method::POST, &enroll("tvmps_1"), Some(pool_token), None)
         .await;
@@ -2102,6 +2113,10 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
         .await
         .unwrap();
     app.add_vm("tvmps_9", "comp", NodeState::Running).await;
+    app.store
+        .set_enroll_until("tvmps_9", api_now() + 600)
+        .await
+        .unwrap();
     let got = app
         .call(Method::POST, &enroll("tvmps_9"), Some(comp_token), None)
         .await;
@@ -2135,6 +2150,48 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
         "invalid_spec",
         Some("bootstrap"),
     );
+}
+
+/// The pool's token is readable by anyone with ARM read on the Batch pool, so it enrolls
+/// only nodes the controller listed in that pool, within their window after allocation: a
+/// listed node whose window closed, or one listed without a window, gets no script, and the
+/// refusal spends nothing (no token, no event).
+#[tokio::test]
+async fn enrollment_is_refused_outside_the_node_s_window() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    app.create(batch_bootstrap_pool("nuke", "env:SMB_PW")).await;
+    let pool_token = "rbp_WWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW";
+    app.store
+        .set_pool_enroll_token("nuke", &api::sha256_hex(pool_token), api_now())
+        .await
+        .unwrap();
+    let enroll = |node: &str| format!("/v1/nodes/{node}/enroll");
+    app.add_vm("tvmps_late", "nuke", NodeState::Running).await;
+    app.store
+        .set_enroll_until("tvmps_late", api_now() - 1)
+        .await
+        .unwrap();
+    app.add_vm("tvmps_nowindow", "nuke", NodeState::Running)
+        .await;
+    let before = app.snapshot().await;
+    for node in ["tvmps_late", "tvmps_nowindow"] {
+        let got = app
+            .call(Method::POST, &enroll(node), Some(pool_token), None)
+            .await;
+        assert_error(&got, StatusCode::FORBIDDEN, "enroll_window_closed", None);
+        assert!(!got.1.to_string().contains("resolved"), "{}", got.1);
+    }
+    assert_eq!(app.snapshot().await, before);
+    // Within its window, the same node enrolls.
+    app.store
+        .set_enroll_until("tvmps_late", api_now() + 600)
+        .await
+        .unwrap();
+    let (status, script) = app
+        .call(Method::POST, &enroll("tvmps_late"), Some(pool_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{script}");
 }
 
 /// Unavailable offerings are listed (subscription-wide and per Batch pool) and an admin can

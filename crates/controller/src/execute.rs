@@ -192,7 +192,8 @@ async fn start_op(
         | ActionKind::ResizePool
         | ActionKind::RemoveNode
         | ActionKind::DeletePool
-        | ActionKind::StopResize => Err(ArmError::new(
+        | ActionKind::StopResize
+        | ActionKind::RotateEnrollToken => Err(ArmError::new(
             azure::ErrorKind::Config,
             "NotAVmAction",
             format!("{:?} is a Batch action, not a VM one", action.kind),

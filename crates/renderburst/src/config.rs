@@ -20,6 +20,9 @@ pub struct Config {
     pub controller: ControllerSection,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Batch nodes' enrollment: window and token rotation.
+    #[serde(default)]
+    pub bootstrap: BootstrapSection,
     /// Absent (or without a subscription): the embedded simulator.
     pub azure: Option<AzureSection>,
     #[serde(default)]
@@ -137,6 +140,54 @@ fn default_gc_grace() -> u64 {
 }
 fn default_events_retained() -> u64 {
     100_000
+}
+
+/// `[bootstrap]`: how Batch nodes enroll (see docs/bootstrap.md, "Batch pools").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSection {
+    /// A Batch node may enroll only this long after Batch allocated it.
+    #[serde(default = "default_enroll_window")]
+    pub enroll_window_seconds: u64,
+    /// A Batch pool's enrollment token is replaced (through ARM) this often.
+    #[serde(default = "default_enroll_rotate")]
+    pub enroll_token_rotate_seconds: u64,
+    /// The token a rotation replaced keeps working this long; at least the window, since a
+    /// node allocated just before the rotation carries it.
+    #[serde(default = "default_enroll_overlap")]
+    pub enroll_token_overlap_seconds: u64,
+}
+
+impl Default for BootstrapSection {
+    fn default() -> Self {
+        Self {
+            enroll_window_seconds: default_enroll_window(),
+            enroll_token_rotate_seconds: default_enroll_rotate(),
+            enroll_token_overlap_seconds: default_enroll_overlap(),
+        }
+    }
+}
+
+fn default_enroll_window() -> u64 {
+    1800
+}
+fn default_enroll_rotate() -> u64 {
+    24 * 3600
+}
+fn default_enroll_overlap() -> u64 {
+    3600
+}
+
+impl BootstrapSection {
+    /// The controller's form.
+    pub fn enrollment(&self) -> controller::EnrollmentConfig {
+        use std::time::Duration;
+        controller::EnrollmentConfig {
+            window: Duration::from_secs(self.enroll_window_seconds),
+            rotate_every: Duration::from_secs(self.enroll_token_rotate_seconds),
+            overlap: Duration::from_secs(self.enroll_token_overlap_seconds),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -277,6 +328,26 @@ impl Config {
         }
         if self.controller.max_concurrent_operations == 0 {
             bail!("controller.max_concurrent_operations must be at least 1");
+        }
+        let b = &self.bootstrap;
+        for (key, v) in [
+            ("enroll_window_seconds", b.enroll_window_seconds),
+            ("enroll_token_rotate_seconds", b.enroll_token_rotate_seconds),
+            (
+                "enroll_token_overlap_seconds",
+                b.enroll_token_overlap_seconds,
+            ),
+        ] {
+            if v == 0 {
+                bail!("bootstrap.{key} must be at least 1");
+            }
+        }
+        if b.enroll_token_overlap_seconds < b.enroll_window_seconds {
+            bail!(
+                "bootstrap.enroll_token_overlap_seconds ({}) must be at least bootstrap.enroll_window_seconds ({}): a node allocated just before a rotation enrolls with the token it replaced",
+                b.enroll_token_overlap_seconds,
+                b.enroll_window_seconds
+            );
         }
         if let Some(a) = &self.azure
             && a.subscription_id.is_some()

@@ -237,6 +237,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             events_retained: cfg.controller.events_retained,
             batch_account: batch_account.clone(),
             bootstrap: bootstrap.clone(),
+            enrollment: cfg.bootstrap.enrollment(),
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down
