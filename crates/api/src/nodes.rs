@@ -300,10 +300,17 @@ pub async fn enroll(
     // Render before storing the token: a secret the daemon cannot resolve fails the
     // enrollment without spending the node's one chance.
     let token = store::random_token(crate::auth::NODE_TOKEN_PREFIX);
-    let ctx = st.bootstrap.node(&pool, &name, &token);
-    let resolve = |r: &rb_core::SecretRef| (st.resolve_secret)(r);
-    let script = bootstrap::render_enrollment_script(&section, record.spec.os, &ctx, &resolve)
-        .map_err(|e| {
+    // Secrets are read from files or the environment: off the async runtime.
+    let (defaults, resolve) = (st.bootstrap.clone(), st.resolve_secret.clone());
+    let (os, for_pool, for_node, for_token) =
+        (record.spec.os, pool.clone(), name.clone(), token.clone());
+    let script = tokio::task::spawn_blocking(move || {
+        let ctx = defaults.node(&for_pool, &for_node, &for_token);
+        bootstrap::render_enrollment_script(&section, os, &ctx, &|r| resolve(r))
+    })
+    .await
+    .map_err(|e| ApiError::internal("cannot render the node's bootstrap", &e))?
+    .map_err(|e| {
             tracing::error!(node = %name, pool = %pool, field = %e.field, error = %e.message, "cannot render a node's bootstrap");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

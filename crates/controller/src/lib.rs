@@ -31,7 +31,7 @@ use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use batch::{batch_task, pool_model};
-pub use bootstrap::BootstrapConfig;
+pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
@@ -58,6 +58,8 @@ pub struct ControllerConfig {
     pub bootstrap: BootstrapConfig,
     /// Batch nodes' enrollment: window and token rotation (`[bootstrap]`).
     pub enrollment: EnrollmentConfig,
+    /// The secrets the operator declared (`[secrets.NAME]`), for nodes' bootstrap.
+    pub secrets: Arc<bootstrap::DeclaredSecrets>,
 }
 
 /// Batch nodes' enrollment (`[bootstrap]` of the configuration). Anyone who can read a Batch

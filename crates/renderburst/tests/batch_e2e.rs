@@ -835,11 +835,14 @@ async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
     let w = world("boot", json!({"boot": {"enabled": false}})).await;
     let secret_file = w.dir.join("smb.password");
     std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
-    let (daemon, api) = w.serve().await;
+    // Declared by the operator; the spec names it.
+    let (daemon, api) = w
+        .serve_with(|t| format!("{t}[secrets.smb]\nfile = \"{}\"\n", secret_file.display()))
+        .await;
     let mut spec = batch_spec("nuke", 4, json!({}));
     spec["bootstrap"] = json!({
         "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
-                    "username": "render", "password": {"secret": format!("file:{}", secret_file.display())}}],
+                    "username": "render", "password": {"secret": "smb"}}],
         "env": {"RLM_LICENSE": "5053@license01"},
         "render_client": {"command": "/opt/nuke/render-client"},
         "register_timeout_seconds": 3
@@ -1081,5 +1084,77 @@ async fn bogus_enrollments_do_not_make_the_daemon_relist_azure() {
         reads <= allowed,
         "{reads} reads for {BOGUS} bogus enrollments in {took:?} (allowed {allowed})"
     );
+    daemon.stop().await;
+}
+
+/// The enrollment token rotates: the start task gets a new one through ARM (a PATCH of the
+/// pool), the new one enrolls at once, the one it replaced still enrolls during the overlap
+/// (a node allocated before the rotation carries it), and after the overlap it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enrollment_token_rotates_and_the_old_one_works_for_an_overlap() {
+    let w = world("rotate", json!({"boot": {"enabled": false}})).await;
+    let (daemon, api) = w
+        .serve_with(|t| {
+            format!(
+                "{t}[bootstrap]\nenroll_window_seconds = 20\nenroll_token_rotate_seconds = 5\nenroll_token_overlap_seconds = 20\n"
+            )
+        })
+        .await;
+    let mut spec = batch_spec("spin", 4, json!({}));
+    spec["bootstrap"] = json!({});
+    api.ok(Method::POST, "/v1/pools", Some(spec)).await;
+    let first = pool_token_of(&settled(&w, "spin", 0, 0).await);
+    api.scale("spin", 2).await;
+    settled(&w, "spin", 0, 2).await;
+    let listed: Vec<String> = eventually("the daemon lists both nodes", 30, || async {
+        let v = api.ok(Method::GET, "/v1/nodes?pool=spin", None).await;
+        let names: Vec<String> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+    let second = eventually("the start task carries a new token", 30, || async {
+        let token = pool_token_of(&w.batch_pool("spin").await?);
+        (token != first).then_some(token)
+    })
+    .await;
+    assert!(second.starts_with("rbp_"));
+    let enroll = |node: &str, token: &str| {
+        api.http
+            .post(format!("{}/v1/nodes/{node}/enroll", api.base))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    // The new token at once; the old one during the overlap.
+    let r = enroll(&listed[0], &second).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = enroll(&listed[1], &first).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let stats = w.control(Method::GET, "/_sim/stats", None).await;
+    assert!(
+        stats["by_type"]["Microsoft.Batch/batchAccounts/pools"]["PATCH"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{stats}"
+    );
+    // After the overlap the old token is no token at all.
+    eventually("the first token refused", 60, || async {
+        let r = enroll("tvmps_anyone", &first).await.unwrap();
+        (r.status() == 401).then_some(())
+    })
+    .await;
+    let events = api.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "batch.enroll_token_rotated"),
+        "{events:?}"
+    );
+    assert!(!Value::Array(events).to_string().contains("rbp_"));
     daemon.stop().await;
 }
