@@ -1141,6 +1141,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn enrollment_tokens_rotate_when_old_or_not_ours_and_windows_start_at_allocation() {
+        let day = std::time::Duration::from_secs(86_400);
+        assert!(!enroll_token_due(Some(1_000), 1_000 + 86_399, day));
+        assert!(enroll_token_due(Some(1_000), 1_000 + 86_400, day));
+        assert!(enroll_token_due(None, 0, day));
+        let window = std::time::Duration::from_secs(1800);
+        let node: ComputeNode = serde_json::from_value(
+            json!({"id": "tvm-1", "allocationTime": "2026-01-01T10:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(enroll_deadline(&node, 5, window), 1_767_261_600 + 1800);
+        let unknown: ComputeNode = serde_json::from_value(json!({"id": "tvm-2"})).unwrap();
+        assert_eq!(enroll_deadline(&unknown, 5, window), 1805);
+    }
+
+    #[test]
     fn the_pool_body_carries_the_spec() {
         let spec: PoolSpec = serde_json::from_value(json!({
             "name": "maya", "mode": "batch", "vm_sizes": ["Standard_D4s_v5"], "priority": "spot",
