@@ -81,6 +81,7 @@ fn start_server() -> Server {
             status: Arc::new(|| json!({})),
             metrics: Arc::new(String::new),
             bootstrap: Arc::new(Default::default()),
+            secret_names: Arc::new(Default::default()),
             resolve_secret: Arc::new(|_| Err("no secrets in the benchmark".into())),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

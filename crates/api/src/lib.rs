@@ -81,12 +81,16 @@ pub struct ApiState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// The daemon's side of node bootstrap (URL, time zone, hosts entry), for previews.
     pub bootstrap: Arc<rb_core::bootstrap::BootstrapDefaults>,
-    /// Resolves a secret reference (the daemon reads its environment or a file); previews
-    /// only ask whether it resolves, never show the value.
+    /// The names of the secrets declared in the daemon's configuration (`[secrets.NAME]`):
+    /// the only ones a pool spec may name.
+    pub secret_names: Arc<std::collections::BTreeSet<String>>,
+    /// Resolves a secret reference (the daemon reads the declared variable or file);
+    /// previews only ask whether it resolves, never show the value. It may block on a file:
+    /// handlers call it through `spawn_blocking`.
     pub resolve_secret: SecretResolver,
 }
 
-/// Looks a secret reference up (the daemon: its environment or a file).
+/// Looks a declared secret up (the daemon: its environment or a file). Blocking.
 pub type SecretResolver = Arc<dyn Fn(&rb_core::SecretRef) -> Result<String, String> + Send + Sync>;
 
 impl std::fmt::Debug for ApiState {
@@ -170,6 +174,7 @@ pub fn router(state: ApiState) -> AxumRouter {
     let http = Arc::new(metrics::HttpMetrics::default());
     let (router, _) = routes().split_for_parts();
     router
+        .layer(Extension(Arc::new(nodes::EnrollWakes::default())))
         // After the routes: it applies to the routes registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -16,7 +16,10 @@
 //!   pool with a `bootstrap` section, running its start task, trades the pool's token for its
 //!   own node token, once, and gets its bootstrap script (secrets resolved) as `text/plain`.
 //!   The node must be in the pool's node list as the controller last saw it: a 404 wakes the
-//!   controller to look again, and the start task retries. A second enrollment of the same
+//!   controller to look again (at most once per [`ENROLL_WAKE_GAP`], whatever the names),
+//!   and the start task retries. Only within `[bootstrap] enroll_window_seconds` of the
+//!   node's allocation (the controller stores the deadline when it lists the node): after
+//!   that, 403. A second enrollment of the same
 //!   node is a 409, so the pool's token, readable by anyone who can read the Batch pool,
 //!   cannot fetch the secrets of a node that already has them.
 //! - `POST /v1/nodes/{name}/drain` (admin): the node gets no new work and is removed
@@ -24,10 +27,13 @@
 //!   count. Drain is an operator action that removes capacity, so requesters may not.
 //!   `DELETE /v1/nodes/{name}/drain` (admin) cancels it.
 
-use axum::Json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use store::{NewEvent, Store, VmRecord};
 
@@ -38,6 +44,30 @@ use crate::view::{self, node_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_heartbeat";
+
+/// Least time between two wake-ups of the controller by enrollments of nodes it has not
+/// listed. A real node that booted before the controller's last listing waits at most this
+/// (its start task retries for minutes); a flood of made-up names costs Azure one listing per
+/// gap instead of one per request (2,000 made-up names cost 444 reads in 5 s without it).
+pub const ENROLL_WAKE_GAP: Duration = Duration::from_secs(5);
+
+/// When an enrollment of an unlisted node last woke the controller (one per router).
+#[derive(Debug, Default)]
+pub struct EnrollWakes {
+    last: Mutex<Option<Instant>>,
+}
+
+impl EnrollWakes {
+    /// Whether a wake-up at `now` is allowed; if so, it is counted as done.
+    pub fn due(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|l| now.saturating_duration_since(l) < ENROLL_WAKE_GAP) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
 
 /// `{"busy": bool}` and nothing else; 422 naming `busy` (or the unknown field) otherwise.
 #[cfg(test)]
@@ -198,7 +228,8 @@ pub async fn register(
 
 /// `POST /v1/nodes/{name}/enroll` (no body) → 200 `text/plain`: the node's bootstrap script,
 /// with its new node token. 404 if the node is not (yet) in the pool's node list, 403 if it
-/// is in another pool, 409 if it enrolled already or the pool has no bootstrap section, 503
+/// is in another pool or its enrollment window (`[bootstrap] enroll_window_seconds` after its
+/// allocation) has closed, 409 if it enrolled already or the pool has no bootstrap section, 503
 /// naming the field if the daemon cannot resolve one of the section's secrets (the start
 /// task retries; the enrollment is not spent).
 #[utoipa::path(
@@ -209,7 +240,7 @@ pub async fn register(
     params(("name" = String, Path, description = "Batch node id (AZ_BATCH_NODE_ID)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "Enrolled: the node's bootstrap script (shell on Linux, PowerShell on Windows)", body = String, content_type = "text/plain"),
-        (status = 403, description = "The node is in another pool", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::openapi::ErrorBody),
         (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
         (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
         (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::openapi::ErrorBody),
@@ -219,12 +250,17 @@ pub async fn enroll(
     Enroller(caller): Enroller,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
+    Extension(wakes): Extension<Arc<EnrollWakes>>,
 ) -> Result<Response, ApiError> {
     use rb_core::bootstrap;
     let pool = caller.pool.clone().unwrap_or_default();
     let Some(node) = st.store.get_vm(&name).await? else {
-        // The node booted before the controller listed it: look now; the start task retries.
-        st.wake.notify_one();
+        // The node booted before the controller listed it: look soon; the start task
+        // retries. Anyone holding the pool's token can send names nobody will ever list, so
+        // they wake the controller (which lists Azure) at most once per ENROLL_WAKE_GAP.
+        if wakes.due(Instant::now()) {
+            st.wake.notify_one();
+        }
         return Err(ApiError::not_found(format!(
             "node {name:?} is not in Batch pool {pool:?}'s node list yet; retry shortly"
         )));
@@ -233,6 +269,23 @@ pub async fn enroll(
         return Err(ApiError::forbidden(format!(
             "this enrollment token belongs to pool {pool:?}; node {name:?} is not one of its nodes"
         )));
+    }
+    // The pool's token is readable by anyone who can read the Batch pool: it is worth
+    // something only for a listed node, shortly after Batch allocated it.
+    let now = view::now();
+    if st
+        .store
+        .enroll_until(&name)
+        .await?
+        .is_none_or(|until| now > until)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "enroll_window_closed",
+            format!(
+                "node {name:?} may no longer enroll: a node enrolls within [bootstrap] enroll_window_seconds of its allocation; one that did not is replaced"
+            ),
+        ));
     }
     let record = st
         .store
@@ -247,10 +300,17 @@ pub async fn enroll(
     // Render before storing the token: a secret the daemon cannot resolve fails the
     // enrollment without spending the node's one chance.
     let token = store::random_token(crate::auth::NODE_TOKEN_PREFIX);
-    let ctx = st.bootstrap.node(&pool, &name, &token);
-    let resolve = |r: &rb_core::SecretRef| (st.resolve_secret)(r);
-    let script = bootstrap::render_enrollment_script(&section, record.spec.os, &ctx, &resolve)
-        .map_err(|e| {
+    // Secrets are read from files or the environment: off the async runtime.
+    let (defaults, resolve) = (st.bootstrap.clone(), st.resolve_secret.clone());
+    let (os, for_pool, for_node, for_token) =
+        (record.spec.os, pool.clone(), name.clone(), token.clone());
+    let script = tokio::task::spawn_blocking(move || {
+        let ctx = defaults.node(&for_pool, &for_node, &for_token);
+        bootstrap::render_enrollment_script(&section, os, &ctx, &|r| resolve(r))
+    })
+    .await
+    .map_err(|e| ApiError::internal("cannot render the node's bootstrap", &e))?
+    .map_err(|e| {
             tracing::error!(node = %name, pool = %pool, field = %e.field, error = %e.message, "cannot render a node's bootstrap");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -399,6 +459,17 @@ mod tests {
             let err = parse_registration(&body).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{body}");
         }
+    }
+
+    #[test]
+    fn unlisted_enrollments_wake_the_controller_once_per_gap() {
+        let wakes = EnrollWakes::default();
+        let t0 = Instant::now();
+        assert!(wakes.due(t0));
+        assert!(!wakes.due(t0 + Duration::from_millis(10)));
+        assert!(!wakes.due(t0 + ENROLL_WAKE_GAP - Duration::from_millis(1)));
+        assert!(wakes.due(t0 + ENROLL_WAKE_GAP));
+        assert!(!wakes.due(t0 + ENROLL_WAKE_GAP + Duration::from_secs(1)));
     }
 
     #[test]

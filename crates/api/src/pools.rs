@@ -58,7 +58,7 @@ pub async fn create(
     State(st): State<ApiState>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let spec = parse_spec(&body)?;
+    let spec = parse_spec(&st, &body)?;
     let record = st.store.create_pool(&spec).await.map_err(|err| match err {
         store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
         other => other.into(),
@@ -134,7 +134,7 @@ pub async fn replace(
     State(st): State<ApiState>,
     body: JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = parse_spec(&body)?;
+    let spec = parse_spec(&st, &body)?;
     if spec.name != name {
         return Err(ApiError::unprocessable(
             "invalid_spec",
@@ -303,12 +303,21 @@ pub async fn bootstrap_preview(
                 .with_field("bootstrap"),
         );
     };
-    let unresolved: Vec<String> = section
+    // Reading a secret may block on a file: off the async runtime.
+    let refs: Vec<(String, rb_core::SecretRef)> = section
         .secret_refs()
         .into_iter()
-        .filter(|(_, r)| (st.resolve_secret)(r).is_err())
-        .map(|(field, r)| format!("{field} ({})", r.secret))
+        .map(|(field, r)| (field, r.clone()))
         .collect();
+    let resolve = st.resolve_secret.clone();
+    let unresolved: Vec<String> = tokio::task::spawn_blocking(move || {
+        refs.into_iter()
+            .filter(|(_, r)| resolve(r).is_err())
+            .map(|(field, r)| format!("{field} ({})", r.secret))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal("cannot check the pool's secrets", &e))?;
     if record.spec.mode == rb_core::PoolMode::Batch {
         // Batch: the pool's start task, and what a node gets back when it enrolls (its
         // Batch node id is known only then).
@@ -373,10 +382,24 @@ pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiErro
 
 /// Parses and validates a PoolSpec body: 422 naming the field for an unknown or missing
 /// field, a wrong type, or a value the rules refuse (names, bounds, sizes, image, tags).
-fn parse_spec(body: &JsonBody) -> Result<PoolSpec, ApiError> {
+fn parse_spec(st: &ApiState, body: &JsonBody) -> Result<PoolSpec, ApiError> {
     let spec = PoolSpec::from_json(&body.bytes).map_err(ApiError::invalid_spec)?;
     spec.validate(&|size| arm_model::sizes::lookup(size).is_some())
         .map_err(ApiError::invalid_spec)?;
+    // A spec names declared secrets only: the API can never point at the daemon's
+    // environment or files.
+    for (field, r) in spec.bootstrap.iter().flat_map(|b| b.secret_refs()) {
+        if !st.secret_names.contains(&r.secret) {
+            return Err(ApiError::unprocessable(
+                "invalid_spec",
+                format!(
+                    "secret {:?} is not declared: the daemon's configuration needs [secrets.{}] with env = \"VAR\" or file = \"/path\"",
+                    r.secret, r.secret
+                ),
+            )
+            .with_field(format!("{field}.secret")));
+        }
+    }
     Ok(spec)
 }
 

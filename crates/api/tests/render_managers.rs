@@ -414,6 +414,10 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
                     .unwrap();
             }
             app.add_vm(&fx.fresh, &fx.pool, NodeState::Running).await;
+            app.store
+                .set_enroll_until(&fx.fresh, api_now() + 600)
+                .await
+                .unwrap();
             // Enrollment tokens: this pool's, and a pool next door's.
             let own_enroller = format!("rbp_own{n}");
             let other_enroller = format!("rbp_other{n}");
@@ -1906,7 +1910,7 @@ async fn the_bootstrap_preview_masks_secrets_and_the_token() {
     app.ready.send_replace(true);
     let section = json!({
         "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
-                    "username": "render", "password": {"secret": "env:UNSET"}}],
+                    "username": "render", "password": {"secret": "unset"}}],
         "env": {"RLM_LICENSE": "5053@license01"},
         "render_client": {"command": "/opt/rr/bin/rrClient"}
     });
@@ -1938,7 +1942,7 @@ async fn the_bootstrap_preview_masks_secrets_and_the_token() {
     assert!(!script.contains("resolved"));
     assert_eq!(
         preview["unresolved_secrets"],
-        json!(["bootstrap.mounts[0].password (env:UNSET)"])
+        json!(["bootstrap.mounts[0].password (unset)"])
     );
     assert!(preview["custom_data_bytes"].as_u64().unwrap() < 64 * 1024);
 
@@ -1997,7 +2001,7 @@ fn batch_bootstrap_pool(name: &str, password: &str) -> Value {
 async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     let app = spawn_app().await;
     app.ready.send_replace(true);
-    app.create(batch_bootstrap_pool("nuke", "env:SMB_PW")).await;
+    app.create(batch_bootstrap_pool("nuke", "smb_pw")).await;
     let pool_token = "rbp_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
     app.store
         .set_pool_enroll_token("nuke", &api::sha256_hex(pool_token), api_now())
@@ -2013,8 +2017,15 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     assert_error(&got, StatusCode::NOT_FOUND, "not_found", None);
     assert!(app.woken().await);
 
+    // Listed by the controller, which gives each node its enrollment window.
     app.add_vm("tvmps_1", "nuke", NodeState::Running).await;
     app.add_vm("tvmps_2", "nuke", NodeState::Running).await;
+    for node in ["tvmps_1", "tvmps_2"] {
+        app.store
+            .set_enroll_until(node, api_now() + 600)
+            .await
+            .unwrap();
+    }
     let (status, script) = app
         .call(Method::POST, &enroll("tvmps_1"), Some(pool_token), None)
         .await;
@@ -2099,13 +2110,17 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
 
     // A secret the daemon cannot resolve: 503 naming the field (the start task retries), the
     // enrollment not spent.
-    app.create(batch_bootstrap_pool("comp", "env:UNSET")).await;
+    app.create(batch_bootstrap_pool("comp", "unset")).await;
     let comp_token = "rbp_CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
     app.store
         .set_pool_enroll_token("comp", &api::sha256_hex(comp_token), api_now())
         .await
         .unwrap();
     app.add_vm("tvmps_9", "comp", NodeState::Running).await;
+    app.store
+        .set_enroll_until("tvmps_9", api_now() + 600)
+        .await
+        .unwrap();
     let got = app
         .call(Method::POST, &enroll("tvmps_9"), Some(comp_token), None)
         .await;
@@ -2122,7 +2137,7 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     assert_error(&got, StatusCode::FORBIDDEN, "forbidden", None);
     // Once the daemon has the secret (here: the spec names one it has), the node enrolls.
     // Adding or removing the section would change the start task: 422.
-    let mut fixed = batch_bootstrap_pool("comp", "env:SMB_PW");
+    let mut fixed = batch_bootstrap_pool("comp", "smb_pw");
     let got = app
         .admin(Method::PUT, "/v1/pools/comp", Some(fixed.clone()))
         .await;
@@ -2141,6 +2156,93 @@ async fn batch_nodes_enroll_once_with_their_pool_s_token() {
     );
 }
 
+/// A spec names only secrets the daemon's configuration declares: the old forms that named
+/// the daemon's environment or files (its own Azure credential among them), and undeclared
+/// names, are 422s naming the field, and nothing is stored.
+#[tokio::test]
+async fn pool_specs_name_declared_secrets_only() {
+    let app = spawn_app().await;
+    let before = app.snapshot().await;
+    for (secret, says) in [
+        (
+            "env:RENDERBURST__AZURE__CLIENT_SECRET",
+            "no longer accepted",
+        ),
+        (
+            "file:/etc/renderburst/renderburst.toml",
+            "no longer accepted",
+        ),
+        ("not_declared", "[secrets.not_declared]"),
+        ("Bad.Name", "not a secret name"),
+    ] {
+        let got = app
+            .admin(
+                Method::POST,
+                "/v1/pools",
+                Some(batch_bootstrap_pool("nuke", secret)),
+            )
+            .await;
+        assert_error(
+            &got,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_spec",
+            Some("bootstrap.mounts[0].password.secret"),
+        );
+        assert!(got.1.to_string().contains(says), "{secret}: {}", got.1);
+    }
+    assert_eq!(app.snapshot().await, before);
+    let got = app
+        .admin(
+            Method::POST,
+            "/v1/pools",
+            Some(batch_bootstrap_pool("nuke", "smb_pw")),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+}
+
+/// The pool's token is readable by anyone with ARM read on the Batch pool, so it enrolls
+/// only nodes the controller listed in that pool, within their window after allocation: a
+/// listed node whose window closed, or one listed without a window, gets no script, and the
+/// refusal spends nothing (no token, no event).
+#[tokio::test]
+async fn enrollment_is_refused_outside_the_node_s_window() {
+    let app = spawn_app().await;
+    app.ready.send_replace(true);
+    app.create(batch_bootstrap_pool("nuke", "smb_pw")).await;
+    let pool_token = "rbp_WWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW";
+    app.store
+        .set_pool_enroll_token("nuke", &api::sha256_hex(pool_token), api_now())
+        .await
+        .unwrap();
+    let enroll = |node: &str| format!("/v1/nodes/{node}/enroll");
+    app.add_vm("tvmps_late", "nuke", NodeState::Running).await;
+    app.store
+        .set_enroll_until("tvmps_late", api_now() - 1)
+        .await
+        .unwrap();
+    app.add_vm("tvmps_nowindow", "nuke", NodeState::Running)
+        .await;
+    let before = app.snapshot().await;
+    for node in ["tvmps_late", "tvmps_nowindow"] {
+        let got = app
+            .call(Method::POST, &enroll(node), Some(pool_token), None)
+            .await;
+        assert_error(&got, StatusCode::FORBIDDEN, "enroll_window_closed", None);
+        assert!(!got.1.to_string().contains("resolved"), "{}", got.1);
+    }
+    assert_eq!(app.snapshot().await, before);
+    // Within its window, the same node enrolls.
+    app.store
+        .set_enroll_until("tvmps_late", api_now() + 600)
+        .await
+        .unwrap();
+    let (status, script) = app
+        .call(Method::POST, &enroll("tvmps_late"), Some(pool_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{script}");
+}
+
 /// Unavailable offerings are listed (subscription-wide and per Batch pool) and an admin can
 /// clear them; the clear is recorded and wakes the controller; a second clear has nothing to
 /// do.
@@ -2149,7 +2251,7 @@ async fn unavailable_offerings_are_listed_and_cleared_by_an_admin() {
     use rb_core::{Offering, Priority, Unavailable, UnavailableReason};
     let app = spawn_app().await;
     app.ready.send_replace(true);
-    app.create(batch_bootstrap_pool("nuke", "env:SMB_PW")).await;
+    app.create(batch_bootstrap_pool("nuke", "smb_pw")).await;
     let _ = app.woken().await;
     let now = api_now();
     app.store

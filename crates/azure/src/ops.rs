@@ -468,6 +468,20 @@ impl ArmClient {
         self.request(Method::PATCH, url, Some(&body)).await?.json()
     }
 
+    /// Replaces a pool's start task (PATCH: the other properties stay). Batch gives it to
+    /// nodes that join or restart afterwards; the nodes already there keep theirs.
+    pub async fn update_pool_start_task(
+        &self,
+        rg: &str,
+        account: &str,
+        name: &str,
+        start_task: &Value,
+    ) -> Result<Pool> {
+        let url = self.url(&self.pool_path(rg, account, name), &self.v().batch, &[]);
+        let body = json!({"properties": {"startTask": start_task}});
+        self.request(Method::PATCH, url, Some(&body)).await?.json()
+    }
+
     /// The pools of a Batch account (management plane, ARM paging).
     pub fn list_pools(&self, rg: &str, account: &str) -> Pager<Pool> {
         let url = self.url(

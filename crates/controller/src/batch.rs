@@ -120,16 +120,17 @@ pub(crate) struct Observed {
 }
 
 /// Observes one Batch pool and brings the store in line. Returns an error (and plans
-/// nothing) when any call failed: never plan from part of the picture.
+/// nothing) when any call failed: never plan from part of the picture. Else whether the
+/// pool's enrollment token is due to be rotated (see [`enroll_token_due`]).
 pub(crate) async fn observe(
     sh: &Shared,
     record: &PoolRecord,
     owner: &str,
     t: UnixSeconds,
-) -> Result<(), ArmError> {
+) -> Result<bool, ArmError> {
     let spec = &record.spec;
     let Some(tg) = target(sh, spec) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut state = sh
         .store
@@ -183,6 +184,21 @@ pub(crate) async fn observe(
     sync_nodes(sh, record, &observed, &mut state, t)
         .await
         .map_err(store_err)?;
+    let rotate = match (&observed.pool, spec.bootstrap.is_some() && owned) {
+        (Some(p), true) => {
+            let published = published_enroll_token(p).map(|tk| bootstrap::sha256_hex(&tk));
+            let made = match &published {
+                Some(hash) => sh
+                    .store
+                    .observe_enroll_token(&spec.name, hash, t, secs(sh.cfg.enrollment.overlap))
+                    .await
+                    .map_err(store_err)?,
+                None => None,
+            };
+            !record.deleting && enroll_token_due(made, t, sh.cfg.enrollment.rotate_every)
+        }
+        _ => false,
+    };
     if let (Some(v), Some(p)) = (&v, &observed.pool) {
         report_resize_errors(sh, record, p, v, &observed.nodes, &mut state, t).await;
     }
@@ -222,7 +238,54 @@ pub(crate) async fn observe(
         .store
         .put_task_status(&batch_task(&spec.name), &summary)
         .await;
-    Ok(())
+    Ok(rotate)
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The enrollment token the Batch pool's start task carries, as anyone with ARM read on the
+/// pool sees it.
+fn published_enroll_token(pool: &Pool) -> Option<String> {
+    pool.properties
+        .as_ref()?
+        .start_task
+        .as_ref()?
+        .environment_settings
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == rb_core::bootstrap::ENV_POOL_TOKEN)?
+        .value
+        .clone()
+}
+
+/// Whether a Batch pool's enrollment token should be replaced at `now`: the one its start
+/// task carries was made `rotate_every` ago or more, or it carries none of ours (`made` is
+/// None: a lost rotation, or someone edited the start task; nodes could not enroll).
+pub fn enroll_token_due(
+    made: Option<UnixSeconds>,
+    now: UnixSeconds,
+    rotate_every: std::time::Duration,
+) -> bool {
+    made.is_none_or(|m| now.saturating_sub(m) >= secs(rotate_every))
+}
+
+/// Until when a Batch node may enroll: its allocation (Batch's `allocationTime`; else when
+/// the daemon first listed it) plus the window.
+fn enroll_deadline(
+    node: &ComputeNode,
+    first_listed: UnixSeconds,
+    window: std::time::Duration,
+) -> UnixSeconds {
+    let allocated = node
+        .allocation_time
+        .as_deref()
+        .and_then(|a| {
+            time::OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map_or(first_listed, |a| a.unix_timestamp());
+    allocated.saturating_add(secs(window))
 }
 
 fn config_err(message: impl Into<String>) -> ArmError {
@@ -318,6 +381,14 @@ async fn sync_nodes(
                 node_seen_at: None,
             })
             .await?;
+        // Enrollment is for listed nodes only, within the window after their allocation:
+        // the deadline is kept for nodes that have not registered (a reallocated Spot node
+        // has a new allocation time and a new window).
+        if record.spec.bootstrap.is_some() && old.is_none_or(|o| o.registered_at.is_none()) {
+            let first_listed = old.map_or(t, |o| o.created_at);
+            let until = enroll_deadline(n, first_listed, sh.cfg.enrollment.window);
+            sh.store.set_enroll_until(&id, until).await?;
+        }
     }
     for name in known.keys() {
         if !seen.contains(name) {
@@ -483,23 +554,29 @@ pub fn pool_model(
     }
     if spec.bootstrap.is_some() {
         let (url, token) = enroll?;
-        let task = rb_core::bootstrap::render_start_task(spec.os, url, token);
-        let env: Vec<Value> = task
-            .environment
-            .iter()
-            .map(|(k, v)| json!({"name": k, "value": v}))
-            .collect();
-        props["startTask"] = json!({
-            "commandLine": task.command_line,
-            "environmentSettings": env,
-            "waitForSuccess": true,
-            "maxTaskRetryCount": 2,
-            "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
-        });
+        props["startTask"] = enroll_start_task(spec.os, url, token);
     } else if let Some(task) = start_task(spec, b) {
         props["startTask"] = task;
     }
     serde_json::from_value(json!({"tags": tags, "properties": props})).ok()
+}
+
+/// The start task of a pool with a `bootstrap` section: it enrolls each node at `url` with
+/// the pool's enrollment `token`.
+fn enroll_start_task(os: Os, url: &str, token: &str) -> Value {
+    let task = rb_core::bootstrap::render_start_task(os, url, token);
+    let env: Vec<Value> = task
+        .environment
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    json!({
+        "commandLine": task.command_line,
+        "environmentSettings": env,
+        "waitForSuccess": true,
+        "maxTaskRetryCount": 2,
+        "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
+    })
 }
 
 /// The start task: the spec's, with the license servers in its environment. Batch gives a
@@ -556,11 +633,16 @@ fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<Value> {
 
 /// Starts the plan's Batch actions in the background: removals as one data-plane call (an
 /// intent per node), pool writes one at a time (an intent on `batch:{pool}`).
+///
+/// `rotate_enroll_token` (from [`observe`]): the pool's enrollment token is due to be
+/// replaced; that is a pool write too, done when the plan has none (a rotation waits for a
+/// resize, never the other way round).
 pub(crate) async fn dispatch(
     sh: &Arc<Shared>,
     record: &PoolRecord,
     plan: Plan,
     owner: &str,
+    rotate_enroll_token: bool,
 ) -> Result<(), store::StoreError> {
     let spec = &record.spec;
     let zombies = plan.zombies;
@@ -623,7 +705,18 @@ pub(crate) async fn dispatch(
         }
     }
     // At most one pool write per activation: the planner never asks for two.
-    if let Some(a) = pool_ops.into_iter().next() {
+    let rotation = rotate_enroll_token.then(|| Action {
+        kind: ActionKind::RotateEnrollToken,
+        node: pool_intent_node(&spec.name),
+        size: None,
+        priority: None,
+        targets: None,
+        reason: format!(
+            "the enrollment token in the start task is {} s old or not ours ([bootstrap] enroll_token_rotate_seconds)",
+            sh.cfg.enrollment.rotate_every.as_secs()
+        ),
+    });
+    if let Some(a) = pool_ops.into_iter().next().or(rotation) {
         let node = pool_intent_node(&spec.name);
         if !sh
             .executing
@@ -677,6 +770,7 @@ enum Done {
     Resized,
     Stopped,
     Deleted,
+    Rotated,
 }
 
 async fn pool_write(
@@ -742,6 +836,28 @@ async fn pool_write(
             sh.arm.stop_pool_resize(&tg.rg, tg.account, tg.name).await?;
             Ok(Done::Stopped)
         }
+        ActionKind::RotateEnrollToken => {
+            // Stored before the start task can carry it; the tokens it replaces keep working
+            // until it is seen published, then `overlap` longer.
+            let token = bootstrap::generate_pool_token();
+            let hash = bootstrap::sha256_hex(&token);
+            let store_failed = |e: store::StoreError| {
+                config_err(format!("cannot store the enrollment token: {e}"))
+            };
+            sh.store
+                .add_pool_enroll_token(&spec.name, &hash, now())
+                .await
+                .map_err(store_failed)?;
+            let task = enroll_start_task(spec.os, &sh.cfg.bootstrap.api_url, &token);
+            sh.arm
+                .update_pool_start_task(&tg.rg, tg.account, tg.name, &task)
+                .await?;
+            sh.store
+                .observe_enroll_token(&spec.name, &hash, now(), secs(sh.cfg.enrollment.overlap))
+                .await
+                .map_err(store_failed)?;
+            Ok(Done::Rotated)
+        }
         ActionKind::DeletePool => {
             if let Some(op) = sh.arm.delete_pool(&tg.rg, tg.account, tg.name).await? {
                 if let Ok(v) = serde_json::to_value(&op) {
@@ -784,6 +900,13 @@ async fn finish_pool_write(
                 Done::Deleted => (
                     "batch.pool_deleted",
                     format!("Batch pool {batch_pool} deleted: {}", a.reason),
+                ),
+                Done::Rotated => (
+                    "batch.enroll_token_rotated",
+                    format!(
+                        "the start task of Batch pool {batch_pool} has a new enrollment token; the previous one works {} s more",
+                        sh.cfg.enrollment.overlap.as_secs()
+                    ),
                 ),
             };
             if matches!(done, Done::Deleted) {
@@ -1009,12 +1132,29 @@ pub(crate) fn is_batch_kind(kind: ActionKind) -> bool {
             | ActionKind::RemoveNode
             | ActionKind::DeletePool
             | ActionKind::StopResize
+            | ActionKind::RotateEnrollToken
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enrollment_tokens_rotate_when_old_or_not_ours_and_windows_start_at_allocation() {
+        let day = std::time::Duration::from_secs(86_400);
+        assert!(!enroll_token_due(Some(1_000), 1_000 + 86_399, day));
+        assert!(enroll_token_due(Some(1_000), 1_000 + 86_400, day));
+        assert!(enroll_token_due(None, 0, day));
+        let window = std::time::Duration::from_secs(1800);
+        let node: ComputeNode = serde_json::from_value(
+            json!({"id": "tvm-1", "allocationTime": "2026-01-01T10:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(enroll_deadline(&node, 5, window), 1_767_261_600 + 1800);
+        let unknown: ComputeNode = serde_json::from_value(json!({"id": "tvm-2"})).unwrap();
+        assert_eq!(enroll_deadline(&unknown, 5, window), 1805);
+    }
 
     #[test]
     fn the_pool_body_carries_the_spec() {

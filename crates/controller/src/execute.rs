@@ -192,7 +192,8 @@ async fn start_op(
         | ActionKind::ResizePool
         | ActionKind::RemoveNode
         | ActionKind::DeletePool
-        | ActionKind::StopResize => Err(ArmError::new(
+        | ActionKind::StopResize
+        | ActionKind::RotateEnrollToken => Err(ArmError::new(
             azure::ErrorKind::Config,
             "NotAVmAction",
             format!("{:?} is a Batch action, not a VM one", action.kind),
@@ -218,13 +219,16 @@ async fn node_bootstrap(
         .set_node_token(node, &bootstrap::sha256_hex(&token), now())
         .await
         .map_err(|e| refused(format!("cannot store the node token: {e}")))?;
-    let rendered = bootstrap::render(
-        &sh.cfg.bootstrap,
-        spec,
-        node,
-        &token,
-        &bootstrap::resolve_secret,
-    )
+    // Secrets are read from files or the environment: off the async runtime.
+    let (cfg, spec_owned, node_owned) = (sh.cfg.bootstrap.clone(), spec.clone(), node.to_owned());
+    let secrets = sh.cfg.secrets.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        bootstrap::render(&cfg, &spec_owned, &node_owned, &token, &|r| {
+            secrets.resolve(r)
+        })
+    })
+    .await
+    .map_err(|e| refused(format!("bootstrap of {node}: {e}")))?
     .map_err(|e| refused(format!("bootstrap of {node}: {}: {}", e.field, e.message)))?;
     Ok(rendered.map(|r| r.text))
 }

@@ -31,7 +31,7 @@ use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use batch::{batch_task, pool_model};
-pub use bootstrap::BootstrapConfig;
+pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
@@ -56,6 +56,32 @@ pub struct ControllerConfig {
     pub batch_account: Option<String>,
     /// The daemon's side of node bootstrap: its URL, time zone and hosts entry.
     pub bootstrap: BootstrapConfig,
+    /// Batch nodes' enrollment: window and token rotation (`[bootstrap]`).
+    pub enrollment: EnrollmentConfig,
+    /// The secrets the operator declared (`[secrets.NAME]`), for nodes' bootstrap.
+    pub secrets: Arc<bootstrap::DeclaredSecrets>,
+}
+
+/// Batch nodes' enrollment (`[bootstrap]` of the configuration). Anyone who can read a Batch
+/// pool in Azure can read its enrollment token, so a token is only worth something for nodes
+/// the daemon has listed, within `window` of their allocation, and it is replaced every
+/// `rotate_every`; the one it replaced keeps working for `overlap` (nodes allocated just
+/// before the rotation carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentConfig {
+    pub window: Duration,
+    pub rotate_every: Duration,
+    pub overlap: Duration,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(1800),
+            rotate_every: Duration::from_secs(24 * 3600),
+            overlap: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// What one activation did, for `/v1/status`.
@@ -316,7 +342,13 @@ impl Controller {
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
         for record in &pools {
             let is_batch = record.spec.mode == PoolMode::Batch;
-            if is_batch && let Err(e) = batch::observe(sh, record, &owner, now).await {
+            let observed = if is_batch {
+                batch::observe(sh, record, &owner, now).await
+            } else {
+                Ok(false)
+            };
+            let rotate_enroll_token = *observed.as_ref().unwrap_or(&false);
+            if let Err(e) = observed {
                 // Never plan a Batch pool from part of the picture.
                 tracing::warn!(pool = %record.spec.name, code = %e.code, error = %e, "cannot observe the Batch pool");
                 let msg = format!("cannot observe the Batch pool, nothing planned: {e}");
@@ -379,7 +411,7 @@ impl Controller {
                     remove_deleted_pool(sh, &record.spec.name, "Batch resources").await?;
                     continue;
                 }
-                batch::dispatch(sh, record, p, &owner)
+                batch::dispatch(sh, record, p, &owner, rotate_enroll_token)
                     .await
                     .map_err(|e| format!("execute: {e}"))?;
                 continue;

@@ -10,10 +10,10 @@
 //! [`render_start_task`] (one start task for the pool, which enrolls each node) and
 //! [`render_enrollment_script`] (what a node gets when it enrolls).
 //!
-//! Secrets are never inline: a spec names them with a [`SecretRef`] (`{"secret": "env:NAME"}`
-//! or `{"secret": "file:/path"}`), and the caller passes a resolver that looks them up when a
-//! node is rendered (the daemon reads its environment or the file; a preview passes
-//! [`masked`]). Nothing here does IO.
+//! Secrets are never inline: a spec names them with a [`SecretRef`] (`{"secret": "ad-join"}`),
+//! the name of a secret the operator declared in the daemon's configuration, and the caller
+//! passes a resolver that looks them up when a node is rendered (the daemon reads the
+//! declared environment variable or file; a preview passes [`masked`]). Nothing here does IO.
 //!
 //! Every value that enters a script goes through one function of [`quote`] for the language
 //! that reads it (POSIX shell, PowerShell, systemd) or through its YAML serializer; fields with
@@ -38,47 +38,108 @@ use grammar::{
 };
 use quote::{powershell as ps, sh};
 
-/// A secret named, never given: `env:NAME` (the daemon's environment variable) or
-/// `file:/absolute/path` (a file the daemon reads; one trailing newline is dropped).
-/// Resolved when a node is rendered, so it never appears in the spec, the logs or the API.
+/// A secret named, never given: the name of a secret the operator declared in the daemon's
+/// configuration (`[secrets.NAME]` with `env = "VAR"` or `file = "/path"`). Resolved when a
+/// node is rendered, so it never appears in the spec, the logs or the API. A spec, and so the
+/// API, can only name declared secrets: never an environment variable or a file of the
+/// daemon's machine.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
-    /// `env:NAME` or `file:/absolute/path`.
+    /// The name of a secret declared in the daemon's configuration (`[secrets.NAME]`).
     pub secret: String,
 }
 
-/// Where a secret comes from, parsed from [`SecretRef::secret`].
+/// Where a declared secret comes from: the daemon's configuration says, never a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource<'a> {
-    Env(&'a str),
-    File(&'a str),
+pub enum SecretSource {
+    /// The daemon's environment variable.
+    Env(String),
+    /// A file the daemon reads (one trailing newline dropped).
+    File(String),
+}
+
+/// Longest secret name.
+pub const MAX_SECRET_NAME: usize = 63;
+
+/// Checks a declared secret's name: 1 to 63 of `a-z`, `0-9`, `_`, `-`, starting with a
+/// letter or digit. Lower case because the configuration's environment keys are read
+/// lower-cased (`RENDERBURST__SECRETS__AD_JOIN__ENV` declares `ad_join`), and no `.`, which
+/// separates configuration keys.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= MAX_SECRET_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a secret name: 1 to {MAX_SECRET_NAME} of a-z, 0-9, '_' and '-', starting with a letter or digit, declared in the configuration as [secrets.NAME]"
+        ))
+    }
 }
 
 impl SecretRef {
-    pub fn source(&self) -> Result<SecretSource<'_>, String> {
-        if let Some(name) = self.secret.strip_prefix("env:") {
-            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            return if ok {
-                Ok(SecretSource::Env(name))
-            } else {
-                Err(format!(
-                    "{:?} is not an environment variable name (letters, digits, '_')",
-                    name
-                ))
+    /// The declared secret's name. A reference of the form accepted before names existed
+    /// (`env:VAR`, `file:/path`) is refused with how to declare it.
+    pub fn name(&self) -> Result<&str, String> {
+        if let Some(source) = self.legacy_source() {
+            let name = suggested_name(&source);
+            let declaration = match &source {
+                SecretSource::Env(var) => format!("env = {var:?}"),
+                SecretSource::File(path) => format!("file = {path:?}"),
             };
+            return Err(format!(
+                "secret {:?} is no longer accepted: declare [secrets.{name}] {declaration} in the config file and refer to it as {{\"secret\": \"{name}\"}}",
+                self.secret
+            ));
         }
-        if let Some(path) = self.secret.strip_prefix("file:") {
-            return if path.starts_with('/') && !path.contains('\0') && path.len() < 4096 {
-                Ok(SecretSource::File(path))
-            } else {
-                Err(format!("{path:?} is not an absolute file path"))
-            };
-        }
-        Err("a secret reference is \"env:NAME\" or \"file:/absolute/path\"".to_string())
+        check_secret_name(&self.secret).map(|()| self.secret.as_str())
     }
+
+    /// What a reference of the form accepted before names existed named: `env:VAR` (the
+    /// daemon's environment) or `file:/path`. Such references may still be stored; the daemon
+    /// refuses them, or rewrites them to the secret the operator declared with that source.
+    pub fn legacy_source(&self) -> Option<SecretSource> {
+        if let Some(var) = self.secret.strip_prefix("env:") {
+            return Some(SecretSource::Env(var.to_string()));
+        }
+        self.secret
+            .strip_prefix("file:")
+            .map(|path| SecretSource::File(path.to_string()))
+    }
+}
+
+/// A secret name for a legacy reference's source: the variable's name, or the file's,
+/// lower-cased, other characters as `_`.
+fn suggested_name(source: &SecretSource) -> String {
+    let raw = match source {
+        SecretSource::Env(var) => var.as_str(),
+        SecretSource::File(path) => path.rsplit('/').next().unwrap_or(path),
+    };
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_SECRET_NAME)
+        .collect();
+    name = name.trim_start_matches(['_', '-']).to_string();
+    if name.is_empty() {
+        name = "secret".into();
+    }
+    name
 }
 
 /// An `/etc/hosts` (or Windows `hosts`) line.
@@ -345,7 +406,7 @@ fn check_text(field: &str, s: &str, max: usize) -> Result<(), SpecError> {
 }
 
 fn check_secret(field: &str, s: &SecretRef) -> Result<(), SpecError> {
-    s.source()
+    s.name()
         .map(|_| ())
         .map_err(|m| err(format!("{field}.secret"), m))
 }

@@ -77,6 +77,9 @@ pub enum ActionKind {
     DeletePool,
     /// Stop the Batch pool's resize (management plane `stopResize`), so new targets can be set.
     StopResize,
+    /// Replace the enrollment token in the Batch pool's start task (management plane PATCH);
+    /// decided by the Batch controller from the token's age, not by the planner.
+    RotateEnrollToken,
 }
 
 /// One thing to do, and why.

@@ -25,28 +25,28 @@ fn full_section(os: Os) -> serde_json::Value {
     };
     let mut mounts = vec![
         json!({"kind": "smb", "source": "//filer.studio.local/projects", "target": target_smb,
-               "username": "render", "password": {"secret": "env:SMB_PASSWORD"}}),
+               "username": "render", "password": {"secret": "smb_password"}}),
         json!({"kind": "azure_files", "account": "studioassets", "share": "textures",
-               "target": target_files, "key": {"secret": "file:/etc/renderburst/assets.key"}}),
+               "target": target_files, "key": {"secret": "assets_key"}}),
         json!({"kind": "nfs", "source": "10.1.0.9:/export/cache", "target": target_nfs}),
     ];
     if os == Os::Linux {
         mounts.push(
             json!({"kind": "blob", "account": "studioassets", "share": "plates",
-                           "target": "/mnt/plates", "key": {"secret": "env:BLOB_KEY"}}),
+                           "target": "/mnt/plates", "key": {"secret": "blob_key"}}),
         );
     }
     json!({
         "time_zone": "Europe/Berlin",
         "hosts": [{"ip": "10.1.0.5", "names": ["license01", "license01.studio.local"]}],
         "domain": {"name": "studio.local", "ou": "OU=Render,DC=studio,DC=local",
-                   "username": "joiner", "password": {"secret": "env:AD_JOIN_PASSWORD"}},
+                   "username": "joiner", "password": {"secret": "ad_join_password"}},
         "mounts": mounts,
         "firewall_ports": [{"port": 7774}, {"port": 7773, "protocol": "udp"}],
         "admin": {"username": "artist", "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx artist@studio",
-                  "password": {"secret": "env:ADMIN_PASSWORD"}},
+                  "password": {"secret": "admin_password"}},
         "env": {"ADSKFLEX_LICENSE_FILE": "2080@license01", "solidangle_LICENSE": "5053@license01",
-                "RLM_LICENSE": "5053@license01", "RR_ROOT": {"secret": "env:RR_ROOT"}},
+                "RLM_LICENSE": "5053@license01", "RR_ROOT": {"secret": "rr_root"}},
         "render_client": {"command": "/opt/rr/bin/rrClient -nogui \"$HOME\" 100%"},
         "register_timeout_seconds": 600
     })
@@ -56,11 +56,27 @@ fn section(v: serde_json::Value) -> BootstrapSpec {
     serde_json::from_value(v).unwrap()
 }
 
-/// Secrets as the daemon would resolve them: a distinct value per reference.
+/// The declared secrets of the full section, with the reference each replaced (the
+/// testdata's values were made from those).
+const DECLARED: &[(&str, &str)] = &[
+    ("smb_password", "env:SMB_PASSWORD"),
+    ("assets_key", "file:/etc/renderburst/assets.key"),
+    ("blob_key", "env:BLOB_KEY"),
+    ("ad_join_password", "env:AD_JOIN_PASSWORD"),
+    ("admin_password", "env:ADMIN_PASSWORD"),
+    ("rr_root", "env:RR_ROOT"),
+];
+
+/// Secrets as the daemon would resolve them: a distinct value per declared name.
 fn resolver(r: &SecretRef) -> Result<String, String> {
+    let name = r.name()?;
+    let key = DECLARED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(name, |(_, old)| old);
     Ok(format!(
         "S3CRET-{}",
-        r.secret.replace(['/', ':'], "_").to_ascii_uppercase()
+        key.replace(['/', ':'], "_").to_ascii_uppercase()
     ))
 }
 
@@ -364,7 +380,7 @@ fn an_unresolvable_or_multi_line_secret_names_its_field() {
     let spec = section(full_section(Os::Linux));
     let daemon = daemon_host();
     let fail = |r: &SecretRef| {
-        if r.secret == "env:SMB_PASSWORD" {
+        if r.secret == "smb_password" {
             Err("not set".to_string())
         } else {
             Ok("x".to_string())
@@ -372,7 +388,7 @@ fn an_unresolvable_or_multi_line_secret_names_its_field() {
     };
     let e = render_cloud_init(&spec, &ctx(&daemon, TOKEN), &fail).unwrap_err();
     assert_eq!(e.field, "bootstrap.mounts[0].password");
-    assert!(e.message.contains("env:SMB_PASSWORD") && e.message.contains("not set"));
+    assert!(e.message.contains("smb_password") && e.message.contains("not set"));
     let two_lines = |_: &SecretRef| Ok("a\nb".to_string());
     let e = render_cloud_init(&spec, &ctx(&daemon, TOKEN), &two_lines).unwrap_err();
     assert_eq!(e.field, "bootstrap.domain.password");
@@ -403,12 +419,12 @@ fn validation_names_the_field() {
         ),
         (
             Os::Linux,
-            json!({"domain": {"name": "studio", "username": "j", "password": {"secret": "env:P"}}}),
+            json!({"domain": {"name": "studio", "username": "j", "password": {"secret": "p"}}}),
             "bootstrap.domain.name",
         ),
         (
             Os::Linux,
-            json!({"domain": {"name": "studio.local", "ou": "Render", "username": "j", "password": {"secret": "env:P"}}}),
+            json!({"domain": {"name": "studio.local", "ou": "Render", "username": "j", "password": {"secret": "p"}}}),
             "bootstrap.domain.ou",
         ),
         (
@@ -443,12 +459,12 @@ fn validation_names_the_field() {
         ),
         (
             Os::Linux,
-            json!({"mounts": [{"kind": "nfs", "source": "filer:/x", "target": "/mnt/x", "key": {"secret": "env:K"}}]}),
+            json!({"mounts": [{"kind": "nfs", "source": "filer:/x", "target": "/mnt/x", "key": {"secret": "k"}}]}),
             "bootstrap.mounts[0].key",
         ),
         (
             Os::Linux,
-            json!({"mounts": [{"kind": "azure_files", "account": "Bad_Account", "share": "abc", "target": "/mnt/x", "key": {"secret": "env:K"}}]}),
+            json!({"mounts": [{"kind": "azure_files", "account": "Bad_Account", "share": "abc", "target": "/mnt/x", "key": {"secret": "k"}}]}),
             "bootstrap.mounts[0].account",
         ),
         (
@@ -458,7 +474,7 @@ fn validation_names_the_field() {
         ),
         (
             Os::Windows,
-            json!({"mounts": [{"kind": "blob", "account": "acct", "share": "abc", "target": "B:", "key": {"secret": "env:K"}}]}),
+            json!({"mounts": [{"kind": "blob", "account": "acct", "share": "abc", "target": "B:", "key": {"secret": "k"}}]}),
             "bootstrap.mounts[0].kind",
         ),
         (
@@ -473,7 +489,7 @@ fn validation_names_the_field() {
         ),
         (
             Os::Linux,
-            json!({"admin": {"username": "root", "password": {"secret": "env:P"}}}),
+            json!({"admin": {"username": "root", "password": {"secret": "p"}}}),
             "bootstrap.admin.username",
         ),
         (
@@ -525,10 +541,7 @@ fn the_pool_spec_parses_the_section_and_names_unknown_fields() {
     spec.validate(&|_| true).unwrap();
     // Secrets stay references in the stored spec.
     let stored = serde_json::to_string(&spec).unwrap();
-    assert!(
-        stored.contains(r#"{"secret":"env:SMB_PASSWORD"}"#),
-        "{stored}"
-    );
+    assert!(stored.contains(r#"{"secret":"smb_password"}"#), "{stored}");
 
     body["bootstrap"]["mounts"][0]["sorce"] = json!("x");
     let e = PoolSpec::from_json(body.to_string().as_bytes()).unwrap_err();
@@ -579,18 +592,39 @@ fn render_node_checks_the_custom_data_limit_and_base64_is_standard() {
     assert_eq!(node.format, "powershell");
 }
 
+/// A spec names a declared secret, never the daemon's environment or files: the old forms
+/// are refused with how to declare what they named.
 #[test]
-fn secret_references_parse() {
+fn secret_references_are_declared_names() {
     let r = |s: &str| SecretRef { secret: s.into() };
-    assert_eq!(r("env:SMB_PW").source(), Ok(SecretSource::Env("SMB_PW")));
+    assert_eq!(r("ad-join").name(), Ok("ad-join"));
+    assert_eq!(r("smb_pw2").name(), Ok("smb_pw2"));
+    for bad in ["", "Ad", "-x", "a.b", "a/b", "hunter 2", &"x".repeat(64)] {
+        assert!(r(bad).name().is_err(), "{bad:?}");
+    }
+    let e = r("env:AD_PASS").name().unwrap_err();
     assert_eq!(
-        r("file:/run/secrets/pw").source(),
-        Ok(SecretSource::File("/run/secrets/pw"))
+        e,
+        r#"secret "env:AD_PASS" is no longer accepted: declare [secrets.ad_pass] env = "AD_PASS" in the config file and refer to it as {"secret": "ad_pass"}"#
     );
-    assert!(r("env:").source().is_err());
-    assert!(r("env:A-B").source().is_err());
-    assert!(r("file:relative").source().is_err());
-    assert!(r("hunter2").source().is_err());
+    let e = r("file:/etc/renderburst/smb.password").name().unwrap_err();
+    assert!(
+        e.contains(r#"[secrets.smb_password] file = "/etc/renderburst/smb.password""#),
+        "{e}"
+    );
+    assert_eq!(
+        r("env:RENDERBURST__AZURE__CLIENT_SECRET").legacy_source(),
+        Some(SecretSource::Env(
+            "RENDERBURST__AZURE__CLIENT_SECRET".into()
+        ))
+    );
+    assert_eq!(r("ad-join").legacy_source(), None);
+    // In a spec: 422 naming the field.
+    let spec = section(json!({"admin": {"username": "artist",
+        "password": {"secret": "env:RENDERBURST__AZURE__CLIENT_SECRET"}}}));
+    let e = spec.validate(Os::Linux).unwrap_err();
+    assert_eq!(e.field, "bootstrap.admin.password.secret");
+    assert!(e.message.contains("no longer accepted"), "{}", e.message);
 }
 
 #[test]

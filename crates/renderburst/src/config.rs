@@ -2,6 +2,7 @@
 //! (`RENDERBURST__SECTION__KEY`), read with the `config` crate. Unknown keys and bad values
 //! are errors that name the key and the file, so a typo never silently does nothing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,9 @@ pub struct Config {
     pub controller: ControllerSection,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Batch nodes' enrollment: window and token rotation.
+    #[serde(default)]
+    pub bootstrap: BootstrapSection,
     /// Absent (or without a subscription): the embedded simulator.
     pub azure: Option<AzureSection>,
     #[serde(default)]
@@ -31,9 +35,26 @@ pub struct Config {
     /// Settings of the embedded simulator (same keys as `renderburst sim --config`), used
     /// only when no subscription is configured: latencies, quotas, capacity, faults.
     pub simulator: Option<serde_json::Value>,
+    /// Secrets nodes may receive (`[secrets.NAME]`, or `RENDERBURST__SECRETS__NAME__ENV`),
+    /// declared by the operator only: pool specs name them, never a variable or a file.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretDecl>,
     /// Where this configuration was read from, for errors found at start.
     #[serde(skip)]
     pub source: String,
+    /// The configuration file, if any: one of the daemon's own credential files.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// `[secrets.NAME]`: where the daemon reads a secret it gives to nodes. Exactly one of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDecl {
+    /// The daemon's environment variable.
+    pub env: Option<String>,
+    /// A regular file of at most 64 KiB (one trailing newline dropped).
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,7 +137,9 @@ impl ServerConfig {
     pub fn check_exposure(&self, listen: SocketAddr) -> anyhow::Result<()> {
         if !listen.ip().to_canonical().is_loopback() && !self.tls() && !self.insecure_http {
             bail!(
-                "server.listen = {listen} is not a loopback address, and API tokens must not cross                  the network in clear: set server.tls_cert_file and server.tls_key_file to serve                  HTTPS, or server.insecure_http = true if this network is private"
+                "server.listen = {listen} is not a loopback address, and API tokens must not cross \
+                 the network in clear: set server.tls_cert_file and server.tls_key_file to serve \
+                 HTTPS, or server.insecure_http = true if this network is private"
             );
         }
         Ok(())
@@ -259,6 +282,54 @@ fn default_events_retained() -> u64 {
     100_000
 }
 
+/// `[bootstrap]`: how Batch nodes enroll (see docs/bootstrap.md, "Batch pools").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSection {
+    /// A Batch node may enroll only this long after Batch allocated it.
+    #[serde(default = "default_enroll_window")]
+    pub enroll_window_seconds: u64,
+    /// A Batch pool's enrollment token is replaced (through ARM) this often.
+    #[serde(default = "default_enroll_rotate")]
+    pub enroll_token_rotate_seconds: u64,
+    /// The token a rotation replaced keeps working this long; at least the window, since a
+    /// node allocated just before the rotation carries it.
+    #[serde(default = "default_enroll_overlap")]
+    pub enroll_token_overlap_seconds: u64,
+}
+
+impl Default for BootstrapSection {
+    fn default() -> Self {
+        Self {
+            enroll_window_seconds: default_enroll_window(),
+            enroll_token_rotate_seconds: default_enroll_rotate(),
+            enroll_token_overlap_seconds: default_enroll_overlap(),
+        }
+    }
+}
+
+fn default_enroll_window() -> u64 {
+    1800
+}
+fn default_enroll_rotate() -> u64 {
+    24 * 3600
+}
+fn default_enroll_overlap() -> u64 {
+    3600
+}
+
+impl BootstrapSection {
+    /// The controller's form.
+    pub fn enrollment(&self) -> controller::EnrollmentConfig {
+        use std::time::Duration;
+        controller::EnrollmentConfig {
+            window: Duration::from_secs(self.enroll_window_seconds),
+            rotate_every: Duration::from_secs(self.enroll_token_rotate_seconds),
+            overlap: Duration::from_secs(self.enroll_token_overlap_seconds),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -346,6 +417,14 @@ fn default_admin_user() -> String {
 impl Config {
     /// Reads `file` (if given) and the environment. Errors name the file and the key.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        Self::load_with_env(file, None)
+    }
+
+    /// As [`Config::load`], with `env` standing for the process environment when given.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> anyhow::Result<Config> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.exists() {
@@ -357,7 +436,8 @@ impl Config {
             config::Environment::with_prefix("RENDERBURST")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(env),
         );
         let where_ = file.map_or_else(
             || "the environment (RENDERBURST__*)".to_owned(),
@@ -370,6 +450,7 @@ impl Config {
             .try_deserialize()
             .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
         cfg.source = where_.clone();
+        cfg.file = file.map(Path::to_path_buf);
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
         Ok(cfg)
@@ -396,6 +477,26 @@ impl Config {
         if self.controller.max_concurrent_operations == 0 {
             bail!("controller.max_concurrent_operations must be at least 1");
         }
+        let b = &self.bootstrap;
+        for (key, v) in [
+            ("enroll_window_seconds", b.enroll_window_seconds),
+            ("enroll_token_rotate_seconds", b.enroll_token_rotate_seconds),
+            (
+                "enroll_token_overlap_seconds",
+                b.enroll_token_overlap_seconds,
+            ),
+        ] {
+            if v == 0 {
+                bail!("bootstrap.{key} must be at least 1");
+            }
+        }
+        if b.enroll_token_overlap_seconds < b.enroll_window_seconds {
+            bail!(
+                "bootstrap.enroll_token_overlap_seconds ({}) must be at least bootstrap.enroll_window_seconds ({}): a node allocated just before a rotation enrolls with the token it replaced",
+                b.enroll_token_overlap_seconds,
+                b.enroll_window_seconds
+            );
+        }
         if let Some(a) = &self.azure
             && a.subscription_id.is_some()
         {
@@ -417,11 +518,23 @@ impl Config {
         if let Some(a) = &self.azure {
             check_azure_names(a)?;
         }
+        let secrets = self.declared_secrets()?;
+        let declared = secrets.names();
         for (i, p) in self.pools.iter().enumerate() {
             p.validate(&|s| arm_model::sizes::lookup(s).is_some())
                 .map_err(|e| {
                     anyhow::anyhow!("pools[{i}] ({}).{}: {}", p.name, e.field, e.message)
                 })?;
+            for (field, r) in p.bootstrap.iter().flat_map(|b| b.secret_refs()) {
+                if !declared.contains(&r.secret) {
+                    bail!(
+                        "pools[{i}] ({}).{field}.secret: secret {:?} is not declared: add [secrets.{}] with env = \"VAR\" or file = \"/path\"",
+                        p.name,
+                        r.secret,
+                        r.secret
+                    );
+                }
+            }
         }
         let mut names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();
@@ -439,6 +552,52 @@ impl Config {
             bail!("schedules: the schedule name {} appears twice", w[0]);
         }
         Ok(())
+    }
+
+    /// The declared secrets (`[secrets.NAME]`), checked: names, one source each, and none
+    /// of the daemon's own credentials (its configuration file, admin token, database, the
+    /// workload identity's token file, its own environment variables). Errors name the key.
+    pub fn declared_secrets(&self) -> anyhow::Result<controller::DeclaredSecrets> {
+        use rb_core::bootstrap::SecretSource;
+        let mut declared = BTreeMap::new();
+        for (name, d) in &self.secrets {
+            let source = match (&d.env, &d.file) {
+                (Some(var), None) => SecretSource::Env(var.clone()),
+                (None, Some(path)) => SecretSource::File(path.clone()),
+                (Some(_), Some(_)) => bail!("secrets.{name}: give env or file, not both"),
+                (None, None) => {
+                    bail!("secrets.{name}: give env = \"VARIABLE\" or file = \"/absolute/path\"")
+                }
+            };
+            declared.insert(name.clone(), source);
+        }
+        let mut own = Vec::new();
+        own.extend(self.file.clone());
+        // The API's TLS private key is the daemon's too.
+        own.extend(self.server.tls_key_file.clone());
+        if let Ok(db) = self.store_path() {
+            // As serve::admin_token places it.
+            let dir = db
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            own.push(dir.join("admin.token"));
+            for suffix in ["", "-wal", "-shm", ".lock"] {
+                let mut name = db.clone().into_os_string();
+                name.push(suffix);
+                own.push(PathBuf::from(name));
+            }
+        }
+        for var in [
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+        ] {
+            if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+                own.push(PathBuf::from(path));
+            }
+        }
+        controller::DeclaredSecrets::new(declared, own).map_err(|e| anyhow::anyhow!(e))
     }
 
     /// The SQLite file path from `store.url`.
@@ -723,6 +882,93 @@ mod tests {
                 "{key}: {err}"
             );
         }
+    }
+
+    /// Secrets are declared in the file or the environment only; an unknown key, a name of
+    /// the wrong shape, the daemon's own credentials and a pool naming an undeclared secret
+    /// are errors naming the key (and the file).
+    #[test]
+    fn secrets_are_declared_by_name_in_the_file_or_the_environment() {
+        let dir = std::env::temp_dir();
+        let pool = "[[pools]]\nname = \"maya\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = 3\nbootstrap = { domain = { name = \"studio.local\", username = \"j\", password = { secret = \"ad_join\" } } }\n";
+        let secrets = "[secrets.ad_join]\nenv = \"AD_JOIN_PASSWORD\"\n[secrets.smb]\nfile = \"/etc/renderburst/smb.password\"\n";
+        let cfg = Config::load(Some(&write(&dir, &format!("{secrets}{pool}")))).unwrap();
+        let s = cfg.declared_secrets().unwrap();
+        assert_eq!(
+            s.names().into_iter().collect::<Vec<_>>(),
+            ["ad_join", "smb"]
+        );
+        // From the environment alone, like every key.
+        let env: std::collections::HashMap<String, String> = [(
+            "RENDERBURST__SECRETS__AD_JOIN__ENV".to_string(),
+            "AD_JOIN_PASSWORD".to_string(),
+        )]
+        .into();
+        let path = write(&dir, pool);
+        let cfg = Config::load_with_env(Some(&path), Some(env.clone())).unwrap();
+        assert_eq!(
+            cfg.secrets["ad_join"].env.as_deref(),
+            Some("AD_JOIN_PASSWORD")
+        );
+        let cfg = Config::load_with_env(None, Some(env)).unwrap();
+        assert!(cfg.declared_secrets().unwrap().names().contains("ad_join"));
+        // Not declared: the pool's key is named.
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("pools[0] (maya).bootstrap.domain.password.secret")
+                && err.contains("[secrets.ad_join]")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        // The old form in a pool: how to declare it.
+        let path = write(&dir, &pool.replace("\"ad_join\"", "\"env:AD_PASS\""));
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("no longer accepted")
+                && err.contains("[secrets.ad_pass] env = \"AD_PASS\""),
+            "{err}"
+        );
+        for (text, key) in [
+            ("[secrets.x]\nenvv = \"A\"\n", "envv"),
+            ("[secrets.x]\nenv = \"A\"\nfile = \"/x\"\n", "secrets.x"),
+            ("[secrets.x]\n", "secrets.x"),
+            ("[secrets.Bad]\nenv = \"A\"\n", "secrets.Bad"),
+            (
+                "[secrets.x]\nenv = \"RENDERBURST__AZURE__CLIENT_SECRET\"\n",
+                "secrets.x.env",
+            ),
+            (
+                "[secrets.x]\nenv = \"AZURE_FEDERATED_TOKEN_FILE\"\n",
+                "secrets.x.env",
+            ),
+            (
+                "[secrets.x]\nfile = \"/proc/self/environ\"\n",
+                "secrets.x.file",
+            ),
+            (
+                "[store]\nurl = \"sqlite:///var/lib/rb/state.db\"\n[secrets.x]\nfile = \"/var/lib/rb/admin.token\"\n",
+                "secrets.x.file",
+            ),
+        ] {
+            let path = write(&dir, text);
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains(&path.display().to_string()),
+                "{text}: {err}"
+            );
+        }
+        // The configuration file itself (it may hold the client secret).
+        let path = write(&dir, "");
+        std::fs::write(
+            &path,
+            format!("[secrets.x]\nfile = \"{}\"\n", path.display()),
+        )
+        .unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("secrets.x.file") && err.contains("own"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     }
 
     let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools).await?;
+    // Declared by the operator only; stored specs of the old form are rewritten or refused.
+    let secrets = Arc::new(cfg.declared_secrets()?);
+    controller::bootstrap::migrate_legacy_secret_refs(&store, &secrets).await;
     crate::network::apply_config_schedules(&store, &cfg.schedules, &cfg.source).await?;
 
     // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
@@ -259,6 +262,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             events_retained: cfg.controller.events_retained,
             batch_account: batch_account.clone(),
             bootstrap: bootstrap.clone(),
+            enrollment: cfg.bootstrap.enrollment(),
+            secrets: secrets.clone(),
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down
@@ -302,7 +307,8 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         }),
         metrics: Arc::new(move || render_metrics(&metrics_controller)),
         bootstrap: Arc::new(bootstrap),
-        resolve_secret: Arc::new(controller::bootstrap::resolve_secret),
+        secret_names: Arc::new(secrets.names()),
+        resolve_secret: Arc::new(move |r| secrets.resolve(r)),
     };
     let serving = api::ServeOptions {
         tls,

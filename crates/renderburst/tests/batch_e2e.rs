@@ -92,9 +92,29 @@ batch_account = "{ACCOUNT}"
     }
 
     fn config(&self) -> Config {
+        self.config_with(|toml| toml)
+    }
+
+    /// The daemon's configuration, edited by `edit` (more sections, other values).
+    fn config_with(&self, edit: impl FnOnce(String) -> String) -> Config {
         let path = self.dir.join("renderburst.toml");
-        std::fs::write(&path, self.config_toml("127.0.0.1:0")).unwrap();
+        std::fs::write(&path, edit(self.config_toml("127.0.0.1:0"))).unwrap();
         Config::load(Some(&path)).unwrap()
+    }
+
+    /// As [`World::serve`], on a configuration edited by `edit`.
+    async fn serve_with(&self, edit: impl FnOnce(String) -> String) -> (serve::Daemon, Api) {
+        let daemon = serve::start(self.config_with(edit), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let api = Api::new(daemon.api_addr);
+        (daemon, api)
+    }
+
+    /// GET requests the simulator has answered (ARM and the Batch data plane).
+    async fn reads(&self) -> u64 {
+        let s = self.control(Method::GET, "/_sim/stats", None).await;
+        s["requests"]["GET"].as_u64().unwrap()
     }
 
     async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -815,11 +835,14 @@ async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
     let w = world("boot", json!({"boot": {"enabled": false}})).await;
     let secret_file = w.dir.join("smb.password");
     std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
-    let (daemon, api) = w.serve().await;
+    // Declared by the operator; the spec names it.
+    let (daemon, api) = w
+        .serve_with(|t| format!("{t}[secrets.smb]\nfile = \"{}\"\n", secret_file.display()))
+        .await;
     let mut spec = batch_spec("nuke", 4, json!({}));
     spec["bootstrap"] = json!({
         "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
-                    "username": "render", "password": {"secret": format!("file:{}", secret_file.display())}}],
+                    "username": "render", "password": {"secret": "smb"}}],
         "env": {"RLM_LICENSE": "5053@license01"},
         "render_client": {"command": "/opt/nuke/render-client"},
         "register_timeout_seconds": 3
@@ -966,5 +989,172 @@ async fn batch_nodes_enroll_through_the_start_task_and_zombies_are_replaced() {
     assert!(!everything.contains("s3cret"), "a secret leaked");
     assert!(!everything.contains("rbn_"), "a node token leaked");
     assert!(!everything.contains("rbp_"), "the enrollment token leaked");
+    daemon.stop().await;
+}
+
+/// The start task's enrollment token of a Batch pool, as anyone with ARM read sees it.
+fn pool_token_of(pool: &Value) -> String {
+    pool["properties"]["startTask"]["environmentSettings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RENDERBURST_POOL_TOKEN")
+        .and_then(|e| e["value"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+/// Someone who read the pool token floods enrollments of names the daemon never listed. Each
+/// unknown name used to wake the controller, which re-listed Azure at once (2,000 bogus
+/// enrollments made 324 ARM requests in 11 s); now an unknown name wakes it at most once per
+/// few seconds, so the simulator's read count stays near the quiet baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bogus_enrollments_do_not_make_the_daemon_relist_azure() {
+    let w = world("bogus", json!({"boot": {"enabled": false}})).await;
+    // A long interval: only wake-ups make activations during the flood.
+    let (daemon, api) = w
+        .serve_with(|t| {
+            t.replace(
+                "reconcile_interval_seconds = 1",
+                "reconcile_interval_seconds = 120",
+            )
+        })
+        .await;
+    let mut spec = batch_spec("flood", 4, json!({}));
+    spec["bootstrap"] = json!({});
+    api.ok(Method::POST, "/v1/pools", Some(spec)).await;
+    let pool = settled(&w, "flood", 0, 0).await;
+    let token = pool_token_of(&pool);
+    // The pool write's own wake-up has run its activation.
+    let activation = || async {
+        api.ok(Method::GET, "/v1/status", None).await["controller"]["reconciler"]["number"]
+            .as_u64()
+            .unwrap()
+    };
+    eventually("the activation after the pool write", 30, || async {
+        (activation().await >= 2).then_some(())
+    })
+    .await;
+
+    // 2,000 enrollments spread over 5 s (10 senders, one each every 25 ms), as a script
+    // would send them: a burst would only show that wake-ups coalesce.
+    const BOGUS: usize = 2000;
+    const SENDERS: usize = 10;
+    let before = w.reads().await;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..SENDERS {
+        let http = api.http.clone();
+        let base = api.base.clone();
+        let token = token.clone();
+        tasks.spawn(async move {
+            let mut codes = Vec::new();
+            let mut pace = tokio::time::interval(Duration::from_millis(25));
+            for i in (worker..BOGUS).step_by(SENDERS) {
+                pace.tick().await;
+                let r = http
+                    .post(format!("{base}/v1/nodes/tvmps_bogus{i:05}/enroll"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                codes.push(r.status().as_u16());
+            }
+            codes
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(c) = tasks.join_next().await {
+        codes.extend(c.unwrap());
+    }
+    let took = started.elapsed();
+    assert!(codes.iter().all(|c| *c == 404), "{codes:?}");
+    // Whatever the last wake-up started has finished: the next status is a later number.
+    let last = activation().await;
+    let after_flood = w.reads().await;
+    let reads = after_flood - before;
+    eprintln!(
+        "{BOGUS} bogus enrollments in {:.1} s: {reads} ARM/Batch reads, reconciler at activation {last}",
+        took.as_secs_f64()
+    );
+    // One activation reads a handful of pages (VMs, power states, the Batch pool, its nodes,
+    // garbage lists); wake-ups at most every 5 s allow took/5 + 2 activations.
+    let allowed = 12 * (took.as_secs() / 5 + 2);
+    assert!(
+        reads <= allowed,
+        "{reads} reads for {BOGUS} bogus enrollments in {took:?} (allowed {allowed})"
+    );
+    daemon.stop().await;
+}
+
+/// The enrollment token rotates: the start task gets a new one through ARM (a PATCH of the
+/// pool), the new one enrolls at once, the one it replaced still enrolls during the overlap
+/// (a node allocated before the rotation carries it), and after the overlap it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enrollment_token_rotates_and_the_old_one_works_for_an_overlap() {
+    let w = world("rotate", json!({"boot": {"enabled": false}})).await;
+    let (daemon, api) = w
+        .serve_with(|t| {
+            format!(
+                "{t}[bootstrap]\nenroll_window_seconds = 20\nenroll_token_rotate_seconds = 5\nenroll_token_overlap_seconds = 20\n"
+            )
+        })
+        .await;
+    let mut spec = batch_spec("spin", 4, json!({}));
+    spec["bootstrap"] = json!({});
+    api.ok(Method::POST, "/v1/pools", Some(spec)).await;
+    let first = pool_token_of(&settled(&w, "spin", 0, 0).await);
+    api.scale("spin", 2).await;
+    settled(&w, "spin", 0, 2).await;
+    let listed: Vec<String> = eventually("the daemon lists both nodes", 30, || async {
+        let v = api.ok(Method::GET, "/v1/nodes?pool=spin", None).await;
+        let names: Vec<String> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_owned())
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+    let second = eventually("the start task carries a new token", 30, || async {
+        let token = pool_token_of(&w.batch_pool("spin").await?);
+        (token != first).then_some(token)
+    })
+    .await;
+    assert!(second.starts_with("rbp_"));
+    let enroll = |node: &str, token: &str| {
+        api.http
+            .post(format!("{}/v1/nodes/{node}/enroll", api.base))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    // The new token at once; the old one during the overlap.
+    let r = enroll(&listed[0], &second).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = enroll(&listed[1], &first).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let stats = w.control(Method::GET, "/_sim/stats", None).await;
+    assert!(
+        stats["by_type"]["Microsoft.Batch/batchAccounts/pools"]["PATCH"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{stats}"
+    );
+    // After the overlap the old token is no token at all.
+    eventually("the first token refused", 60, || async {
+        let r = enroll("tvmps_anyone", &first).await.unwrap();
+        (r.status() == 401).then_some(())
+    })
+    .await;
+    let events = api.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "batch.enroll_token_rotated"),
+        "{events:?}"
+    );
+    assert!(!Value::Array(events).to_string().contains("rbp_"));
     daemon.stop().await;
 }

@@ -1252,13 +1252,27 @@ async fn booting_nodes_register_with_their_own_token_and_a_zombie_is_replaced() 
     .await;
     let secret_file = w.dir.join("smb.password");
     std::fs::write(&secret_file, "s3cret-from-a-file\n").unwrap();
-    let (daemon, api) = w.serve().await;
+    // Declared by the operator; the spec names it.
+    let path = w.dir.join("renderburst.toml");
+    let toml = format!(
+        "{}[secrets.smb]\nfile = \"{}\"\n",
+        w.config_toml("127.0.0.1:0"),
+        secret_file.display()
+    );
+    std::fs::write(&path, toml).unwrap();
+    let daemon = serve::start(
+        Config::load(Some(&path)).unwrap(),
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let api = Api::new(daemon.api_addr);
     let mut spec = pool_spec("arnold", &["Standard_D4s_v5"], 6);
     spec["bootstrap"] = json!({
         "time_zone": "Europe/Berlin",
         "hosts": [{"ip": "10.1.0.5", "names": ["license01"]}],
         "mounts": [{"kind": "smb", "source": "//filer/projects", "target": "/mnt/projects",
-                    "username": "render", "password": {"secret": format!("file:{}", secret_file.display())}}],
+                    "username": "render", "password": {"secret": "smb"}}],
         "firewall_ports": [{"port": 7774}],
         "env": {"RLM_LICENSE": "5053@license01"},
         "render_client": {"command": "/opt/rr/bin/rrClient -nogui"},

@@ -229,7 +229,8 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the hash of a pool's enrollment token (replacing any earlier one).
+    /// Stores the hash of a pool's enrollment token, replacing every earlier one (the Batch
+    /// pool is being created: no start task carries another).
     ///
     /// Errors: [`StoreError::NotFound`] if no such pool exists.
     pub async fn set_pool_enroll_token(
@@ -238,15 +239,97 @@ impl Store {
         token_hash: &str,
         now: UnixSeconds,
     ) -> Result<(), StoreError> {
-        self.put_token_hash(
-            "INSERT INTO pool_enroll_tokens (pool, token_hash, created_at) VALUES (?, ?, ?) \
-             ON CONFLICT (pool) DO UPDATE SET token_hash = excluded.token_hash, \
-             created_at = excluded.created_at",
-            (pool, token_hash, now),
-            || format!("pool {pool:?}"),
-            None,
+        self.put_enroll_key(pool, token_hash, now, true).await
+    }
+
+    /// Adds a pool enrollment token beside the ones it has: a rotation stores the new token
+    /// before the start task carries it, and the old ones keep working until
+    /// [`Store::observe_enroll_token`] sees the new one published.
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such pool exists.
+    pub async fn add_pool_enroll_token(
+        &self,
+        pool: &str,
+        token_hash: &str,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
+        self.put_enroll_key(pool, token_hash, now, false).await
+    }
+
+    async fn put_enroll_key(
+        &self,
+        pool: &str,
+        token_hash: &str,
+        now: UnixSeconds,
+        replace: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if replace {
+            sqlx::query("DELETE FROM pool_enroll_keys WHERE pool = ?")
+                .bind(pool)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query(
+            "INSERT INTO pool_enroll_keys (token_hash, pool, created_at, expires_at) \
+             VALUES (?, ?, ?, NULL)",
         )
-        .await
+        .bind(token_hash)
+        .bind(pool)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(StoreError::not_found(format!("pool {pool:?}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records which token the Batch pool's start task carries (`published`, its hash), as
+    /// the controller observed it at `now`: that one never expires; every other token of the
+    /// pool that had no end gets `now + overlap_seconds` (nodes allocated before a rotation
+    /// still have the old one); tokens past their end are deleted. Returns when the
+    /// published token was made, or None when it is not one of the pool's (nothing is
+    /// expired then: the start task needs a token of ours first).
+    pub async fn observe_enroll_token(
+        &self,
+        pool: &str,
+        published: &str,
+        now: UnixSeconds,
+        overlap_seconds: i64,
+    ) -> Result<Option<UnixSeconds>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM pool_enroll_keys WHERE pool = ? AND expires_at <= ?")
+            .bind(pool)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let created: Option<UnixSeconds> = sqlx::query_scalar(
+            "UPDATE pool_enroll_keys SET expires_at = NULL WHERE pool = ? AND token_hash = ? \
+             RETURNING created_at",
+        )
+        .bind(pool)
+        .bind(published)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if created.is_some() {
+            sqlx::query(
+                "UPDATE pool_enroll_keys SET expires_at = ? \
+                 WHERE pool = ? AND token_hash <> ? AND expires_at IS NULL",
+            )
+            .bind(now.saturating_add(overlap_seconds))
+            .bind(pool)
+            .bind(published)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
     }
 
     /// Runs one of the token-hash inserts above: a missing owner (foreign key) is NotFound
@@ -274,16 +357,59 @@ impl Store {
         }
     }
 
-    /// The pool whose enrollment token has this hash, if any.
+    /// The pool whose enrollment token has this hash, if any and not expired now.
     pub async fn pool_for_enroll_token_hash(
         &self,
         token_hash: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT pool FROM pool_enroll_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        self.pool_for_enroll_token_hash_at(token_hash, crate::now())
+            .await
+    }
+
+    /// As [`Store::pool_for_enroll_token_hash`], at `now`.
+    pub async fn pool_for_enroll_token_hash_at(
+        &self,
+        token_hash: &str,
+        now: UnixSeconds,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT pool FROM pool_enroll_keys WHERE token_hash = ? \
+             AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.try_get("pool")).transpose()?)
+    }
+
+    /// Until when node `node` may enroll (see [`Store::set_enroll_until`]); None: never.
+    pub async fn enroll_until(&self, node: &str) -> Result<Option<UnixSeconds>, StoreError> {
+        let until: Option<Option<UnixSeconds>> =
+            sqlx::query_scalar("SELECT enroll_until FROM vms WHERE name = ?")
+                .bind(node)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(until.flatten())
+    }
+
+    /// Sets until when a listed Batch node may enroll (its allocation plus the window). The
+    /// controller writes it when it lists a node not registered yet; [`Store::upsert_vm`]
+    /// leaves it alone.
+    ///
+    /// Errors: [`StoreError::NotFound`] if no such node is in the inventory.
+    pub async fn set_enroll_until(&self, node: &str, until: UnixSeconds) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE vms SET enroll_until = ? WHERE name = ? AND enroll_until IS NOT ?")
+                .bind(until)
+                .bind(node)
+                .bind(until)
+                .execute(&self.writer)
+                .await?;
+        if done.rows_affected() == 0 && self.get_vm(node).await?.is_none() {
+            return Err(StoreError::not_found(vm_what(node)));
+        }
+        Ok(())
     }
 
     /// The node whose token has this hash, if any.

@@ -1546,6 +1546,98 @@ async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
     assert_eq!(store.pool_for_enroll_token_hash("p2").await.unwrap(), None);
 }
 
+/// Rotation: a new token is stored beside the old before the start task carries it; once the
+/// controller sees the new one published, the old one works `overlap` longer, then never.
+/// A Batch node may enroll until the time the controller set for it.
+#[tokio::test]
+async fn enrollment_tokens_rotate_with_an_overlap_and_nodes_have_a_window() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("nuke")).await.unwrap();
+    store
+        .set_pool_enroll_token("nuke", "old", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .observe_enroll_token("nuke", "old", 110, 50)
+            .await
+            .unwrap(),
+        Some(100)
+    );
+    let pool_at = |hash: &'static str, t| {
+        let store = &store;
+        async move { store.pool_for_enroll_token_hash_at(hash, t).await.unwrap() }
+    };
+    // The rotation's new token works at once, the old one too.
+    store
+        .add_pool_enroll_token("nuke", "new", 200)
+        .await
+        .unwrap();
+    assert_eq!(pool_at("new", 200).await.as_deref(), Some("nuke"));
+    assert_eq!(pool_at("old", 10_000).await.as_deref(), Some("nuke"));
+    // Observed in the start task at 210: the old one ends at 260.
+    assert_eq!(
+        store
+            .observe_enroll_token("nuke", "new", 210, 50)
+            .await
+            .unwrap(),
+        Some(200)
+    );
+    assert_eq!(pool_at("old", 259).await.as_deref(), Some("nuke"));
+    assert_eq!(pool_at("old", 260).await, None);
+    assert_eq!(pool_at("new", 100_000).await.as_deref(), Some("nuke"));
+    // A start task carrying no token of ours expires nothing.
+    store
+        .add_pool_enroll_token("nuke", "lost", 300)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .observe_enroll_token("nuke", "foreign", 310, 50)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(pool_at("lost", 100_000).await.as_deref(), Some("nuke"));
+    // A rotation whose PATCH never landed: its token ends `overlap` after the old one is seen
+    // again, and the old one, seen again, stays.
+    assert_eq!(
+        store
+            .observe_enroll_token("nuke", "new", 320, 50)
+            .await
+            .unwrap(),
+        Some(200)
+    );
+    assert_eq!(pool_at("lost", 370).await, None);
+    assert_eq!(pool_at("new", 100_000).await.as_deref(), Some("nuke"));
+    // Expired rows are deleted by the next observation; the pool's creation replaces all.
+    store
+        .observe_enroll_token("nuke", "new", 400, 50)
+        .await
+        .unwrap();
+    store
+        .set_pool_enroll_token("nuke", "again", 500)
+        .await
+        .unwrap();
+    assert_eq!(pool_at("new", 500).await, None);
+    assert_eq!(pool_at("again", 500).await.as_deref(), Some("nuke"));
+
+    // The enrollment window: none until the controller sets one.
+    assert!(matches!(
+        store.set_enroll_until("tvm-1", 1000).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.upsert_vm(&vm("tvm-1", "nuke")).await.unwrap();
+    assert_eq!(store.enroll_until("tvm-1").await.unwrap(), None);
+    store.set_enroll_until("tvm-1", 1000).await.unwrap();
+    store.set_enroll_until("tvm-1", 1000).await.unwrap();
+    // The controller's inventory upsert leaves it alone.
+    store.upsert_vm(&vm("tvm-1", "nuke")).await.unwrap();
+    assert_eq!(store.enroll_until("tvm-1").await.unwrap(), Some(1000));
+    assert_eq!(store.enroll_until("nobody").await.unwrap(), None);
+}
+
 /// An admin's clear drops every unavailable mark recorded up to then: the subscription-wide
 /// rows, and Batch pools' own marks (hidden by time, since only the controller writes those
 /// rows and may write an older copy back); marks recorded later stand.

@@ -103,8 +103,10 @@ pub fn app_state(store: Arc<Store>, wake: Arc<Notify>, ready: watch::Receiver<bo
                 names: vec!["renderburst".into()],
             }),
         }),
+        // Declared: `smb_pw` resolves, `unset` is declared but its variable is not set.
+        secret_names: Arc::new(["smb_pw".to_string(), "unset".to_string()].into()),
         resolve_secret: Arc::new(|r| match r.secret.as_str() {
-            "env:UNSET" => Err("not set".into()),
+            "unset" => Err("not set".into()),
             _ => Ok("resolved".into()),
         }),
     }
