@@ -14,6 +14,7 @@
 //! - [`offerings`]: VM sizes Azure refused for capacity or quota, and until when;
 //! - [`tasks`]: the last status each background task reported;
 //! - [`tokens`]: API tokens, stored only as hashes;
+//! - [`secret`]: the one generator of every secret renderburst makes (OS CSPRNG);
 //! - [`meta`]: facts about the database itself, such as the owner id tagged on our resources.
 //!
 //! It does not own policy: validating specs and targets, choosing what to do, and deciding
@@ -67,6 +68,7 @@ pub mod planning;
 pub mod pools;
 pub mod requests;
 pub mod schedules;
+pub mod secret;
 pub mod tasks;
 pub mod tokens;
 pub mod vms;
@@ -79,7 +81,8 @@ pub use planning::node_views;
 pub use pools::PoolRecord;
 pub use requests::RequestRecord;
 pub use schedules::{FiringOutcome, PoolBoundsUpdate, PutOutcome, ScheduleRecord};
-pub use tokens::{TokenRecord, random_token};
+pub use secret::random_token;
+pub use tokens::TokenRecord;
 pub use vms::VmRecord;
 
 /// Checkpoints the WAL every second from its own connection, so the writer never does.
