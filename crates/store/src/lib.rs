@@ -151,6 +151,10 @@ impl Store {
     /// [`StoreError::Db`] or [`StoreError::Migrate`] if SQLite or the migrations fail.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let lock = take_lock(path)?;
+        create_private(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -264,6 +268,26 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(rest))
 }
 
+/// Creates the database file, empty and mode 0600, if it does not exist, before SQLite opens
+/// it: the database holds API token hashes, node tokens' hashes and pool specs naming the
+/// farm's accounts and shares, and SQLite gives its `-wal` and `-shm` files the database
+/// file's mode. An existing file keeps the mode its operator gave it.
+fn create_private(db: &Path) -> std::io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The umask can only narrow it.
+        opts.mode(0o600);
+    }
+    match opts.open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Takes the exclusive, non-blocking lock on `{db}.lock` and writes our process id into it so
 /// that a second daemon can say who holds it.
 fn take_lock(db: &Path) -> Result<File, StoreError> {
@@ -273,13 +297,14 @@ fn take_lock(db: &Path) -> Result<File, StoreError> {
         source,
     };
     // Not truncated on open: the file may hold the current holder's pid.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io_err)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(&lock_path).map_err(io_err)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {

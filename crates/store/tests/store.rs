@@ -1606,3 +1606,34 @@ async fn clearing_unavailable_marks_covers_vm_and_batch_pools() {
     assert_eq!(store.clear_unavailable(t + 30).await.unwrap(), 1);
     assert_eq!(store.clear_unavailable(t + 31).await.unwrap(), 0);
 }
+
+/// The database and its WAL files hold token hashes and the farm's set-up: created for the
+/// daemon's user alone, whatever the umask, before SQLite writes anything. The lock file too.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_wal_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.insert_token("ci", "viewer", "aa").await.unwrap();
+    let mut files = vec![dir.db(), store::lock_path(&dir.db())];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = dir.db().into_os_string();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for file in &files {
+        let mode = std::fs::metadata(file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", file.display());
+    }
+    store.close().await;
+    // An existing database keeps the mode its operator gave it.
+    std::fs::set_permissions(dir.db(), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = open(&dir.db()).await;
+    let mode = std::fs::metadata(dir.db()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    store.close().await;
+}
