@@ -13,8 +13,14 @@
 //! | role | may |
 //! |---|---|
 //! | `admin` | everything |
-//! | `requester` | every read (GET) except `/v1/tokens`; create, list and release node requests; heartbeats |
+//! | `requester` | every read (GET) except `/v1/tokens`; create node requests, and list and release its own; heartbeats |
 //! | `viewer` | every read (GET) except `/v1/tokens` |
+//!
+//! A node request belongs to the token that made it (not to the `requester` label of its
+//! body): a requester token lists and releases only its own, and another's is a 404 as if it
+//! did not exist; admins and viewers see every request. Pool specs are shown to admins
+//! whole; to viewers and requesters with the `bootstrap` section redacted, in pools and in
+//! events alike (it names the farm's accounts, shares, domain and secrets).
 //! | node token (`rbn_...`) | register its own node and send its heartbeats; nothing else |
 //! | enrollment token (`rbp_...`) | enroll a node of its Batch pool, once per node; nothing else |
 //!
@@ -79,6 +85,22 @@ pub struct Caller {
     pub node: Option<String>,
     /// For an enrollment token: the Batch pool it belongs to (and `role` is None).
     pub pool: Option<String>,
+    /// Hex SHA-256 of the presented token: what owns the node requests it makes.
+    pub token_sha256: String,
+}
+
+impl Caller {
+    /// Whether this caller sees and releases every node request (admins, and viewers, which
+    /// only read) or only the ones its own token made (requesters).
+    pub fn sees_all_requests(&self) -> bool {
+        self.role != Some(Role::Requester)
+    }
+
+    /// Whether pool specs are shown whole, `bootstrap` section included (the farm's
+    /// accounts, shares, domain, client command and secret names): admins only.
+    pub fn sees_bootstrap(&self) -> bool {
+        self.role == Some(Role::Admin)
+    }
 }
 
 impl Caller {
@@ -236,6 +258,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             role: Some(Role::Admin),
             node: None,
             pool: None,
+            token_sha256: hash,
         });
     }
     // Node tokens have their own prefix and table.
@@ -246,6 +269,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 role: None,
                 node: Some(node),
                 pool: None,
+                token_sha256: hash,
             }),
             Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
@@ -258,6 +282,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 role: None,
                 node: None,
                 pool: Some(pool),
+                token_sha256: hash,
             }),
             Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
@@ -270,6 +295,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             name: record.name,
             node: None,
             pool: None,
+            token_sha256: hash,
         }),
         Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
         Err(err) => Err(ApiError::internal("cannot check the token", &err)),

@@ -293,7 +293,10 @@ async fn list_nodes(
     security(("bearer" = ["viewer", "requester", "admin"])),
     responses((status = 200, description = "Controller status", body = openapi::Status))
 )]
-async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn status(
+    Reader(caller): Reader,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
     let controller = (st.status)();
     let statuses = st.store.task_statuses().await?;
     let pools = st.store.list_pools().await?;
@@ -309,7 +312,13 @@ async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Va
     let tasks: Vec<Value> = statuses
         .iter()
         .filter(|(name, _, _)| !name.starts_with("pool:"))
-        .map(|(name, status, at)| json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) }))
+        .map(|(name, status, at)| {
+            let mut status = status.clone();
+            if !caller.sees_bootstrap() && name.starts_with("pool-error:") {
+                view::redact_bootstrap_error(&mut status);
+            }
+            json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) })
+        })
         .collect();
     Ok(Json(
         json!({ "controller": controller, "pools": by_pool, "tasks": tasks }),

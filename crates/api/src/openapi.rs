@@ -67,6 +67,9 @@ pub struct Pool {
     pub batch: Option<rb_core::BatchSpec>,
     /// License servers (Batch pools: through the start task).
     pub licenses: Vec<rb_core::LicenseServer>,
+    /// What a new node does on its first boot (`PoolSpec`'s section), shown whole to admins
+    /// only: to viewers and requesters `{"redacted": true}` when the pool has one.
+    pub bootstrap: Option<Value>,
     pub status: crate::view::PoolStatus,
     /// Deletion requested: the pool drains to zero resources, then disappears.
     pub deleting: bool,

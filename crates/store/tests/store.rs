@@ -1022,7 +1022,7 @@ async fn node_requests_count_until_released_or_expired() {
     assert_eq!(store.desired(&record, t0).await.unwrap(), 2, "target alone");
 
     let a = store
-        .create_request("maya", 3, 1, "deadline", Some("shot-010"), "test", t0)
+        .create_request("maya", 3, 1, "deadline", Some("shot-010"), "test", None, t0)
         .await
         .unwrap();
     assert_eq!(a.id.len(), 36);
@@ -1041,11 +1041,11 @@ async fn node_requests_count_until_released_or_expired() {
     );
     assert_eq!((a.released_at, a.released_by.as_deref()), (None, None));
     let b = store
-        .create_request("maya", 4, 3600, "royal", None, "test", t0)
+        .create_request("maya", 4, 3600, "royal", None, "test", None, t0)
         .await
         .unwrap();
     store
-        .create_request("blender", 5, 3600, "opencue", None, "test", t0)
+        .create_request("blender", 5, 3600, "opencue", None, "test", None, t0)
         .await
         .unwrap();
     assert_ne!(a.id, b.id);
@@ -1104,11 +1104,11 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Clamped to max however much is asked.
     store
-        .create_request("maya", 10, 60, "deadline", None, "test", t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", None, t0)
         .await
         .unwrap();
     store
-        .create_request("maya", 10, 60, "deadline", None, "test", t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", None, t0)
         .await
         .unwrap();
     assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), 23);
@@ -1116,13 +1116,13 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Unknown and deleting pools take no requests; zero counts are refused.
     let err = store
-        .create_request("nosuch", 1, 60, "x", None, "test", t0)
+        .create_request("nosuch", 1, 60, "x", None, "test", None, t0)
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(
         store
-            .create_request("maya", 0, 60, "x", None, "test", t0)
+            .create_request("maya", 0, 60, "x", None, "test", None, t0)
             .await
             .unwrap_err()
             .is_conflict()
@@ -1130,7 +1130,7 @@ async fn node_requests_count_until_released_or_expired() {
     let deleting = store.mark_pool_deleting("maya").await.unwrap();
     assert_eq!(store.desired(&deleting, t0).await.unwrap(), 0);
     let err = store
-        .create_request("maya", 1, 60, "x", None, "test", t0)
+        .create_request("maya", 1, 60, "x", None, "test", None, t0)
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err}");
@@ -1170,6 +1170,7 @@ async fn concurrent_requests_are_never_lost() {
                         &format!("rm-{i}"),
                         None,
                         "test",
+                        None,
                         t0,
                     )
                     .await
@@ -1636,4 +1637,49 @@ async fn a_new_database_and_its_wal_files_are_private() {
     let mode = std::fs::metadata(dir.db()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640);
     store.close().await;
+}
+
+/// A request belongs to the token that made it (by the token's hash), whatever its label:
+/// listing by owner shows that token's requests only.
+#[tokio::test]
+async fn requests_are_listed_by_their_owner_token() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    let t0 = 1_000_000;
+    let mine = store
+        .create_request("maya", 1, 60, "deadline", None, "rm-a", Some("aa"), t0)
+        .await
+        .unwrap();
+    assert_eq!(mine.owner_token_sha256.as_deref(), Some("aa"));
+    // Same label, another token.
+    store
+        .create_request("maya", 2, 60, "deadline", None, "rm-b", Some("bb"), t0)
+        .await
+        .unwrap();
+    store
+        .create_request("maya", 3, 60, "deadline", None, "admin", None, t0)
+        .await
+        .unwrap();
+    let owned = store
+        .list_requests_owned(Some("aa"), Some("maya"), true, t0)
+        .await
+        .unwrap();
+    assert_eq!(owned, vec![mine.clone()]);
+    assert_eq!(
+        store
+            .list_requests_owned(None, None, true, t0)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(store.get_request(&mine.id).await.unwrap(), Some(mine));
+    assert!(
+        store
+            .list_requests_owned(Some("cc"), None, true, t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
