@@ -3,7 +3,8 @@
 //! A presented token is hashed (SHA-256, hex) and compared in constant time with the admin
 //! token's hash from the config; otherwise the hash is looked up among the tokens in the store.
 //! Only hashes are ever kept or compared, and neither the token nor the `Authorization` header
-//! is logged.
+//! is logged. A peer that sends many tokens nobody issued gets its answers late, with 429
+//! ([`crate::throttle`]); good tokens are never held back.
 //!
 //! Handlers state the role they need through their extractor type ([`Reader`],
 //! [`Requester`], [`Admin`]), placed first among their arguments, so that authentication is
@@ -271,7 +272,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 pool: None,
                 token_sha256: hash,
             }),
-            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Ok(None) => Err(bad_token(parts).await),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
         };
     }
@@ -284,7 +285,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 pool: Some(pool),
                 token_sha256: hash,
             }),
-            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Ok(None) => Err(bad_token(parts).await),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
         };
     }
@@ -297,8 +298,44 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             pool: None,
             token_sha256: hash,
         }),
-        Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+        Ok(None) => Err(bad_token(parts).await),
         Err(err) => Err(ApiError::internal("cannot check the token", &err)),
+    }
+}
+
+/// The answer to a token nobody issued: 401 at once, or, for a peer that sent too many,
+/// 429 after a delay ([`crate::throttle`]). The peer is the connection's address when the
+/// router is served with `ConnectInfo<SocketAddr>`; without it every caller shares one
+/// bucket.
+async fn bad_token(parts: &Parts) -> ApiError {
+    let unauthorized = ApiError::unauthorized("the bearer token is not valid");
+    let Some(throttle) = parts
+        .extensions
+        .get::<std::sync::Arc<crate::throttle::AuthThrottle>>()
+    else {
+        return unauthorized;
+    };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match throttle.failure(peer, std::time::Instant::now()) {
+        crate::throttle::Verdict::Unauthorized => unauthorized,
+        crate::throttle::Verdict::Throttled {
+            delay,
+            retry_after_seconds,
+        } => {
+            tokio::time::sleep(delay).await;
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_bad_tokens",
+                format!(
+                    "too many invalid tokens from this address; the bearer token is not valid \
+                     either. Retry after {retry_after_seconds} s with a valid token"
+                ),
+            )
+            .with_retry_after(retry_after_seconds)
+        }
     }
 }
 

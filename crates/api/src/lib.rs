@@ -24,6 +24,7 @@ pub mod openapi;
 mod pools;
 mod requests;
 mod schedules;
+mod throttle;
 mod tokens;
 mod view;
 
@@ -166,6 +167,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// every peer counts as remote and needs a token.
 pub fn router(state: ApiState) -> AxumRouter {
     let http = Arc::new(metrics::HttpMetrics::default());
+    let throttle = Arc::new(throttle::AuthThrottle::default());
     let (router, _) = routes().split_for_parts();
     router
         // After the routes: it applies to the routes registered so far.
@@ -173,6 +175,7 @@ pub fn router(state: ApiState) -> AxumRouter {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(Extension(http.clone()))
+        .layer(Extension(throttle))
         .layer(middleware::from_fn_with_state(http, log_request))
         .with_state(state)
 }

@@ -381,6 +381,7 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
         Who::OtherEnroller,
     ];
     let mut n = 0;
+    let mut bad_peer = 0u8;
     for (route, needs, success, call) in routes() {
         for who in callers {
             n += 1;
@@ -477,7 +478,14 @@ async fn role_matrix_every_route_by_every_kind_of_caller() {
 
             let (method, path, body) = call(&fx);
             let before = app.snapshot().await;
-            let got = app.call(method, &path, token, body).await;
+            let got = if who == Who::BadToken {
+                // Each bad token from an address of its own: the throttle for bad tokens
+                // (`bad_tokens_from_one_peer_are_slowed_and_counted`) must not decide here.
+                bad_peer += 1;
+                call_from(&app, [127, 0, 1, bad_peer], method, &path, token, body).await
+            } else {
+                app.call(method, &path, token, body).await
+            };
             if allowed(needs, who) {
                 assert_eq!(got.0, success, "{route} as {who:?}: {}", got.1);
             } else if matches!(who, Who::NoToken | Who::BadToken) {
@@ -633,6 +641,29 @@ async fn openapi_lists_every_served_route_with_its_security() {
         let body = &documented[route]["requestBody"]["content"]["application/json"]["schema"];
         assert!(body["$ref"].is_string(), "{route}: no request body");
     }
+}
+
+/// A call from another loopback address (Linux answers for all of 127.0.0.0/8).
+async fn call_from(
+    app: &App,
+    from: [u8; 4],
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    let mut req = http.request(method, format!("{}{path}", app.base));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    read(req.send().await.unwrap()).await
 }
 
 fn uuid_like() -> String {
@@ -2438,4 +2469,85 @@ async fn viewers_and_requesters_get_pool_specs_with_bootstrap_redacted() {
             assert_eq!(text.contains("filer-secret-name"), admin, "{token}: {text}");
         }
     }
+}
+
+/// Bad tokens from one peer: the first few answered 401 at once, then 429 with Retry-After,
+/// late; counted in `/metrics`. A good token from the same peer is served (not 429), and a
+/// missing header is not a guess.
+#[tokio::test]
+async fn bad_tokens_from_one_peer_are_slowed_and_counted() {
+    let app = spawn_app().await;
+    let from = [127, 0, 2, 1];
+    for i in 0..10 {
+        let got = call_from(
+            &app,
+            from,
+            Method::GET,
+            "/v1/pools",
+            Some(&format!("rb_guess{i}")),
+            None,
+        )
+        .await;
+        assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    }
+    for _ in 0..3 {
+        let got = call_from(&app, from, Method::GET, "/v1/pools", None, None).await;
+        assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    }
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = http
+        .get(format!("{}/v1/pools", app.base))
+        .bearer_auth("rb_guess10")
+        .send()
+        .await
+        .unwrap();
+    let throttled_after = started.elapsed();
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&retry_after), "{retry_after}");
+    assert_error(
+        &read(resp).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_bad_tokens",
+        None,
+    );
+    // Good tokens from the same peer are not held back.
+    let started = std::time::Instant::now();
+    for token in [ADMIN_TOKEN, VIEWER_TOKEN] {
+        let got = call_from(&app, from, Method::GET, "/v1/pools", Some(token), None).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    }
+    let good = started.elapsed() / 2;
+    // Another peer's bad token is answered at once, 401.
+    let got = call_from(
+        &app,
+        [127, 0, 2, 2],
+        Method::GET,
+        "/v1/pools",
+        Some("rb_x"),
+        None,
+    )
+    .await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "unauthorized", None);
+    let (_, metrics) = app.call(Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("\nrenderburst_auth_failures_total 12\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nrenderburst_auth_throttled_total 1\n"),
+        "{metrics}"
+    );
+    // Not asserted (no timing in tests): shown with --nocapture.
+    eprintln!(
+        "11th bad token answered after {throttled_after:?}; a good token from the same peer in {good:?}"
+    );
 }
