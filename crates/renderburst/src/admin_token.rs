@@ -214,6 +214,51 @@ mod tests {
         assert!(effective_uid().is_some());
     }
 
+    /// The shipped install steps put secrets in a root-only environment file, never in the
+    /// configuration file the service's dynamic user must be able to read.
+    #[test]
+    fn the_install_steps_keep_secrets_out_of_world_readable_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let unit =
+            std::fs::read_to_string(root.join("deploy/systemd/renderburst.service")).unwrap();
+        let installs: Vec<&str> = unit
+            .lines()
+            .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("install "))
+            .collect();
+        assert!(
+            installs
+                .iter()
+                .any(|l| l.starts_with("-m 0600 -o root -g root")
+                    && l.contains("/etc/renderburst/renderburst.env")),
+            "{installs:?}"
+        );
+        for l in installs.iter().filter(|l| l.starts_with("-m 0644")) {
+            assert!(!l.contains(".env"), "{l}");
+        }
+        for line in [
+            "EnvironmentFile=-/etc/renderburst/renderburst.env",
+            "StateDirectoryMode=0700",
+            "UMask=0077",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line}");
+        }
+        // The example configurations set no secret of the daemon's own.
+        for file in ["default.toml", "azure.example.toml", "batch.example.toml"] {
+            let text = std::fs::read_to_string(root.join("config").join(file)).unwrap();
+            for line in text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+            {
+                assert!(
+                    !line.starts_with("client_secret") && !line.starts_with("admin_token"),
+                    "{file}: {line}"
+                );
+            }
+        }
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains("`/etc/renderburst/renderburst.env`, mode 0600"));
+    }
+
     #[test]
     fn a_configured_token_of_any_form_needs_16_characters() {
         let db = Path::new("/nonexistent/renderburst.db");
