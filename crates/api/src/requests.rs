@@ -3,6 +3,11 @@
 //! their own. Create and release are one statement each in the store, so concurrent render
 //! managers never lose or double-count a request; the audit event follows the write and its
 //! failure is logged, never turned into a lost request.
+//!
+//! A request belongs to the token that made it (its hash is stored with it): a requester
+//! token lists and releases only its own, and another's is a 404 like an unknown id, so
+//! requests of other render managers can be neither released nor probed. The body's
+//! `requester` is a label for people, not an owner.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
