@@ -1683,3 +1683,67 @@ async fn requests_are_listed_by_their_owner_token() {
             .is_empty()
     );
 }
+
+/// Migration 0008 gives requests made before it an owner: the token that still has the name
+/// they were made with. The admin's, and those of tokens since revoked, stay unowned (admins
+/// see them); a requester keeps seeing its own live requests across the upgrade.
+#[tokio::test]
+async fn request_owners_are_backfilled_from_the_token_names() {
+    let dir = TempDir::new();
+    // The schema as it was before 0008, with rows made then.
+    let before = dir.0.join("migrations-before-0008");
+    std::fs::create_dir_all(&before).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.db())
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let spec = serde_json::to_string(&spec("maya")).unwrap();
+    sqlx::query("INSERT INTO pools (name, spec, created_at, updated_at) VALUES ('maya', ?, 1, 1)")
+        .bind(&spec)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ('farm-manager', 'requester', 'aa', 1);
+         INSERT INTO requests (id, pool, count, requester, created_at, expires_at, created_by) VALUES
+           ('r1', 'maya', 1, 'deadline', 1, 9000000000, 'farm-manager'),
+           ('r2', 'maya', 1, 'deadline', 1, 9000000000, 'admin'),
+           ('r3', 'maya', 1, 'deadline', 1, 9000000000, 'revoked-since');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = open(&dir.db()).await;
+    let owners: Vec<(String, Option<String>)> = store
+        .list_requests(None, true, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.owner_token_sha256))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("r1".to_string(), Some("aa".to_string())),
+            ("r2".to_string(), None),
+            ("r3".to_string(), None),
+        ]
+    );
+}
