@@ -19,7 +19,8 @@
 //!
 //! A node request belongs to the token that made it (not to the `requester` label of its
 //! body): a requester token lists and releases only its own, and another's is a 404 as if it
-//! did not exist; admins and viewers see every request. Pool specs are shown to admins
+//! did not exist (nor does it get another token's `request.*` events); admins and viewers see
+//! every request. Pool specs are shown to admins
 //! whole; to viewers and requesters with the `bootstrap` section redacted, in pools and in
 //! events alike (it names the farm's accounts, shares, domain and secrets).
 //! | node token (`rbn_...`) | register its own node and send its heartbeats; nothing else |

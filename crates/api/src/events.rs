@@ -62,7 +62,9 @@ fn parse_query(query: &EventsQuery) -> Result<(i64, u32), ApiError> {
 /// data}], "next_after": ID}`: up to `limit` events with id greater than `after`, oldest first.
 /// `next_after` is the last id returned, or `after` when there is nothing new: pass it as the
 /// next `after` to follow the log. To viewers and requesters, pool specs in events come with
-/// their `bootstrap` section redacted, and bootstrap failures without their details.
+/// their `bootstrap` section redacted, and bootstrap failures without their details. A
+/// requester gets no `request.*` event another token acted on (so a page may hold fewer
+/// than `limit` events before the end of the log; follow `next_after`).
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -81,9 +83,15 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = parse_query(&query)?;
     let events = st.store.events_after(after, limit).await?;
+    // Computed before the filter below: a page a requester sees in part still moves it on.
     let next_after = events.last().map_or(after, |e| e.id);
     let events: Vec<Value> = events
         .iter()
+        .filter(|e| {
+            // A requester sees only its own requests, in the log too: not the `request.*`
+            // events of other tokens (their ids, labels, jobs).
+            caller.sees_all_requests() || !e.kind.starts_with("request.") || e.actor == caller.name
+        })
         .map(|e| {
             let mut event = event_json(e);
             if !caller.sees_bootstrap() {

@@ -2318,6 +2318,23 @@ async fn requesters_see_and_release_only_their_own_requests() {
         .await;
     assert_eq!(filtered["requests"].as_array().unwrap().len(), 1);
 
+    // Nor through the event log: B sees its own request's event, not A's; admins see both.
+    let log = |token: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .call(Method::GET, "/v1/events?limit=1000", Some(token), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body.to_string()
+        }
+    };
+    let seen = log(OTHER_REQUESTER_TOKEN).await;
+    assert!(seen.contains(&b) && !seen.contains(&a), "{seen}");
+    assert!(seen.contains("pool.created"), "{seen}");
+    let seen = log(ADMIN_TOKEN).await;
+    assert!(seen.contains(&a) && seen.contains(&b), "{seen}");
+
     // B cannot release A's request, and cannot tell it from one that does not exist.
     let before = app.snapshot().await;
     let theirs = app
