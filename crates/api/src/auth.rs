@@ -3,7 +3,8 @@
 //! A presented token is hashed (SHA-256, hex) and compared in constant time with the admin
 //! token's hash from the config; otherwise the hash is looked up among the tokens in the store.
 //! Only hashes are ever kept or compared, and neither the token nor the `Authorization` header
-//! is logged.
+//! is logged. A peer that sends many tokens nobody issued gets its answers late, with 429
+//! ([`crate::throttle`]); good tokens are never held back.
 //!
 //! Handlers state the role they need through their extractor type ([`Reader`],
 //! [`Requester`], [`Admin`]), placed first among their arguments, so that authentication is
@@ -13,8 +14,15 @@
 //! | role | may |
 //! |---|---|
 //! | `admin` | everything |
-//! | `requester` | every read (GET) except `/v1/tokens`; create, list and release node requests; heartbeats |
+//! | `requester` | every read (GET) except `/v1/tokens`; create node requests, and list and release its own; heartbeats |
 //! | `viewer` | every read (GET) except `/v1/tokens` |
+//!
+//! A node request belongs to the token that made it (not to the `requester` label of its
+//! body): a requester token lists and releases only its own, and another's is a 404 as if it
+//! did not exist (nor does it get another token's `request.*` events); admins and viewers see
+//! every request. Pool specs are shown to admins
+//! whole; to viewers and requesters with the `bootstrap` section redacted, in pools and in
+//! events alike (it names the farm's accounts, shares, domain and secrets).
 //! | node token (`rbn_...`) | register its own node and send its heartbeats; nothing else |
 //! | enrollment token (`rbp_...`) | enroll a node of its Batch pool, once per node; nothing else |
 //!
@@ -79,6 +87,22 @@ pub struct Caller {
     pub node: Option<String>,
     /// For an enrollment token: the Batch pool it belongs to (and `role` is None).
     pub pool: Option<String>,
+    /// Hex SHA-256 of the presented token: what owns the node requests it makes.
+    pub token_sha256: String,
+}
+
+impl Caller {
+    /// Whether this caller sees and releases every node request (admins, and viewers, which
+    /// only read) or only the ones its own token made (requesters).
+    pub fn sees_all_requests(&self) -> bool {
+        self.role != Some(Role::Requester)
+    }
+
+    /// Whether pool specs are shown whole, `bootstrap` section included (the farm's
+    /// accounts, shares, domain, client command and secret names): admins only.
+    pub fn sees_bootstrap(&self) -> bool {
+        self.role == Some(Role::Admin)
+    }
 }
 
 impl Caller {
@@ -236,6 +260,7 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             role: Some(Role::Admin),
             node: None,
             pool: None,
+            token_sha256: hash,
         });
     }
     // Node tokens have their own prefix and table.
@@ -246,8 +271,9 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 role: None,
                 node: Some(node),
                 pool: None,
+                token_sha256: hash,
             }),
-            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Ok(None) => Err(bad_token(parts).await),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
         };
     }
@@ -258,8 +284,9 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
                 role: None,
                 node: None,
                 pool: Some(pool),
+                token_sha256: hash,
             }),
-            Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+            Ok(None) => Err(bad_token(parts).await),
             Err(err) => Err(ApiError::internal("cannot check the token", &err)),
         };
     }
@@ -270,9 +297,46 @@ pub async fn authenticate(parts: &Parts, state: &ApiState) -> Result<Caller, Api
             name: record.name,
             node: None,
             pool: None,
+            token_sha256: hash,
         }),
-        Ok(None) => Err(ApiError::unauthorized("the bearer token is not valid")),
+        Ok(None) => Err(bad_token(parts).await),
         Err(err) => Err(ApiError::internal("cannot check the token", &err)),
+    }
+}
+
+/// The answer to a token nobody issued: 401 at once, or, for a peer that sent too many,
+/// 429 after a delay ([`crate::throttle`]). The peer is the connection's address when the
+/// router is served with `ConnectInfo<SocketAddr>`; without it every caller shares one
+/// bucket.
+async fn bad_token(parts: &Parts) -> ApiError {
+    let unauthorized = ApiError::unauthorized("the bearer token is not valid");
+    let Some(throttle) = parts
+        .extensions
+        .get::<std::sync::Arc<crate::throttle::AuthThrottle>>()
+    else {
+        return unauthorized;
+    };
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match throttle.failure(peer, std::time::Instant::now()) {
+        crate::throttle::Verdict::Unauthorized => unauthorized,
+        crate::throttle::Verdict::Throttled {
+            delay,
+            retry_after_seconds,
+        } => {
+            tokio::time::sleep(delay).await;
+            ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_bad_tokens",
+                format!(
+                    "too many invalid tokens from this address; the bearer token is not valid \
+                     either. Retry after {retry_after_seconds} s with a valid token"
+                ),
+            )
+            .with_retry_after(retry_after_seconds)
+        }
     }
 }
 

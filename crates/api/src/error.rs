@@ -19,6 +19,8 @@ pub struct ApiError {
     /// The input to blame: a spec field (`"vm_sizes"`, `"spot.max_price"`), a path or query
     /// parameter (`"name"`, `"pool"`), or a body key (`"target"`).
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -28,7 +30,14 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after_seconds: None,
         }
+    }
+
+    /// Answers with `Retry-After: seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// Blames one input.
@@ -102,6 +111,11 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after_seconds
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750: tell the client which scheme to use.
             response

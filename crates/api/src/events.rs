@@ -9,7 +9,7 @@ use crate::ApiState;
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::JsonQuery;
-use crate::view::event_json;
+use crate::view::{event_json, redact_event};
 
 /// Events per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -61,7 +61,10 @@ fn parse_query(query: &EventsQuery) -> Result<(i64, u32), ApiError> {
 /// `GET /v1/events?after=ID&limit=N` → `{"events":[{id, at, kind, pool, node, actor, message,
 /// data}], "next_after": ID}`: up to `limit` events with id greater than `after`, oldest first.
 /// `next_after` is the last id returned, or `after` when there is nothing new: pass it as the
-/// next `after` to follow the log.
+/// next `after` to follow the log. To viewers and requesters, pool specs in events come with
+/// their `bootstrap` section redacted, and bootstrap failures without their details. A
+/// requester gets no `request.*` event another token acted on (so a page may hold fewer
+/// than `limit` events before the end of the log; follow `next_after`).
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -74,13 +77,28 @@ fn parse_query(query: &EventsQuery) -> Result<(i64, u32), ApiError> {
     responses((status = 200, description = "Events, oldest first", body = crate::openapi::EventList))
 )]
 pub async fn list(
-    Reader(_): Reader,
+    Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (after, limit) = parse_query(&query)?;
     let events = st.store.events_after(after, limit).await?;
+    // Computed before the filter below: a page a requester sees in part still moves it on.
     let next_after = events.last().map_or(after, |e| e.id);
-    let events: Vec<Value> = events.iter().map(event_json).collect();
+    let events: Vec<Value> = events
+        .iter()
+        .filter(|e| {
+            // A requester sees only its own requests, in the log too: not the `request.*`
+            // events of other tokens (their ids, labels, jobs).
+            caller.sees_all_requests() || !e.kind.starts_with("request.") || e.actor == caller.name
+        })
+        .map(|e| {
+            let mut event = event_json(e);
+            if !caller.sees_bootstrap() {
+                redact_event(&mut event);
+            }
+            event
+        })
+        .collect();
     Ok(Json(json!({ "events": events, "next_after": next_after })))
 }

@@ -26,6 +26,7 @@ mod pools;
 mod requests;
 mod schedules;
 mod server;
+mod throttle;
 mod tokens;
 mod view;
 
@@ -172,6 +173,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// every peer counts as remote and needs a token.
 pub fn router(state: ApiState) -> AxumRouter {
     let http = Arc::new(metrics::HttpMetrics::default());
+    let throttle = Arc::new(throttle::AuthThrottle::default());
     let (router, _) = routes().split_for_parts();
     router
         .layer(Extension(Arc::new(nodes::EnrollWakes::default())))
@@ -180,6 +182,7 @@ pub fn router(state: ApiState) -> AxumRouter {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(Extension(http.clone()))
+        .layer(Extension(throttle))
         .layer(middleware::from_fn_with_state(http, log_request))
         .with_state(state)
 }
@@ -295,7 +298,10 @@ async fn list_nodes(
     security(("bearer" = ["viewer", "requester", "admin"])),
     responses((status = 200, description = "Controller status", body = openapi::Status))
 )]
-async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn status(
+    Reader(caller): Reader,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
     let controller = (st.status)();
     let statuses = st.store.task_statuses().await?;
     let pools = st.store.list_pools().await?;
@@ -311,7 +317,13 @@ async fn status(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Va
     let tasks: Vec<Value> = statuses
         .iter()
         .filter(|(name, _, _)| !name.starts_with("pool:"))
-        .map(|(name, status, at)| json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) }))
+        .map(|(name, status, at)| {
+            let mut status = status.clone();
+            if !caller.sees_bootstrap() && name.starts_with("pool-error:") {
+                view::redact_bootstrap_error(&mut status);
+            }
+            json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) })
+        })
         .collect();
     Ok(Json(
         json!({ "controller": controller, "pools": by_pool, "tasks": tasks }),

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::LocalOrReader;
 use crate::error::ApiError;
+use crate::throttle::AuthThrottle;
 use crate::view::{self, PoolStatus};
 use crate::{ApiState, pools};
 
@@ -241,6 +242,7 @@ pub async fn metrics(
     LocalOrReader: LocalOrReader,
     State(st): State<ApiState>,
     Extension(http): Extension<Arc<HttpMetrics>>,
+    Extension(auth): Extension<Arc<AuthThrottle>>,
 ) -> Result<Response, ApiError> {
     let mut out = Exposition::new();
     let records = st.store.list_pools().await?;
@@ -288,6 +290,26 @@ pub async fn metrics(
     );
     out.sample("renderburst_open_intents", &[], intents as f64);
     http.render(&mut out);
+    out.family(
+        "renderburst_auth_failures_total",
+        "counter",
+        "Requests with a bearer token nobody issued (a missing header is not counted).",
+    )
+    .sample(
+        "renderburst_auth_failures_total",
+        &[],
+        auth.failures_total() as f64,
+    );
+    out.family(
+        "renderburst_auth_throttled_total",
+        "counter",
+        "Bad tokens answered late with 429: their peer had sent too many.",
+    )
+    .sample(
+        "renderburst_auth_throttled_total",
+        &[],
+        auth.throttled_total() as f64,
+    );
     out.raw(&(st.metrics)());
     let mut response = out.finish().into_response();
     response

@@ -67,6 +67,9 @@ pub struct Pool {
     pub batch: Option<rb_core::BatchSpec>,
     /// License servers (Batch pools: through the start task).
     pub licenses: Vec<rb_core::LicenseServer>,
+    /// What a new node does on its first boot (`PoolSpec`'s section), shown whole to admins
+    /// only: to viewers and requesters `{"redacted": true}` when the pool has one.
+    pub bootstrap: Option<Value>,
     pub status: crate::view::PoolStatus,
     /// Deletion requested: the pool drains to zero resources, then disappears.
     pub deleting: bool,
@@ -370,7 +373,8 @@ impl Modify for BearerScheme {
 }
 
 /// Adds, from each operation's security: `x-roles`, a line naming the roles in its
-/// description, 401 and 403 for secured operations, and a `default` error response.
+/// description, 401, 403 and 429 (bad tokens, throttled) for secured operations, and a
+/// `default` error response.
 pub(crate) fn finish(doc: &mut Document) {
     let error = |description: &str| -> RefOr<Response> {
         RefOr::T(
@@ -425,6 +429,12 @@ pub(crate) fn finish(doc: &mut Document) {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| error("The token's role may not do this"));
+                responses.entry("429".into()).or_insert_with(|| {
+                    error(
+                        "An invalid token from an address that sent too many: answered late, \
+                         with Retry-After",
+                    )
+                });
             }
             responses
                 .entry("default".into())

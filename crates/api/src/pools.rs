@@ -18,7 +18,8 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PoolName};
 use crate::view::{self, pool_json};
 
-/// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name.
+/// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name; the `bootstrap` sections
+/// redacted unless the caller is an admin.
 #[utoipa::path(
     get,
     path = "/v1/pools",
@@ -26,7 +27,10 @@ use crate::view::{self, pool_json};
     security(("bearer" = ["viewer", "requester", "admin"])),
     responses((status = 200, description = "Every pool with its status, by name", body = crate::openapi::PoolList))
 )]
-pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    Reader(caller): Reader,
+    State(st): State<ApiState>,
+) -> Result<Json<Value>, ApiError> {
     let records = st.store.list_pools().await?;
     let vms = st.store.list_vms(None).await?;
     let tasks = task_map(&st.store).await?;
@@ -35,7 +39,11 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
     for r in &records {
         let desired = st.store.desired(r, now).await?;
         let mine: Vec<_> = vms.iter().filter(|v| v.pool == r.spec.name).collect();
-        pools.push(pool_json(r, desired, &mine, &tasks));
+        let mut pool = pool_json(r, desired, &mine, &tasks);
+        if !caller.sees_bootstrap() {
+            view::redact_pool(&mut pool);
+        }
+        pools.push(pool);
     }
     Ok(Json(json!({ "pools": pools })))
 }
@@ -91,7 +99,8 @@ pub async fn create(
     Ok(response)
 }
 
-/// `GET /v1/pools/{name}` → the pool; 404 if missing.
+/// `GET /v1/pools/{name}` → the pool, its `bootstrap` section redacted unless the caller is
+/// an admin; 404 if missing.
 #[utoipa::path(
     get,
     path = "/v1/pools/{name}",
@@ -104,12 +113,16 @@ pub async fn create(
     )
 )]
 pub async fn get(
-    Reader(_): Reader,
+    Reader(caller): Reader,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
 ) -> Result<Json<Value>, ApiError> {
     let record = existing(&st.store, &name).await?;
-    Ok(Json(pool_with_status(&st.store, &record).await?))
+    let mut pool = pool_with_status(&st.store, &record).await?;
+    if !caller.sees_bootstrap() {
+        view::redact_pool(&mut pool);
+    }
+    Ok(Json(pool))
 }
 
 /// `PUT /v1/pools/{name}` (body: PoolSpec, same name) → 200 with the pool; 404 if missing,
@@ -482,7 +495,8 @@ async fn record_change(
     st.wake.notify_one();
 }
 
-/// `field old → new` for each top-level spec field that changed, for the event message.
+/// `field old → new` for each top-level spec field that changed, for the event message;
+/// `bootstrap changed` for that section, whose details are for admins (in the event's data).
 fn spec_changes(old: &PoolSpec, new: &PoolSpec) -> Vec<String> {
     let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
         (serde_json::to_value(old), serde_json::to_value(new))
@@ -492,7 +506,10 @@ fn spec_changes(old: &PoolSpec, new: &PoolSpec) -> Vec<String> {
     new.iter()
         .filter_map(|(key, value)| {
             let before = old.get(key).unwrap_or(&Value::Null);
-            (before != value).then(|| format!("{key} {before} → {value}"))
+            (before != value).then(|| match key.as_str() {
+                "bootstrap" => "bootstrap changed".to_string(),
+                _ => format!("{key} {before} → {value}"),
+            })
         })
         .collect()
 }

@@ -3,6 +3,11 @@
 //! their own. Create and release are one statement each in the store, so concurrent render
 //! managers never lose or double-count a request; the audit event follows the write and its
 //! failure is logged, never turned into a lost request.
+//!
+//! A request belongs to the token that made it (its hash is stored with it): a requester
+//! token lists and releases only its own, and another's is a 404 like an unknown id, so
+//! requests of other render managers can be neither released nor probed. The body's
+//! `requester` is a label for people, not an owner.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
@@ -116,6 +121,7 @@ pub async fn create(
             &requester,
             new.job.as_deref(),
             &caller.name,
+            Some(&caller.token_sha256),
             now,
         )
         .await;
@@ -151,8 +157,9 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/requests?pool=&all=` → `{"requests":[...]}`, oldest first: the live ones, or
-/// with `all=true` also the released and expired ones still kept. 404 naming `pool` for an
-/// unknown pool; 422 naming `all` unless it is `true` or `false`.
+/// with `all=true` also the released and expired ones still kept. A requester token sees
+/// only the requests it made; viewers and admins see all. 404 naming `pool` for an unknown
+/// pool; 422 naming `all` unless it is `true` or `false`.
 #[utoipa::path(
     get,
     path = "/v1/requests",
@@ -168,7 +175,7 @@ pub struct ListQuery {
     )
 )]
 pub async fn list(
-    Reader(_): Reader,
+    Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -190,7 +197,11 @@ pub async fn list(
         return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
     }
     let now = view::now();
-    let requests = st.store.list_requests(pool.as_deref(), all, now).await?;
+    let owner = (!caller.sees_all_requests()).then_some(caller.token_sha256.as_str());
+    let requests = st
+        .store
+        .list_requests_owned(owner, pool.as_deref(), all, now)
+        .await?;
     let requests: Vec<Value> = requests.iter().map(|r| request_json(r, now)).collect();
     Ok(Json(json!({ "requests": requests })))
 }
@@ -214,7 +225,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 }
 
 /// `DELETE /v1/requests/{id}` → 200 with the released request; it stops counting at once.
-/// Releasing it again is harmless and answers the same. 404 for an unknown id.
+/// Releasing it again is harmless and answers the same. 404 for an unknown id, and for a
+/// request another token made when the caller is a requester (as if it did not exist).
 #[utoipa::path(
     delete,
     path = "/v1/requests/{id}",
@@ -231,11 +243,14 @@ pub async fn release(
     RequestId(id): RequestId,
     State(st): State<ApiState>,
 ) -> Result<Json<Value>, ApiError> {
-    let before = st
-        .store
-        .get_request(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("request {id:?} does not exist")))?;
+    let missing = || ApiError::not_found(format!("request {id:?} does not exist"));
+    let before = st.store.get_request(&id).await?.ok_or_else(missing)?;
+    // The owner never changes, so checking it before the release is enough.
+    if !caller.sees_all_requests()
+        && before.owner_token_sha256.as_deref() != Some(caller.token_sha256.as_str())
+    {
+        return Err(missing());
+    }
     let now = view::now();
     let request = st.store.release_request(&id, &caller.name, now).await?;
     let message = match before.released_at {

@@ -40,9 +40,10 @@ pub fn check_token_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A fresh API token: `rb_` + 40 characters of `[A-Za-z0-9]` ([`store::random_token`]).
+/// A fresh API token: `rb_` + 40 characters of `[A-Za-z0-9]` from the OS CSPRNG
+/// ([`store::secret`]).
 pub fn generate_token() -> String {
-    store::random_token("rb_")
+    store::random_token(store::secret::API_TOKEN_PREFIX)
 }
 
 fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {

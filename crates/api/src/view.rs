@@ -124,6 +124,104 @@ pub fn pool_json(
     pool
 }
 
+/// What viewers and requesters see in place of a `bootstrap` section: that there is one, and
+/// nothing of it (domain account and OU, shares and their accounts, the render client's
+/// command, secret names are the admins').
+pub fn redacted_bootstrap() -> Value {
+    json!({ "redacted": true })
+}
+
+/// Redacts a pool as [`pool_json`] shows it, for a caller who may not see its bootstrap:
+/// the section, and a last error that comes from rendering it (it names fields and secrets).
+pub fn redact_pool(pool: &mut Value) {
+    if pool.get("bootstrap").is_some_and(|b| !b.is_null()) {
+        pool["bootstrap"] = redacted_bootstrap();
+    }
+    if let Some(error) = pool.pointer_mut("/status/last_error") {
+        redact_bootstrap_error(error);
+    }
+}
+
+/// A pool's last error (`{"code","message","at"}`, as a pool status and `GET /v1/status`
+/// show it) without its message when it comes from rendering a bootstrap.
+pub fn redact_bootstrap_error(error: &mut Value) {
+    if error.get("code").and_then(Value::as_str) == Some(BOOTSTRAP_ERROR) {
+        error["message"] = Value::from(BOOTSTRAP_ERROR_REDACTED);
+    }
+}
+
+/// The ARM-error code of a node whose bootstrap could not be rendered (the controller's).
+const BOOTSTRAP_ERROR: &str = "BootstrapError";
+const BOOTSTRAP_ERROR_REDACTED: &str =
+    "a node's bootstrap could not be rendered; the details are shown to admins";
+
+/// Redacts an event as [`event_json`] shows it, for a caller who may not see bootstrap
+/// sections: the spec a `pool.*` event carries (`data.spec`, or `data` itself for the
+/// configuration file's), the bootstrap change its message describes, and the message of a
+/// bootstrap failure.
+pub fn redact_event(event: &mut Value) {
+    let kind = event["kind"].as_str().unwrap_or("").to_string();
+    if kind.starts_with("pool.") {
+        for pointer in ["/data/spec/bootstrap", "/data/bootstrap"] {
+            if let Some(b) = event.pointer_mut(pointer)
+                && !b.is_null()
+            {
+                *b = redacted_bootstrap();
+            }
+        }
+        if let Some(message) = event["message"].as_str() {
+            event["message"] = Value::from(redact_bootstrap_change(message));
+        }
+    }
+    if event.pointer("/data/code").and_then(Value::as_str) == Some(BOOTSTRAP_ERROR) {
+        let action = event.pointer("/data/action").and_then(Value::as_str);
+        let node = event["node"].as_str();
+        event["message"] = Value::from(match (action, node) {
+            (Some(action), Some(node)) => {
+                format!("{action} {node} failed: {BOOTSTRAP_ERROR}: {BOOTSTRAP_ERROR_REDACTED}")
+            }
+            _ => BOOTSTRAP_ERROR_REDACTED.to_string(),
+        });
+    }
+}
+
+/// `bootstrap OLD → NEW` in a `pool.replaced` message (`field old → new, ...`, values in
+/// JSON) becomes `bootstrap changed`. Messages written since this version say only that;
+/// older ones carried the values.
+pub fn redact_bootstrap_change(message: &str) -> String {
+    const KEY: &str = "bootstrap ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(KEY) {
+        let starts_field = at == 0 || rest[..at].ends_with(": ") || rest[..at].ends_with(", ");
+        let after = &rest[at + KEY.len()..];
+        match starts_field.then(|| change_len(after)).flatten() {
+            Some(len) => {
+                out.push_str(&rest[..at]);
+                out.push_str("bootstrap changed");
+                rest = &after[len..];
+            }
+            None => {
+                out.push_str(&rest[..at + KEY.len()]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of `OLD → NEW` (two JSON values) at the start of `text`, if it is one.
+fn change_len(text: &str) -> Option<usize> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    values.next()?.ok()?;
+    let old_end = values.byte_offset();
+    let arrow = text[old_end..].strip_prefix(" → ")?;
+    let mut new = serde_json::Deserializer::from_str(arrow).into_iter::<Value>();
+    new.next()?.ok()?;
+    Some(text.len() - arrow.len() + new.byte_offset())
+}
+
 /// A node of `GET /v1/nodes`. `state` is the inventory state, except that a running node
 /// marked for drain shows as `draining`.
 pub fn node_json(vm: &VmRecord) -> Value {
@@ -210,6 +308,29 @@ pub fn now() -> UnixSeconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_changes_are_cut_from_messages() {
+        assert_eq!(
+            redact_bootstrap_change(
+                "pool spec replaced: bootstrap {\"domain\":{\"ou\":\"OU=Render, DC=x\"}} → null, max 5 → 6"
+            ),
+            "pool spec replaced: bootstrap changed, max 5 → 6"
+        );
+        assert_eq!(
+            redact_bootstrap_change(
+                "pool spec replaced: max 5 → 6, bootstrap null → {\"env\":{\"A\":\"x → y\"}}"
+            ),
+            "pool spec replaced: max 5 → 6, bootstrap changed"
+        );
+        for same in [
+            "pool spec replaced, unchanged",
+            "pool created: 2 nodes, bootstrap ",
+            "tags {\"a\":\"bootstrap x\"} → {}",
+        ] {
+            assert_eq!(redact_bootstrap_change(same), same);
+        }
+    }
 
     #[test]
     fn rfc3339_formats_utc() {

@@ -52,12 +52,10 @@ fn image_reference(image: &str) -> Value {
     json!({"publisher": parts.first(), "offer": parts.get(1), "sku": parts.get(2), "version": parts.get(3)})
 }
 
-/// A password no one knows, meeting Azure's complexity rules; used where a password is
-/// required and never stored or logged.
+/// A password no one knows, meeting Azure's complexity rules ([`store::secret::vm_password`],
+/// from the OS CSPRNG); used where a password is required and never stored or logged.
 fn throwaway_password() -> String {
-    let mut p: String = (0..20).map(|_| fastrand::alphanumeric()).collect();
-    p.push_str("aA1!");
-    p
+    store::secret::vm_password()
 }
 
 /// What a Windows node runs at its first logon: Azure saves `customData` as

@@ -336,6 +336,11 @@ impl Client {
                     if pool["bootstrap"].is_null() {
                         bail!("pool {name} has no bootstrap section");
                     }
+                    if pool["bootstrap"]["redacted"] == true {
+                        bail!(
+                            "pool {name} has a bootstrap section; it is shown to admin tokens only"
+                        );
+                    }
                     // Secrets are references in the spec, never values.
                     self.print_json(&pool["bootstrap"]);
                     return Ok(());

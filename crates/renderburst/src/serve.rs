@@ -1,11 +1,11 @@
 //! `renderburst serve`: wires the store, the ARM client (real Azure, or the embedded
 //! simulator), the controller and the HTTP API together, and runs until SIGINT/SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use azure::{ArmClient, AzureConfig, CredentialConfig};
 use azure_core::credentials::Secret;
 use controller::{Controller, ControllerConfig, Placement};
@@ -37,44 +37,6 @@ impl Daemon {
             sim.shutdown().await;
         }
     }
-}
-
-/// The admin token: from config, else read from or generated into `admin.token` beside the
-/// database (mode 0600).
-fn admin_token(cfg: &Config, db: &Path) -> anyhow::Result<(String, Option<PathBuf>)> {
-    if let Some(t) = &cfg.auth.admin_token {
-        if t.len() < 16 {
-            bail!("auth.admin_token must be at least 16 characters");
-        }
-        return Ok((t.clone(), None));
-    }
-    let path = db
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("admin.token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        let t = t.trim().to_owned();
-        if !t.is_empty() {
-            return Ok((t, Some(path)));
-        }
-    }
-    let token: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
-    let token = format!("rb_{token}");
-    {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        opts.mode(0o600);
-        let mut f = opts
-            .open(&path)
-            .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
-        writeln!(f, "{token}")?;
-    }
-    Ok((token, Some(path)))
 }
 
 /// The embedded simulator's settings: realistic enough to watch, fast enough to enjoy.
@@ -115,7 +77,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             .await
             .with_context(|| format!("cannot open the store {}", db.display()))?,
     );
-    let (token, token_file) = admin_token(&cfg, &db)?;
+    let (token, token_file) = crate::admin_token::load_or_create(&cfg, &db)?;
     if let Some(p) = &token_file {
         tracing::info!(path = %p.display(), "admin token file (client commands on this machine read it)");
     }

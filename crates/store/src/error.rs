@@ -20,8 +20,8 @@ pub enum StoreError {
     /// The `[store] url` is not one the store can open.
     #[error("[store] url {url:?} is not usable: {why}")]
     BadUrl { url: String, why: String },
-    /// The lock file could not be created or locked.
-    #[error("cannot use the lock file {}", path.display())]
+    /// The database file or its lock file could not be created, opened or locked.
+    #[error("cannot use {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

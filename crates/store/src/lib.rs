@@ -14,6 +14,7 @@
 //! - [`offerings`]: VM sizes Azure refused for capacity or quota, and until when;
 //! - [`tasks`]: the last status each background task reported;
 //! - [`tokens`]: API tokens, stored only as hashes;
+//! - [`secret`]: the one generator of every secret renderburst makes (OS CSPRNG);
 //! - [`meta`]: facts about the database itself, such as the owner id tagged on our resources.
 //!
 //! It does not own policy: validating specs and targets, choosing what to do, and deciding
@@ -67,6 +68,7 @@ pub mod planning;
 pub mod pools;
 pub mod requests;
 pub mod schedules;
+pub mod secret;
 pub mod tasks;
 pub mod tokens;
 pub mod vms;
@@ -79,7 +81,8 @@ pub use planning::node_views;
 pub use pools::PoolRecord;
 pub use requests::RequestRecord;
 pub use schedules::{FiringOutcome, PoolBoundsUpdate, PutOutcome, ScheduleRecord};
-pub use tokens::{TokenRecord, random_token};
+pub use secret::random_token;
+pub use tokens::TokenRecord;
 pub use vms::VmRecord;
 
 /// Checkpoints the WAL every second from its own connection, so the writer never does.
@@ -148,6 +151,10 @@ impl Store {
     /// [`StoreError::Db`] or [`StoreError::Migrate`] if SQLite or the migrations fail.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let lock = take_lock(path)?;
+        create_private(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -261,6 +268,26 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(rest))
 }
 
+/// Creates the database file, empty and mode 0600, if it does not exist, before SQLite opens
+/// it: the database holds API token hashes, node tokens' hashes and pool specs naming the
+/// farm's accounts and shares, and SQLite gives its `-wal` and `-shm` files the database
+/// file's mode. An existing file keeps the mode its operator gave it.
+fn create_private(db: &Path) -> std::io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The umask can only narrow it.
+        opts.mode(0o600);
+    }
+    match opts.open(db) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Takes the exclusive, non-blocking lock on `{db}.lock` and writes our process id into it so
 /// that a second daemon can say who holds it.
 fn take_lock(db: &Path) -> Result<File, StoreError> {
@@ -270,13 +297,14 @@ fn take_lock(db: &Path) -> Result<File, StoreError> {
         source,
     };
     // Not truncated on open: the file may hold the current holder's pid.
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io_err)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(&lock_path).map_err(io_err)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {

@@ -22,6 +22,7 @@ pub(crate) struct CreateJob {
     requester: String,
     job: Option<String>,
     created_by: String,
+    owner: Option<String>,
     created_at: UnixSeconds,
     expires_at: UnixSeconds,
     /// Some(record) if inserted, None if the pool refused it (missing, deleting, max).
@@ -84,10 +85,12 @@ async fn insert_batch(
     writer: &sqlx::SqlitePool,
     jobs: &[CreateJob],
 ) -> Result<std::collections::HashMap<String, RequestRecord>, StoreError> {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; jobs.len()].join(", ");
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; jobs.len()].join(", ");
     let sql = format!(
-        "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at, created_by) \
-         SELECT v.column1, p.name, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8 \
+        "INSERT INTO requests (id, pool, count, requester, job, created_at, expires_at, created_by, \
+                               owner_token_sha256) \
+         SELECT v.column1, p.name, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, \
+                v.column9 \
          FROM (VALUES {values}) AS v, pools AS p \
          WHERE p.name = v.column2 AND p.deleting = 0 AND json_extract(p.spec, '$.max') >= v.column3 \
          RETURNING {COLUMNS}"
@@ -102,7 +105,8 @@ async fn insert_batch(
             .bind(&j.job)
             .bind(j.created_at)
             .bind(j.expires_at)
-            .bind(&j.created_by);
+            .bind(&j.created_by)
+            .bind(&j.owner);
     }
     let rows = q.fetch_all(writer).await?;
     let mut out = std::collections::HashMap::new();
@@ -129,6 +133,10 @@ pub struct RequestRecord {
     pub released_at: Option<UnixSeconds>,
     /// The token name that released it.
     pub released_by: Option<String>,
+    /// The token that made it, by its hex SHA-256: the API shows a requester token only
+    /// the requests it owns. None: no token owns it (made before owners were recorded by a
+    /// token since revoked, or by the admin token then).
+    pub owner_token_sha256: Option<String>,
 }
 
 impl RequestRecord {
@@ -143,8 +151,8 @@ impl RequestRecord {
     }
 }
 
-const COLUMNS: &str =
-    "id, pool, count, requester, job, created_at, expires_at, released_at, released_by";
+const COLUMNS: &str = "id, pool, count, requester, job, created_at, expires_at, released_at, \
+                       released_by, owner_token_sha256";
 
 fn from_row(row: &SqliteRow) -> Result<RequestRecord, StoreError> {
     let count: i64 = row.try_get("count")?;
@@ -159,6 +167,7 @@ fn from_row(row: &SqliteRow) -> Result<RequestRecord, StoreError> {
         expires_at: row.try_get("expires_at")?,
         released_at: row.try_get("released_at")?,
         released_by: row.try_get("released_by")?,
+        owner_token_sha256: row.try_get("owner_token_sha256")?,
     })
 }
 
@@ -168,7 +177,7 @@ fn request_what(id: &str) -> String {
 
 impl Store {
     /// Stores a new live request for `count` nodes of `pool` from `now` until
-    /// `now + ttl_seconds`, with a fresh UUID v4 id.
+    /// `now + ttl_seconds`, with a fresh UUID v4 id, owned by the token whose hash is `owner`.
     ///
     /// One `INSERT ... SELECT` guarded by the pool's `deleting` flag and `max`, so a request
     /// can never slip in after deletion started, and concurrent creates never interfere. The
@@ -188,6 +197,7 @@ impl Store {
         requester: &str,
         job: Option<&str>,
         created_by: &str,
+        owner: Option<&str>,
         now: UnixSeconds,
     ) -> Result<RequestRecord, StoreError> {
         if count == 0 || ttl_seconds == 0 {
@@ -207,6 +217,7 @@ impl Store {
             requester: requester.to_owned(),
             job: job.map(str::to_owned),
             created_by: created_by.to_owned(),
+            owner: owner.map(str::to_owned),
             created_at: now,
             expires_at,
             reply,
@@ -248,17 +259,33 @@ impl Store {
         include_released: bool,
         now: UnixSeconds,
     ) -> Result<Vec<RequestRecord>, StoreError> {
-        // `?1 IS NULL OR pool = ?1`: one statement for both; `?2` switches the live filter off.
+        self.list_requests_owned(None, pool, include_released, now)
+            .await
+    }
+
+    /// As [`Store::list_requests`], only those owned by the token whose hash is `owner`
+    /// (`None`: every request, whoever owns it).
+    pub async fn list_requests_owned(
+        &self,
+        owner: Option<&str>,
+        pool: Option<&str>,
+        include_released: bool,
+        now: UnixSeconds,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        // `?1 IS NULL OR pool = ?1`: one statement for both; `?2` switches the live filter
+        // off; `?4 IS NULL` the owner filter.
         let sql = format!(
             "SELECT {COLUMNS} FROM requests \
              WHERE (?1 IS NULL OR pool = ?1) \
              AND (?2 OR (released_at IS NULL AND expires_at > ?3)) \
+             AND (?4 IS NULL OR owner_token_sha256 = ?4) \
              ORDER BY created_at, rowid"
         );
         let rows = sqlx::query(&sql)
             .bind(pool)
             .bind(include_released)
             .bind(now)
+            .bind(owner)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(from_row).collect()

@@ -14,36 +14,9 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::error::is_unique_violation;
+/// Tokens are made by [`crate::secret`]; kept here for the callers that ask for their length.
+pub use crate::secret::TOKEN_CHARS;
 use crate::{Store, StoreError, now};
-
-/// Characters of a token after its prefix.
-pub const TOKEN_CHARS: usize = 40;
-
-/// A fresh token: `prefix` (`rb_` API tokens, `rbn_` node tokens, `rbp_` Batch pools'
-/// enrollment tokens) + 40 characters of `[A-Za-z0-9]` from the OS random source (UUID v4
-/// draws its bits from it), with rejection sampling so every character is equally likely.
-/// Only its SHA-256 is ever stored.
-pub fn random_token(prefix: &str) -> String {
-    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(prefix.len() + TOKEN_CHARS);
-    out.push_str(prefix);
-    let mut have = 0;
-    while have < TOKEN_CHARS {
-        let uuid = uuid::Uuid::new_v4();
-        // Bytes 6 and 8 carry the version and variant bits; the other 14 are random.
-        for (i, byte) in uuid.as_bytes().iter().enumerate() {
-            if i == 6 || i == 8 || have == TOKEN_CHARS {
-                continue;
-            }
-            // 248 = 4 × 62: below it, `byte % 62` is uniform.
-            if *byte < 248 {
-                out.push(char::from(ALPHABET[usize::from(*byte % 62)]));
-                have += 1;
-            }
-        }
-    }
-    out
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {

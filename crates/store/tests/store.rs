@@ -1022,7 +1022,7 @@ async fn node_requests_count_until_released_or_expired() {
     assert_eq!(store.desired(&record, t0).await.unwrap(), 2, "target alone");
 
     let a = store
-        .create_request("maya", 3, 1, "deadline", Some("shot-010"), "test", t0)
+        .create_request("maya", 3, 1, "deadline", Some("shot-010"), "test", None, t0)
         .await
         .unwrap();
     assert_eq!(a.id.len(), 36);
@@ -1041,11 +1041,11 @@ async fn node_requests_count_until_released_or_expired() {
     );
     assert_eq!((a.released_at, a.released_by.as_deref()), (None, None));
     let b = store
-        .create_request("maya", 4, 3600, "royal", None, "test", t0)
+        .create_request("maya", 4, 3600, "royal", None, "test", None, t0)
         .await
         .unwrap();
     store
-        .create_request("blender", 5, 3600, "opencue", None, "test", t0)
+        .create_request("blender", 5, 3600, "opencue", None, "test", None, t0)
         .await
         .unwrap();
     assert_ne!(a.id, b.id);
@@ -1104,11 +1104,11 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Clamped to max however much is asked.
     store
-        .create_request("maya", 10, 60, "deadline", None, "test", t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", None, t0)
         .await
         .unwrap();
     store
-        .create_request("maya", 10, 60, "deadline", None, "test", t0)
+        .create_request("maya", 10, 60, "deadline", None, "test", None, t0)
         .await
         .unwrap();
     assert_eq!(store.live_request_sum("maya", t0).await.unwrap(), 23);
@@ -1116,13 +1116,13 @@ async fn node_requests_count_until_released_or_expired() {
 
     // Unknown and deleting pools take no requests; zero counts are refused.
     let err = store
-        .create_request("nosuch", 1, 60, "x", None, "test", t0)
+        .create_request("nosuch", 1, 60, "x", None, "test", None, t0)
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(
         store
-            .create_request("maya", 0, 60, "x", None, "test", t0)
+            .create_request("maya", 0, 60, "x", None, "test", None, t0)
             .await
             .unwrap_err()
             .is_conflict()
@@ -1130,7 +1130,7 @@ async fn node_requests_count_until_released_or_expired() {
     let deleting = store.mark_pool_deleting("maya").await.unwrap();
     assert_eq!(store.desired(&deleting, t0).await.unwrap(), 0);
     let err = store
-        .create_request("maya", 1, 60, "x", None, "test", t0)
+        .create_request("maya", 1, 60, "x", None, "test", None, t0)
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err}");
@@ -1170,6 +1170,7 @@ async fn concurrent_requests_are_never_lost() {
                         &format!("rm-{i}"),
                         None,
                         "test",
+                        None,
                         t0,
                     )
                     .await
@@ -1697,4 +1698,144 @@ async fn clearing_unavailable_marks_covers_vm_and_batch_pools() {
     // Nothing in force: a second clear counts nothing stale.
     assert_eq!(store.clear_unavailable(t + 30).await.unwrap(), 1);
     assert_eq!(store.clear_unavailable(t + 31).await.unwrap(), 0);
+}
+
+/// The database and its WAL files hold token hashes and the farm's set-up: created for the
+/// daemon's user alone, whatever the umask, before SQLite writes anything. The lock file too.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_wal_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.insert_token("ci", "viewer", "aa").await.unwrap();
+    let mut files = vec![dir.db(), store::lock_path(&dir.db())];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = dir.db().into_os_string();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    for file in &files {
+        let mode = std::fs::metadata(file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", file.display());
+    }
+    store.close().await;
+    // An existing database keeps the mode its operator gave it.
+    std::fs::set_permissions(dir.db(), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = open(&dir.db()).await;
+    let mode = std::fs::metadata(dir.db()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640);
+    store.close().await;
+}
+
+/// A request belongs to the token that made it (by the token's hash), whatever its label:
+/// listing by owner shows that token's requests only.
+#[tokio::test]
+async fn requests_are_listed_by_their_owner_token() {
+    let dir = TempDir::new();
+    let store = open(&dir.db()).await;
+    store.create_pool(&spec("maya")).await.unwrap();
+    let t0 = 1_000_000;
+    let mine = store
+        .create_request("maya", 1, 60, "deadline", None, "rm-a", Some("aa"), t0)
+        .await
+        .unwrap();
+    assert_eq!(mine.owner_token_sha256.as_deref(), Some("aa"));
+    // Same label, another token.
+    store
+        .create_request("maya", 2, 60, "deadline", None, "rm-b", Some("bb"), t0)
+        .await
+        .unwrap();
+    store
+        .create_request("maya", 3, 60, "deadline", None, "admin", None, t0)
+        .await
+        .unwrap();
+    let owned = store
+        .list_requests_owned(Some("aa"), Some("maya"), true, t0)
+        .await
+        .unwrap();
+    assert_eq!(owned, vec![mine.clone()]);
+    assert_eq!(
+        store
+            .list_requests_owned(None, None, true, t0)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(store.get_request(&mine.id).await.unwrap(), Some(mine));
+    assert!(
+        store
+            .list_requests_owned(Some("cc"), None, true, t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Migration 0009 gives requests made before it an owner: the token that still has the name
+/// they were made with. The admin's, and those of tokens since revoked, stay unowned (admins
+/// see them); a requester keeps seeing its own live requests across the upgrade.
+#[tokio::test]
+async fn request_owners_are_backfilled_from_the_token_names() {
+    let dir = TempDir::new();
+    // The schema as it was before 0009, with rows made then.
+    let before = dir.0.join("migrations-before-0009");
+    std::fs::create_dir_all(&before).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0009" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.db())
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let spec = serde_json::to_string(&spec("maya")).unwrap();
+    sqlx::query("INSERT INTO pools (name, spec, created_at, updated_at) VALUES ('maya', ?, 1, 1)")
+        .bind(&spec)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ('farm-manager', 'requester', 'aa', 1);
+         INSERT INTO requests (id, pool, count, requester, created_at, expires_at, created_by) VALUES
+           ('r1', 'maya', 1, 'deadline', 1, 9000000000, 'farm-manager'),
+           ('r2', 'maya', 1, 'deadline', 1, 9000000000, 'admin'),
+           ('r3', 'maya', 1, 'deadline', 1, 9000000000, 'revoked-since');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = open(&dir.db()).await;
+    let owners: Vec<(String, Option<String>)> = store
+        .list_requests(None, true, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.owner_token_sha256))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("r1".to_string(), Some("aa".to_string())),
+            ("r2".to_string(), None),
+            ("r3".to_string(), None),
+        ]
+    );
 }
