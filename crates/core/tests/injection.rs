@@ -230,24 +230,24 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 fn hostile_section(h: &str, os: Os) -> BootstrapSpec {
     let mut mounts = vec![
         json!({"kind": "smb", "source": format!("//filer/{h}"), "target": h, "username": h,
-               "password": {"secret": "env:P"}}),
+               "password": {"secret": "p"}}),
         json!({"kind": "azure_files", "account": h, "share": h, "target": h,
-               "key": {"secret": "env:K"}}),
+               "key": {"secret": "k"}}),
         json!({"kind": "nfs", "source": h, "target": h}),
     ];
     if os == Os::Linux {
         mounts.push(
             json!({"kind": "blob", "account": h, "share": h, "target": h,
-                           "key": {"secret": "env:K"}}),
+                           "key": {"secret": "k"}}),
         );
     }
     serde_json::from_value(json!({
         "time_zone": h,
         "hosts": [{"ip": h, "names": [h]}],
-        "domain": {"name": h, "ou": h, "username": h, "password": {"secret": "env:D"}},
+        "domain": {"name": h, "ou": h, "username": h, "password": {"secret": "d"}},
         "mounts": mounts,
-        "admin": {"username": h, "ssh_public_key": h, "password": {"secret": "env:A"}},
-        "env": {"PLAIN": h, "SECRET": {"secret": "env:S"}},
+        "admin": {"username": h, "ssh_public_key": h, "password": {"secret": "a"}},
+        "env": {"PLAIN": h, "SECRET": {"secret": "s"}},
         "render_client": {"command": h},
     }))
     .unwrap()
@@ -427,9 +427,9 @@ fn cloud_init_quotes_strings_that_yaml_1_1_would_read_as_something_else() {
             && word.chars().all(|c| c.is_ascii_alphanumeric());
         let user = if is_user { word } else { "artist" };
         let spec = section(json!({
-            "admin": {"username": user, "password": {"secret": "env:ADMIN_PASSWORD"}},
+            "admin": {"username": user, "password": {"secret": "admin-password"}},
             "mounts": [{"kind": "blob", "account": "acct", "share": "abc", "target": "/mnt/b",
-                        "key": {"secret": "env:K"}}],
+                        "key": {"secret": "k"}}],
         }));
         let resolve = |_: &SecretRef| Ok(word.to_string());
         let text = render_cloud_init(
@@ -463,7 +463,7 @@ fn a_masked_blob_key_is_still_yaml() {
     let daemon = daemon_host();
     let spec = section(json!({
         "mounts": [{"kind": "blob", "account": "acct", "share": "abc", "target": "/mnt/b",
-                    "key": {"secret": "env:K"}}],
+                    "key": {"secret": "k"}}],
     }));
     let doc = yaml(&render_cloud_init(&spec, &ctx(&daemon, "http://h", MASK), &masked).unwrap());
     let blob = yaml(file(&doc, "/etc/renderburst/blobfuse-0.yaml"));
@@ -534,7 +534,7 @@ walk(doc)
 fn fields_with_a_grammar_are_refused_outside_it() {
     let smb = |source: &str, user: &str| {
         json!({"mounts": [{"kind": "smb", "source": source, "target": "/mnt/p",
-                           "username": user, "password": {"secret": "env:P"}}]})
+                           "username": user, "password": {"secret": "p"}}]})
     };
     let linux_target =
         |t: &str| json!({"mounts": [{"kind": "nfs", "source": "filer:/export", "target": t}]});
@@ -542,13 +542,13 @@ fn fields_with_a_grammar_are_refused_outside_it() {
         |t: &str| json!({"mounts": [{"kind": "nfs", "source": "filer:/export", "target": t}]});
     let domain = |user: &str, ou: &str| {
         json!({"domain": {"name": "studio.local", "ou": ou, "username": user,
-                          "password": {"secret": "env:P"}}})
+                          "password": {"secret": "p"}}})
     };
     let cases: Vec<(Os, Value, &str)> = vec![
         (
             Os::Linux,
             json!({"mounts": [{"kind": "blob", "account": "acct", "share": "abc",
-            "target": "/mnt/x';};touch${IFS}/tmp/PWNED;#", "key": {"secret": "env:K"}}]}),
+            "target": "/mnt/x';};touch${IFS}/tmp/PWNED;#", "key": {"secret": "k"}}]}),
             "bootstrap.mounts[0].target",
         ),
         (
@@ -690,7 +690,7 @@ fn fields_with_a_grammar_are_refused_outside_it() {
 fn the_windows_script_deletes_itself_and_custom_data_before_it_uses_a_secret() {
     let daemon = daemon_host();
     let spec = section(json!({
-        "admin": {"username": "artist", "password": {"secret": "env:ADMIN_PASSWORD"}},
+        "admin": {"username": "artist", "password": {"secret": "admin-password"}},
     }));
     let text = render_powershell(
         &spec,
@@ -725,7 +725,7 @@ fn linux_one_shot_secrets_and_the_enrollment_script_are_deleted_on_every_exit() 
     // The domain-join password is removed even when the join fails.
     let daemon = daemon_host();
     let spec = section(json!({
-        "domain": {"name": "studio.local", "username": "joiner", "password": {"secret": "env:P"}},
+        "domain": {"name": "studio.local", "username": "joiner", "password": {"secret": "p"}},
     }));
     let doc = yaml(
         &render_cloud_init(&spec, &ctx(&daemon, "http://10.1.0.4:7878", TOKEN), &masked).unwrap(),

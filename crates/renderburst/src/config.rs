@@ -330,11 +330,23 @@ impl BootstrapSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Else generated once into `admin.token` (0600) beside the SQLite file.
     pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    /// Never prints the admin token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -841,6 +853,21 @@ mod tests {
             err.contains("server.advertise_url") && err.contains(&path.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_admin_token_or_the_client_secret() {
+        let cfg = Config::load(Some(&write(
+            &std::env::temp_dir(),
+            "[auth]\nadmin_token = \"debug-shows-no-admin-token\"\n[azure]\n\
+             subscription_id = \"11111111-2222-3333-4444-555555555555\"\ntenant_id = \"t\"\n\
+             client_id = \"c\"\nclient_secret = \"debug-shows-no-client-secret\"\n\
+             ensure_network = true\n",
+        )))
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("debug-shows-no-admin-token"), "{shown}");
+        assert!(!shown.contains("debug-shows-no-client-secret"), "{shown}");
     }
 
     #[test]
