@@ -194,3 +194,54 @@ pub async fn apply_config_schedules(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Issue 12 item 11: the Azure template gives the daemon only what joining the render
+    /// subnet needs there (a role scoped to that subnet), not the operator role on the
+    /// network's resource group; and the operator role itself carries no network join.
+    #[test]
+    fn the_azure_template_grants_subnet_join_on_the_subnet_alone() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/azure");
+        let main = std::fs::read_to_string(root.join("main.bicep")).unwrap();
+        let role = |name: &str| -> String {
+            let start = main
+                .find(&format!(
+                    "resource {name} 'Microsoft.Authorization/roleDefinitions"
+                ))
+                .unwrap_or_else(|| panic!("role {name} in main.bicep"));
+            let rest = &main[start..];
+            rest[..rest.find("\n}\n").unwrap()].to_owned()
+        };
+        let operator = role("operatorRole");
+        assert!(
+            !operator.contains("subnets/join"),
+            "the operator role joins no subnet"
+        );
+        let joiner = role("subnetJoinRole");
+        let actions: Vec<&str> = joiner
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("'Microsoft."))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "'Microsoft.Network/virtualNetworks/read'",
+                "'Microsoft.Network/virtualNetworks/subnets/read'",
+                "'Microsoft.Network/virtualNetworks/subnets/join/action'",
+            ]
+        );
+        assert!(
+            !main.contains("module operateSubnet"),
+            "no operator role on the subnet's resource group"
+        );
+        let module = std::fs::read_to_string(root.join("subnet-join.bicep")).unwrap();
+        assert!(
+            module.lines().any(|l| l.trim() == "scope: subnet"),
+            "the join role is assigned on the subnet itself"
+        );
+    }
+}

@@ -29,7 +29,9 @@ pub struct SimArgs {
 pub fn check_listen(listen: SocketAddr, allow_remote: bool) -> anyhow::Result<()> {
     if !listen.ip().to_canonical().is_loopback() && !allow_remote {
         anyhow::bail!(
-            "--listen {listen} is not a loopback address: the simulator's control API needs no              token, so anyone who reaches it could reset or reconfigure it; pass --allow-remote              if that is what you want"
+            "--listen {listen} is not a loopback address: the simulator's control API needs no \
+             token, so anyone who reaches it could reset or reconfigure it; pass --allow-remote \
+             if that is what you want"
         );
     }
     Ok(())
