@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test file uses its own subset.
 
+pub mod world;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,255 @@
+//! The in-process world the end-to-end tests share: an azure-sim over HTTPS on loopback, a
+//! temp dir with the daemon's config and SQLite file, and a client for the daemon's API.
+//! Assertions read the simulator's ground truth (`/_sim/resources`), not what the daemon says.
+
+use std::path::PathBuf;
+
+use azure_sim::{SimConfig, Simulator};
+use renderburst::config::Config;
+use renderburst::serve;
+use serde_json::{Value, json};
+
+pub struct World {
+    pub sim: Simulator,
+    pub dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rb-e2e-{tag}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub async fn world(tag: &str, sim_patch: Value) -> World {
+    let cfg = SimConfig::default()
+        .merged(&json!({"latency_ms": {"vm_create": 60, "vm_start": 30, "vm_deallocate": 30, "vm_delete": 30,
+                                      "nic": 5, "disk": 10, "eviction": 20}}))
+        .unwrap()
+        .merged(&sim_patch)
+        .unwrap();
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), cfg)
+        .await
+        .unwrap();
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("ca.pem"), sim.ca_pem()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    World { sim, dir, http }
+}
+
+impl World {
+    /// The daemon in-process on its config, its API on a free loopback port.
+    pub async fn serve(&self) -> (serve::Daemon, Api) {
+        let daemon = serve::start(self.config(), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let api = Api::new(daemon.api_addr);
+        (daemon, api)
+    }
+
+    /// A daemon config pointing at this world's simulator.
+    pub fn config_toml(&self, listen: &str) -> String {
+        let id = self.sim.identity();
+        format!(
+            r#"[server]
+listen = "{listen}"
+[store]
+url = "sqlite://{db}"
+[controller]
+reconcile_interval_seconds = 1
+gc_grace_seconds = 2
+[auth]
+admin_token = "e2e-admin-token-0123456789"
+[azure]
+subscription_id = "{sub}"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret = "{secret}"
+arm_endpoint = "{url}"
+authority_host = "{url}"
+ca_cert_file = "{ca}"
+resource_group = "burst"
+ensure_network = true
+"#,
+            db = self.dir.join("renderburst.db").display(),
+            sub = id.subscription_id,
+            tenant = id.tenant_id,
+            client = id.client_id,
+            secret = id.client_secret,
+            url = self.sim.base_url(),
+            ca = self.dir.join("ca.pem").display(),
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        let path = self.dir.join("renderburst.toml");
+        std::fs::write(&path, self.config_toml("127.0.0.1:0")).unwrap();
+        Config::load(Some(&path)).unwrap()
+    }
+
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.sim.base_url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn resources(&self, ty: &str) -> Vec<Value> {
+        let all = self
+            .control(reqwest::Method::GET, "/_sim/resources", None)
+            .await;
+        all["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["type"] == ty)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn vms(&self, pool: &str) -> Vec<Value> {
+        self.resources("Microsoft.Compute/virtualMachines")
+            .await
+            .into_iter()
+            .filter(|v| v["tags"]["renderburst-pool"] == pool)
+            .collect()
+    }
+
+    pub async fn vm_puts(&self) -> u64 {
+        let s = self
+            .control(reqwest::Method::GET, "/_sim/stats", None)
+            .await;
+        s["by_type"]["Microsoft.Compute/virtualMachines"]["PUT"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+pub fn power(vm: &Value) -> String {
+    vm["properties"]["instanceView"]["statuses"]
+        .as_array()
+        .and_then(|s| {
+            s.iter().find_map(|s| {
+                s["code"]
+                    .as_str()?
+                    .strip_prefix("PowerState/")
+                    .map(str::to_owned)
+            })
+        })
+        .unwrap_or_default()
+}
+
+pub fn provisioning(vm: &Value) -> String {
+    vm["properties"]["provisioningState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Counts (running, deallocated, other) of a pool's VMs.
+pub fn census(vms: &[Value]) -> (usize, usize, usize) {
+    let running = vms
+        .iter()
+        .filter(|v| power(v) == "running" && provisioning(v) == "Succeeded")
+        .count();
+    let deallocated = vms
+        .iter()
+        .filter(|v| power(v) == "deallocated" && provisioning(v) == "Succeeded")
+        .count();
+    (running, deallocated, vms.len() - running - deallocated)
+}
+
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth("e2e-admin-token-0123456789");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {v}"
+        );
+        v
+    }
+
+    pub async fn scale(&self, pool: &str, target: u32) {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/v1/pools/{pool}/scale"),
+            Some(json!({"target": target})),
+        )
+        .await;
+    }
+}
+
+pub fn pool_spec(name: &str, sizes: &[&str], max: u32) -> Value {
+    json!({"name": name, "mode": "vm", "vm_sizes": sizes, "image": "Canonical:ubuntu-24_04-lts:server:latest",
+           "max": max, "idle_timeout_seconds": 0, "tags": {"show": "e2e"}})
+}
+
+/// Every NIC and disk of ours belongs to a VM that exists.
+pub async fn assert_no_orphans(w: &World) {
+    let vms: Vec<String> = w
+        .resources("Microsoft.Compute/virtualMachines")
+        .await
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for nic in w.resources("Microsoft.Network/networkInterfaces").await {
+        let owner = nic["properties"]["virtualMachine"]["id"]
+            .as_str()
+            .map(str::to_ascii_lowercase);
+        assert!(
+            owner.is_some_and(|o| vms.contains(&o)),
+            "orphan NIC {}",
+            nic["name"]
+        );
+    }
+    for disk in w.resources("Microsoft.Compute/disks").await {
+        let owner = disk["managedBy"].as_str().map(str::to_ascii_lowercase);
+        assert!(
+            owner.is_some_and(|o| vms.contains(&o)),
+            "orphan disk {}",
+            disk["name"]
+        );
+    }
+}
