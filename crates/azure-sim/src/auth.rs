@@ -64,6 +64,16 @@ impl TokenMint {
         Self { key }
     }
 
+    /// A mint with the key of an earlier one (a persistent simulator's state file), so the
+    /// tokens it issued stay valid across a restart.
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
+    pub fn key(&self) -> [u8; 32] {
+        self.key
+    }
+
     fn sign(&self, content: &str) -> String {
         let mut h = Sha256::new();
         h.update(self.key);

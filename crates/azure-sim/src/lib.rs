@@ -14,6 +14,7 @@
 //! - `resources`, `compute`, `network`, `batch`: resource providers.
 //! - `auth`: Entra ID endpoints and token verification; `tls`: the generated CA.
 //! - `control`: the `/_sim/*` API for tests, demos and benchmarks.
+//! - `persist`: the state file of a simulator that survives restarts.
 
 pub mod config;
 
@@ -24,6 +25,7 @@ mod boot;
 mod compute;
 mod control;
 mod network;
+mod persist;
 mod reply;
 mod resources;
 mod state;
@@ -31,6 +33,7 @@ mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -60,6 +63,8 @@ pub(crate) struct Shared {
     state: Mutex<state::State>,
     mint: TokenMint,
     initial: SimConfig,
+    /// Set for a persistent simulator ([`Simulator::start_persistent`]).
+    persist: Option<persist::Persist>,
 }
 
 impl Shared {
@@ -78,6 +83,8 @@ pub struct Simulator {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// A persistent simulator's saver, told to stop (and save last) after the accept loop.
+    saver: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Simulator {
@@ -91,11 +98,73 @@ impl Simulator {
     /// Serves on an already bound listener.
     pub async fn serve(listener: TcpListener, cfg: SimConfig) -> anyhow::Result<Simulator> {
         let tls = tls::generate()?;
+        let state = state::State::new(cfg.clone(), Instant::now());
+        Self::run(listener, cfg, tls, TokenMint::new(), state, None)
+    }
+
+    /// A simulator whose world outlives the process: loaded from `state_file` if it exists
+    /// (resources, Batch pools and nodes, operations, statistics, the address, the CA and
+    /// certificate, the token key; `cfg` replaces the settings), else started empty on
+    /// `addr` (port 0: a free port, kept from then on). The world is saved to the file
+    /// (mode 0600, replaced atomically) shortly after every write request and on
+    /// [`Simulator::shutdown`]; see the `persist` module. A saved address that another
+    /// process holds is an error that says so.
+    pub async fn start_persistent(
+        state_file: &Path,
+        addr: SocketAddr,
+        cfg: SimConfig,
+    ) -> anyhow::Result<Simulator> {
+        use anyhow::Context;
+        cfg.validate()?;
+        let path = state_file.to_path_buf();
+        let loaded = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || persist::load(&p)).await??
+        };
+        let (listener, tls, mint, state) = match loaded {
+            Some(snap) => {
+                let listener = persist::bind_saved(snap.addr, &path).await?;
+                let tls = tls::from_parts(snap.tls.clone())
+                    .with_context(|| format!("the TLS certificate in {}", path.display()))?;
+                let mint = TokenMint::from_key(snap.token_key()?);
+                let state = snap.into_state(cfg.clone(), Instant::now());
+                (listener, tls, mint, state)
+            }
+            None => {
+                let listener = persist::bind_first(addr)
+                    .await
+                    .with_context(|| format!("cannot start the simulator on {addr}"))?;
+                let state = state::State::new(cfg.clone(), Instant::now());
+                (listener, tls::generate()?, TokenMint::new(), state)
+            }
+        };
+        let bound = listener.local_addr()?;
+        let keep = persist::Persist::new(path, bound, tls.parts.clone());
+        let mut sim = Self::run(listener, cfg, tls, mint, state, Some(keep))?;
+        // Saved at once: a first start's address, or what came due while stopped.
+        persist::save_logged(&sim.shared).await;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(persist::run(sim.shared.clone(), stop_rx));
+        sim.saver = Some((stop, task));
+        // Machines that came up while stopped boot now.
+        boot::spawn_pending(&sim.shared);
+        Ok(sim)
+    }
+
+    fn run(
+        listener: TcpListener,
+        cfg: SimConfig,
+        tls: tls::SimTls,
+        mint: TokenMint,
+        state: state::State,
+        persist: Option<persist::Persist>,
+    ) -> anyhow::Result<Simulator> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(state::State::new(cfg.clone(), Instant::now())),
-            mint: TokenMint::new(),
+            state: Mutex::new(state),
+            mint,
             initial: cfg,
+            persist,
         });
         let router = router(shared.clone());
         let (tx, rx) = watch::channel(false);
@@ -113,7 +182,13 @@ impl Simulator {
             shared,
             shutdown: tx,
             task: Some(task),
+            saver: None,
         })
+    }
+
+    /// The state file of a persistent simulator.
+    pub fn state_file(&self) -> Option<&Path> {
+        self.shared.persist.as_ref().map(|p| p.path.as_path())
     }
 
     /// `https://127.0.0.1:PORT`, the ARM endpoint and the Entra authority host alike.
@@ -135,10 +210,15 @@ impl Simulator {
         self.shared.lock().cfg.identity.clone()
     }
 
-    /// Stops accepting connections and waits for the accept loop to end.
+    /// Stops accepting connections and waits for the accept loop to end; a persistent
+    /// simulator then saves its world one last time.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some((stop, task)) = self.saver.take() {
+            let _ = stop.send(true);
             let _ = task.await;
         }
     }
@@ -147,6 +227,9 @@ impl Simulator {
 impl Drop for Simulator {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+        if let Some((stop, _)) = &self.saver {
+            let _ = stop.send(true);
+        }
     }
 }
 
@@ -179,6 +262,10 @@ async fn accept_loop(
                     let router = router.clone();
                     let shared = shared.clone();
                     async move {
+                        // What may have changed the world is saved soon; reads only advance lazy time.
+                        let write =
+                            !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+                        let arm = is_faultable(req.uri().path());
                         // Dropped connections are decided here, below HTTP: half of them before
                         // the request is handled, half after (the change happened, the answer
                         // is lost), which is the case that tests a client's idempotency.
@@ -187,6 +274,11 @@ async fn accept_loop(
                             return Err(std::io::Error::other("simulated dropped connection"));
                         }
                         let resp = router.oneshot(req.map(Body::new)).await;
+                        if let Some(p) = &shared.persist
+                            && (write || arm)
+                        {
+                            p.mark(write);
+                        }
                         if drop == DropWhen::After {
                             return Err(std::io::Error::other("simulated dropped connection"));
                         }

@@ -10,10 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use arm_model::ErrorDetail;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::config::SimConfig;
+use crate::persist::{StaticStr, datetime, instant, opt_instant, static_str};
 use crate::throttle::{ArmClass, ComputeGroup, TokenBucket};
 
 /// Upper bounds that keep memory bounded whatever clients do.
@@ -23,7 +25,7 @@ pub const MAX_OPS: usize = 100_000;
 pub const OP_RETENTION: Duration = Duration::from_secs(15 * 60);
 
 /// The resource types the simulator models, with their canonical ARM type names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RType {
     ResourceGroup,
     VirtualNetwork,
@@ -95,7 +97,7 @@ impl RType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Power {
     Starting,
     Running,
@@ -129,11 +131,12 @@ impl Power {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmState {
     pub size: String,
     pub vcpus: u64,
-    pub family: &'static str,
+    #[serde(with = "static_str")]
+    pub family: StaticStr,
     pub spot: bool,
     pub evict_delete: bool,
     pub provisioning: String,
@@ -173,28 +176,32 @@ pub enum BootScript {
     Enroll { url: String, token: String },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NicState {
     pub attached_vm: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DiskState {
     pub managed_by: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchNode {
     pub id: String,
     pub dedicated: bool,
     /// `creating` until `due`, then `idle`; `leavingpool` until `due`, then gone.
-    pub state: &'static str,
+    #[serde(with = "static_str")]
+    pub state: StaticStr,
+    #[serde(with = "opt_instant")]
     pub due: Option<Instant>,
+    #[serde(with = "datetime")]
     pub allocation_time: OffsetDateTime,
+    #[serde(with = "datetime")]
     pub state_time: OffsetDateTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolState {
     pub account_id: String,
     pub vm_size: String,
@@ -204,17 +211,22 @@ pub struct PoolState {
     pub dealloc_option: String,
     pub nodes: Vec<BatchNode>,
     pub resize_errors: Vec<ErrorDetail>,
+    #[serde(with = "datetime")]
     pub resize_start: OffsetDateTime,
-    pub allocation_state: &'static str,
+    #[serde(with = "static_str")]
+    pub allocation_state: StaticStr,
+    #[serde(with = "datetime")]
     pub allocation_time: OffsetDateTime,
     pub etag: u64,
     pub next_node: u64,
     pub deleting: bool,
+    #[serde(with = "datetime")]
     pub created: OffsetDateTime,
+    #[serde(with = "datetime")]
     pub modified: OffsetDateTime,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Kind {
     Plain,
     Vm(Box<VmState>),
@@ -225,7 +237,7 @@ pub enum Kind {
 
 /// One resource. `body` is what the client last PUT (plus fields the service fills in);
 /// `kind` holds the behavioural state that rendering overlays on it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Res {
     pub id: String,
     pub rtype: RType,
@@ -235,6 +247,7 @@ pub struct Res {
     pub body: Value,
     pub kind: Kind,
     pub provisioning: String,
+    #[serde(with = "datetime")]
     pub created: OffsetDateTime,
 }
 
@@ -266,7 +279,7 @@ impl Res {
 }
 
 /// What happens to the world when an operation completes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Effect {
     /// Nothing beyond marking the operation done (network PUTs, updates).
     None,
@@ -318,24 +331,32 @@ impl Effect {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OpStatus {
     InProgress,
     Succeeded,
-    Failed(ErrorDetail, http::StatusCode),
+    Failed(
+        ErrorDetail,
+        #[serde(with = "crate::persist::status_code")] http::StatusCode,
+    ),
     Canceled(ErrorDetail),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Op {
     pub id: String,
+    #[serde(with = "datetime")]
     pub start: OffsetDateTime,
+    #[serde(with = "crate::persist::opt_datetime")]
     pub end: Option<OffsetDateTime>,
+    #[serde(with = "instant")]
     pub due: Instant,
+    #[serde(with = "opt_instant")]
     pub finished_at: Option<Instant>,
     pub seq: u64,
     pub effect: Effect,
     /// Decided when the operation starts (capacity, injected faults); applied when due.
+    #[serde(with = "crate::persist::opt_failure")]
     pub fail_with: Option<(ErrorDetail, http::StatusCode)>,
     pub status: OpStatus,
     /// Its failure was answered to a poll of the operation's status (counted once, in
@@ -343,7 +364,8 @@ pub struct Op {
     pub failure_reported: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
@@ -394,8 +416,9 @@ impl Stats {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingEviction {
+    #[serde(with = "instant")]
     pub due: Instant,
     pub vm: String,
 }

@@ -386,8 +386,15 @@ async fn recovered_failure(sh: &Arc<Shared>, intent: &store::Intent, e: &ArmErro
     .await;
 }
 
+/// Intents resolved at once at start-up. Following an operation costs at least its first
+/// `Retry-After` (a second) however old it is, so one at a time made a restart after a
+/// burst wait a second per intent (9 intents took 10 s); reads are paced by the governor
+/// either way.
+const RECOVERY_CONCURRENCY: usize = 8;
+
 /// Start-up recovery: resolve every intent a previous process left open, before the first
-/// activation plans anything.
+/// activation plans anything. Intents are independent (one node each), so they are resolved
+/// concurrently, [`RECOVERY_CONCURRENCY`] at a time.
 pub(crate) async fn recover(sh: &Arc<Shared>) {
     let intents = match sh.store.open_intents().await {
         Ok(i) => i,
@@ -396,72 +403,94 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
             return;
         }
     };
-    if !intents.is_empty() {
-        tracing::info!(
-            count = intents.len(),
-            "resolving intents left open by the previous run"
-        );
+    if intents.is_empty() {
+        return;
     }
+    let count = intents.len();
+    tracing::info!(count, "resolving intents left open by the previous run");
+    let started = std::time::Instant::now();
+    let limit = Arc::new(tokio::sync::Semaphore::new(RECOVERY_CONCURRENCY));
+    let mut resolving = tokio::task::JoinSet::new();
     for intent in intents {
-        let op: Option<Operation> = intent
-            .operation
-            .as_ref()
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
-        let outcome = match op {
-            // ARM accepted it: follow the operation to its end.
-            Some(op) => match op.wait_done(&sh.arm).await {
-                Ok(()) => IntentOutcome::Succeeded,
-                Err(e) => {
-                    recovered_failure(sh, &intent, &e).await;
-                    IntentOutcome::Failed {
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                    }
-                }
-            },
-            // A Batch write without an operation: the next observation shows what happened
-            // and the planner decides again (a create is a GET before the PUT).
-            None if crate::batch::is_batch_kind(intent.kind) => IntentOutcome::Abandoned {
-                why: "resumed after a restart: the Batch pool's observation takes over".into(),
-            },
-            // We crashed around the ARM call: look at the resource itself.
-            None => match sh
-                .arm
-                .get_vm(&sh.cfg.resource_group, &intent.node, false)
-                .await
-            {
-                Ok(Some(_)) => IntentOutcome::Abandoned {
-                    why: "resumed after a restart: the VM exists; observation takes over".into(),
-                },
-                Ok(None) => {
-                    if intent.kind == ActionKind::Create
-                        && let Ok(Some(vm)) = sh.store.get_vm(&intent.node).await
-                        && vm.azure_id.is_none()
-                    {
-                        let _ = sh.store.delete_vm(&intent.node).await;
-                    }
-                    IntentOutcome::Abandoned {
-                        why: "resumed after a restart: the write never reached Azure".into(),
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(node = %intent.node, error = %e, "cannot resolve an open intent yet");
-                    continue;
-                }
-            },
-        };
-        let _ = sh.store.close_intent(intent.id, &outcome).await;
-        let _ = event(
-            sh,
-            "intent.recovered",
-            Some(&intent.pool),
-            Some(&intent.node),
-            &format!(
-                "{:?} intent from the previous run resolved: {outcome:?}",
-                intent.kind
-            ),
-            json!({}),
-        )
-        .await;
+        let (sh, limit) = (sh.clone(), limit.clone());
+        resolving.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            resolve(&sh, intent).await;
+        });
     }
+    while let Some(done) = resolving.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "resolving an open intent panicked");
+        }
+    }
+    tracing::info!(
+        count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "intents of the previous run resolved"
+    );
+}
+
+/// Resolves one intent of the previous run; one that cannot be resolved yet (Azure did not
+/// answer) stays open for the next start.
+async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
+    let op: Option<Operation> = intent
+        .operation
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let outcome = match op {
+        // ARM accepted it: follow the operation to its end.
+        Some(op) => match op.wait_done(&sh.arm).await {
+            Ok(()) => IntentOutcome::Succeeded,
+            Err(e) => {
+                recovered_failure(sh, &intent, &e).await;
+                IntentOutcome::Failed {
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                }
+            }
+        },
+        // A Batch write without an operation: the next observation shows what happened
+        // and the planner decides again (a create is a GET before the PUT).
+        None if crate::batch::is_batch_kind(intent.kind) => IntentOutcome::Abandoned {
+            why: "resumed after a restart: the Batch pool's observation takes over".into(),
+        },
+        // We crashed around the ARM call: look at the resource itself.
+        None => match sh
+            .arm
+            .get_vm(&sh.cfg.resource_group, &intent.node, false)
+            .await
+        {
+            Ok(Some(_)) => IntentOutcome::Abandoned {
+                why: "resumed after a restart: the VM exists; observation takes over".into(),
+            },
+            Ok(None) => {
+                if intent.kind == ActionKind::Create
+                    && let Ok(Some(vm)) = sh.store.get_vm(&intent.node).await
+                    && vm.azure_id.is_none()
+                {
+                    let _ = sh.store.delete_vm(&intent.node).await;
+                }
+                IntentOutcome::Abandoned {
+                    why: "resumed after a restart: the write never reached Azure".into(),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %intent.node, error = %e, "cannot resolve an open intent yet");
+                return;
+            }
+        },
+    };
+    let _ = sh.store.close_intent(intent.id, &outcome).await;
+    let _ = event(
+        sh,
+        "intent.recovered",
+        Some(&intent.pool),
+        Some(&intent.node),
+        &format!(
+            "{:?} intent from the previous run resolved: {outcome:?}",
+            intent.kind
+        ),
+        json!({}),
+    )
+    .await;
 }

@@ -39,6 +39,18 @@ impl Daemon {
     }
 }
 
+/// Where the embedded simulator keeps its world: beside the database, named after it
+/// (`renderburst.azure-sim.json` for `renderburst.db`), because the database's VMs, Batch
+/// account endpoint and operation URLs are only true of that world.
+pub fn embedded_state_file(db: &std::path::Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "renderburst".into());
+    db.with_file_name(format!("{stem}.azure-sim.json"))
+}
+
 /// The embedded simulator's settings: realistic enough to watch, fast enough to enjoy.
 fn embedded_sim_config(
     overrides: Option<&serde_json::Value>,
@@ -85,13 +97,17 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
     let mut simulator = None;
     let (azure_cfg, rg, location, subnet_id, ensure_network, admin_user, ssh_key, batch_account) =
         if cfg.embedded() {
-            let sim = azure_sim::Simulator::start(
+            let state_file = embedded_state_file(&db);
+            let sim = azure_sim::Simulator::start_persistent(
+                &state_file,
                 "127.0.0.1:0".parse()?,
                 embedded_sim_config(cfg.simulator.as_ref())?,
             )
-            .await?;
+            .await
+            .context("the embedded Azure simulator")?;
             tracing::info!(
                 url = sim.base_url(),
+                state_file = %state_file.display(),
                 "no Azure subscription configured: using the built-in Azure simulator (nothing is created in Azure; configure [azure] to use a real subscription)"
             );
             let id = sim.identity();
@@ -188,6 +204,13 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
 
     // For `GET /v1/status`: what an orphan audit filters Azure by (README "Troubleshoot").
     let identity = serde_json::json!({"owner_id": owner, "resource_group": rg});
+    // And, on the embedded default, where its simulated Azure is and is kept.
+    let simulator_status = simulator.as_ref().map(|s: &azure_sim::Simulator| {
+        serde_json::json!({
+            "url": s.base_url(),
+            "state_file": s.state_file().map(|p| p.display().to_string()),
+        })
+    });
     // Bound before the controller starts: the bootstrap call-back URL needs the real port.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -255,7 +278,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         admin_token_sha256: api::sha256_hex(&token),
         ready: controller.ready(),
         status: Arc::new(move || {
-            serde_json::json!({
+            let mut status = serde_json::json!({
                 "owner_id": identity["owner_id"],
                 "resource_group": identity["resource_group"],
                 "reconciler": status_controller.last_status(),
@@ -265,7 +288,11 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
                     "retries": status_controller.arm().counters().retries.load(std::sync::atomic::Ordering::Relaxed),
                     "throttled_429": status_controller.arm().counters().throttled_429.load(std::sync::atomic::Ordering::Relaxed),
                 },
-            })
+            });
+            if let Some(sim) = &simulator_status {
+                status["simulator"] = sim.clone();
+            }
+            status
         }),
         metrics: Arc::new(move || render_metrics(&metrics_controller)),
         bootstrap: Arc::new(bootstrap),
@@ -539,4 +566,25 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!("stopping");
     daemon.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::embedded_state_file;
+
+    #[test]
+    fn the_embedded_state_file_is_named_after_the_database_beside_it() {
+        for (db, file) in [
+            ("renderburst.db", "renderburst.azure-sim.json"),
+            (
+                "/var/lib/renderburst/farm.db",
+                "/var/lib/renderburst/farm.azure-sim.json",
+            ),
+            ("data/studio", "data/studio.azure-sim.json"),
+        ] {
+            assert_eq!(embedded_state_file(Path::new(db)), PathBuf::from(file));
+        }
+    }
 }

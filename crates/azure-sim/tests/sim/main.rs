@@ -12,6 +12,7 @@ mod entra;
 mod eviction;
 mod faults;
 mod lists;
+mod persist;
 mod protocol;
 mod quota;
 mod rg;
