@@ -41,10 +41,15 @@ struct World {
 
 /// A simulator with short latencies (and `sim_patch`), and the daemon in-process on it.
 async fn world(tag: &str, sim_patch: Value) -> World {
+    world_with(tag, sim_patch, "").await
+}
+
+/// As [`world`], with more lines for the `[azure]` section (`batch_account = ...`).
+async fn world_with(tag: &str, sim_patch: Value, azure_extra: &str) -> World {
     let cfg = SimConfig::default()
         .merged(
             &json!({"latency_ms": {"vm_create": 60, "vm_start": 30, "vm_deallocate": 30,
-                                      "vm_delete": 30, "nic": 5, "disk": 10}}),
+                                      "vm_delete": 30, "nic": 5, "disk": 10, "batch_node": 200}}),
         )
         .unwrap()
         .merged(&sim_patch)
@@ -75,6 +80,7 @@ authority_host = "{url}"
 ca_cert_file = "{ca}"
 resource_group = "burst"
 ensure_network = true
+{azure_extra}
 "#,
         db = dir.join("renderburst.db").display(),
         sub = id.subscription_id,
@@ -361,6 +367,48 @@ async fn messages_name_the_field_and_the_fix() {
     assert_eq!(code, 2);
     assert!(err.contains("add https://"), "{err}");
 
+    w.stop().await;
+}
+
+/// Batch node ids are long and random: `node list` widens its NAME column to them, and shows
+/// the private IP Batch's node list gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_nodes_fit_node_list_with_their_ip() {
+    let w = world_with("batch", json!({}), "batch_account = \"rbfarm\"").await;
+    let spec = json!({"name": "vray", "mode": "batch", "vm_sizes": ["Standard_D4s_v5"],
+        "priority": "regular", "image": "Canonical:ubuntu-24_04-lts:server:latest",
+        "max": 2, "target": 2, "idle_timeout_seconds": 0,
+        "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.ubuntu 24.04"}});
+    let file = w.spec_file("vray", &spec);
+    let (code, _, err) = w.cli(&["pool", "apply", "-f", &file]).await;
+    assert_eq!(code, 0, "{err}");
+    eventually("two Batch nodes with addresses", 90, || async {
+        let nodes = w.get("/v1/nodes?pool=vray").await;
+        let all = nodes["nodes"].as_array().cloned().unwrap_or_default();
+        (all.len() == 2 && all.iter().all(|n| n["private_ip"].is_string())).then_some(())
+    })
+    .await;
+
+    let (code, out, err) = w.cli(&["node", "list", "--pool", "vray"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let ip_column = lines[0].find("IP").unwrap();
+    let pool_column = lines[0].find("POOL").unwrap();
+    for row in &lines[1..] {
+        let name = row.split_whitespace().next().unwrap();
+        assert!(name.len() > 30, "the whole Batch node id: {row}");
+        assert_eq!(
+            row.find("10.0."),
+            Some(ip_column),
+            "IP under its header:\n{out}"
+        );
+        assert_eq!(
+            row.find(" vray ").map(|i| i + 1),
+            Some(pool_column),
+            "{out}"
+        );
+    }
     w.stop().await;
 }
 
