@@ -720,6 +720,16 @@ mod tests {
                 && err.contains(&path.display().to_string()),
             "{err}"
         );
+        let path = write(
+            &dir,
+            "[[pools]]\nname = \"maya\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = -5\n",
+        );
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("max: must be 0 or more, got -5")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
         // Shaped like a zone, but not in the IANA database: refused naming key and file.
         let path = write(&dir, "[server]\ntime_zone = \"Mars/Base\"\n");
         let err = Config::load(Some(&path)).unwrap_err().to_string();

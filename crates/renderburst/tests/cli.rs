@@ -441,7 +441,22 @@ async fn a_closed_pipe_ends_quietly_and_logs_have_no_colour() {
 
     let token = dir.join("cli.token");
     std::fs::write(&token, TOKEN).unwrap();
-    for args in [&["node", "list"][..], &["pool", "list"], &["status"]] {
+    // A pool, so `events` has lines to write (its output still goes through `println!`,
+    // which the panic hook keeps quiet on a closed pipe).
+    let created = reqwest::Client::new()
+        .post(format!("{base}/v1/pools"))
+        .bearer_auth(TOKEN)
+        .json(&pool_spec("maya", "Standard_D8s_v5", 0))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.status());
+    for args in [
+        &["node", "list"][..],
+        &["pool", "list"],
+        &["status"],
+        &["events"],
+    ] {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_renderburst"))
             .args(args)
             .arg("--api")
