@@ -691,25 +691,27 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                outln!(
-                    "{:<38} {:<20} {:>5}  {:<20} {:<16} EXPIRES",
-                    "ID",
-                    "POOL",
-                    "COUNT",
-                    "REQUESTER",
-                    "JOB"
-                );
-                for r in v["requests"].as_array().cloned().unwrap_or_default() {
-                    outln!(
-                        "{:<38} {:<20} {:>5}  {:<20} {:<16} {}",
-                        r["id"].as_str().unwrap_or(""),
-                        r["pool"].as_str().unwrap_or(""),
-                        r["count"].as_u64().unwrap_or(0),
-                        r["requester"].as_str().unwrap_or(""),
-                        r["job"].as_str().unwrap_or(""),
-                        r["expires_at"].as_str().unwrap_or("")
-                    );
+                let mut t = Table::new(&[
+                    ("ID", Align::Left),
+                    ("POOL", Align::Left),
+                    ("COUNT", Align::Right),
+                    ("REQUESTER", Align::Left),
+                    ("JOB", Align::Left),
+                    ("STATE", Align::Left),
+                    ("EXPIRES", Align::Left),
+                ]);
+                for r in v["requests"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        output::text(&r["id"]),
+                        output::text(&r["pool"]),
+                        r["count"].as_u64().unwrap_or(0).to_string(),
+                        output::text(&r["requester"]),
+                        output::text(&r["job"]),
+                        output::text(&r["state"]),
+                        output::time(&r["expires_at"]),
+                    ]);
                 }
+                t.print();
             }
             RequestCmd::Release { id } => {
                 let v = self
@@ -784,27 +786,30 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                outln!(
-                    "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} LAST",
-                    "NAME",
-                    "POOL",
-                    "CRON",
-                    "TIMEZONE",
-                    "SET",
-                    "NEXT"
-                );
-                for s in v["schedules"].as_array().cloned().unwrap_or_default() {
-                    outln!(
-                        "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} {}",
-                        s["name"].as_str().unwrap_or(""),
-                        schedule_target(&s),
-                        s["cron"].as_str().unwrap_or(""),
-                        s["timezone"].as_str().unwrap_or(""),
-                        schedule_set(&s),
-                        s["next_firing_local"].as_str().unwrap_or("never"),
-                        s["last_firing_local"].as_str().unwrap_or("-"),
-                    );
+                let mut t = Table::new(&[
+                    ("NAME", Align::Left),
+                    ("POOL", Align::Left),
+                    ("CRON", Align::Left),
+                    ("TIMEZONE", Align::Left),
+                    ("SET", Align::Left),
+                    ("NEXT", Align::Left),
+                    ("LAST", Align::Left),
+                ]);
+                for s in v["schedules"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        output::text(&s["name"]),
+                        schedule_target(s),
+                        output::text(&s["cron"]),
+                        output::text(&s["timezone"]),
+                        schedule_set(s),
+                        s["next_firing_local"]
+                            .as_str()
+                            .unwrap_or("never")
+                            .to_owned(),
+                        output::text(&s["last_firing_local"]),
+                    ]);
                 }
+                t.print();
             }
             ScheduleCmd::Show { name } => {
                 let s = self
@@ -957,26 +962,25 @@ impl Client {
             outln!("no VM size is being avoided");
             return Ok(());
         }
-        outln!(
-            "{:<24} {:<8} {:<18} {:<36} {:<21} POOL",
-            "SIZE",
-            "PRIORITY",
-            "REASON",
-            "CODE",
-            "UNTIL"
-        );
+        let mut t = Table::new(&[
+            ("SIZE", Align::Left),
+            ("PRIORITY", Align::Left),
+            ("REASON", Align::Left),
+            ("CODE", Align::Left),
+            ("UNTIL", Align::Left),
+            ("POOL", Align::Left),
+        ]);
         for m in marks {
-            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
-            let pool = m["pool"].as_str().unwrap_or("(all VM pools)");
-            outln!(
-                "{:<24} {:<8} {:<18} {:<36} {:<21} {pool}",
-                s("size"),
-                s("priority"),
-                s("reason"),
-                s("code"),
-                s("until")
-            );
+            t.row(vec![
+                output::text(&m["size"]),
+                output::text(&m["priority"]),
+                output::text(&m["reason"]),
+                output::text(&m["code"]),
+                output::time(&m["until"]),
+                m["pool"].as_str().unwrap_or("(all VM pools)").to_owned(),
+            ]);
         }
+        t.print();
         Ok(())
     }
 

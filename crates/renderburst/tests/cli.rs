@@ -232,6 +232,9 @@ async fn tables_and_summaries_read_well() {
     let (code, out, err) = w.cli(&["pool", "list"]).await;
     assert_eq!(code, 0, "{err}");
     golden::check("pool_list", &out);
+    let (code, out, err) = w.cli(&["request", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    golden::check("request_list", &out);
     let (code, out, err) = w.cli(&["node", "list"]).await;
     assert_eq!(code, 0, "{err}");
     golden::check("node_list", &out);
@@ -358,6 +361,9 @@ async fn messages_name_the_field_and_the_fix() {
         err.contains("\"late\"") && err.contains("\"night\"") && err.contains("set.max"),
         "{err}"
     );
+    let (code, out, err) = w.cli(&["schedule", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    golden::check("schedule_list", &out);
 
     // --api without a scheme: loopback gets http://, anything else is told what to add.
     let bare = w.base.trim_start_matches("http://").to_owned();
