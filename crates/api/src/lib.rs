@@ -285,7 +285,15 @@ async fn list_nodes(
         return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
     }
     let vms = st.store.list_vms(pool.as_deref()).await?;
-    let nodes: Vec<Value> = vms.iter().map(view::node_json).collect();
+    let ips = st.store.node_ips().await?;
+    let nodes: Vec<Value> = vms
+        .iter()
+        .map(|vm| {
+            let mut node = view::node_json(vm);
+            node["private_ip"] = ips.get(&vm.name).map_or(Value::Null, |ip| json!(ip));
+            node
+        })
+        .collect();
     Ok(Json(json!({ "nodes": nodes })))
 }
 

@@ -206,6 +206,14 @@ pub async fn register(
     let about = parse_registration(&body.value)?;
     let before = existing(&st.store, &name).await?;
     st.store.register_node(&name, view::now()).await?;
+    // What the node says its address is, for node listings; only a well-formed IP.
+    if let Some(ip) = about["ip"].as_str()
+        && ip.parse::<std::net::IpAddr>().is_ok()
+    {
+        st.store
+            .set_node_ips(&[(name.clone(), ip.to_owned())])
+            .await?;
+    }
     if before.registered_at.is_none() {
         tracing::info!(node = %name, pool = %before.pool, "node registered");
         audit(

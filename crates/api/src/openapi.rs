@@ -109,6 +109,9 @@ pub struct Node {
     pub registered_at: Option<String>,
     /// RFC 3339: the last call the node made with its own token.
     pub node_seen_at: Option<String>,
+    /// The node's private IP address, as Batch's node list gives it or as the node said when
+    /// it registered; null when neither has (`GET /v1/nodes` only).
+    pub private_ip: Option<String>,
 }
 
 /// `POST /v1/nodes/{name}/register`: what the node says about itself (both optional).

@@ -111,6 +111,20 @@ pub async fn create(
     {
         return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
     }
+    // Two schedules setting one bound of one pool differently at the same minute: refused
+    // now, rather than a result that depends on the order of application later.
+    let now = view::now();
+    for other in st.store.list_schedules().await? {
+        if other.spec.name == spec.name {
+            continue;
+        }
+        if let Some(clash) = rb_core::schedule_clash::clash(&spec, &other.spec, now) {
+            return Err(
+                ApiError::unprocessable(CODE, clash.message(&spec, &other.spec))
+                    .with_field(format!("set.{}", clash.bound)),
+            );
+        }
+    }
     let record = st
         .store
         .create_schedule(&spec)

@@ -312,6 +312,10 @@ async fn nodes_are_listed_per_pool() {
         .await
         .unwrap();
     app.store.set_draining("maya-00001", true).await.unwrap();
+    app.store
+        .set_node_ips(&[("maya-00001".into(), "10.0.0.4".into())])
+        .await
+        .unwrap();
 
     let (status, all) = app
         .call(Method::GET, "/v1/nodes", Some(VIEWER_TOKEN), None)
@@ -330,7 +334,7 @@ async fn nodes_are_listed_per_pool() {
             "priority": "regular", "busy": true, "draining": true,
             "last_heartbeat": "2023-11-14T22:13:20Z",
             "azure_id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/maya-00001",
-            "registered_at": null, "node_seen_at": null
+            "registered_at": null, "node_seen_at": null, "private_ip": "10.0.0.4"
         }]})
     );
     let (_, blender) = app
@@ -343,6 +347,7 @@ async fn nodes_are_listed_per_pool() {
         .await;
     assert_eq!(blender["nodes"][0]["state"], "deallocated");
     assert_eq!(blender["nodes"][0]["last_heartbeat"], Value::Null);
+    assert_eq!(blender["nodes"][0]["private_ip"], Value::Null);
 
     // An empty filter means every pool.
     let (_, empty) = app

@@ -668,6 +668,7 @@ impl State {
                             "allocationTime": rfc3339(n.allocation_time),
                             "vmSize": p.vm_size.to_ascii_lowercase(),
                             "isDedicated": n.dedicated,
+                            "ipAddress": node_ip(&n.id),
                             "runningTasksCount": 0,
                             "runningTaskSlotsCount": 0,
                             "totalTasksRun": 0,
@@ -825,4 +826,14 @@ fn enrollment(body: &Value) -> Option<(String, String)> {
             .map(|v| v.trim_end_matches('/').to_string())
     };
     Some((get("RENDERBURST_API_URL")?, get("RENDERBURST_POOL_TOKEN")?))
+}
+
+/// A node's private address in the pool's subnet: stable for its id (FNV-1a), in 10.0.0.0/16
+/// and never the subnet's first four addresses, which Azure reserves.
+fn node_ip(id: &str) -> String {
+    let h = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let host = 4 + h % (65_534 - 4);
+    format!("10.0.{}.{}", host / 256, host % 256)
 }

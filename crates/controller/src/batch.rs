@@ -390,6 +390,13 @@ async fn sync_nodes(
             sh.store.set_enroll_until(&id, until).await?;
         }
     }
+    // Addresses for `node list`: one transaction, rows written only when they change.
+    let ips: Vec<(String, String)> = obs
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id.clone()?, n.ip_address.clone()?)))
+        .collect();
+    sh.store.set_node_ips(&ips).await?;
     for name in known.keys() {
         if !seen.contains(name) {
             // Gone from the pool: removed by us or by Batch.

@@ -425,15 +425,10 @@ fn is_host_name(s: &str) -> bool {
 }
 
 /// IANA zone shape: `UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`.
+/// A name in the IANA time zone database (chrono-tz's copy, the one schedules use), so
+/// `Mars/Base` never reaches a node's cloud-init or `tzutil`.
 fn is_iana_zone(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.split('/').all(|p| {
-            !p.is_empty()
-                && p.starts_with(|c: char| c.is_ascii_alphabetic())
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
-        })
+    s.len() <= 64 && s.parse::<chrono_tz::Tz>().is_ok()
 }
 
 /// The Windows time zone id for an IANA zone (from the CLDR `windowsZones` table, the

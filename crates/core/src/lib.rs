@@ -8,9 +8,12 @@
 pub mod arm_names;
 pub mod batch;
 pub mod bootstrap;
+mod cron_fields;
 pub mod offerings;
 pub mod plan;
 pub mod schedule;
+pub mod schedule_clash;
+pub mod serde_words;
 pub mod spec;
 
 pub use batch::{

@@ -278,6 +278,8 @@ impl Timing {
                 ),
             ));
         }
+        crate::cron_fields::check(cron)
+            .map_err(|part| SpecError::new("cron", format!("{cron:?}: {part}")))?;
         let parsed = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)

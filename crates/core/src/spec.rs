@@ -880,7 +880,10 @@ pub(crate) fn from_json_named<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Sp
     } else {
         join_path(&path)
     };
-    Err(SpecError::new(field, message))
+    Err(SpecError::new(
+        field,
+        crate::serde_words::humanize(&message),
+    ))
 }
 
 /// Most keys probed per object when locating an error: the probes clone the document, and a

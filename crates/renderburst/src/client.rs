@@ -11,6 +11,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::args::Role;
+use crate::outln;
+use crate::output::{self, Align, Table};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Output {
     #[default]
@@ -20,12 +24,13 @@ pub enum Output {
 
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// The daemon's API.
+    /// The daemon's API URL (a bare loopback HOST:PORT means http://HOST:PORT).
     #[arg(
         long,
         env = "RENDERBURST_API",
         default_value = "http://127.0.0.1:7878",
-        global = true
+        global = true,
+        value_parser = crate::args::parse_api
     )]
     pub api: String,
     /// File holding the API token (default: $RENDERBURST_TOKEN, else ./admin.token).
@@ -42,9 +47,11 @@ pub struct Conn {
 
 #[derive(Subcommand, Debug)]
 pub enum PoolCmd {
-    /// List pools with their status.
+    /// List pools: bounds (min, max, target), requested, desired, running and ready nodes,
+    /// what is happening, and condition types (`pool show NAME` has their messages).
     List,
-    /// Show one pool: spec, status, and what the next activation would do.
+    /// Show one pool: its bounds and nodes, what is happening and why, and the next steps the
+    /// controller would take (or why it can take none). `-o json` for the spec and plan.
     Show { name: String },
     /// Create or replace a pool from a JSON or TOML file.
     Apply {
@@ -54,6 +61,8 @@ pub enum PoolCmd {
     /// Set a pool's target node count.
     Scale {
         name: String,
+        /// Nodes to keep (0 or more, at most the pool's max); requests can raise the
+        /// desired count above it, min keeps it from going lower.
         target: u32,
         /// Wait, with a progress bar, until the pool has converged.
         #[arg(long)]
@@ -73,8 +82,10 @@ pub enum PoolCmd {
     /// Delete a pool: its nodes are removed, then the pool.
     Delete {
         name: String,
+        /// Wait until the pool is gone, showing how many nodes are left.
         #[arg(long)]
         wait: bool,
+        /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
@@ -82,9 +93,10 @@ pub enum PoolCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
-    /// List nodes.
+    /// List nodes: pool, state, private IP, size, priority, busy and draining.
     List {
-        #[arg(long)]
+        /// Only the nodes of this pool (a pool name, as `pool list` shows).
+        #[arg(long, value_name = "POOL")]
         pool: Option<String>,
     },
     /// Give a node no new work and remove it once idle.
@@ -99,8 +111,8 @@ pub enum RequestCmd {
     Create {
         pool: String,
         count: u32,
-        /// How long the request lives: 90s, 30m, 2h, 1h30m (default 1h).
-        #[arg(long, value_parser = parse_duration)]
+        /// How long the request lives: 90s, 30m, 2h, 1h30m, 1d (default 1h, at most 7d).
+        #[arg(long, value_parser = crate::args::parse_ttl)]
         ttl: Option<u64>,
         /// The render job this is for (shown in events).
         #[arg(long)]
@@ -108,7 +120,8 @@ pub enum RequestCmd {
     },
     /// List live requests.
     List {
-        #[arg(long)]
+        /// Only the requests for this pool (a pool name).
+        #[arg(long, value_name = "POOL")]
         pool: Option<String>,
         /// Include released and expired requests.
         #[arg(long)]
@@ -122,15 +135,17 @@ pub enum RequestCmd {
 pub enum TokenCmd {
     /// Create an API token; it is printed once and only its hash is kept.
     Create {
-        #[arg(long)]
-        role: String,
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// A name for the token (shown as the actor of what it does; `admin` is reserved).
         #[arg(long)]
         name: String,
     },
+    /// List tokens: name, role, when created (never the token).
     List,
-    Revoke {
-        name: String,
-    },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,10 +164,13 @@ pub enum ScheduleCmd {
     Show { name: String },
     /// Create a schedule: at each CRON time in TIMEZONE, set the pool's min, max or target.
     Create {
+        /// The schedule's name ([a-z][a-z0-9-]*, at most 63 characters): the actor of the
+        /// events its firings record.
         name: String,
-        /// The pool to set.
+        /// The pool to set (a pool name).
         #[arg(
             long,
+            value_name = "POOL",
             required_unless_present = "pool_tag",
             conflicts_with = "pool_tag"
         )]
@@ -166,11 +184,15 @@ pub enum ScheduleCmd {
         /// IANA time zone, such as Europe/London.
         #[arg(long)]
         timezone: String,
-        #[arg(long)]
+        /// Set the pool's min: nodes kept even with no work (0 or more).
+        #[arg(long, value_name = "N")]
         min: Option<u32>,
-        #[arg(long)]
+        /// Set the pool's max: nodes never exceeded (0 or more; 0 stops the pool, and takes
+        /// min and target down with it).
+        #[arg(long, value_name = "N")]
         max: Option<u32>,
-        #[arg(long)]
+        /// Set the pool's target: nodes wanted without requests (0 or more, at most max).
+        #[arg(long, value_name = "N")]
         target: Option<u32>,
     },
     /// Delete a schedule (what it already set on pools stays).
@@ -292,7 +314,16 @@ impl Client {
     }
 
     fn print_json(&self, v: &Value) {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    /// Live requested nodes by pool. Requesters see only their own requests, so for them this
+    /// undercounts; a failure reads as none rather than failing the listing.
+    async fn requested(&self) -> std::collections::BTreeMap<String, u64> {
+        match self.ok(reqwest::Method::GET, "/v1/requests", None).await {
+            Ok(v) => crate::summary::requested_by_pool(&v),
+            Err(_) => Default::default(),
+        }
     }
 
     pub async fn pool(&self, cmd: PoolCmd) -> anyhow::Result<()> {
@@ -304,29 +335,8 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                println!(
-                    "{:<20} {:>7} {:>7} {:>8} {:>9} {:>11} {:>6}  CONDITIONS",
-                    "NAME", "DESIRED", "RUNNING", "CREATING", "STARTING", "DEALLOCATED", "FAILED"
-                );
-                for p in v["pools"].as_array().cloned().unwrap_or_default() {
-                    let s = &p["status"];
-                    let conds: Vec<&str> = s["conditions"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    let n = |k: &str| s[k].as_u64().unwrap_or(0);
-                    println!(
-                        "{:<20} {:>7} {:>7} {:>8} {:>9} {:>11} {:>6}  {}",
-                        p["name"].as_str().unwrap_or(""),
-                        n("desired"),
-                        n("running"),
-                        n("creating"),
-                        n("starting"),
-                        n("deallocated"),
-                        n("failed"),
-                        conds.join("; ")
-                    );
-                }
+                let requested = self.requested().await;
+                crate::summary::pool_table(&v, &requested).print();
             }
             PoolCmd::Bootstrap { name, node_preview } => {
                 if !node_preview {
@@ -353,7 +363,7 @@ impl Client {
                     return Ok(());
                 }
                 // The script exactly as the node gets it; notes go to stderr.
-                print!("{}", v["script"].as_str().unwrap_or_default());
+                output::raw(v["script"].as_str().unwrap_or_default());
                 if let Some(task) = v["start_task"].as_object() {
                     eprintln!(
                         "# {}: what a Batch node gets when its start task enrolls it; secrets and the node token masked",
@@ -401,20 +411,9 @@ impl Client {
                     self.print_json(&json!({"pool": pool, "plan": plan}));
                     return Ok(());
                 }
-                self.print_json(&pool);
-                let actions = plan["actions"].as_array().cloned().unwrap_or_default();
-                if actions.is_empty() {
-                    println!("\nnext activation: nothing to do");
-                } else {
-                    println!("\nnext activation:");
-                    for a in actions {
-                        println!(
-                            "  {} {}: {}",
-                            a["kind"].as_str().unwrap_or(""),
-                            a["node"].as_str().unwrap_or(""),
-                            a["reason"].as_str().unwrap_or("")
-                        );
-                    }
+                let requested = self.requested().await.get(&name).copied().unwrap_or(0);
+                for l in crate::summary::pool_lines(&pool, &plan, requested) {
+                    outln!("{l}");
                 }
             }
             PoolCmd::Apply { file } => {
@@ -432,7 +431,7 @@ impl Client {
                     .as_str()
                     .context("the pool spec has no \"name\"")?
                     .to_owned();
-                let (status, _) = self
+                let (status, before) = self
                     .call(Method::GET, &format!("/v1/pools/{name}"), None)
                     .await?;
                 let v = if status == 404 {
@@ -443,11 +442,12 @@ impl Client {
                 };
                 if self.output == Output::Json {
                     self.print_json(&v);
+                } else if status == 404 {
+                    outln!("pool {name} created");
+                } else if spec_of(&before) == spec_of(&v) {
+                    outln!("pool {name} unchanged");
                 } else {
-                    println!(
-                        "pool {name} {}",
-                        if status == 404 { "created" } else { "updated" }
-                    );
+                    outln!("pool {name} updated");
                 }
             }
             PoolCmd::Scale {
@@ -467,7 +467,7 @@ impl Client {
                     if self.output == Output::Json {
                         self.print_json(&v);
                     } else {
-                        println!("pool {name}: target set to {target}");
+                        outln!("pool {name}: target set to {target}");
                     }
                     return Ok(());
                 }
@@ -482,44 +482,59 @@ impl Client {
                 self.ok(Method::DELETE, &format!("/v1/pools/{name}"), None)
                     .await?;
                 if !wait {
-                    println!("pool {name}: deleting (its nodes are removed first)");
+                    outln!("pool {name}: deleting (its nodes are removed first)");
                     return Ok(());
                 }
-                let bar = indicatif::ProgressBar::new_spinner();
-                bar.enable_steady_tick(Duration::from_millis(120));
-                let deadline = Instant::now() + Duration::from_secs(timeout);
-                loop {
-                    let (status, v) = self
-                        .call(Method::GET, &format!("/v1/pools/{name}"), None)
-                        .await?;
-                    if status == 404 {
-                        bar.finish_with_message(format!("pool {name} deleted"));
-                        return Ok(());
-                    }
-                    let s = &v["status"];
-                    let left = [
-                        "running",
-                        "creating",
-                        "starting",
-                        "deallocating",
-                        "deallocated",
-                        "deleting",
-                        "failed",
-                        "stopped",
-                    ]
-                    .iter()
-                    .map(|k| s[*k].as_u64().unwrap_or(0))
-                    .sum::<u64>();
-                    bar.set_message(format!("deleting pool {name}: {left} nodes left"));
-                    if Instant::now() > deadline {
-                        bar.abandon();
-                        bail!("pool {name} still has {left} nodes after {timeout} s");
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                self.wait_deleted(&name, Duration::from_secs(timeout))
+                    .await?;
             }
         }
         Ok(())
+    }
+
+    /// Polls a pool being deleted until it is gone: a spinner on a terminal, else a line on
+    /// stderr each time the count of nodes left changes; `pool NAME deleted` on stdout.
+    async fn wait_deleted(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        use std::io::IsTerminal;
+        let on_terminal = std::io::stderr().is_terminal();
+        let bar = indicatif::ProgressBar::new_spinner();
+        if on_terminal {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut said: Option<String> = None;
+        loop {
+            let (status, v) = self
+                .call(reqwest::Method::GET, &format!("/v1/pools/{name}"), None)
+                .await?;
+            if status == 404 {
+                bar.finish_and_clear();
+                outln!("pool {name} deleted in {} s", started.elapsed().as_secs());
+                return Ok(());
+            }
+            let s = &v["status"];
+            let left = crate::summary::nodes_left(s);
+            let mut progress = format!("deleting pool {name}: {left} nodes left");
+            let conditions = output::conditions(s);
+            if !conditions.is_empty() {
+                progress.push_str(&format!(" ({})", conditions.join("; ")));
+            }
+            if on_terminal {
+                bar.set_message(progress.clone());
+            } else if said.as_ref() != Some(&progress) {
+                eprintln!("{progress}");
+            }
+            said = Some(progress);
+            if Instant::now() > deadline {
+                bar.abandon();
+                bail!(
+                    "pool {name} still has {left} nodes after {} s",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Polls the pool until running == desired with nothing in transit.
@@ -603,21 +618,7 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                println!(
-                    "{:<26} {:<20} {:<13} {:<24} {:<8} BUSY",
-                    "NAME", "POOL", "STATE", "SIZE", "PRIORITY"
-                );
-                for n in v["nodes"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<26} {:<20} {:<13} {:<24} {:<8} {}",
-                        n["name"].as_str().unwrap_or(""),
-                        n["pool"].as_str().unwrap_or(""),
-                        n["state"].as_str().unwrap_or(""),
-                        n["size"].as_str().unwrap_or(""),
-                        n["priority"].as_str().unwrap_or(""),
-                        n["busy"]
-                    );
-                }
+                crate::summary::node_table(&v).print();
             }
         }
         Ok(())
@@ -636,9 +637,9 @@ impl Client {
         if self.output == Output::Json {
             self.print_json(&v);
         } else if drain {
-            println!("node {name}: draining (no new work; removed once idle)");
+            outln!("node {name}: draining (no new work; removed once idle)");
         } else {
-            println!("node {name}: no longer draining (takes work again)");
+            outln!("node {name}: no longer draining (takes work again)");
         }
         Ok(())
     }
@@ -669,7 +670,7 @@ impl Client {
                 if self.output == Output::Json {
                     self.print_json(&v);
                 } else {
-                    println!("{}", v["id"].as_str().unwrap_or_default());
+                    outln!("{}", v["id"].as_str().unwrap_or_default());
                     eprintln!(
                         "request for {count} nodes of {pool}, until {}",
                         v["expires_at"].as_str().unwrap_or("?")
@@ -690,21 +691,27 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                println!(
-                    "{:<38} {:<20} {:>5}  {:<20} {:<16} EXPIRES",
-                    "ID", "POOL", "COUNT", "REQUESTER", "JOB"
-                );
-                for r in v["requests"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<38} {:<20} {:>5}  {:<20} {:<16} {}",
-                        r["id"].as_str().unwrap_or(""),
-                        r["pool"].as_str().unwrap_or(""),
-                        r["count"].as_u64().unwrap_or(0),
-                        r["requester"].as_str().unwrap_or(""),
-                        r["job"].as_str().unwrap_or(""),
-                        r["expires_at"].as_str().unwrap_or("")
-                    );
+                let mut t = Table::new(&[
+                    ("ID", Align::Left),
+                    ("POOL", Align::Left),
+                    ("COUNT", Align::Right),
+                    ("REQUESTER", Align::Left),
+                    ("JOB", Align::Left),
+                    ("STATE", Align::Left),
+                    ("EXPIRES", Align::Left),
+                ]);
+                for r in v["requests"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        output::text(&r["id"]),
+                        output::text(&r["pool"]),
+                        r["count"].as_u64().unwrap_or(0).to_string(),
+                        output::text(&r["requester"]),
+                        output::text(&r["job"]),
+                        output::text(&r["state"]),
+                        output::time(&r["expires_at"]),
+                    ]);
                 }
+                t.print();
             }
             RequestCmd::Release { id } => {
                 let v = self
@@ -713,7 +720,7 @@ impl Client {
                 if self.output == Output::Json {
                     self.print_json(&v);
                 } else {
-                    println!("request {id} released");
+                    outln!("request {id} released");
                 }
             }
         }
@@ -728,14 +735,17 @@ impl Client {
                     .ok(
                         Method::POST,
                         "/v1/tokens",
-                        Some(&json!({"name": name, "role": role})),
+                        Some(&json!({"name": name, "role": role.as_str()})),
                     )
                     .await?;
                 if self.output == Output::Json {
                     self.print_json(&v);
                 } else {
-                    println!("{}", v["token"].as_str().unwrap_or_default());
-                    eprintln!("token {name} ({role}) created; it is shown only this once");
+                    outln!("{}", v["token"].as_str().unwrap_or_default());
+                    eprintln!(
+                        "token {name} ({}) created; it is shown only this once",
+                        role.as_str()
+                    );
                 }
             }
             TokenCmd::List => {
@@ -744,20 +754,24 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                println!("{:<32} {:<10} CREATED", "NAME", "ROLE");
-                for t in v["tokens"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<32} {:<10} {}",
-                        t["name"].as_str().unwrap_or(""),
-                        t["role"].as_str().unwrap_or(""),
-                        t["created_at"]
-                    );
+                let mut t = Table::new(&[
+                    ("NAME", Align::Left),
+                    ("ROLE", Align::Left),
+                    ("CREATED", Align::Left),
+                ]);
+                for tok in v["tokens"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        output::text(&tok["name"]),
+                        output::text(&tok["role"]),
+                        output::time(&tok["created_at"]),
+                    ]);
                 }
+                t.print();
             }
             TokenCmd::Revoke { name } => {
                 self.ok(Method::DELETE, &format!("/v1/tokens/{name}"), None)
                     .await?;
-                println!("token {name} revoked");
+                outln!("token {name} revoked");
             }
         }
         Ok(())
@@ -772,22 +786,30 @@ impl Client {
                     self.print_json(&v);
                     return Ok(());
                 }
-                println!(
-                    "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} LAST",
-                    "NAME", "POOL", "CRON", "TIMEZONE", "SET", "NEXT"
-                );
-                for s in v["schedules"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<20} {:<20} {:<18} {:<20} {:<20} {:<26} {}",
-                        s["name"].as_str().unwrap_or(""),
-                        schedule_target(&s),
-                        s["cron"].as_str().unwrap_or(""),
-                        s["timezone"].as_str().unwrap_or(""),
-                        schedule_set(&s),
-                        s["next_firing_local"].as_str().unwrap_or("never"),
-                        s["last_firing_local"].as_str().unwrap_or("-"),
-                    );
+                let mut t = Table::new(&[
+                    ("NAME", Align::Left),
+                    ("POOL", Align::Left),
+                    ("CRON", Align::Left),
+                    ("TIMEZONE", Align::Left),
+                    ("SET", Align::Left),
+                    ("NEXT", Align::Left),
+                    ("LAST", Align::Left),
+                ]);
+                for s in v["schedules"].as_array().into_iter().flatten() {
+                    t.row(vec![
+                        output::text(&s["name"]),
+                        schedule_target(s),
+                        output::text(&s["cron"]),
+                        output::text(&s["timezone"]),
+                        schedule_set(s),
+                        s["next_firing_local"]
+                            .as_str()
+                            .unwrap_or("never")
+                            .to_owned(),
+                        output::text(&s["last_firing_local"]),
+                    ]);
                 }
+                t.print();
             }
             ScheduleCmd::Show { name } => {
                 let s = self
@@ -798,23 +820,23 @@ impl Client {
                     return Ok(());
                 }
                 let text = |k: &str| s[k].as_str().unwrap_or("-").to_owned();
-                println!("name:        {}", text("name"));
-                println!("pools:       {}", schedule_target(&s));
-                println!("cron:        {}", text("cron"));
-                println!("timezone:    {}", text("timezone"));
-                println!("set:         {}", schedule_set(&s));
-                println!(
+                outln!("name:        {}", text("name"));
+                outln!("pools:       {}", schedule_target(&s));
+                outln!("cron:        {}", text("cron"));
+                outln!("timezone:    {}", text("timezone"));
+                outln!("set:         {}", schedule_set(&s));
+                outln!(
                     "next firing: {} ({} UTC)",
                     text("next_firing_local"),
                     text("next_firing_utc")
                 );
-                println!(
+                outln!(
                     "last firing: {} ({} UTC), applied at {}",
                     text("last_firing_local"),
                     text("last_firing_utc"),
                     text("last_applied_at")
                 );
-                println!("last outcome: {}", text("last_outcome"));
+                outln!("last outcome: {}", text("last_outcome"));
             }
             ScheduleCmd::Create {
                 name,
@@ -848,7 +870,7 @@ impl Client {
                 if self.output == Output::Json {
                     self.print_json(&s);
                 } else {
-                    println!(
+                    outln!(
                         "schedule {name} created; next firing {} ({} UTC)",
                         s["next_firing_local"].as_str().unwrap_or("never"),
                         s["next_firing_utc"].as_str().unwrap_or("-")
@@ -862,7 +884,7 @@ impl Client {
                 if self.output == Output::Json {
                     self.print_json(&s);
                 } else {
-                    println!("schedule {name} deleted");
+                    outln!("schedule {name} deleted");
                 }
             }
         }
@@ -921,7 +943,7 @@ impl Client {
             if self.output == Output::Json {
                 self.print_json(&v);
             } else {
-                println!(
+                outln!(
                     "{} unavailable offerings cleared: the preferred sizes are tried again",
                     v["cleared"]
                 );
@@ -937,33 +959,55 @@ impl Client {
         }
         let marks = v["unavailable"].as_array().cloned().unwrap_or_default();
         if marks.is_empty() {
-            println!("no VM size is being avoided");
+            outln!("no VM size is being avoided");
             return Ok(());
         }
-        println!(
-            "{:<24} {:<8} {:<18} {:<36} {:<21} POOL",
-            "SIZE", "PRIORITY", "REASON", "CODE", "UNTIL"
-        );
+        let mut t = Table::new(&[
+            ("SIZE", Align::Left),
+            ("PRIORITY", Align::Left),
+            ("REASON", Align::Left),
+            ("CODE", Align::Left),
+            ("UNTIL", Align::Left),
+            ("POOL", Align::Left),
+        ]);
         for m in marks {
-            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
-            let pool = m["pool"].as_str().unwrap_or("(all VM pools)");
-            println!(
-                "{:<24} {:<8} {:<18} {:<36} {:<21} {pool}",
-                s("size"),
-                s("priority"),
-                s("reason"),
-                s("code"),
-                s("until")
-            );
+            t.row(vec![
+                output::text(&m["size"]),
+                output::text(&m["priority"]),
+                output::text(&m["reason"]),
+                output::text(&m["code"]),
+                output::time(&m["until"]),
+                m["pool"].as_str().unwrap_or("(all VM pools)").to_owned(),
+            ]);
         }
+        t.print();
         Ok(())
     }
 
+    /// A summary for people; `-o json` prints `GET /v1/status` as it is.
     pub async fn status(&self) -> anyhow::Result<()> {
         let v = self.ok(reqwest::Method::GET, "/v1/status", None).await?;
-        self.print_json(&v);
+        if self.output == Output::Json {
+            self.print_json(&v);
+            return Ok(());
+        }
+        let pools = self.ok(reqwest::Method::GET, "/v1/pools", None).await?;
+        for l in crate::summary::status_lines(&v, &pools) {
+            outln!("{l}");
+        }
         Ok(())
     }
+}
+
+/// A pool's spec as the API shows it: the pool without what the daemon adds.
+fn spec_of(pool: &Value) -> Value {
+    let mut spec = pool.clone();
+    if let Value::Object(fields) = &mut spec {
+        for k in ["status", "generation", "deleting"] {
+            fields.remove(k);
+        }
+    }
+    spec
 }
 
 /// `maya` or `tag show=ep101`.
@@ -1016,7 +1060,7 @@ pub async fn wait_ready(api: &str, wait: Duration, ca_cert: Option<&Path>) -> an
     loop {
         let why = match http.get(&url).send().await {
             Ok(r) if r.status().is_success() => {
-                println!("ready");
+                outln!("ready");
                 return Ok(());
             }
             Ok(r) => {

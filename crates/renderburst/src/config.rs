@@ -422,6 +422,16 @@ fn default_authority() -> String {
 fn default_scope() -> String {
     "https://management.azure.com/.default".into()
 }
+/// The `config` crate's `MESSAGE for key `KEY`` as `KEY: message`, in people's words
+/// (`pools[0].max: must be 0 or more, got -5`); other messages as they are.
+fn key_first(message: &str) -> String {
+    let (text, key) = match message.rsplit_once(" for key `") {
+        Some((text, rest)) => (text, rest.split('`').next().unwrap_or("")),
+        None => return rb_core::serde_words::humanize(message),
+    };
+    format!("{key}: {}", rb_core::serde_words::humanize(text))
+}
+
 fn default_admin_user() -> String {
     "render".into()
 }
@@ -458,9 +468,12 @@ impl Config {
         let raw = builder
             .build()
             .with_context(|| format!("cannot read the configuration from {where_}"))?;
-        let mut cfg: Config = raw
-            .try_deserialize()
-            .map_err(|e| anyhow::anyhow!("configuration error in {where_}: {e}"))?;
+        let mut cfg: Config = raw.try_deserialize().map_err(|e| {
+            anyhow::anyhow!(
+                "configuration error in {where_}: {}",
+                key_first(&e.to_string())
+            )
+        })?;
         cfg.source = where_.clone();
         cfg.file = file.map(Path::to_path_buf);
         cfg.validate()
@@ -470,18 +483,14 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         self.server.validate()?;
-        if let Some(tz) = &self.server.time_zone {
-            let ok = !tz.is_empty()
-                && tz.split('/').all(|p| {
-                    !p.is_empty()
-                        && p.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
-                });
-            if !ok {
-                bail!(
-                    "server.time_zone: {tz:?} is not an IANA time zone name like \"Europe/Berlin\""
-                );
-            }
+        // Checked against the IANA database (chrono-tz, the one schedules use): a name that
+        // merely looks like one (`Mars/Base`) would otherwise reach every node's cloud-init.
+        if let Some(tz) = &self.server.time_zone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            bail!(
+                "server.time_zone: {tz:?} is not an IANA time zone name like \"Europe/Berlin\" or \"UTC\""
+            );
         }
         if self.controller.reconcile_interval_seconds == 0 {
             bail!("controller.reconcile_interval_seconds must be at least 1");
@@ -562,6 +571,21 @@ impl Config {
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             bail!("schedules: the schedule name {} appears twice", w[0]);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (i, a) in self.schedules.iter().enumerate() {
+            for (j, b) in self.schedules.iter().enumerate().skip(i + 1) {
+                if let Some(clash) = rb_core::schedule_clash::clash(b, a, now) {
+                    bail!(
+                        "schedules[{j}] ({}).set.{}: {}",
+                        b.name,
+                        clash.bound,
+                        clash.message(b, a)
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -688,6 +712,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("server.time_zone"), "{err}");
+        let path = write(&dir, "[controller]\nreconcile_interval_seconds = -5\n");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("reconcile_interval_seconds")
+                && err.contains("must be 0 or more, got -5")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        let path = write(
+            &dir,
+            "[[pools]]\nname = \"maya\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = -5\n",
+        );
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("max: must be 0 or more, got -5")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        // Shaped like a zone, but not in the IANA database: refused naming key and file.
+        let path = write(&dir, "[server]\ntime_zone = \"Mars/Base\"\n");
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("server.time_zone")
+                && err.contains("Mars/Base")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
         let cfg = Config::load(Some(&write(
             &dir,
             "[server]\nadvertise_url = \"https://render-burst.studio.local:7878/\"\ntime_zone = \"Europe/Berlin\"\n",

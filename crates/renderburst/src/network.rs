@@ -109,7 +109,11 @@ pub async fn ensure_batch_account(
 
 /// Creates or replaces the `[[pools]]` of the configuration file. Pools created through the
 /// API and not in the file are left alone. Returns the pools it created or replaced.
-pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Result<Vec<String>> {
+pub async fn apply_config_pools(
+    store: &Store,
+    pools: &[PoolSpec],
+    source: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut changed = Vec::new();
     for spec in pools {
         let (kind, message) = match store.get_pool(&spec.name).await? {
@@ -123,7 +127,7 @@ pub async fn apply_config_pools(store: &Store, pools: &[PoolSpec]) -> anyhow::Re
             Some(existing) if existing.spec != *spec => {
                 spec.check_replacement(&existing.spec).map_err(|e| {
                     anyhow::anyhow!(
-                        "[[pools]] {}: {}: {} (the pool in the database keeps its old value)",
+                        "configuration error in {source}: [[pools]] {}: {}: {} (the pool in the database keeps its old value)",
                         spec.name,
                         e.field,
                         e.message

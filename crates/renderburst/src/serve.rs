@@ -70,19 +70,26 @@ fn embedded_sim_config(
 pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<Daemon> {
     // Exposure first: nothing starts on a configuration that would serve tokens in clear.
     let listen = listen.unwrap_or(cfg.server.listen);
-    if let Err(e) = cfg.server.check_exposure(listen) {
-        match cfg.source.as_str() {
-            "" => return Err(e),
-            source => return Err(e.context(format!("configuration error in {source}"))),
-        }
-    }
+    // Errors that come from a configured key also name the file it is in.
+    let in_config = |e: anyhow::Error| match cfg.source.as_str() {
+        "" => e,
+        source => e.context(format!("configuration error in {source}")),
+    };
+    cfg.server.check_exposure(listen).map_err(in_config)?;
     let tls = match (&cfg.server.tls_cert_file, &cfg.server.tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key).map_err(in_config)?),
         _ => None,
     };
     if tls.is_none() && cfg.server.insecure_http && !listen.ip().to_canonical().is_loopback() {
         tracing::warn!(%listen, "server.insecure_http = true: serving plain HTTP beyond loopback; API tokens cross the network in clear");
     }
+    // Bound before anything is created (database, admin token, simulator), so a port in use
+    // stops the daemon with nothing left behind; and before the controller starts, since the
+    // bootstrap call-back URL needs the real port.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (is another daemon running?)"))?;
+    let api_addr = listener.local_addr()?;
     let db = cfg.store_path()?;
     let store = Arc::new(
         Store::open(&db)
@@ -160,9 +167,13 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             a.authority_host = az.authority_host.clone();
             a.token_scope = az.token_scope.clone();
             if let Some(ca) = &az.ca_cert_file {
-                a.extra_ca_pem = Some(std::fs::read(ca).with_context(|| {
-                    format!("azure.ca_cert_file: cannot read {}", ca.display())
-                })?);
+                a.extra_ca_pem = Some(
+                    std::fs::read(ca)
+                        .with_context(|| {
+                            format!("azure.ca_cert_file: cannot read {}", ca.display())
+                        })
+                        .map_err(in_config)?,
+                );
             }
             (
                 a,
@@ -196,9 +207,9 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         crate::network::ensure_batch_account(&arm, &rg, &location, account, &owner).await?;
     }
 
-    let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools).await?;
+    let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools, &cfg.source).await?;
     // Declared by the operator only; stored specs of the old form are rewritten or refused.
-    let secrets = Arc::new(cfg.declared_secrets()?);
+    let secrets = Arc::new(cfg.declared_secrets().map_err(in_config)?);
     controller::bootstrap::migrate_legacy_secret_refs(&store, &secrets).await;
     crate::network::apply_config_schedules(&store, &cfg.schedules, &cfg.source).await?;
 
@@ -211,11 +222,6 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             "state_file": s.state_file().map(|p| p.display().to_string()),
         })
     });
-    // Bound before the controller starts: the bootstrap call-back URL needs the real port.
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let api_addr = listener.local_addr()?;
     let bootstrap = bootstrap_defaults(&cfg, api_addr, tls.is_some()).await?;
     if !cfg.embedded()
         && bootstrap
@@ -411,8 +417,8 @@ fn host_name() -> String {
 fn local_time_zone() -> String {
     let shaped = |tz: &str| {
         let tz = tz.trim().trim_start_matches(':');
-        (!tz.is_empty() && !tz.starts_with('/') && !tz.contains(char::is_whitespace))
-            .then(|| tz.to_string())
+        // A zone chrono-tz does not know would reach every node's cloud-init: UTC instead.
+        tz.parse::<chrono_tz::Tz>().is_ok().then(|| tz.to_string())
     };
     if let Some(tz) = std::env::var("TZ").ok().as_deref().and_then(shaped) {
         return tz;
@@ -426,8 +432,9 @@ fn local_time_zone() -> String {
     }
     if let Ok(target) = std::fs::read_link("/etc/localtime")
         && let Some((_, zone)) = target.to_string_lossy().split_once("zoneinfo/")
+        && let Some(zone) = shaped(zone)
     {
-        return zone.to_string();
+        return zone;
     }
     "UTC".into()
 }

@@ -450,7 +450,7 @@ async fn the_cli_applies_scales_waits_lists_and_deletes() {
         2,
         "{out}"
     );
-    let (code, out, _) = cli(&api, &w.dir, &["status"]).await;
+    let (code, out, _) = cli(&api, &w.dir, &["status", "-o", "json"]).await;
     assert_eq!(code, 0);
     let status: Value = serde_json::from_str(&out).unwrap();
     assert!(

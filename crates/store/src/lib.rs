@@ -58,6 +58,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod addresses;
 pub mod batch;
 mod error;
 pub mod events;
