@@ -311,6 +311,23 @@ async fn record_success(
                     _ => {}
                 }
                 let _ = sh.store.upsert_vm(&vm).await;
+                // A drain ends with its node deallocated (`scale_down: deallocate`): from now
+                // on it is an ordinary parked node, started again only when demand needs it,
+                // not one that lingers drained until a scale-up at max deletes it.
+                if kind == ActionKind::Deallocate
+                    && vm.draining
+                    && sh.store.set_draining(node, false).await.is_ok()
+                {
+                    let _ = event(
+                        sh,
+                        "node.drained",
+                        Some(pool),
+                        Some(node),
+                        "drain done: deallocated per the pool's scale_down; no longer draining",
+                        json!({}),
+                    )
+                    .await;
+                }
             }
         }
     }
