@@ -512,7 +512,12 @@ impl Controller {
                     NodeState::Running | NodeState::Starting | NodeState::Deallocating
                 )
                 && !in_flight.contains(&key)
-                && !self.last_write_removed(&vm.name).await?
+                && !self
+                    .last_write_was(
+                        &vm.name,
+                        &[rb_core::ActionKind::Deallocate, rb_core::ActionKind::Delete],
+                    )
+                    .await?
             {
                 self.evicted(&vm.pool, &vm.name, "deallocate", &vm.size)
                     .await?;
@@ -562,9 +567,13 @@ impl Controller {
             if seen.contains(&key) || in_flight.contains(&key) || k.state == NodeState::Missing {
                 continue;
             }
-            // Gone, and our last write on it removed it (the journal outlives restarts, where
-            // memory does not): our delete, whose outcome a stop cut short of recording.
-            if self.last_write_removed(&k.name).await? {
+            // Gone, and our last write on it was a delete (the journal outlives restarts,
+            // where memory does not): our delete, whose outcome a stop cut short of recording.
+            // A parked VM deleted by someone else is still out-of-band.
+            if self
+                .last_write_was(&k.name, &[rb_core::ActionKind::Delete])
+                .await?
+            {
                 tracing::info!(pool = %k.pool, node = %k.name, "gone after our own delete");
                 store.delete_vm(&k.name).await?;
                 continue;
@@ -597,15 +606,17 @@ impl Controller {
 }
 
 impl Controller {
-    /// Whether renderburst's last write on the node (by the intent journal) was a delete or
-    /// a deallocation that did not fail: then the node leaving (or parking) was our doing.
-    async fn last_write_removed(&self, node: &str) -> Result<bool, store::StoreError> {
+    /// Whether renderburst's last write on the node (by the intent journal) was one of
+    /// `kinds` and did not fail: then what Azure shows now is our doing.
+    async fn last_write_was(
+        &self,
+        node: &str,
+        kinds: &[rb_core::ActionKind],
+    ) -> Result<bool, store::StoreError> {
         let last = self.shared.store.last_intent_for(node).await?;
         Ok(last.is_some_and(|i| {
-            matches!(
-                i.kind,
-                rb_core::ActionKind::Delete | rb_core::ActionKind::Deallocate
-            ) && !matches!(i.outcome, Some(store::IntentOutcome::Failed { .. }))
+            kinds.contains(&i.kind)
+                && !matches!(i.outcome, Some(store::IntentOutcome::Failed { .. }))
         }))
     }
 
