@@ -25,6 +25,12 @@ pub fn pool_error_task(pool: &str) -> String {
     format!("pool-error:{pool}")
 }
 
+/// Task-status name under which the controller counts a VM pool's Spot evictions
+/// (`{"total": N}`).
+pub fn pool_evictions_task(pool: &str) -> String {
+    format!("evictions:{pool}")
+}
+
 /// A pool's `status` (DESIGN.md section 5): node counts by state, conditions and last error.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
@@ -38,7 +44,9 @@ pub struct PoolStatus {
     pub deallocated: u32,
     pub deleting: u32,
     pub failed: u32,
-    /// Batch Spot nodes preempted now (Batch reallocates them).
+    /// Batch pools: Spot nodes preempted now (Batch reallocates them). VM pools: Spot VMs
+    /// Azure has evicted since the pool was created (each logged as `node.evicted`; the
+    /// planner replaces the capacity).
     pub preempted: u32,
     /// Running nodes that count as ready capacity: every running node, except in a pool with
     /// a `bootstrap` section, where only those that registered.
@@ -91,6 +99,13 @@ impl PoolStatus {
             *count += 1;
         }
         let name = &record.spec.name;
+        if record.spec.mode == rb_core::PoolMode::Vm {
+            status.preempted = tasks
+                .get(&pool_evictions_task(name))
+                .and_then(|t| t.get("total"))
+                .and_then(Value::as_u64)
+                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        }
         status.conditions = tasks
             .get(&pool_task(name))
             .and_then(|t| t.get("conditions"))

@@ -1633,6 +1633,11 @@ async fn events_page_with_after_and_limit() {
         ("after=-1", "after"),
         ("after=x", "after"),
         ("after=1.5", "after"),
+        ("before=-1", "before"),
+        ("since=3", "since"),
+        ("since=yesterday", "since"),
+        ("order=newest", "order"),
+        ("pool=", "pool"),
     ] {
         let got = app
             .admin(Method::GET, &format!("/v1/events?{query}"), None)
@@ -1644,8 +1649,8 @@ async fn events_page_with_after_and_limit() {
             Some(field),
         );
     }
-    let got = app.admin(Method::GET, "/v1/events?since=3", None).await;
-    assert_error(&got, StatusCode::BAD_REQUEST, "bad_query", Some("since"));
+    let got = app.admin(Method::GET, "/v1/events?tail=3", None).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_query", Some("tail"));
     assert_eq!(app.snapshot().await, before);
 }
 

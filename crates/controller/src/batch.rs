@@ -24,9 +24,9 @@ use rb_core::{
     UnixSeconds,
 };
 use serde_json::{Value, json};
-use store::{BatchState, IntentOutcome, NewIntent, PoolRecord, VmRecord};
+use store::{BatchState, IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
 
-use crate::execute::event;
+use crate::execute::{event, verb_of};
 use crate::{Shared, bootstrap, now};
 
 /// Task-status name of a Batch pool's summary (`GET /v1/pools/{name}` shows it as
@@ -678,16 +678,19 @@ pub(crate) async fn dispatch(
             }
             match sh
                 .store
-                .open_intent(&NewIntent {
-                    pool: spec.name.clone(),
-                    node: a.node.clone(),
-                    kind: ActionKind::RemoveNode,
-                    detail: json!({}),
-                    reason: a.reason.clone(),
-                })
+                .open_intent_with_event(
+                    &NewIntent {
+                        pool: spec.name.clone(),
+                        node: a.node.clone(),
+                        kind: ActionKind::RemoveNode,
+                        detail: json!({}),
+                        reason: a.reason.clone(),
+                    },
+                    &decision(&spec.name, &a, json!({})),
+                )
                 .await
             {
-                Ok(id) => claimed.push((a, id)),
+                Ok((id, _event)) => claimed.push((a, id)),
                 Err(e) => {
                     release(sh, &a.node);
                     for (a, _) in &claimed {
@@ -732,18 +735,22 @@ pub(crate) async fn dispatch(
         {
             return Ok(());
         }
+        let detail = json!({"targets": a.targets, "batch_pool": batch_pool_name(spec)});
         let intent = match sh
             .store
-            .open_intent(&NewIntent {
-                pool: spec.name.clone(),
-                node: node.clone(),
-                kind: a.kind,
-                detail: json!({"targets": a.targets, "batch_pool": batch_pool_name(spec)}),
-                reason: a.reason.clone(),
-            })
+            .open_intent_with_event(
+                &NewIntent {
+                    pool: spec.name.clone(),
+                    node: node.clone(),
+                    kind: a.kind,
+                    detail: detail.clone(),
+                    reason: a.reason.clone(),
+                },
+                &decision(&spec.name, &a, detail),
+            )
             .await
         {
-            Ok(id) => id,
+            Ok((id, _event)) => id,
             Err(e) => {
                 release(sh, &node);
                 return Err(e);
@@ -762,6 +769,19 @@ pub(crate) async fn dispatch(
         });
     }
     Ok(())
+}
+
+/// The decision event written with a Batch write's intent, as the VM executor's are
+/// (`plan.removenode`, `plan.resizepool`...): a crash keeps both or neither.
+fn decision(pool: &str, a: &Action, data: Value) -> NewEvent {
+    NewEvent {
+        kind: format!("plan.{}", verb_of(a.kind)),
+        pool: Some(pool.to_owned()),
+        node: (a.kind == ActionKind::RemoveNode).then(|| a.node.clone()),
+        actor: "controller".into(),
+        message: a.reason.clone(),
+        data,
+    }
 }
 
 fn release(sh: &Shared, node: &str) {

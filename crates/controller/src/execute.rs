@@ -98,18 +98,31 @@ pub(crate) async fn dispatch(
             )
             .await;
         }
+        // The decision goes into the log with its intent, in one transaction: a crash keeps
+        // both or neither, so the log shows every decision the journal acted on.
+        let detail = json!({"size": action.size, "priority": action.priority});
         let intent = sh
             .store
-            .open_intent(&NewIntent {
-                pool: record.spec.name.clone(),
-                node: action.node.clone(),
-                kind: action.kind,
-                detail: json!({"size": action.size, "priority": action.priority}),
-                reason: action.reason.clone(),
-            })
+            .open_intent_with_event(
+                &NewIntent {
+                    pool: record.spec.name.clone(),
+                    node: action.node.clone(),
+                    kind: action.kind,
+                    detail: detail.clone(),
+                    reason: action.reason.clone(),
+                },
+                &NewEvent {
+                    kind: format!("plan.{}", verb_of(action.kind)),
+                    pool: Some(record.spec.name.clone()),
+                    node: Some(action.node.clone()),
+                    actor: "controller".into(),
+                    message: action.reason.clone(),
+                    data: detail,
+                },
+            )
             .await;
         let intent = match intent {
-            Ok(id) => id,
+            Ok((id, _event)) => id,
             Err(e) => {
                 if let Ok(mut ex) = sh.executing.lock() {
                     ex.remove(&key);
@@ -145,9 +158,23 @@ pub(crate) async fn dispatch(
         let sh2 = sh.clone();
         let spec = record.spec.clone();
         tokio::spawn(async move {
-            let permit = sh2.permits.clone().acquire_owned().await;
-            let result = run_action(&sh2, &spec, &action, intent).await;
-            drop(permit);
+            let mut stopping = sh2.stopping.subscribe();
+            let work = async {
+                let permit = sh2.permits.clone().acquire_owned().await;
+                let result = run_action(&sh2, &spec, &action, intent).await;
+                drop(permit);
+                result
+            };
+            let result = tokio::select! {
+                result = work => Some(result),
+                // The daemon is stopping: the open intent (with its operation, if ARM took
+                // the write) is what the next start follows to its end.
+                _ = stopping.wait_for(|s| *s) => None,
+            };
+            let Some(result) = result else {
+                tracing::info!(node = %action.node, "stopping: the intent stays open for the next start");
+                return;
+            };
             finish(&sh2, &spec.name, &action, intent, result).await;
             if let Ok(mut ex) = sh2.executing.lock() {
                 ex.remove(&action.node.to_ascii_lowercase());
@@ -249,42 +276,86 @@ async fn run_action(
     Ok(())
 }
 
+/// `delete`, `deallocate`...: how events name an action.
+pub(crate) fn verb_of(kind: ActionKind) -> String {
+    format!("{kind:?}").to_ascii_lowercase()
+}
+
+/// What a write that succeeded did to the inventory, and its `vm.{verb}` event; the same
+/// whether this process saw it end or a restarted one followed it to its end (`data` then
+/// says `"recovered": true`), so our own delete is never taken for one outside renderburst.
+async fn record_success(
+    sh: &Shared,
+    pool: &str,
+    kind: ActionKind,
+    node: &str,
+    reason: &str,
+    data: Value,
+) {
+    match kind {
+        ActionKind::Delete | ActionKind::Forget => {
+            let _ = sh.store.delete_vm(node).await;
+        }
+        _ => {
+            if let Ok(Some(mut vm)) = sh.store.get_vm(node).await {
+                let t = now();
+                match kind {
+                    ActionKind::Create | ActionKind::Start => {
+                        vm.state = NodeState::Running;
+                        vm.started_at = Some(t);
+                    }
+                    ActionKind::Deallocate => {
+                        vm.state = NodeState::Deallocated;
+                        vm.deallocated_at = Some(t);
+                    }
+                    _ => {}
+                }
+                let _ = sh.store.upsert_vm(&vm).await;
+                // A drain ends with its node deallocated (`scale_down: deallocate`): from now
+                // on it is an ordinary parked node, started again only when demand needs it,
+                // not one that lingers drained until a scale-up at max deletes it.
+                if kind == ActionKind::Deallocate
+                    && vm.draining
+                    && sh.store.set_draining(node, false).await.is_ok()
+                {
+                    let _ = event(
+                        sh,
+                        "node.drained",
+                        Some(pool),
+                        Some(node),
+                        "drain done: deallocated per the pool's scale_down; no longer draining",
+                        json!({}),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+    let _ = event(
+        sh,
+        &format!("vm.{}", verb_of(kind)),
+        Some(pool),
+        Some(node),
+        reason,
+        data,
+    )
+    .await;
+}
+
 /// Records the outcome of an action: intent, inventory, event, unavailable offerings.
 async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: azure::Result<()>) {
-    let verb = format!("{:?}", action.kind).to_ascii_lowercase();
+    let verb = verb_of(action.kind);
     match result {
         Ok(()) => {
             let _ = sh
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
-            match action.kind {
-                ActionKind::Delete | ActionKind::Forget => {
-                    let _ = sh.store.delete_vm(&action.node).await;
-                }
-                _ => {
-                    if let Ok(Some(mut vm)) = sh.store.get_vm(&action.node).await {
-                        let t = now();
-                        match action.kind {
-                            ActionKind::Create | ActionKind::Start => {
-                                vm.state = NodeState::Running;
-                                vm.started_at = Some(t);
-                            }
-                            ActionKind::Deallocate => {
-                                vm.state = NodeState::Deallocated;
-                                vm.deallocated_at = Some(t);
-                            }
-                            _ => {}
-                        }
-                        let _ = sh.store.upsert_vm(&vm).await;
-                    }
-                }
-            }
-            let _ = event(
+            record_success(
                 sh,
-                &format!("vm.{verb}"),
-                Some(pool),
-                Some(&action.node),
+                pool,
+                action.kind,
+                &action.node,
                 &action.reason,
                 json!({"size": action.size, "priority": action.priority}),
             )
@@ -437,10 +508,25 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
         .operation
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let recovered = json!({"size": intent.detail["size"], "priority": intent.detail["priority"],
+                           "intent": intent.id, "recovered": true});
     let outcome = match op {
         // ARM accepted it: follow the operation to its end.
         Some(op) => match op.wait_done(&sh.arm).await {
-            Ok(()) => IntentOutcome::Succeeded,
+            Ok(()) => {
+                if !crate::batch::is_batch_kind(intent.kind) {
+                    record_success(
+                        sh,
+                        &intent.pool,
+                        intent.kind,
+                        &intent.node,
+                        &intent.reason,
+                        recovered.clone(),
+                    )
+                    .await;
+                }
+                IntentOutcome::Succeeded
+            }
             Err(e) => {
                 recovered_failure(sh, &intent, &e).await;
                 IntentOutcome::Failed {
@@ -463,6 +549,22 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
             Ok(Some(_)) => IntentOutcome::Abandoned {
                 why: "resumed after a restart: the VM exists; observation takes over".into(),
             },
+            // Our delete reached Azure before the stop (or the VM was gone already):
+            // either way it is gone at our request, not outside renderburst.
+            Ok(None) if intent.kind == ActionKind::Delete => {
+                record_success(
+                    sh,
+                    &intent.pool,
+                    intent.kind,
+                    &intent.node,
+                    &intent.reason,
+                    recovered.clone(),
+                )
+                .await;
+                IntentOutcome::Abandoned {
+                    why: "resumed after a restart: the VM is gone".into(),
+                }
+            }
             Ok(None) => {
                 if intent.kind == ActionKind::Create
                     && let Ok(Some(vm)) = sh.store.get_vm(&intent.node).await

@@ -147,7 +147,8 @@ pub const BUSY_HEARTBEAT_TTL_SECONDS: i64 = 600;
 /// - in-flight nodes are left alone, whatever their state;
 /// - missing nodes are forgotten, failed nodes deleted;
 /// - a pool being deleted deletes every node that is not busy;
-/// - drained nodes leave once not busy, whatever the desired count;
+/// - drained nodes leave once not busy, whatever the desired count, and do not count toward
+///   it (so they are replaced); one found deallocated (drained while parked) is deleted;
 /// - below desired: start stopped nodes, then deallocated ones (oldest first), wait for
 ///   deallocating ones, then create on the first available size, never above `max`;
 /// - above desired: remove idle running nodes, newest first, never busy ones;
@@ -429,6 +430,21 @@ impl Planner<'_> {
             .collect();
         deallocated.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
 
+        // A drain ends with its node deallocated (the controller clears the flag then), so a
+        // node still flagged while deallocated was drained after it was parked: it is out of
+        // service for good, and deleting it frees its place (and its disk) at once rather
+        // than at the next scale-up that needs room.
+        let (drained_parked, deallocated): (Vec<&NodeView>, Vec<&NodeView>) =
+            deallocated.into_iter().partition(|n| n.draining);
+        for n in &drained_parked {
+            self.push(
+                ActionKind::Delete,
+                &n.name,
+                "drained while deallocated; deleting it".to_string(),
+            );
+            deleted += 1;
+        }
+
         let gap = format!("pool below desired (active {active} < desired {desired})");
         let mut started: HashSet<&str> = HashSet::new();
         for n in stopped.iter().filter(|n| !n.draining) {
@@ -443,7 +459,7 @@ impl Planner<'_> {
             started.insert(&n.name);
             need -= 1;
         }
-        for n in deallocated.iter().filter(|n| !n.draining) {
+        for n in &deallocated {
             if need == 0 {
                 break;
             }
@@ -477,11 +493,7 @@ impl Planner<'_> {
             .iter()
             .filter(|n| !started.contains(&n.name.as_str()))
         {
-            let why = if n.draining {
-                Some("drained".to_string())
-            } else {
-                self.why_not_startable(n)
-            };
+            let why = self.why_not_startable(n);
             if remove == ActionKind::Delete {
                 let why = why.unwrap_or_else(|| "not needed".to_string());
                 self.push(

@@ -731,6 +731,29 @@ fn drained_deallocated_nodes_are_not_started() {
 }
 
 #[test]
+fn a_node_drained_while_deallocated_is_deleted_not_kept_for_a_scale_up() {
+    // It used to sit there (disk billed, a place under max taken) until a scale-up at max
+    // deleted it to make room.
+    let spec = spec();
+    let mut all = nodes(0..3, NodeState::Running);
+    all.extend(nodes(3..5, NodeState::Deallocated));
+    all[3].draining = true;
+    let plan = Case::new(&spec, 3, &all).run();
+    assert_eq!(names(&plan, ActionKind::Delete), names_of([3]));
+    assert_eq!(
+        of_kind(&plan, ActionKind::Delete)[0].reason,
+        "drained while deallocated; deleting it"
+    );
+    assert!(names(&plan, ActionKind::Start).is_empty());
+    assert!(of_kind(&plan, ActionKind::Create).is_empty());
+    // Below desired, the other deallocated node is started; the drained one never is.
+    let plan = Case::new(&spec, 5, &all).run();
+    assert_eq!(names(&plan, ActionKind::Start), names_of([4]));
+    assert_eq!(names(&plan, ActionKind::Delete), names_of([3]));
+    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 1);
+}
+
+#[test]
 fn deallocating_nodes_are_waited_for_instead_of_creating() {
     let spec = spec();
     let mut all = nodes(0..4, NodeState::Running);

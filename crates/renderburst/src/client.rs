@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use crate::args::Role;
 use crate::outln;
 use crate::output::{self, Align, Table};
+mod events;
+pub use events::EventsArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Output {
@@ -889,49 +891,6 @@ impl Client {
             }
         }
         Ok(())
-    }
-
-    /// Prints events after `after`; with `follow`, keeps polling for new ones.
-    pub async fn events(&self, follow: bool, mut after: i64, limit: u32) -> anyhow::Result<()> {
-        loop {
-            let v = self
-                .ok(
-                    reqwest::Method::GET,
-                    &format!("/v1/events?after={after}&limit={limit}"),
-                    None,
-                )
-                .await?;
-            let events = v["events"].as_array().cloned().unwrap_or_default();
-            for e in &events {
-                if self.output == Output::Json {
-                    println!("{e}");
-                } else {
-                    let place = match (e["pool"].as_str(), e["node"].as_str()) {
-                        (Some(p), Some(n)) => format!("{p}/{n}"),
-                        (Some(p), None) => p.to_owned(),
-                        (None, Some(n)) => n.to_owned(),
-                        (None, None) => "-".to_owned(),
-                    };
-                    println!(
-                        "{} {:<16} {:<24} {:<12} {}",
-                        e["at"].as_str().unwrap_or(""),
-                        e["kind"].as_str().unwrap_or(""),
-                        place,
-                        e["actor"].as_str().unwrap_or(""),
-                        e["message"].as_str().unwrap_or("")
-                    );
-                }
-                if let Some(id) = e["id"].as_i64() {
-                    after = after.max(id);
-                }
-            }
-            if !follow && (events.len() as u32) < limit {
-                return Ok(());
-            }
-            if follow && events.is_empty() {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     }
 
     pub async fn offerings(&self, cmd: Option<OfferingsCmd>) -> anyhow::Result<()> {

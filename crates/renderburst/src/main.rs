@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use renderburst::client::{
-    Client, Conn, NodeCmd, OfferingsCmd, PoolCmd, RequestCmd, ScheduleCmd, TokenCmd,
+    Client, Conn, EventsArgs, NodeCmd, OfferingsCmd, PoolCmd, RequestCmd, ScheduleCmd, TokenCmd,
 };
 use renderburst::{serve, sim};
 
@@ -67,18 +67,13 @@ enum Command {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// The audit log: who asked what, what the controller did and why.
+    /// The audit log: who asked what, what the controller did and why (the newest 20 unless
+    /// asked otherwise).
     Events {
         #[command(flatten)]
         conn: Conn,
-        /// Keep printing new events as they happen.
-        #[arg(long)]
-        follow: bool,
-        /// Start after this event id (0: the oldest kept).
-        #[arg(long, default_value_t = 0)]
-        after: i64,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        #[command(flatten)]
+        args: EventsArgs,
     },
     /// VM sizes Azure refused for capacity or quota, which the planners avoid for a while.
     Offerings {
@@ -205,12 +200,7 @@ fn main() -> ExitCode {
             Command::Request { conn, cmd } => Client::new(&conn)?.request(cmd).await,
             Command::Token { conn, cmd } => Client::new(&conn)?.token(cmd).await,
             Command::Schedule { conn, cmd } => Client::new(&conn)?.schedule(cmd).await,
-            Command::Events {
-                conn,
-                follow,
-                after,
-                limit,
-            } => Client::new(&conn)?.events(follow, after, limit).await,
+            Command::Events { conn, args } => Client::new(&conn)?.events(&args).await,
             Command::Offerings { conn, cmd } => Client::new(&conn)?.offerings(cmd).await,
             Command::Status { conn } => Client::new(&conn)?.status().await,
             Command::Completions { .. } | Command::Man { .. } => Ok(()),

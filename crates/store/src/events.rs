@@ -1,6 +1,7 @@
 //! The `events` table: the append-only audit log behind `GET /v1/events` (who asked what,
 //! what was done, what failed). Rows are never changed; old ones are trimmed to a bound. Ids
-//! are never reused, so `after=ID` paging stays correct across trims.
+//! are never reused, so `after=ID` paging stays correct across trims. Reads filter by pool
+//! (index `events_pool`, migration 0010) and time, oldest first or the newest N.
 
 use rb_core::UnixSeconds;
 use sqlx::Row;
@@ -31,6 +32,22 @@ pub struct Event {
     pub actor: String,
     pub message: String,
     pub data: serde_json::Value,
+}
+
+/// Which events to read: every filter is optional and they combine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventQuery {
+    /// Only ids greater than this.
+    pub after: Option<i64>,
+    /// Only ids smaller than this (paging back through history).
+    pub before: Option<i64>,
+    /// Only this pool's events.
+    pub pool: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<UnixSeconds>,
+    pub limit: u32,
+    /// The newest `limit` that match (still returned oldest first) rather than the oldest.
+    pub newest: bool,
 }
 
 fn from_row(row: &SqliteRow) -> Result<Event, StoreError> {
@@ -76,6 +93,51 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// Events matching `q`, always in ascending id order: the oldest `q.limit` that match,
+    /// or with `q.newest` the newest `q.limit` (so a client prints the tail of the log the
+    /// way it reads, top to bottom).
+    pub async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, at, kind, pool, node, actor, message, data FROM events WHERE 1 = 1",
+        );
+        if q.after.is_some() {
+            sql.push_str(" AND id > ?");
+        }
+        if q.before.is_some() {
+            sql.push_str(" AND id < ?");
+        }
+        if q.pool.is_some() {
+            sql.push_str(" AND pool = ?");
+        }
+        if q.since.is_some() {
+            sql.push_str(" AND at >= ?");
+        }
+        sql.push_str(if q.newest {
+            " ORDER BY id DESC LIMIT ?"
+        } else {
+            " ORDER BY id LIMIT ?"
+        });
+        let mut query = sqlx::query(&sql);
+        if let Some(after) = q.after {
+            query = query.bind(after);
+        }
+        if let Some(before) = q.before {
+            query = query.bind(before);
+        }
+        if let Some(pool) = &q.pool {
+            query = query.bind(pool);
+        }
+        if let Some(since) = q.since {
+            query = query.bind(since);
+        }
+        let rows = query.bind(i64::from(q.limit)).fetch_all(&self.pool).await?;
+        let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        if q.newest {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     /// Deletes all but the `keep_last` newest events; returns how many were deleted.

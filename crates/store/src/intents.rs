@@ -116,6 +116,59 @@ impl Store {
         Ok(id)
     }
 
+    /// Records an intent and the event that announces the decision in one transaction, so a
+    /// crash keeps both or neither (the log never misses a decision the journal acted on, nor
+    /// shows one that was never made). Returns the intent's id and the event's id; the event's
+    /// `data` gains `"intent": ID`.
+    pub async fn open_intent_with_event(
+        &self,
+        intent: &NewIntent,
+        event: &crate::NewEvent,
+    ) -> Result<(i64, i64), StoreError> {
+        let at = now();
+        let mut tx = self.writer.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO intents (pool, node, kind, detail, reason, opened_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&intent.pool)
+        .bind(&intent.node)
+        .bind(enum_str(&intent.kind))
+        .bind(to_json(&intent.detail))
+        .bind(&intent.reason)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut data = event.data.clone();
+        if let serde_json::Value::Object(fields) = &mut data {
+            fields.insert("intent".into(), id.into());
+        }
+        let event_id: i64 = sqlx::query_scalar(
+            "INSERT INTO events (at, kind, pool, node, actor, message, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(at)
+        .bind(&event.kind)
+        .bind(&event.pool)
+        .bind(&event.node)
+        .bind(&event.actor)
+        .bind(&event.message)
+        .bind(to_json(&data))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((id, event_id))
+    }
+
+    /// The most recent intent about `node` (open or closed), if any: who last acted on a VM,
+    /// which tells our own delete from one outside renderburst after a restart.
+    pub async fn last_intent_for(&self, node: &str) -> Result<Option<Intent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM intents WHERE node = ? ORDER BY id DESC LIMIT 1");
+        let row = sqlx::query(&sql)
+            .bind(node)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     /// Records the long-running operation ARM returned for an open intent (replacing any).
     ///
     /// Errors: [`StoreError::NotFound`]; [`StoreError::Conflict`] if the intent is closed.

@@ -76,7 +76,7 @@ pub mod vms;
 
 pub use batch::BatchState;
 pub use error::StoreError;
-pub use events::{Event, NewEvent};
+pub use events::{Event, EventQuery, NewEvent};
 pub use intents::{Intent, IntentOutcome, NewIntent};
 pub use planning::node_views;
 pub use pools::PoolRecord;

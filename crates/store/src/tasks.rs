@@ -24,6 +24,29 @@ impl Store {
         Ok(())
     }
 
+    /// Adds one to the integer `field` of the task's status object (creating the status
+    /// `{field: 1}` if there is none), in one statement; returns the new count. For counters
+    /// the controller keeps across restarts, such as a VM pool's Spot evictions.
+    pub async fn bump_task_counter(&self, name: &str, field: &str) -> Result<u64, StoreError> {
+        let path = format!("$.{field}");
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO task_status (name, status, updated_at) VALUES (?, json_object(?, 1), ?) \
+             ON CONFLICT (name) DO UPDATE SET \
+             status = json_set(status, ?, coalesce(json_extract(status, ?), 0) + 1), \
+             updated_at = excluded.updated_at \
+             RETURNING json_extract(status, ?)",
+        )
+        .bind(name)
+        .bind(field)
+        .bind(now())
+        .bind(&path)
+        .bind(&path)
+        .bind(&path)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
     /// Every task's latest status and when it was stored, ordered by task name.
     pub async fn task_statuses(
         &self,
