@@ -377,7 +377,7 @@ impl Controller {
             }
             let p = sh
                 .store
-                .plan_pool(record, &in_flight, now)
+                .plan_pool(record, &in_flight, None, now)
                 .await
                 .map_err(|e| format!("store: {e}"))?;
             let desired = p.desired;
