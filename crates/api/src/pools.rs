@@ -389,7 +389,7 @@ pub async fn bootstrap_preview(
 /// from (`Store::plan_pool`).
 pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiError> {
     Ok(store
-        .plan_pool(record, &Default::default(), view::now())
+        .plan_pool(record, &Default::default(), None, view::now())
         .await?)
 }
 

@@ -53,7 +53,13 @@ pub struct PoolStatus {
     pub ready: u32,
     /// Running nodes of a bootstrap pool that have not registered yet.
     pub registering: u32,
-    pub conditions: Vec<Value>,
+    /// What an admin should know (`Blocked`, `NoCapacity`, `AtMax`...), each
+    /// `{"type", "message", "since"}`; `since` stays the same while the condition persists.
+    pub conditions: Vec<rb_core::Condition>,
+    /// The pool's `generation` the controller last planned from: once it is at least the
+    /// generation a change answered, the status reflects that change. Null before the first
+    /// activation.
+    pub observed_generation: Option<i64>,
     pub last_error: Value,
     /// Batch pools only: what the controller last saw of the Azure Batch pool
     /// (`{"account","pool","exists","allocation_state","targets","current","resize_errors",
@@ -106,12 +112,24 @@ impl PoolStatus {
                 .and_then(Value::as_u64)
                 .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
         }
-        status.conditions = tasks
-            .get(&pool_task(name))
+        let task = tasks.get(&pool_task(name));
+        // Objects as the controller writes them; `"Type: message"` strings from statuses a
+        // previous version wrote.
+        status.conditions = task
             .and_then(|t| t.get("conditions"))
             .and_then(Value::as_array)
-            .cloned()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| match c {
+                        Value::String(text) => Some(rb_core::Condition::parse(text, None)),
+                        other => serde_json::from_value(other.clone()).ok(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
+        status.observed_generation = task
+            .and_then(|t| t.get("observed_generation"))
+            .and_then(Value::as_i64);
         status.last_error = tasks
             .get(&pool_error_task(name))
             .cloned()

@@ -136,7 +136,8 @@ async fn pool_lifecycle_create_read_replace_scale_plan_delete() {
         pool["status"],
         json!({"desired": 0, "running": 0, "creating": 0, "starting": 0, "stopped": 0,
                "deallocating": 0, "deallocated": 0, "deleting": 0, "failed": 0, "preempted": 0,
-               "ready": 0, "registering": 0, "conditions": [], "last_error": null, "batch": null})
+               "ready": 0, "registering": 0, "conditions": [], "observed_generation": null,
+               "last_error": null, "batch": null})
     );
     assert!(app.woken().await);
     let events = app.store.events_after(0, 100).await.unwrap();
@@ -277,7 +278,9 @@ async fn pool_status_counts_nodes_and_shows_the_controllers_findings() {
     app.add_vm("maya-00005", "maya", NodeState::Missing).await;
     app.add_vm("maya-00006", "maya", NodeState::Stopped).await;
     app.store
-        .put_task_status("pool:maya", &json!({"desired": 4, "active": 2, "actions": [], "conditions": ["NoCapacity: Standard_NC4as_T4_v3 until later"]}))
+        .put_task_status("pool:maya", &json!({"desired": 4, "active": 2, "actions": [], "observed_generation": 1,
+                                              "conditions": [{"type": "Blocked", "message": "InvalidResourceReference: no subnet", "since": "2024-01-01T00:00:00Z"},
+                                                             "NoCapacity: Standard_NC4as_T4_v3 until later"]}))
         .await
         .unwrap();
     app.store
@@ -293,7 +296,10 @@ async fn pool_status_counts_nodes_and_shows_the_controllers_findings() {
         json!({"desired": 4, "running": 2, "creating": 0, "starting": 0, "stopped": 1,
                "deallocating": 0, "deallocated": 1, "deleting": 0, "failed": 1, "preempted": 0,
                "ready": 2, "registering": 0,
-               "conditions": ["NoCapacity: Standard_NC4as_T4_v3 until later"],
+               // Objects as the controller writes them; a string from an older status is split.
+               "conditions": [{"type": "Blocked", "message": "InvalidResourceReference: no subnet", "since": "2024-01-01T00:00:00Z"},
+                              {"type": "NoCapacity", "message": "Standard_NC4as_T4_v3 until later", "since": null}],
+               "observed_generation": 1,
                "last_error": {"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"},
                "batch": null})
     );

@@ -293,7 +293,15 @@ fn permanent_fix(code: &str) -> Option<&'static str> {
             "the subscription is missing or disabled: check azure.subscription_id"
         }
         "ResourceGroupNotFound" => "the resource group does not exist: check azure.resource_group",
-        "ImageNotFound" | "PlatformImageNotFound" | "InvalidImageReference" => {
+        // Image not found, as Azure's "Troubleshoot VM deployment: image not found" and
+        // Compute Gallery troubleshooting pages name them: marketplace, gallery and managed
+        // images.
+        "ImageNotFound"
+        | "PlatformImageNotFound"
+        | "InvalidImageReference"
+        | "GalleryImageNotFound"
+        | "GalleryImageVersionNotFound"
+        | "VMMarketplaceInvalidInput" => {
             "the image does not exist in this region: check the pool's image"
         }
         "MarketplacePurchaseEligibilityFailed" | "ResourcePurchaseValidationFailed" => {
@@ -423,6 +431,18 @@ mod tests {
             async_image.is_permanent(),
             "an operation's failure classifies too"
         );
+        for code in [
+            "InvalidParameter",
+            "LinkedAuthorizationFailed",
+            "SubscriptionNotRegistered",
+            "PlatformImageNotFound",
+            "GalleryImageNotFound",
+        ] {
+            assert!(http(400, code, "m").is_permanent(), "{code}");
+            assert!(http(400, code, "m").fix_hint().is_some(), "{code}");
+        }
+        assert!(!http(500, "InternalServerError", "x").is_permanent());
+        assert!(!http(409, "AllocationFailed", "no capacity").is_permanent());
         assert!(!http(429, "SubscriptionRequestsThrottled", "x").is_permanent());
         assert!(!http(409, "Conflict", "another operation").is_permanent());
         let quota = http(

@@ -170,6 +170,7 @@ pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
             unavailable: &p.unavailable,
             next_index: per_pool,
             deleting: false,
+            hold: None,
             now: NOW,
         })
         .collect();

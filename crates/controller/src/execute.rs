@@ -61,21 +61,37 @@ pub(crate) async fn dispatch(
         .iter()
         .filter(|a| a.kind == ActionKind::Create)
         .count() as u64;
-    // Reserve the indexes the planner used, so names are never handed out twice.
-    let first = if creates > 0 {
+    // Names of creates that failed are taken first (failures never burn names), then new
+    // indexes are reserved, so names are never handed out twice.
+    let mut reused = if creates > 0 {
+        reusable_names(sh, record, &plan, creates).await?
+    } else {
+        Vec::new()
+    };
+    let fresh = creates - reused.len() as u64;
+    let first = if fresh > 0 {
         sh.store
-            .reserve_node_indexes(&record.spec.name, creates)
+            .reserve_node_indexes(&record.spec.name, fresh)
             .await?
     } else {
         0
     };
     let mut k = 0u64;
     let zombies = plan.zombies.clone();
+    let generation = record.generation;
     for mut action in plan.actions {
+        let mut reuse = false;
         if action.kind == ActionKind::Create {
-            let name = rb_core::plan::node_name(&record.spec.name, first + k);
-            k += 1;
-            action.node = name;
+            action.node = match reused.pop() {
+                Some(name) => {
+                    reuse = true;
+                    name
+                }
+                None => {
+                    k += 1;
+                    rb_core::plan::node_name(&record.spec.name, first + k - 1)
+                }
+            };
         }
         let key = action.node.to_ascii_lowercase();
         {
@@ -161,7 +177,7 @@ pub(crate) async fn dispatch(
             let mut stopping = sh2.stopping.subscribe();
             let work = async {
                 let permit = sh2.permits.clone().acquire_owned().await;
-                let result = run_action(&sh2, &spec, &action, intent).await;
+                let result = run_action(&sh2, &spec, &action, intent, reuse).await;
                 drop(permit);
                 result
             };
@@ -175,12 +191,84 @@ pub(crate) async fn dispatch(
                 tracing::info!(node = %action.node, "stopping: the intent stays open for the next start");
                 return;
             };
-            finish(&sh2, &spec.name, &action, intent, result).await;
+            finish(&sh2, &spec.name, generation, &action, intent, result).await;
             if let Ok(mut ex) = sh2.executing.lock() {
                 ex.remove(&action.node.to_ascii_lowercase());
             }
             sh2.settled.notify_one();
         });
+    }
+    Ok(())
+}
+
+/// Up to `n` names of this pool's failed creates that can be created again now: no action of
+/// this plan and no write in flight on them, and nothing in the inventory but a failed VM
+/// (which the create deletes first). Taken out of the list; the rest stay for later.
+async fn reusable_names(
+    sh: &Shared,
+    record: &PoolRecord,
+    plan: &Plan,
+    n: u64,
+) -> Result<Vec<String>, store::StoreError> {
+    let candidates: Vec<String> = sh
+        .reusable
+        .lock()
+        .map(|r| r.get(&record.spec.name).cloned().unwrap_or_default())
+        .unwrap_or_default();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let busy = in_flight(sh).await?;
+    let mut taken = Vec::new();
+    for name in candidates {
+        if taken.len() as u64 >= n {
+            break;
+        }
+        let key = name.to_ascii_lowercase();
+        if busy.contains(&key)
+            || plan
+                .actions
+                .iter()
+                .any(|a| a.node.eq_ignore_ascii_case(&name))
+        {
+            continue;
+        }
+        match sh.store.get_vm(&name).await? {
+            None => {}
+            Some(vm) if vm.state == NodeState::Failed => {}
+            Some(_) => continue,
+        }
+        taken.push(name);
+    }
+    if let Ok(mut r) = sh.reusable.lock()
+        && let Some(list) = r.get_mut(&record.spec.name)
+    {
+        list.retain(|n| !taken.contains(n));
+    }
+    // `dispatch` pops: the lowest name first.
+    taken.sort();
+    taken.reverse();
+    Ok(taken)
+}
+
+/// Before a name of a failed create is created again: a VM of that name that Azure shows in
+/// a failed provisioning state is deleted first (its NIC and disk go with it,
+/// `deleteOption: Delete`), so the PUT makes a new VM rather than updating a broken one.
+async fn clear_failed_vm(sh: &Shared, name: &str) -> azure::Result<()> {
+    let rg = &sh.cfg.resource_group;
+    let Some(vm) = sh.arm.get_vm(rg, name, false).await? else {
+        return Ok(());
+    };
+    let failed = vm
+        .properties
+        .as_ref()
+        .and_then(|p| p.provisioning_state.as_deref())
+        .is_some_and(|s| s.eq_ignore_ascii_case("failed"));
+    if failed {
+        tracing::info!(node = %name, "deleting the failed VM before creating its name again");
+        if let Some(op) = sh.arm.delete_vm(rg, name).await? {
+            op.wait_done(&sh.arm).await?;
+        }
     }
     Ok(())
 }
@@ -265,7 +353,11 @@ async fn run_action(
     spec: &rb_core::PoolSpec,
     action: &Action,
     intent: i64,
+    reuse: bool,
 ) -> azure::Result<()> {
+    if reuse && action.kind == ActionKind::Create {
+        clear_failed_vm(sh, &action.node).await?;
+    }
     let op = start_op(sh, spec, action).await?;
     if let Some(op) = op {
         if let Ok(v) = serde_json::to_value(&op) {
@@ -343,7 +435,14 @@ async fn record_success(
 }
 
 /// Records the outcome of an action: intent, inventory, event, unavailable offerings.
-async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: azure::Result<()>) {
+async fn finish(
+    sh: &Shared,
+    pool: &str,
+    generation: i64,
+    action: &Action,
+    intent: i64,
+    result: azure::Result<()>,
+) {
     let verb = verb_of(action.kind);
     match result {
         Ok(()) => {
@@ -351,6 +450,9 @@ async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: a
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
+            if action.kind == ActionKind::Create {
+                create_succeeded(sh, pool).await;
+            }
             record_success(
                 sh,
                 pool,
@@ -398,6 +500,17 @@ async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: a
                     let _ = sh.store.delete_vm(&action.node).await;
                 }
             }
+            if action.kind == ActionKind::Create {
+                if let Ok(mut r) = sh.reusable.lock() {
+                    let list = r.entry(pool.to_string()).or_default();
+                    if !list.contains(&action.node) {
+                        list.push(action.node.clone());
+                    }
+                }
+                if unavailability(&e).is_none() {
+                    create_failed(sh, pool, generation, &e).await;
+                }
+            }
             let _ = sh
                 .store
                 .put_task_status(
@@ -415,6 +528,90 @@ async fn finish(sh: &Shared, pool: &str, action: &Action, intent: i64, result: a
             )
             .await;
         }
+    }
+}
+
+/// A create failed with an error that is not about its offering: the pool's creates back
+/// off, and the first failure of a permanent kind (or of another code) is an event.
+async fn create_failed(sh: &Shared, pool: &str, generation: i64, e: &ArmError) {
+    let permanent = e.is_permanent();
+    let hint = e.fix_hint();
+    let condition = if permanent {
+        match hint {
+            Some(h) => format!("Blocked: {}: {}; fix: {h}", e.code, e.message),
+            None => format!("Blocked: {}: {}", e.code, e.message),
+        }
+    } else {
+        format!(
+            "BackingOff: creates are failing ({}: {}); retrying with backoff",
+            e.code, e.message
+        )
+    };
+    let cap = sh.cfg.error_backoff_max.as_secs().max(1);
+    let transition = {
+        let Ok(mut map) = sh.backoff.lock() else {
+            return;
+        };
+        let mut entry = map.remove(pool);
+        let t = crate::backoff::record_failure(
+            &mut entry,
+            permanent,
+            &e.code,
+            condition,
+            generation,
+            cap,
+            now(),
+            fastrand::f64(),
+        );
+        if let Some(b) = entry {
+            map.insert(pool.to_string(), b);
+        }
+        t
+    };
+    let crate::backoff::Transition::Failed {
+        hold_seconds,
+        blocked,
+    } = transition
+    else {
+        return;
+    };
+    tracing::warn!(pool, code = %e.code, permanent, hold_seconds, "creates of the pool held after a failure");
+    if blocked {
+        let _ = event(
+            sh,
+            "pool.blocked",
+            Some(pool),
+            None,
+            &format!(
+                "creates fail with {}: {}{}; retrying with backoff (up to {cap} s)",
+                e.code,
+                e.message,
+                hint.map(|h| format!("; fix: {h}")).unwrap_or_default()
+            ),
+            json!({"code": e.code, "hint": hint, "hold_seconds": hold_seconds, "max_seconds": cap}),
+        )
+        .await;
+    }
+}
+
+/// A create succeeded: the pool's failure streak ends (and a Blocked pool is unblocked).
+async fn create_succeeded(sh: &Shared, pool: &str) {
+    let ended = sh.backoff.lock().ok().and_then(|mut m| m.remove(pool));
+    if let Some(b) = ended
+        && b.permanent
+    {
+        let _ = event(
+            sh,
+            "pool.unblocked",
+            Some(pool),
+            None,
+            &format!(
+                "a create succeeded: {} is resolved after {} failed attempts",
+                b.code, b.streak
+            ),
+            json!({"code": b.code, "attempts": b.streak}),
+        )
+        .await;
     }
 }
 

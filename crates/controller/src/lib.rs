@@ -12,6 +12,7 @@
 //!   after a crash, open intents are resolved before the first activation.
 //! - A node with an open intent is in flight: the planner leaves it alone.
 
+pub mod backoff;
 mod batch;
 pub mod bootstrap;
 mod execute;
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure::ArmClient;
-use rb_core::{NodeState, PoolMode, UnixSeconds};
+use rb_core::{Condition, NodeState, PoolMode, UnixSeconds};
 use serde::Serialize;
 use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -60,6 +61,9 @@ pub struct ControllerConfig {
     pub enrollment: EnrollmentConfig,
     /// The secrets the operator declared (`[secrets.NAME]`), for nodes' bootstrap.
     pub secrets: Arc<bootstrap::DeclaredSecrets>,
+    /// The longest hold of a pool's creates after permanent failures
+    /// (`[controller] error_backoff_max_seconds`; see [`backoff`]).
+    pub error_backoff_max: Duration,
 }
 
 /// Batch nodes' enrollment (`[bootstrap]` of the configuration). Anyone who can read a Batch
@@ -102,7 +106,10 @@ pub struct PoolActivation {
     pub desired: u32,
     pub active: u32,
     pub actions: Vec<String>,
-    pub conditions: Vec<String>,
+    pub conditions: Vec<Condition>,
+    /// The pool's generation this activation planned from, so a client that changed the
+    /// pool knows when the status reflects its change.
+    pub observed_generation: i64,
 }
 
 /// Shared between the driver and the executor's tasks.
@@ -122,6 +129,44 @@ pub(crate) struct Shared {
     /// Flips to true when the reconciler stops: the executor's tasks stop waiting for their
     /// operations and leave their intents open, as a process exit would, for recovery.
     pub stopping: watch::Sender<bool>,
+    /// Per pool: the failure streak of its creates (see [`backoff`]).
+    pub backoff: Mutex<HashMap<String, backoff::PoolBackoff>>,
+    /// Per pool: node names reserved for creates that failed, reused by the next creates
+    /// so failures never burn names.
+    pub reusable: Mutex<HashMap<String, Vec<String>>>,
+    /// Per (pool, condition type): since when the condition has been shown.
+    pub condition_since: Mutex<HashMap<(String, String), UnixSeconds>>,
+}
+
+/// The one place producers' `"Type: message"` conditions become typed [`Condition`]s: each
+/// type keeps the time it first appeared on the pool while it persists; types no longer
+/// present are forgotten.
+pub(crate) fn typed_conditions(
+    sh: &Shared,
+    pool: &str,
+    texts: &[String],
+    now: UnixSeconds,
+) -> Vec<Condition> {
+    let mut since = sh.condition_since.lock().unwrap_or_else(|p| p.into_inner());
+    conditions_since(&mut since, pool, texts, now)
+}
+
+fn conditions_since(
+    since: &mut HashMap<(String, String), UnixSeconds>,
+    pool: &str,
+    texts: &[String],
+    now: UnixSeconds,
+) -> Vec<Condition> {
+    let out: Vec<Condition> = texts
+        .iter()
+        .map(|t| {
+            let kind = Condition::parse(t, None).kind;
+            let at = *since.entry((pool.to_string(), kind)).or_insert(now);
+            Condition::parse(t, Some(at))
+        })
+        .collect();
+    since.retain(|(p, kind), _| p != pool || out.iter().any(|c| &c.kind == kind));
+    out
 }
 
 /// The last step of deleting a pool, once nothing of it is left in Azure: its row goes.
@@ -130,6 +175,12 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
         .remove_pool(pool)
         .await
         .map_err(|e| format!("store: {e}"))?;
+    if let Ok(mut b) = sh.backoff.lock() {
+        b.remove(pool);
+    }
+    if let Ok(mut r) = sh.reusable.lock() {
+        r.remove(pool);
+    }
     let _ = execute::event(
         sh,
         "pool.deleted",
@@ -193,6 +244,9 @@ impl Controller {
                 gc_first_seen: Mutex::new(HashMap::new()),
                 gc_last_sweep: Mutex::new(None),
                 stopping: watch::channel(false).0,
+                backoff: Mutex::new(HashMap::new()),
+                reusable: Mutex::new(HashMap::new()),
+                condition_since: Mutex::new(HashMap::new()),
             }),
             status: Mutex::new(ActivationStatus::default()),
             durations: Mutex::new(ActivationDurations {
@@ -369,7 +423,13 @@ impl Controller {
                     .put_task_status(
                         &format!("pool:{}", record.spec.name),
                         &serde_json::to_value(PoolActivation {
-                            conditions: vec![format!("ObserveFailed: {}: {}", e.code, e.message)],
+                            conditions: typed_conditions(
+                                sh,
+                                &record.spec.name,
+                                &[format!("ObserveFailed: {}: {}", e.code, e.message)],
+                                now,
+                            ),
+                            observed_generation: record.generation,
                             ..Default::default()
                         })
                         .unwrap_or_default(),
@@ -380,9 +440,18 @@ impl Controller {
                     .push(format!("observe Batch pool {}: {e}", record.spec.name));
                 continue;
             }
+            let hold = if is_batch {
+                None
+            } else {
+                sh.backoff
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&record.spec.name)
+                    .map(|b| b.hold(record.generation, now))
+            };
             let p = sh
                 .store
-                .plan_pool(record, &in_flight, now)
+                .plan_pool(record, &in_flight, hold.as_ref(), now)
                 .await
                 .map_err(|e| format!("store: {e}"))?;
             let desired = p.desired;
@@ -394,7 +463,8 @@ impl Controller {
                     .iter()
                     .map(|a| format!("{:?} {}: {}", a.kind, a.node, a.reason))
                     .collect(),
-                conditions: p.conditions.clone(),
+                conditions: typed_conditions(sh, &record.spec.name, &p.conditions, now),
+                observed_generation: record.generation,
             };
             let _ = sh
                 .store
@@ -677,5 +747,32 @@ mod tests {
             settle_gap(5, Duration::from_millis(100)),
             Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn a_condition_keeps_its_since_while_it_persists() {
+        let mut since = HashMap::new();
+        let blocked = |m: &str| format!("Blocked: InvalidResourceReference: {m}");
+        let first = conditions_since(&mut since, "maya", &[blocked("a")], 1000);
+        assert_eq!(first[0].kind, "Blocked");
+        assert_eq!(first[0].since.as_deref(), Some("1970-01-01T00:16:40Z"));
+        // Still there later, with another message (the next attempt's time): same since.
+        let later = conditions_since(
+            &mut since,
+            "maya",
+            &[blocked("b"), "AtMax: 4 nodes".into()],
+            1300,
+        );
+        assert_eq!(later[0].since, first[0].since);
+        assert_eq!(later[0].message, "InvalidResourceReference: b");
+        assert_eq!(later[1].since.as_deref(), Some("1970-01-01T00:21:40Z"));
+        // Another pool's conditions are its own.
+        let other = conditions_since(&mut since, "nuke", &[blocked("a")], 1400);
+        assert_eq!(other[0].since.as_deref(), Some("1970-01-01T00:23:20Z"));
+        // Gone, then back: a new since.
+        assert!(conditions_since(&mut since, "maya", &[], 1500).is_empty());
+        let again = conditions_since(&mut since, "maya", &[blocked("c")], 1600);
+        assert_eq!(again[0].since.as_deref(), Some("1970-01-01T00:26:40Z"));
+        assert!(since.contains_key(&("nuke".to_string(), "Blocked".to_string())));
     }
 }

@@ -8,6 +8,7 @@
 pub mod arm_names;
 pub mod batch;
 pub mod bootstrap;
+pub mod condition;
 mod cron_fields;
 pub mod offerings;
 pub mod plan;
@@ -20,6 +21,7 @@ pub use batch::{
     BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,
 };
 pub use bootstrap::{BootstrapSpec, SecretRef};
+pub use condition::{Condition, Hold};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};

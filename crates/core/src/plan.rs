@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
+use crate::condition::Hold;
 use crate::offerings::{Offering, Unavailable, format_utc, is_unavailable};
 use crate::spec::{PoolSpec, Priority, ScaleDown};
 
@@ -110,6 +111,10 @@ pub struct PlanInput<'a> {
     pub next_index: u64,
     /// The pool is being deleted: remove every node (busy ones once idle).
     pub deleting: bool,
+    /// The controller's backoff after failed creates: no creates before `until`, then at most
+    /// `probe` per plan while the failures last; its condition is shown while the pool needs
+    /// nodes. The clock and the failure streak live in the controller.
+    pub hold: Option<&'a Hold>,
     pub now: UnixSeconds,
 }
 
@@ -545,6 +550,18 @@ impl Planner<'_> {
         if need == 0 {
             return;
         }
+        let held = self.input.hold.filter(|h| self.now < h.until);
+        if let Some(h) = self.input.hold {
+            let text = match held {
+                Some(h) => format!(
+                    "{}; next create attempt at {}",
+                    h.condition,
+                    format_utc(h.until)
+                ),
+                None => h.condition.clone(),
+            };
+            self.condition(text);
+        }
         let Some(choice) = self.choose_offering() else {
             let tried = self.unavailable_summary();
             self.condition(format!("NoCapacity: every size is unavailable ({tried})"));
@@ -572,13 +589,18 @@ impl Planner<'_> {
             room += 1;
             replaced += 1;
         }
-        let creates = need.min(room);
+        let mut creates = need.min(room);
         if creates < need {
             self.condition(format!(
                 "AtMax: {} nodes exist or are being created (max {max}); {} more wanted",
                 total - replaced + creates,
                 need - creates
             ));
+        }
+        if held.is_some() {
+            creates = 0;
+        } else if let Some(probe) = self.input.hold.and_then(|h| h.probe) {
+            creates = creates.min(probe);
         }
         for k in 0..creates {
             let name = node_name(&self.spec.name, self.input.next_index + u64::from(k));

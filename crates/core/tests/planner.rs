@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use rb_core::offerings::{Offering, Unavailable, UnavailableReason};
 use rb_core::plan::node_name;
 use rb_core::spec::{Os, PoolMode, ScaleDown, SpotSpec};
-use rb_core::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority, plan};
+use rb_core::{
+    Action, ActionKind, Hold, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority, plan,
+};
 
 const NOW: i64 = 1_700_000_000;
 const T4: &str = "Standard_NC4as_T4_v3";
@@ -82,6 +84,7 @@ struct Case<'a> {
     unavailable: &'a [Unavailable],
     next_index: u64,
     deleting: bool,
+    hold: Option<&'a Hold>,
 }
 
 impl<'a> Case<'a> {
@@ -93,6 +96,7 @@ impl<'a> Case<'a> {
             unavailable: &[],
             next_index: 100,
             deleting: false,
+            hold: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl<'a> Case<'a> {
             unavailable: self.unavailable,
             next_index: self.next_index,
             deleting: self.deleting,
+            hold: self.hold,
             now: NOW,
         })
     }
@@ -932,4 +937,80 @@ fn the_register_timeout_counts_from_the_last_start() {
     let mut case = Case::new(&spec, 1, std::slice::from_ref(&n));
     case.deleting = true;
     assert!(case.run().zombies.is_empty());
+}
+
+#[test]
+fn a_held_pool_plans_no_creates_and_says_why() {
+    let spec = spec();
+    let hold = Hold {
+        until: NOW + 40,
+        probe: Some(1),
+        condition:
+            "Blocked: InvalidResourceReference: subnet x was not found; fix: azure.subnet_id".into(),
+    };
+    let mut case = Case::new(&spec, 5, &[]);
+    case.hold = Some(&hold);
+    let plan = case.run();
+    assert!(
+        of_kind(&plan, ActionKind::Create).is_empty(),
+        "{:?}",
+        plan.actions
+    );
+    let blocked = condition(&plan, "Blocked: InvalidResourceReference").unwrap();
+    assert!(blocked.contains("fix: azure.subnet_id"), "{blocked}");
+    assert!(
+        blocked.ends_with(&format!(
+            "next create attempt at {}",
+            rb_core::offerings::format_utc(NOW + 40)
+        )),
+        "{blocked}"
+    );
+    // Same input, same plan: the planner reads no clock.
+    assert_eq!(case.run(), plan);
+}
+
+#[test]
+fn once_the_hold_lapses_one_probe_is_created_not_the_whole_gap() {
+    let spec = spec();
+    let hold = Hold {
+        until: NOW,
+        probe: Some(1),
+        condition: "Blocked: InvalidResourceReference: subnet x was not found".into(),
+    };
+    let mut case = Case::new(&spec, 5, &[]);
+    case.hold = Some(&hold);
+    let plan = case.run();
+    assert_eq!(names(&plan, ActionKind::Create), names_of(100..101));
+    assert_eq!(
+        condition(&plan, "Blocked:"),
+        Some("Blocked: InvalidResourceReference: subnet x was not found")
+    );
+    // A hold without a probe limit (the admin changed the pool) creates the whole gap.
+    let open = Hold {
+        probe: None,
+        ..hold.clone()
+    };
+    case.hold = Some(&open);
+    assert_eq!(case.run().actions.len(), 5);
+}
+
+#[test]
+fn a_hold_does_not_stop_starts_or_scale_down() {
+    let mut spec = spec();
+    spec.idle_timeout_seconds = 0;
+    let hold = Hold {
+        until: NOW + 600,
+        probe: Some(1),
+        condition: "BackingOff: InternalServerError".into(),
+    };
+    let parked = nodes(0..3, NodeState::Deallocated);
+    let mut case = Case::new(&spec, 2, &parked);
+    case.hold = Some(&hold);
+    assert_eq!(of_kind(&case.run(), ActionKind::Start).len(), 2);
+    let running = nodes(0..4, NodeState::Running);
+    let mut down = Case::new(&spec, 2, &running);
+    down.hold = Some(&hold);
+    let plan = down.run();
+    assert_eq!(of_kind(&plan, ActionKind::Deallocate).len(), 2);
+    assert!(condition(&plan, "BackingOff").is_none());
 }

@@ -473,7 +473,8 @@ impl Client {
                     }
                     return Ok(());
                 }
-                self.wait_converged(&name, Duration::from_secs(timeout))
+                let generation = v["generation"].as_i64();
+                self.wait_converged(&name, generation, Duration::from_secs(timeout))
                     .await?;
             }
             PoolCmd::Delete {
@@ -539,8 +540,14 @@ impl Client {
         }
     }
 
-    /// Polls the pool until running == desired with nothing in transit.
-    async fn wait_converged(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    /// Polls the pool until running == desired with nothing in transit. Fails at once when
+    /// the controller, having seen `generation` (the scale's), reports the pool `Blocked`.
+    async fn wait_converged(
+        &self,
+        name: &str,
+        generation: Option<i64>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -571,12 +578,28 @@ impl Client {
             ));
             let conditions: Vec<String> = s["conditions"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|a| a.iter().map(condition_text).collect())
                 .unwrap_or_default();
+            // A status from before the scale may still show the old block: wait for the
+            // controller to have planned from the scale's generation.
+            let seen = match (generation, s["observed_generation"].as_i64()) {
+                (Some(want), Some(got)) => got >= want,
+                _ => true,
+            };
+            if let Some(blocked) = conditions
+                .iter()
+                .find_map(|c| c.strip_prefix("Blocked: "))
+                .filter(|_| seen)
+            {
+                bar.abandon();
+                let (what, fix) = match blocked.split_once("; fix: ") {
+                    Some((what, fix)) => (what, format!("; fix: {fix}")),
+                    None => (blocked, String::new()),
+                };
+                bail!(
+                    "pool {name} is blocked: {what}{fix} ({running}/{desired} running; creates are retried with backoff)"
+                );
+            }
             if running == desired && transit == 0 && n("stopped") == 0 {
                 bar.finish_and_clear();
                 println!(
@@ -1036,8 +1059,39 @@ pub async fn wait_ready(api: &str, wait: Duration, ca_cert: Option<&Path>) -> an
     }
 }
 
+/// One condition of a pool status as a line: `Type: message`. Takes the objects the API
+/// shows (`{"type", "message", "since"}`) and the strings older daemons showed.
+pub fn condition_text(c: &Value) -> String {
+    match c {
+        Value::String(s) => s.clone(),
+        Value::Object(_) => {
+            let kind = c["type"].as_str().unwrap_or("Condition");
+            match c["message"].as_str() {
+                Some(m) if !m.is_empty() => format!("{kind}: {m}"),
+                _ => kind.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_condition_reads_the_same_from_either_shape() {
+        let object = serde_json::json!({"type": "Blocked", "message": "InvalidResourceReference: x", "since": "2026-01-01T00:00:00Z"});
+        assert_eq!(
+            super::condition_text(&object),
+            "Blocked: InvalidResourceReference: x"
+        );
+        let text = serde_json::json!("Blocked: InvalidResourceReference: x");
+        assert_eq!(super::condition_text(&text), super::condition_text(&object));
+        assert_eq!(
+            super::condition_text(&serde_json::json!({"type": "AtMax", "message": ""})),
+            "AtMax"
+        );
+    }
+
     use super::parse_duration;
 
     #[test]

@@ -256,6 +256,10 @@ pub struct ControllerSection {
     pub gc_grace_seconds: u64,
     #[serde(default = "default_events_retained")]
     pub events_retained: u64,
+    /// The longest a pool's creates are held after failures that retrying will not fix (a
+    /// missing subnet, a refused permission): 10 s doubling up to this.
+    #[serde(default = "default_error_backoff_max")]
+    pub error_backoff_max_seconds: u64,
 }
 
 impl Default for ControllerSection {
@@ -265,8 +269,13 @@ impl Default for ControllerSection {
             max_concurrent_operations: default_concurrency(),
             gc_grace_seconds: default_gc_grace(),
             events_retained: default_events_retained(),
+            error_backoff_max_seconds: default_error_backoff_max(),
         }
     }
+}
+
+fn default_error_backoff_max() -> u64 {
+    900
 }
 
 fn default_interval() -> u64 {
@@ -491,6 +500,9 @@ impl Config {
             bail!(
                 "server.time_zone: {tz:?} is not an IANA time zone name like \"Europe/Berlin\" or \"UTC\""
             );
+        }
+        if self.controller.error_backoff_max_seconds == 0 {
+            bail!("controller.error_backoff_max_seconds must be at least 1");
         }
         if self.controller.reconcile_interval_seconds == 0 {
             bail!("controller.reconcile_interval_seconds must be at least 1");

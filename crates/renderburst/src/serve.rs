@@ -255,6 +255,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             bootstrap: bootstrap.clone(),
             enrollment: cfg.bootstrap.enrollment(),
             secrets: secrets.clone(),
+            error_backoff_max: Duration::from_secs(cfg.controller.error_backoff_max_seconds),
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down

@@ -430,7 +430,7 @@ async fn a_batch_pool_scales_0_20_5_0_removing_idle_nodes_only() {
         30,
         || async {
             let pool = api.ok(Method::GET, "/v1/pools/maya", None).await;
-            let conds = pool["status"]["conditions"].to_string();
+            let conds = condition_texts(&pool);
             conds.contains("WaitingForIdle: 1").then_some(())
         },
     )
@@ -517,8 +517,7 @@ async fn spot_quota_is_reported_and_dedicated_nodes_make_up_the_shortfall() {
     );
     eventually("the status says Spot fell back to dedicated", 30, || async {
         let p = api.ok(Method::GET, "/v1/pools/vray", None).await;
-        p["status"]["conditions"]
-            .to_string()
+        condition_texts(&p)
             .contains("SpotFallback: Batch could not allocate 6 Spot nodes (AccountLowPriorityCoreQuotaReached")
             .then_some(())
     })
@@ -1157,4 +1156,17 @@ async fn the_enrollment_token_rotates_and_the_old_one_works_for_an_overlap() {
     );
     assert!(!Value::Array(events).to_string().contains("rbp_"));
     daemon.stop().await;
+}
+
+/// A pool's conditions as `Type: message` lines, joined.
+fn condition_texts(pool: &serde_json::Value) -> String {
+    pool["status"]["conditions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(renderburst::client::condition_text)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use rb_core::batch::{BatchInput, BatchNodeView, plan_batch, pool_intent_node};
-use rb_core::{NodeView, Plan, PlanInput, PoolMode, UnixSeconds, plan};
+use rb_core::{Hold, NodeView, Plan, PlanInput, PoolMode, UnixSeconds, plan};
 
 use crate::{PoolRecord, Store, StoreError, VmRecord};
 
@@ -42,11 +42,13 @@ impl Store {
 
     /// Plans `record` from what the store holds, with `extra_in_flight` added to the nodes
     /// with open intents. The desired count is [`Store::desired`] at `now`, so live node
-    /// requests count.
+    /// requests count. `hold` is the controller's backoff of the pool's creates (the API's
+    /// what-if has none).
     pub async fn plan_pool(
         &self,
         record: &PoolRecord,
         extra_in_flight: &HashSet<String>,
+        hold: Option<&Hold>,
         now: UnixSeconds,
     ) -> Result<Plan, StoreError> {
         let desired = self.desired(record, now).await?;
@@ -67,6 +69,7 @@ impl Store {
             unavailable: &unavailable,
             next_index: record.next_index,
             deleting: record.deleting,
+            hold,
             now,
         }))
     }

@@ -1060,7 +1060,7 @@ async fn node_requests_count_until_released_or_expired() {
     );
     // The plan counts them too (controller and what-if alike).
     let plan = store
-        .plan_pool(&record, &Default::default(), t0)
+        .plan_pool(&record, &Default::default(), None, t0)
         .await
         .unwrap();
     assert_eq!(plan.desired, 7);
