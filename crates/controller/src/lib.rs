@@ -17,6 +17,7 @@ pub mod bootstrap;
 mod execute;
 mod gc;
 mod observe;
+mod outage;
 pub mod schedules;
 pub mod vmspec;
 
@@ -45,6 +46,12 @@ pub struct ControllerConfig {
     pub resource_group: String,
     pub placement: Placement,
     pub reconcile_interval: Duration,
+    /// Longest an activation may spend reading Azure. An activation that reaches it stops
+    /// reading (reads are safe to drop), plans only from what it completed, is recorded as
+    /// cut, and the next one runs on schedule: during an outage the ARM client retries each
+    /// read for up to its retry budget, and without a bound the reconciler (and every pool's
+    /// status) would wait that long in silence.
+    pub activation_timeout: Duration,
     /// ARM writes (with their polling) in flight at once.
     pub max_concurrent_operations: usize,
     /// Resources of ours that no pool wants are removed after this long.
@@ -95,9 +102,16 @@ pub struct ActivationStatus {
     pub actions: usize,
     pub pools: BTreeMap<String, PoolActivation>,
     pub errors: Vec<String>,
+    /// The activation reached `activation_timeout` and stopped reading Azure.
+    pub cut: bool,
+    /// Azure was listed completely this activation (the VM observation succeeded).
+    pub observed: bool,
+    /// The `ArmUnavailable` condition every pool carries while ARM fails, if it does.
+    pub arm_unavailable: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct PoolActivation {
     pub desired: u32,
     pub active: u32,
@@ -168,6 +182,8 @@ pub struct Controller {
     durations: Mutex<ActivationDurations>,
     ready: watch::Sender<bool>,
     activations: Mutex<u64>,
+    /// When the ARM outage being reported started (unix seconds), for its events.
+    outage_reported: Mutex<Option<UnixSeconds>>,
 }
 
 pub fn now() -> UnixSeconds {
@@ -197,6 +213,7 @@ impl Controller {
             }),
             ready,
             activations: Mutex::new(0),
+            outage_reported: Mutex::new(None),
         })
     }
 
@@ -271,9 +288,18 @@ impl Controller {
             started_at: now(),
             ..Default::default()
         };
-        if let Err(e) = self.activate_inner(&mut status).await {
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.activation_timeout;
+        if let Err(e) = self.activate_inner(&mut status, deadline).await {
             status.errors.push(e);
         }
+        if status.cut {
+            tracing::warn!(
+                activation = number,
+                timeout_s = self.shared.cfg.activation_timeout.as_secs_f64(),
+                "activation cut at its deadline; the next one runs on schedule"
+            );
+        }
+        outage::report(self, &mut status).await;
         let took = started.elapsed();
         status.duration_ms = took.as_millis() as u64;
         if let Ok(mut d) = self.durations.lock() {
@@ -295,7 +321,11 @@ impl Controller {
         status
     }
 
-    async fn activate_inner(&self, status: &mut ActivationStatus) -> Result<(), String> {
+    async fn activate_inner(
+        &self,
+        status: &mut ActivationStatus,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), String> {
         let sh = &self.shared;
         let owner = sh
             .store
@@ -313,9 +343,21 @@ impl Controller {
         let in_flight_before = execute::in_flight(sh)
             .await
             .map_err(|e| format!("store: {e}"))?;
-        let observation = match observe::observe(&sh.arm, &sh.cfg.resource_group, &owner).await {
-            Ok(o) => o,
-            Err(e) => {
+        let listed = tokio::time::timeout_at(
+            deadline,
+            observe::observe(&sh.arm, &sh.cfg.resource_group, &owner),
+        )
+        .await;
+        let observation = match listed {
+            Err(_) => {
+                status.cut = true;
+                return Err(format!(
+                    "observe: cut at the activation deadline ({} s, activation_timeout_seconds) while listing VMs, nothing planned",
+                    sh.cfg.activation_timeout.as_secs()
+                ));
+            }
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
                 // Never plan from an incomplete view of Azure.
                 let _ = execute::event(
                     sh,
@@ -329,6 +371,7 @@ impl Controller {
                 return Err(format!("observe: {e}"));
             }
         };
+        status.observed = true;
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
         let now = now();
@@ -343,7 +386,21 @@ impl Controller {
         for record in &pools {
             let is_batch = record.spec.mode == PoolMode::Batch;
             let observed = if is_batch {
-                batch::observe(sh, record, &owner, now).await
+                // Past the deadline this gives up at once: the pool is reported unobserved
+                // and planned next time.
+                tokio::time::timeout_at(deadline, batch::observe(sh, record, &owner, now))
+                    .await
+                    .unwrap_or_else(|_| {
+                        status.cut = true;
+                        Err(azure::ArmError::new(
+                            azure::ErrorKind::Transport,
+                            "ActivationDeadline",
+                            format!(
+                                "the activation reached its deadline ({} s, activation_timeout_seconds) before the Batch pool was observed",
+                                sh.cfg.activation_timeout.as_secs()
+                            ),
+                        ))
+                    })
             } else {
                 Ok(false)
             };
@@ -427,8 +484,18 @@ impl Controller {
                 .await
                 .map_err(|e| format!("execute: {e}"))?;
         }
-        gc::collect(sh, &observation, &known, &owner).await;
-        batch::collect_garbage(sh, &pools, &owner).await;
+        // Garbage can wait for the next activation; the deadline cannot.
+        let garbage = async {
+            gc::collect(sh, &observation, &known, &owner).await;
+            batch::collect_garbage(sh, &pools, &owner).await;
+        };
+        if tokio::time::timeout_at(deadline, garbage).await.is_err() {
+            status.cut = true;
+            status.errors.push(format!(
+                "garbage collection cut at the activation deadline ({} s, activation_timeout_seconds)",
+                sh.cfg.activation_timeout.as_secs()
+            ));
+        }
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
         // are never pruned.
