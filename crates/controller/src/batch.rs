@@ -119,6 +119,9 @@ pub(crate) struct Observed {
     nodes: Vec<ComputeNode>,
 }
 
+/// The error code (and pool condition type) of a Batch pool whose account does not exist.
+pub const ACCOUNT_NOT_FOUND: &str = "BatchAccountNotFound";
+
 /// Observes one Batch pool and brings the store in line. Returns an error (and plans
 /// nothing) when any call failed: never plan from part of the picture. Else whether the
 /// pool's enrollment token is due to be rotated (see [`enroll_token_due`]).
@@ -141,39 +144,46 @@ pub(crate) async fn observe(
             pool: spec.name.clone(),
             ..Default::default()
         });
+    // `None`: the account (or its resource group) does not exist. For a pool being deleted
+    // that is an answer, not an error: nothing of it can be left in Azure, so the deletion
+    // completes (it used to stay "being deleted" for ever).
     let endpoint = match &state.account_endpoint {
-        Some(e) => e.clone(),
-        None => {
-            let account = sh
-                .arm
-                .get_batch_account(&tg.rg, tg.account)
-                .await?
-                .ok_or_else(|| {
-                    ArmError::new(
-                        ErrorKind::Http,
-                        "BatchAccountNotFound",
-                        format!(
-                            "Batch account {} not found in resource group {}",
-                            tg.account, tg.rg
-                        ),
-                    )
-                })?;
-            account
-                .properties
-                .and_then(|p| p.account_endpoint)
-                .ok_or_else(|| {
-                    decode_err(format!("Batch account {} has no endpoint", tg.account))
-                })?
-        }
+        Some(e) => Some(e.clone()),
+        None => match sh.arm.get_batch_account(&tg.rg, tg.account).await? {
+            Some(account) => Some(
+                account
+                    .properties
+                    .and_then(|p| p.account_endpoint)
+                    .ok_or_else(|| {
+                        decode_err(format!("Batch account {} has no endpoint", tg.account))
+                    })?,
+            ),
+            None if record.deleting => None,
+            None => {
+                return Err(ArmError::new(
+                    ErrorKind::Http,
+                    ACCOUNT_NOT_FOUND,
+                    format!(
+                        "Batch account {} not found in resource group {}: fix batch.account (and batch.resource_group) or create the account",
+                        tg.account, tg.rg
+                    ),
+                ));
+            }
+        },
     };
-    let pool = sh.arm.get_pool(&tg.rg, tg.account, tg.name).await?;
+    // A 404 on the pool (or on its account, deleted since we learnt its endpoint) is
+    // `None`: the pool is gone or never existed.
+    let pool = match &endpoint {
+        Some(_) => sh.arm.get_pool(&tg.rg, tg.account, tg.name).await?,
+        None => None,
+    };
     let owned = pool
         .as_ref()
         .is_some_and(|p| tg.b.existing_pool.is_some() || owned_by(p, owner));
-    let nodes = match &pool {
-        Some(_) if owned => {
+    let nodes = match (&pool, &endpoint) {
+        (Some(_), Some(endpoint)) if owned => {
             sh.arm
-                .list_batch_nodes(&endpoint, tg.name)?
+                .list_batch_nodes(endpoint, tg.name)?
                 .collect_all()
                 .await?
         }
@@ -213,7 +223,9 @@ pub(crate) async fn observe(
     };
     state.observed = v.clone();
     state.observed_at = Some(t);
-    state.account_endpoint = Some(endpoint);
+    if let Some(e) = &endpoint {
+        state.account_endpoint = Some(e.clone());
+    }
     sh.store.put_batch_state(&state).await.map_err(store_err)?;
     let preempted = observed
         .nodes

@@ -421,7 +421,12 @@ impl Controller {
                     .put_task_status(
                         &format!("pool:{}", record.spec.name),
                         &serde_json::to_value(PoolActivation {
-                            conditions: vec![format!("ObserveFailed: {}: {}", e.code, e.message)],
+                            conditions: vec![if e.code == batch::ACCOUNT_NOT_FOUND {
+                                // Named for what to fix, not for what failed.
+                                format!("{}: {}", e.code, e.message)
+                            } else {
+                                format!("ObserveFailed: {}: {}", e.code, e.message)
+                            }],
                             ..Default::default()
                         })
                         .unwrap_or_default(),

@@ -1,0 +1,75 @@
+//! Nothing gets stuck (issue 13, item 2): a Batch pool whose account does not exist says so
+//! as a condition, and deleting it completes, since Azure saying the account is not there
+//! means nothing of the pool can be left.
+
+mod common;
+use common::world::*;
+use common::{cli, eventually};
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "rbfarm";
+const TOKEN: &str = "e2e-admin-token-0123456789";
+
+fn batch_spec(name: &str, account: &str) -> Value {
+    json!({"name": name, "mode": "batch", "vm_sizes": ["Standard_D4s_v5"], "priority": "spot",
+           "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 4, "idle_timeout_seconds": 0,
+           "batch": {"account": account, "node_agent_sku_id": "batch.node.ubuntu 24.04"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_pool_whose_account_does_not_exist_says_so_and_can_be_deleted() {
+    let w = world("stuck", json!({})).await;
+    let (daemon, api) = w
+        .serve_with(|toml| toml + &format!("batch_account = \"{ACCOUNT}\"\n"))
+        .await;
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(batch_spec("broken", "nosuchaccount")),
+    )
+    .await;
+    api.scale("broken", 2).await;
+    let p = eventually("the pool shows BatchAccountNotFound", 60, || async {
+        let p = api.ok(Method::GET, "/v1/pools/broken", None).await;
+        has_condition(&p, "BatchAccountNotFound").then_some(p)
+    })
+    .await;
+    let text = p["status"]["conditions"].to_string();
+    assert!(
+        text.contains("nosuchaccount") && text.contains("batch.account"),
+        "{text}"
+    );
+
+    // `pool delete --wait` ends, and the pool is gone.
+    let started = Instant::now();
+    let (code, out, err) = tokio::time::timeout(
+        Duration::from_secs(120),
+        cli(
+            &api.base,
+            TOKEN,
+            &w.dir,
+            &["pool", "delete", "broken", "--wait"],
+        ),
+    )
+    .await
+    .expect("pool delete --wait hangs");
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (status, _) = api.call(Method::GET, "/v1/pools/broken", None).await;
+    assert_eq!(status, 404);
+    eprintln!(
+        "stuck: the broken pool was deleted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Its name can be used again.
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(batch_spec("broken", ACCOUNT)),
+    )
+    .await;
+    daemon.stop().await;
+}
