@@ -73,3 +73,20 @@ async fn a_batch_pool_whose_account_does_not_exist_says_so_and_can_be_deleted() 
     .await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_pool_with_a_linux_image_is_refused_naming_the_image() {
+    let w = world("stuck-os", json!({})).await;
+    let (daemon, api) = w.serve().await;
+    let mut spec = pool_spec("winlin", &["Standard_D4s_v5"], 2);
+    spec["os"] = json!("windows");
+    let (status, body) = api.call(Method::POST, "/v1/pools", Some(spec)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "image", "{body}");
+    let mut spec = pool_spec("linwin", &["Standard_D4s_v5"], 2);
+    spec["image"] = json!("MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest");
+    let (status, body) = api.call(Method::POST, "/v1/pools", Some(spec)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "image", "{body}");
+    daemon.stop().await;
+}
