@@ -180,14 +180,29 @@ pub async fn replace(
     Ok(Json(pool_with_status(&st.store, &record).await?))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 /// `DELETE /v1/pools/{name}` → 202 with the pool (`"deleting": true`): the controller drains
 /// it to zero resources, then removes it. Repeating it is harmless.
+///
+/// `?force=true` also records a request to forget the pool: the controller (never this
+/// handler: handlers do not call Azure) forgets it as soon as nothing tagged with it remains
+/// in Azure, whatever its inventory and intents say, and else shows what remains as the
+/// pool's `ForceDeleteBlocked` condition.
 #[utoipa::path(
     delete,
     path = "/v1/pools/{name}",
     tag = "pools",
     security(("bearer" = ["admin"])),
-    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    params(
+        ("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$"),
+        ("force" = Option<bool>, Query, description = "Forget the pool once nothing tagged with it remains in Azure"),
+    ),
     responses(
         (status = 202, description = "Deletion under way", body = crate::openapi::Pool),
         (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
@@ -197,9 +212,32 @@ pub async fn delete(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
+    crate::extract::JsonQuery(query): crate::extract::JsonQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     let old = existing(&st.store, &name).await?;
     let record = st.store.mark_pool_deleting(&name).await?;
+    if query.force {
+        // Tied to this pool's row (created_at), so a pool of the same name made later is
+        // never forgotten on this request.
+        st.store
+            .put_task_status(
+                &view::force_delete_task(&name),
+                &json!({"created_at": record.created_at, "by": caller.name, "requested_at": view::now()}),
+            )
+            .await?;
+        crate::audit(
+            &st,
+            NewEvent {
+                kind: "pool.force_delete".to_string(),
+                pool: Some(name.clone()),
+                node: None,
+                actor: caller.name.clone(),
+                message: "forced deletion requested: the pool is forgotten once nothing tagged with it remains in Azure".to_string(),
+                data: json!({}),
+            },
+        )
+        .await;
+    }
     let message = if old.deleting {
         "pool deletion requested again (already in progress)".to_string()
     } else {

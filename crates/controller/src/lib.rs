@@ -141,6 +141,11 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
         .remove_pool(pool)
         .await
         .map_err(|e| format!("store: {e}"))?;
+    // A forced deletion asked for is done, whichever path got here.
+    let _ = sh
+        .store
+        .delete_task_status(&format!("force-delete:{pool}"))
+        .await;
     let _ = execute::event(
         sh,
         "pool.deleted",
@@ -151,6 +156,64 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
     )
     .await;
     Ok(())
+}
+
+/// Pools whose forced deletion was asked for (`DELETE /v1/pools/{name}?force=true`), with
+/// the `created_at` of the pool row it was asked for.
+async fn force_requests(sh: &Shared) -> HashMap<String, UnixSeconds> {
+    sh.store
+        .task_statuses()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, v, _)| {
+            let pool = name.strip_prefix("force-delete:")?;
+            Some((pool.to_owned(), v["created_at"].as_i64()?))
+        })
+        .collect()
+}
+
+/// What is still in Azure tagged with this pool, from this activation's complete listing of
+/// our VMs and the Batch pool's observation (a Batch pool that could not be observed never
+/// gets here: nothing is forgotten from part of the picture).
+async fn tagged_remains(
+    sh: &Shared,
+    record: &store::PoolRecord,
+    observation: &Observation,
+) -> Vec<String> {
+    let name = &record.spec.name;
+    let mut remains: Vec<String> = observation
+        .vms
+        .values()
+        .filter(|o| o.pool == *name)
+        .map(|o| format!("VM {}", o.name))
+        .collect();
+    remains.sort();
+    if record.spec.mode == PoolMode::Batch {
+        match sh.store.get_batch_state(name).await {
+            Ok(Some(state)) => {
+                if state.observed.as_ref().is_some_and(|v| v.owned) {
+                    remains.push(format!(
+                        "Batch pool {} in account {}",
+                        record
+                            .spec
+                            .batch
+                            .as_ref()
+                            .and_then(|b| b.existing_pool.clone())
+                            .unwrap_or_else(|| name.clone()),
+                        record
+                            .spec
+                            .batch
+                            .as_ref()
+                            .map_or("?", |b| b.account.as_str())
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => remains.push(format!("unknown (store: {e})")),
+        }
+    }
+    remains
 }
 
 /// Least time from one activation's start to the next when only operations ended: 120 ms
@@ -383,6 +446,7 @@ impl Controller {
             .await
             .map_err(|e| format!("store: {e}"))?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
+        let forced = force_requests(sh).await;
         for record in &pools {
             let is_batch = record.spec.mode == PoolMode::Batch;
             let observed = if is_batch {
@@ -443,6 +507,30 @@ impl Controller {
                 .await
                 .map_err(|e| format!("store: {e}"))?;
             let desired = p.desired;
+            let force = forced
+                .get(&record.spec.name)
+                .is_some_and(|created_at| record.deleting && *created_at == record.created_at);
+            let mut remains = Vec::new();
+            if force {
+                remains = tagged_remains(sh, record, &observation).await;
+                if remains.is_empty() {
+                    remove_deleted_pool(
+                        sh,
+                        &record.spec.name,
+                        "tagged resources in Azure (forced)",
+                    )
+                    .await?;
+                    continue;
+                }
+            }
+            let mut conditions = p.conditions.clone();
+            if !remains.is_empty() {
+                conditions.push(format!(
+                    "ForceDeleteBlocked: still in Azure, tagged renderburst-pool={}: {}",
+                    record.spec.name,
+                    remains.join(", ")
+                ));
+            }
             let pool_status = PoolActivation {
                 desired,
                 active: p.active,
@@ -451,7 +539,7 @@ impl Controller {
                     .iter()
                     .map(|a| format!("{:?} {}: {}", a.kind, a.node, a.reason))
                     .collect(),
-                conditions: p.conditions.clone(),
+                conditions,
             };
             let _ = sh
                 .store

@@ -77,6 +77,10 @@ pub enum PoolCmd {
         wait: bool,
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
+        /// Forget the pool once nothing tagged with it remains in Azure, whatever the daemon's
+        /// inventory says; with --wait, print what remains and fail if something does.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -478,9 +482,23 @@ impl Client {
                 name,
                 wait,
                 timeout,
+                force,
             } => {
-                self.ok(Method::DELETE, &format!("/v1/pools/{name}"), None)
-                    .await?;
+                let path = if force {
+                    format!("/v1/pools/{name}?force=true")
+                } else {
+                    format!("/v1/pools/{name}")
+                };
+                let activation = async || -> anyhow::Result<u64> {
+                    let (_, v) = self.call(Method::GET, "/v1/status", None).await?;
+                    Ok(v["controller"]["reconciler"]["number"]
+                        .as_u64()
+                        .unwrap_or(0))
+                };
+                // A refusal reported before this request is not its answer: the controller
+                // answers it in the activation after the next one at the latest.
+                let asked_at = if force { activation().await? } else { 0 };
+                self.ok(Method::DELETE, &path, None).await?;
                 if !wait {
                     println!("pool {name}: deleting (its nodes are removed first)");
                     return Ok(());
@@ -495,6 +513,13 @@ impl Client {
                     if status == 404 {
                         bar.finish_with_message(format!("pool {name} deleted"));
                         return Ok(());
+                    }
+                    if force
+                        && let Some(why) = blocked(&v)
+                        && activation().await? >= asked_at + 2
+                    {
+                        bar.abandon();
+                        bail!("pool {name} not forgotten: {why}");
                     }
                     let s = &v["status"];
                     let left = [
@@ -1031,6 +1056,18 @@ pub async fn wait_ready(api: &str, wait: Duration, ca_cert: Option<&Path>) -> an
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The pool's `ForceDeleteBlocked` condition (what remains in Azure), if it has one.
+fn blocked(pool: &Value) -> Option<String> {
+    pool["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find_map(|c| match c {
+            Value::String(s) => s.strip_prefix("ForceDeleteBlocked: ").map(str::to_owned),
+            c if c["type"] == "ForceDeleteBlocked" => c["message"].as_str().map(str::to_owned),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

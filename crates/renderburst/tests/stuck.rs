@@ -90,3 +90,68 @@ async fn a_windows_pool_with_a_linux_image_is_refused_naming_the_image() {
     assert_eq!(body["error"]["field"], "image", "{body}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_refuses_while_something_tagged_remains_and_forgets_once_nothing_does() {
+    let w = world("stuck-force", json!({})).await;
+    let (daemon, api) = w.serve().await;
+    api.ok(
+        Method::POST,
+        "/v1/pools",
+        Some(pool_spec("maya", &["Standard_D4s_v5"], 4)),
+    )
+    .await;
+    api.scale("maya", 2).await;
+    eventually("maya has 2 running VMs", 120, || async {
+        let (running, _, other) = census(&w.vms("maya").await);
+        (running == 2 && other == 0).then_some(())
+    })
+    .await;
+    // Deletes now take 20 s: the VMs stay in Azure, tagged, while --force is asked.
+    w.sim_config(json!({"latency_ms": {"vm_delete": 20000}}))
+        .await;
+    let (code, out, err) = tokio::time::timeout(
+        Duration::from_secs(120),
+        cli(
+            &api.base,
+            TOKEN,
+            &w.dir,
+            &[
+                "pool",
+                "delete",
+                "maya",
+                "--force",
+                "--wait",
+                "--timeout",
+                "100",
+            ],
+        ),
+    )
+    .await
+    .expect("pool delete --force --wait hangs");
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("not forgotten")
+            && err.contains("VM maya-00001")
+            && err.contains("VM maya-00002"),
+        "{err}"
+    );
+    let (status, p) = api.call(Method::GET, "/v1/pools/maya", None).await;
+    assert_eq!(
+        status, 200,
+        "the pool is not forgotten while its VMs remain"
+    );
+    assert!(has_condition(&p, "ForceDeleteBlocked"), "{p}");
+    // Once the deletes are done, nothing tagged remains and the pool is forgotten.
+    eventually("maya is forgotten", 120, || async {
+        let (status, _) = api.call(Method::GET, "/v1/pools/maya", None).await;
+        (status == 404).then_some(())
+    })
+    .await;
+    assert!(
+        w.tagged("Microsoft.Compute/virtualMachines", "maya")
+            .await
+            .is_empty()
+    );
+    daemon.stop().await;
+}
