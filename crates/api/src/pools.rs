@@ -67,6 +67,7 @@ pub async fn create(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let spec = parse_spec(&st, &body)?;
+    check_batch_account(&st.store, &spec).await?;
     let record = st.store.create_pool(&spec).await.map_err(|err| match err {
         store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
         other => other.into(),
@@ -421,6 +422,49 @@ pub async fn bootstrap_preview(
         "start_task": null,
         "unresolved_secrets": unresolved,
     })))
+}
+
+/// A Batch pool's account against the controller's last listing of the subscription's Batch
+/// accounts (task status `batch-accounts`): absent there is a 422 naming `batch.account`.
+/// Not listed yet: accepted, and the controller shows `BatchAccountNotFound` if it is missing.
+async fn check_batch_account(store: &Store, spec: &PoolSpec) -> Result<(), ApiError> {
+    let Some(b) = &spec.batch else {
+        return Ok(());
+    };
+    let tasks = task_map(store).await?;
+    let Some(listing) = tasks.get("batch-accounts") else {
+        return Ok(());
+    };
+    let Some(rg) = b.resource_group.clone().or_else(|| {
+        listing["default_resource_group"]
+            .as_str()
+            .map(str::to_owned)
+    }) else {
+        return Ok(());
+    };
+    let key = format!(
+        "{}/{}",
+        rg.to_ascii_lowercase(),
+        b.account.to_ascii_lowercase()
+    );
+    let known = listing["accounts"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(key.as_str())));
+    if known {
+        return Ok(());
+    }
+    let at = listing["observed_at"]
+        .as_i64()
+        .and_then(|t| view::rfc3339(t).as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Err(ApiError::unprocessable(
+        "invalid_spec",
+        format!(
+            "Batch account {:?} does not exist in resource group {rg:?} (Azure listed the subscription's Batch accounts at {at}; one created since is seen within a minute)",
+            b.account
+        ),
+    )
+    .with_field("batch.account"))
 }
 
 /// The plan for a pool from the store alone: the same read model the controller plans

@@ -119,6 +119,55 @@ pub(crate) struct Observed {
     nodes: Vec<ComputeNode>,
 }
 
+/// Lists the subscription's Batch accounts, at most every 30 s and only while a pool or the
+/// configuration names one, into the task status `batch-accounts`
+/// (`{"observed_at", "default_resource_group", "accounts": ["rg/account", ...]}`, lower case),
+/// which the API checks a new Batch pool's account against: handlers never call Azure.
+pub(crate) async fn observe_accounts(sh: &Shared, pools: &[PoolRecord]) {
+    let wanted = sh.cfg.batch_account.is_some()
+        || pools
+            .iter()
+            .any(|p| p.spec.mode == rb_core::PoolMode::Batch);
+    let due = sh
+        .accounts_listed
+        .lock()
+        .map(|l| l.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)))
+        .unwrap_or(false);
+    if !wanted || !due {
+        return;
+    }
+    let accounts = match sh.arm.list_batch_accounts().collect_all().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(code = %e.code, error = %e, "cannot list the Batch accounts");
+            return;
+        }
+    };
+    let names: Vec<String> = accounts
+        .iter()
+        .filter_map(|a| {
+            let id = a.id.as_deref()?.to_ascii_lowercase();
+            let rg = id
+                .split("/resourcegroups/")
+                .nth(1)?
+                .split('/')
+                .next()?
+                .to_owned();
+            Some(format!("{rg}/{}", a.name.as_deref()?.to_ascii_lowercase()))
+        })
+        .collect();
+    if let Ok(mut l) = sh.accounts_listed.lock() {
+        *l = Some(std::time::Instant::now());
+    }
+    let _ = sh
+        .store
+        .put_task_status(
+            "batch-accounts",
+            &json!({"observed_at": crate::now(), "default_resource_group": sh.cfg.resource_group, "accounts": names}),
+        )
+        .await;
+}
+
 /// The error code (and pool condition type) of a Batch pool whose account does not exist.
 pub const ACCOUNT_NOT_FOUND: &str = "BatchAccountNotFound";
 

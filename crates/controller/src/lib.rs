@@ -133,6 +133,8 @@ pub(crate) struct Shared {
     pub gc_first_seen: Mutex<HashMap<String, Instant>>,
     /// When the garbage collector last listed NICs and disks (see `gc::sweep_due`).
     pub gc_last_sweep: Mutex<Option<Instant>>,
+    /// When the Batch accounts were last listed (see `batch::observe_accounts`).
+    pub accounts_listed: Mutex<Option<Instant>>,
 }
 
 /// The last step of deleting a pool, once nothing of it is left in Azure: its row goes.
@@ -268,6 +270,7 @@ impl Controller {
                 executing: Mutex::new(HashSet::new()),
                 gc_first_seen: Mutex::new(HashMap::new()),
                 gc_last_sweep: Mutex::new(None),
+                accounts_listed: Mutex::new(None),
             }),
             status: Mutex::new(ActivationStatus::default()),
             durations: Mutex::new(ActivationDurations {
@@ -446,6 +449,12 @@ impl Controller {
             .await
             .map_err(|e| format!("store: {e}"))?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
+        if tokio::time::timeout_at(deadline, batch::observe_accounts(sh, &pools))
+            .await
+            .is_err()
+        {
+            status.cut = true;
+        }
         let forced = force_requests(sh).await;
         for record in &pools {
             let is_batch = record.spec.mode == PoolMode::Batch;

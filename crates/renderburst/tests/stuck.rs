@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const ACCOUNT: &str = "rbfarm";
 const TOKEN: &str = "e2e-admin-token-0123456789";
 
 fn batch_spec(name: &str, account: &str) -> Value {
@@ -23,9 +22,9 @@ fn batch_spec(name: &str, account: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_pool_whose_account_does_not_exist_says_so_and_can_be_deleted() {
     let w = world("stuck", json!({})).await;
-    let (daemon, api) = w
-        .serve_with(|toml| toml + &format!("batch_account = \"{ACCOUNT}\"\n"))
-        .await;
+    // No Batch account configured and no Batch pool yet: the controller has not listed the
+    // accounts, so the handler cannot know the account is missing and accepts the pool.
+    let (daemon, api) = w.serve().await;
     api.ok(
         Method::POST,
         "/v1/pools",
@@ -64,13 +63,16 @@ async fn a_batch_pool_whose_account_does_not_exist_says_so_and_can_be_deleted() 
         "stuck: the broken pool was deleted in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    // Its name can be used again.
-    api.ok(
-        Method::POST,
-        "/v1/pools",
-        Some(batch_spec("broken", ACCOUNT)),
-    )
-    .await;
+    // Now that the controller has listed the accounts, the same mistake is refused at once.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/pools",
+            Some(batch_spec("broken", "nosuchaccount")),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "batch.account", "{body}");
     daemon.stop().await;
 }
 
