@@ -67,6 +67,7 @@ pub async fn create(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let spec = parse_spec(&st, &body)?;
+    check_batch_account(&st.store, &spec).await?;
     let record = st.store.create_pool(&spec).await.map_err(|err| match err {
         store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
         other => other.into(),
@@ -180,14 +181,29 @@ pub async fn replace(
     Ok(Json(pool_with_status(&st.store, &record).await?))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 /// `DELETE /v1/pools/{name}` → 202 with the pool (`"deleting": true`): the controller drains
 /// it to zero resources, then removes it. Repeating it is harmless.
+///
+/// `?force=true` also records a request to forget the pool: the controller (never this
+/// handler: handlers do not call Azure) forgets it as soon as nothing tagged with it remains
+/// in Azure, whatever its inventory and intents say, and else shows what remains as the
+/// pool's `ForceDeleteBlocked` condition.
 #[utoipa::path(
     delete,
     path = "/v1/pools/{name}",
     tag = "pools",
     security(("bearer" = ["admin"])),
-    params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
+    params(
+        ("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$"),
+        ("force" = Option<bool>, Query, description = "Forget the pool once nothing tagged with it remains in Azure"),
+    ),
     responses(
         (status = 202, description = "Deletion under way", body = crate::openapi::Pool),
         (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
@@ -197,9 +213,32 @@ pub async fn delete(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
+    crate::extract::JsonQuery(query): crate::extract::JsonQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     let old = existing(&st.store, &name).await?;
     let record = st.store.mark_pool_deleting(&name).await?;
+    if query.force {
+        // Tied to this pool's row (created_at), so a pool of the same name made later is
+        // never forgotten on this request.
+        st.store
+            .put_task_status(
+                &view::force_delete_task(&name),
+                &json!({"created_at": record.created_at, "by": caller.name, "requested_at": view::now()}),
+            )
+            .await?;
+        crate::audit(
+            &st,
+            NewEvent {
+                kind: "pool.force_delete".to_string(),
+                pool: Some(name.clone()),
+                node: None,
+                actor: caller.name.clone(),
+                message: "forced deletion requested: the pool is forgotten once nothing tagged with it remains in Azure".to_string(),
+                data: json!({}),
+            },
+        )
+        .await;
+    }
     let message = if old.deleting {
         "pool deletion requested again (already in progress)".to_string()
     } else {
@@ -383,6 +422,49 @@ pub async fn bootstrap_preview(
         "start_task": null,
         "unresolved_secrets": unresolved,
     })))
+}
+
+/// A Batch pool's account against the controller's last listing of the subscription's Batch
+/// accounts (task status `batch-accounts`): absent there is a 422 naming `batch.account`.
+/// Not listed yet: accepted, and the controller shows `BatchAccountNotFound` if it is missing.
+async fn check_batch_account(store: &Store, spec: &PoolSpec) -> Result<(), ApiError> {
+    let Some(b) = &spec.batch else {
+        return Ok(());
+    };
+    let tasks = task_map(store).await?;
+    let Some(listing) = tasks.get("batch-accounts") else {
+        return Ok(());
+    };
+    let Some(rg) = b.resource_group.clone().or_else(|| {
+        listing["default_resource_group"]
+            .as_str()
+            .map(str::to_owned)
+    }) else {
+        return Ok(());
+    };
+    let key = format!(
+        "{}/{}",
+        rg.to_ascii_lowercase(),
+        b.account.to_ascii_lowercase()
+    );
+    let known = listing["accounts"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(key.as_str())));
+    if known {
+        return Ok(());
+    }
+    let at = listing["observed_at"]
+        .as_i64()
+        .and_then(|t| view::rfc3339(t).as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Err(ApiError::unprocessable(
+        "invalid_spec",
+        format!(
+            "Batch account {:?} does not exist in resource group {rg:?} (Azure listed the subscription's Batch accounts at {at}; one created since is seen within a minute)",
+            b.account
+        ),
+    )
+    .with_field("batch.account"))
 }
 
 /// The plan for a pool from the store alone: the same read model the controller plans

@@ -19,6 +19,12 @@ pub fn batch_task(pool: &str) -> String {
     format!("batch:{pool}")
 }
 
+/// Task-status name under which the API records a forced deletion of a pool
+/// (`{"created_at","by","requested_at"}`) for the controller to carry out.
+pub fn force_delete_task(pool: &str) -> String {
+    format!("force-delete:{pool}")
+}
+
 /// Task-status name under which the controller stores a pool's last error
 /// (`{"code","message","at"}`).
 pub fn pool_error_task(pool: &str) -> String {

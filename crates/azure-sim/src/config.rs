@@ -103,6 +103,13 @@ pub struct Faults {
     pub http_429_rate: f64,
     pub drop_rate: f64,
     pub operation_fail_rate: f64,
+    /// An ARM outage: while true, every ARM request (not the Batch data plane, `/_sim/*` or
+    /// Entra ID) answers `503 ServiceUnavailable` with `Retry-After: 1`, as ARM does when the
+    /// front door or a resource provider is unavailable. Azure documents 503 as a transient
+    /// error to be retried, honouring `Retry-After` when present:
+    /// <https://learn.microsoft.com/en-us/azure/azure-resource-manager/management/common-deployment-errors>
+    /// and <https://learn.microsoft.com/en-us/azure/architecture/best-practices/retry-service-specific>.
+    pub arm_outage: bool,
 }
 
 /// ARM's per-subscription token buckets (sizes and refill per second) and a factor applied

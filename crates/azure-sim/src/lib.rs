@@ -536,6 +536,17 @@ fn arm_pipeline(
         }
         Some(v) => ctx.api_version = v,
     }
+    if st.cfg.faults.arm_outage {
+        // ARM is down for everyone: 503 with Retry-After, the documented transient answer
+        // (see `Faults::arm_outage`), before any bucket is drawn.
+        st.stats.faults_injected += 1;
+        return Err(ArmErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is unavailable (simulated ARM outage). Please retry after the interval in Retry-After.",
+        )
+        .retry_after(1));
+    }
     inject_faults(st)?;
     let sub = ctx.segs.get(1).cloned().unwrap_or_default();
     if ctx.segs.len() > 1 {

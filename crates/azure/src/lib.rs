@@ -31,7 +31,7 @@ pub use error::{ArmError, ErrorData, ErrorKind, QuotaInfo, Result};
 pub use governor::{GovernorLimits, GovernorSnapshot};
 pub use lro::{Operation, Poll};
 pub use ops::{ApiVersions, TagFilter};
-pub use pipeline::{PipelineCounters, PipelineOptions, Response};
+pub use pipeline::{ArmOutage, PipelineCounters, PipelineOptions, Response};
 
 use crate::governor::{ArmClass, ComputeGroup, Draw, Governor};
 use crate::pipeline::{Call, Pipeline};
@@ -189,6 +189,12 @@ impl ArmClient {
 
     pub fn counters(&self) -> &PipelineCounters {
         &self.inner.pipeline.counters
+    }
+
+    /// ARM failing now: every ARM attempt since `since_unix` failed with a 5xx, a 408 or no
+    /// answer (the Batch data plane is not ARM and does not count).
+    pub fn arm_outage(&self) -> Option<ArmOutage> {
+        self.inner.pipeline.counters.arm_outage()
     }
 
     /// Token requests made so far (ARM scope).

@@ -482,6 +482,20 @@ impl ArmClient {
         self.request(Method::PATCH, url, Some(&body)).await?.json()
     }
 
+    /// Every Batch account of the subscription (`Batch Account - List`, ARM paging); each
+    /// one's `id` names its resource group.
+    pub fn list_batch_accounts(&self) -> Pager<arm_model::batch::BatchAccount> {
+        let url = self.url(
+            &format!(
+                "{}/providers/Microsoft.Batch/batchAccounts",
+                self.sub_path()
+            ),
+            &self.v().batch,
+            &[],
+        );
+        self.pager(url)
+    }
+
     /// The pools of a Batch account (management plane, ARM paging).
     pub fn list_pools(&self, rg: &str, account: &str) -> Pager<Pool> {
         let url = self.url(

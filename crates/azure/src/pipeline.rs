@@ -80,6 +80,20 @@ pub struct PipelineCounters {
     pub transport_errors: AtomicU64,
     pub governor_wait_us: AtomicU64,
     by_status: std::sync::Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+    /// Set by the first ARM attempt that failed (5xx, 408, no answer) after the last one that
+    /// got any other answer; cleared by the next such answer.
+    outage: std::sync::Mutex<Option<ArmOutage>>,
+}
+
+/// ARM failing: since when every ARM attempt has failed with a 5xx, a 408 or no answer, and
+/// the last failure (`"503 ServiceUnavailable"`, `"no answer: timeout"`). Any other answer
+/// (2xx, 3xx, 4xx including 429) ends it: ARM answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmOutage {
+    /// Unix seconds of the first failed attempt.
+    pub since_unix: i64,
+    pub failed_attempts: u64,
+    pub last_error: String,
 }
 
 impl PipelineCounters {
@@ -89,6 +103,35 @@ impl PipelineCounters {
             .lock()
             .map(|m| m.iter().map(|((c, s), n)| (c.clone(), *s, *n)).collect())
             .unwrap_or_default()
+    }
+
+    /// ARM failing now, if it is (see [`ArmOutage`]).
+    pub fn arm_outage(&self) -> Option<ArmOutage> {
+        self.outage.lock().ok().and_then(|o| o.clone())
+    }
+
+    /// One ARM attempt's outcome: `Some(what)` if it failed as an outage does.
+    fn arm_attempt(&self, failure: Option<String>) {
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        match (failure, o.as_mut()) {
+            (None, _) => *o = None,
+            (Some(e), Some(out)) => {
+                out.failed_attempts += 1;
+                out.last_error = e;
+            }
+            (Some(e), None) => {
+                let since_unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                *o = Some(ArmOutage {
+                    since_unix,
+                    failed_attempts: 1,
+                    last_error: e,
+                });
+            }
+        }
     }
 
     fn count(&self, class: &str, status: u16) {
@@ -103,6 +146,30 @@ pub(crate) struct Pipeline {
     pub governor: Arc<Governor>,
     pub opts: PipelineOptions,
     pub counters: Arc<PipelineCounters>,
+}
+
+/// A governor draw in flight: completed with the answer's headers, or without any when
+/// dropped. A caller may drop a request's future (the controller bounds its activations with
+/// a deadline); without this the governor would count the draw in flight for ever.
+struct InFlight<'a> {
+    governor: &'a Governor,
+    draw: Option<&'a Draw>,
+}
+
+impl InFlight<'_> {
+    fn complete(mut self, headers: Option<&HeaderMap>) {
+        if let Some(d) = self.draw.take() {
+            self.governor.complete(d, headers);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.draw.take() {
+            self.governor.complete(d, None);
+        }
+    }
 }
 
 /// One logical request.
@@ -202,12 +269,14 @@ impl Pipeline {
                     .governor_wait_us
                     .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
             }
+            let in_flight = InFlight {
+                governor: &self.governor,
+                draw: call.draw.as_ref(),
+            };
             let token = match call.tokens.token().await {
                 Ok(t) => t,
                 Err(e) => {
-                    if let Some(d) = &call.draw {
-                        self.governor.complete(d, None);
-                    }
+                    in_flight.complete(None);
                     return Err(e);
                 }
             };
@@ -246,8 +315,15 @@ impl Pipeline {
                 attempt < self.opts.max_retries && started.elapsed() < self.opts.max_retry_time;
             match outcome {
                 Err(e) => {
-                    if let Some(d) = &call.draw {
-                        self.governor.complete(d, None);
+                    in_flight.complete(None);
+                    if call.draw.is_some() {
+                        let what = if e.is_timeout() {
+                            "timeout"
+                        } else {
+                            "connection failed"
+                        };
+                        self.counters
+                            .arm_attempt(Some(format!("no answer: {what}")));
                     }
                     self.counters
                         .transport_errors
@@ -277,10 +353,15 @@ impl Pipeline {
                     tokio::time::sleep(delay).await;
                 }
                 Ok((status, headers, body)) => {
-                    if let Some(d) = &call.draw {
-                        self.governor.complete(d, Some(&headers));
-                    }
+                    in_flight.complete(Some(&headers));
                     self.counters.count(class_label, status);
+                    if call.draw.is_some() {
+                        let failed = status == 408 || status >= 500;
+                        self.counters.arm_attempt(failed.then(|| {
+                            let err = error_from(status, &headers, &body, &client_request_id);
+                            format!("{status} {}", err.code)
+                        }));
+                    }
                     tracing::debug!(%client_request_id, method = %call.method, path = call.url.path(), status, attempt, elapsed_ms, "answer");
                     if (200..400).contains(&status) {
                         return Ok(Response {

@@ -119,6 +119,58 @@ pub(crate) struct Observed {
     nodes: Vec<ComputeNode>,
 }
 
+/// Lists the subscription's Batch accounts, at most every 30 s and only while a pool or the
+/// configuration names one, into the task status `batch-accounts`
+/// (`{"observed_at", "default_resource_group", "accounts": ["rg/account", ...]}`, lower case),
+/// which the API checks a new Batch pool's account against: handlers never call Azure.
+pub(crate) async fn observe_accounts(sh: &Shared, pools: &[PoolRecord]) {
+    let wanted = sh.cfg.batch_account.is_some()
+        || pools
+            .iter()
+            .any(|p| p.spec.mode == rb_core::PoolMode::Batch);
+    let due = sh
+        .accounts_listed
+        .lock()
+        .map(|l| l.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)))
+        .unwrap_or(false);
+    if !wanted || !due {
+        return;
+    }
+    let accounts = match sh.arm.list_batch_accounts().collect_all().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(code = %e.code, error = %e, "cannot list the Batch accounts");
+            return;
+        }
+    };
+    let names: Vec<String> = accounts
+        .iter()
+        .filter_map(|a| {
+            let id = a.id.as_deref()?.to_ascii_lowercase();
+            let rg = id
+                .split("/resourcegroups/")
+                .nth(1)?
+                .split('/')
+                .next()?
+                .to_owned();
+            Some(format!("{rg}/{}", a.name.as_deref()?.to_ascii_lowercase()))
+        })
+        .collect();
+    if let Ok(mut l) = sh.accounts_listed.lock() {
+        *l = Some(std::time::Instant::now());
+    }
+    let _ = sh
+        .store
+        .put_task_status(
+            "batch-accounts",
+            &json!({"observed_at": crate::now(), "default_resource_group": sh.cfg.resource_group, "accounts": names}),
+        )
+        .await;
+}
+
+/// The error code (and pool condition type) of a Batch pool whose account does not exist.
+pub const ACCOUNT_NOT_FOUND: &str = "BatchAccountNotFound";
+
 /// Observes one Batch pool and brings the store in line. Returns an error (and plans
 /// nothing) when any call failed: never plan from part of the picture. Else whether the
 /// pool's enrollment token is due to be rotated (see [`enroll_token_due`]).
@@ -141,39 +193,46 @@ pub(crate) async fn observe(
             pool: spec.name.clone(),
             ..Default::default()
         });
+    // `None`: the account (or its resource group) does not exist. For a pool being deleted
+    // that is an answer, not an error: nothing of it can be left in Azure, so the deletion
+    // completes (it used to stay "being deleted" for ever).
     let endpoint = match &state.account_endpoint {
-        Some(e) => e.clone(),
-        None => {
-            let account = sh
-                .arm
-                .get_batch_account(&tg.rg, tg.account)
-                .await?
-                .ok_or_else(|| {
-                    ArmError::new(
-                        ErrorKind::Http,
-                        "BatchAccountNotFound",
-                        format!(
-                            "Batch account {} not found in resource group {}",
-                            tg.account, tg.rg
-                        ),
-                    )
-                })?;
-            account
-                .properties
-                .and_then(|p| p.account_endpoint)
-                .ok_or_else(|| {
-                    decode_err(format!("Batch account {} has no endpoint", tg.account))
-                })?
-        }
+        Some(e) => Some(e.clone()),
+        None => match sh.arm.get_batch_account(&tg.rg, tg.account).await? {
+            Some(account) => Some(
+                account
+                    .properties
+                    .and_then(|p| p.account_endpoint)
+                    .ok_or_else(|| {
+                        decode_err(format!("Batch account {} has no endpoint", tg.account))
+                    })?,
+            ),
+            None if record.deleting => None,
+            None => {
+                return Err(ArmError::new(
+                    ErrorKind::Http,
+                    ACCOUNT_NOT_FOUND,
+                    format!(
+                        "Batch account {} not found in resource group {}: fix batch.account (and batch.resource_group) or create the account",
+                        tg.account, tg.rg
+                    ),
+                ));
+            }
+        },
     };
-    let pool = sh.arm.get_pool(&tg.rg, tg.account, tg.name).await?;
+    // A 404 on the pool (or on its account, deleted since we learnt its endpoint) is
+    // `None`: the pool is gone or never existed.
+    let pool = match &endpoint {
+        Some(_) => sh.arm.get_pool(&tg.rg, tg.account, tg.name).await?,
+        None => None,
+    };
     let owned = pool
         .as_ref()
         .is_some_and(|p| tg.b.existing_pool.is_some() || owned_by(p, owner));
-    let nodes = match &pool {
-        Some(_) if owned => {
+    let nodes = match (&pool, &endpoint) {
+        (Some(_), Some(endpoint)) if owned => {
             sh.arm
-                .list_batch_nodes(&endpoint, tg.name)?
+                .list_batch_nodes(endpoint, tg.name)?
                 .collect_all()
                 .await?
         }
@@ -213,7 +272,9 @@ pub(crate) async fn observe(
     };
     state.observed = v.clone();
     state.observed_at = Some(t);
-    state.account_endpoint = Some(endpoint);
+    if let Some(e) = &endpoint {
+        state.account_endpoint = Some(e.clone());
+    }
     sh.store.put_batch_state(&state).await.map_err(store_err)?;
     let preempted = observed
         .nodes

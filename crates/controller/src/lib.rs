@@ -18,6 +18,7 @@ pub mod bootstrap;
 mod execute;
 mod gc;
 mod observe;
+mod outage;
 pub mod schedules;
 pub mod vmspec;
 
@@ -46,6 +47,12 @@ pub struct ControllerConfig {
     pub resource_group: String,
     pub placement: Placement,
     pub reconcile_interval: Duration,
+    /// Longest an activation may spend reading Azure. An activation that reaches it stops
+    /// reading (reads are safe to drop), plans only from what it completed, is recorded as
+    /// cut, and the next one runs on schedule: during an outage the ARM client retries each
+    /// read for up to its retry budget, and without a bound the reconciler (and every pool's
+    /// status) would wait that long in silence.
+    pub activation_timeout: Duration,
     /// ARM writes (with their polling) in flight at once.
     pub max_concurrent_operations: usize,
     /// Resources of ours that no pool wants are removed after this long.
@@ -99,9 +106,16 @@ pub struct ActivationStatus {
     pub actions: usize,
     pub pools: BTreeMap<String, PoolActivation>,
     pub errors: Vec<String>,
+    /// The activation reached `activation_timeout` and stopped reading Azure.
+    pub cut: bool,
+    /// Azure was listed completely this activation (the VM observation succeeded).
+    pub observed: bool,
+    /// The `ArmUnavailable` condition every pool carries while ARM fails, if it does.
+    pub arm_unavailable: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+#[serde(default)]
 pub struct PoolActivation {
     pub desired: u32,
     pub active: u32,
@@ -136,6 +150,8 @@ pub(crate) struct Shared {
     pub reusable: Mutex<HashMap<String, Vec<String>>>,
     /// Per (pool, condition type): since when the condition has been shown.
     pub condition_since: Mutex<HashMap<(String, String), UnixSeconds>>,
+    /// When the Batch accounts were last listed (see `batch::observe_accounts`).
+    pub accounts_listed: Mutex<Option<Instant>>,
 }
 
 /// The one place producers' `"Type: message"` conditions become typed [`Condition`]s: each
@@ -181,6 +197,11 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
     if let Ok(mut r) = sh.reusable.lock() {
         r.remove(pool);
     }
+    // A forced deletion asked for is done, whichever path got here.
+    let _ = sh
+        .store
+        .delete_task_status(&format!("force-delete:{pool}"))
+        .await;
     let _ = execute::event(
         sh,
         "pool.deleted",
@@ -191,6 +212,64 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
     )
     .await;
     Ok(())
+}
+
+/// Pools whose forced deletion was asked for (`DELETE /v1/pools/{name}?force=true`), with
+/// the `created_at` of the pool row it was asked for.
+async fn force_requests(sh: &Shared) -> HashMap<String, UnixSeconds> {
+    sh.store
+        .task_statuses()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, v, _)| {
+            let pool = name.strip_prefix("force-delete:")?;
+            Some((pool.to_owned(), v["created_at"].as_i64()?))
+        })
+        .collect()
+}
+
+/// What is still in Azure tagged with this pool, from this activation's complete listing of
+/// our VMs and the Batch pool's observation (a Batch pool that could not be observed never
+/// gets here: nothing is forgotten from part of the picture).
+async fn tagged_remains(
+    sh: &Shared,
+    record: &store::PoolRecord,
+    observation: &Observation,
+) -> Vec<String> {
+    let name = &record.spec.name;
+    let mut remains: Vec<String> = observation
+        .vms
+        .values()
+        .filter(|o| o.pool == *name)
+        .map(|o| format!("VM {}", o.name))
+        .collect();
+    remains.sort();
+    if record.spec.mode == PoolMode::Batch {
+        match sh.store.get_batch_state(name).await {
+            Ok(Some(state)) => {
+                if state.observed.as_ref().is_some_and(|v| v.owned) {
+                    remains.push(format!(
+                        "Batch pool {} in account {}",
+                        record
+                            .spec
+                            .batch
+                            .as_ref()
+                            .and_then(|b| b.existing_pool.clone())
+                            .unwrap_or_else(|| name.clone()),
+                        record
+                            .spec
+                            .batch
+                            .as_ref()
+                            .map_or("?", |b| b.account.as_str())
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => remains.push(format!("unknown (store: {e})")),
+        }
+    }
+    remains
 }
 
 /// Least time from one activation's start to the next when only operations ended: 120 ms
@@ -222,6 +301,8 @@ pub struct Controller {
     durations: Mutex<ActivationDurations>,
     ready: watch::Sender<bool>,
     activations: Mutex<u64>,
+    /// When the ARM outage being reported started (unix seconds), for its events.
+    outage_reported: Mutex<Option<UnixSeconds>>,
 }
 
 pub fn now() -> UnixSeconds {
@@ -247,6 +328,7 @@ impl Controller {
                 backoff: Mutex::new(HashMap::new()),
                 reusable: Mutex::new(HashMap::new()),
                 condition_since: Mutex::new(HashMap::new()),
+                accounts_listed: Mutex::new(None),
             }),
             status: Mutex::new(ActivationStatus::default()),
             durations: Mutex::new(ActivationDurations {
@@ -255,6 +337,7 @@ impl Controller {
             }),
             ready,
             activations: Mutex::new(0),
+            outage_reported: Mutex::new(None),
         })
     }
 
@@ -330,9 +413,18 @@ impl Controller {
             started_at: now(),
             ..Default::default()
         };
-        if let Err(e) = self.activate_inner(&mut status).await {
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.activation_timeout;
+        if let Err(e) = self.activate_inner(&mut status, deadline).await {
             status.errors.push(e);
         }
+        if status.cut {
+            tracing::warn!(
+                activation = number,
+                timeout_s = self.shared.cfg.activation_timeout.as_secs_f64(),
+                "activation cut at its deadline; the next one runs on schedule"
+            );
+        }
+        outage::report(self, &mut status).await;
         let took = started.elapsed();
         status.duration_ms = took.as_millis() as u64;
         if let Ok(mut d) = self.durations.lock() {
@@ -354,7 +446,11 @@ impl Controller {
         status
     }
 
-    async fn activate_inner(&self, status: &mut ActivationStatus) -> Result<(), String> {
+    async fn activate_inner(
+        &self,
+        status: &mut ActivationStatus,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), String> {
         let sh = &self.shared;
         let owner = sh
             .store
@@ -372,9 +468,21 @@ impl Controller {
         let in_flight_before = execute::in_flight(sh)
             .await
             .map_err(|e| format!("store: {e}"))?;
-        let observation = match observe::observe(&sh.arm, &sh.cfg.resource_group, &owner).await {
-            Ok(o) => o,
-            Err(e) => {
+        let listed = tokio::time::timeout_at(
+            deadline,
+            observe::observe(&sh.arm, &sh.cfg.resource_group, &owner),
+        )
+        .await;
+        let observation = match listed {
+            Err(_) => {
+                status.cut = true;
+                return Err(format!(
+                    "observe: cut at the activation deadline ({} s, activation_timeout_seconds) while listing VMs, nothing planned",
+                    sh.cfg.activation_timeout.as_secs()
+                ));
+            }
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
                 // Never plan from an incomplete view of Azure.
                 let _ = execute::event(
                     sh,
@@ -388,6 +496,7 @@ impl Controller {
                 return Err(format!("observe: {e}"));
             }
         };
+        status.observed = true;
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
         let now = now();
@@ -399,10 +508,31 @@ impl Controller {
             .await
             .map_err(|e| format!("store: {e}"))?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
+        if tokio::time::timeout_at(deadline, batch::observe_accounts(sh, &pools))
+            .await
+            .is_err()
+        {
+            status.cut = true;
+        }
+        let forced = force_requests(sh).await;
         for record in &pools {
             let is_batch = record.spec.mode == PoolMode::Batch;
             let observed = if is_batch {
-                batch::observe(sh, record, &owner, now).await
+                // Past the deadline this gives up at once: the pool is reported unobserved
+                // and planned next time.
+                tokio::time::timeout_at(deadline, batch::observe(sh, record, &owner, now))
+                    .await
+                    .unwrap_or_else(|_| {
+                        status.cut = true;
+                        Err(azure::ArmError::new(
+                            azure::ErrorKind::Transport,
+                            "ActivationDeadline",
+                            format!(
+                                "the activation reached its deadline ({} s, activation_timeout_seconds) before the Batch pool was observed",
+                                sh.cfg.activation_timeout.as_secs()
+                            ),
+                        ))
+                    })
             } else {
                 Ok(false)
             };
@@ -426,7 +556,12 @@ impl Controller {
                             conditions: typed_conditions(
                                 sh,
                                 &record.spec.name,
-                                &[format!("ObserveFailed: {}: {}", e.code, e.message)],
+                                &[if e.code == batch::ACCOUNT_NOT_FOUND {
+                                    // Named for what to fix, not for what failed.
+                                    format!("{}: {}", e.code, e.message)
+                                } else {
+                                    format!("ObserveFailed: {}: {}", e.code, e.message)
+                                }],
                                 now,
                             ),
                             observed_generation: record.generation,
@@ -455,6 +590,30 @@ impl Controller {
                 .await
                 .map_err(|e| format!("store: {e}"))?;
             let desired = p.desired;
+            let force = forced
+                .get(&record.spec.name)
+                .is_some_and(|created_at| record.deleting && *created_at == record.created_at);
+            let mut remains = Vec::new();
+            if force {
+                remains = tagged_remains(sh, record, &observation).await;
+                if remains.is_empty() {
+                    remove_deleted_pool(
+                        sh,
+                        &record.spec.name,
+                        "tagged resources in Azure (forced)",
+                    )
+                    .await?;
+                    continue;
+                }
+            }
+            let mut conditions = p.conditions.clone();
+            if !remains.is_empty() {
+                conditions.push(format!(
+                    "ForceDeleteBlocked: still in Azure, tagged renderburst-pool={}: {}",
+                    record.spec.name,
+                    remains.join(", ")
+                ));
+            }
             let pool_status = PoolActivation {
                 desired,
                 active: p.active,
@@ -463,7 +622,7 @@ impl Controller {
                     .iter()
                     .map(|a| format!("{:?} {}: {}", a.kind, a.node, a.reason))
                     .collect(),
-                conditions: typed_conditions(sh, &record.spec.name, &p.conditions, now),
+                conditions: typed_conditions(sh, &record.spec.name, &conditions, now),
                 observed_generation: record.generation,
             };
             let _ = sh
@@ -502,8 +661,18 @@ impl Controller {
                 .await
                 .map_err(|e| format!("execute: {e}"))?;
         }
-        gc::collect(sh, &observation, &known, &owner).await;
-        batch::collect_garbage(sh, &pools, &owner).await;
+        // Garbage can wait for the next activation; the deadline cannot.
+        let garbage = async {
+            gc::collect(sh, &observation, &known, &owner).await;
+            batch::collect_garbage(sh, &pools, &owner).await;
+        };
+        if tokio::time::timeout_at(deadline, garbage).await.is_err() {
+            status.cut = true;
+            status.errors.push(format!(
+                "garbage collection cut at the activation deadline ({} s, activation_timeout_seconds)",
+                sh.cfg.activation_timeout.as_secs()
+            ));
+        }
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
         // are never pruned.

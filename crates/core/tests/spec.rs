@@ -360,7 +360,13 @@ fn images() {
         ("", false),
     ];
     for &(image, ok) in cases {
-        let field = failing_field(|s| s.image = image.into());
+        let field = failing_field(|s| {
+            s.image = image.into();
+            // A Windows image needs `os: windows` (see the test below).
+            if image.starts_with("MicrosoftWindows") {
+                s.os = Os::Windows;
+            }
+        });
         assert_eq!(field.is_none(), ok, "{image:?}");
         if !ok {
             assert_eq!(field.as_deref(), Some("image"));
@@ -665,4 +671,53 @@ fn a_batch_pool_keeps_what_batch_fixes_at_creation() {
     let mut other = spec();
     other.vm_sizes.reverse();
     assert_eq!(other.check_replacement(&vm), Ok(()));
+}
+
+#[test]
+fn a_known_linux_image_with_windows_os_and_the_reverse_are_refused_naming_the_image() {
+    let cases: &[(&str, Os, bool)] = &[
+        ("Canonical:ubuntu-24_04-lts:server:latest", Os::Linux, true),
+        (
+            "Canonical:ubuntu-24_04-lts:server:latest",
+            Os::Windows,
+            false,
+        ),
+        ("RedHat:RHEL:9-lvm-gen2:latest", Os::Windows, false),
+        (
+            "MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest",
+            Os::Windows,
+            true,
+        ),
+        (
+            "MicrosoftWindowsServer:WindowsServer:2022-datacenter:latest",
+            Os::Linux,
+            false,
+        ),
+        (
+            "microsoft-dsvm:dsvm-win-2019:server-2019:latest",
+            Os::Linux,
+            false,
+        ),
+        ("microsoft-dsvm:ubuntu-hpc:2204:latest", Os::Linux, true),
+        // Unknown publishers and gallery images are taken on trust.
+        ("studio:maya-node:2025:latest", Os::Windows, true),
+        (
+            "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/maya/versions/1.0.0",
+            Os::Windows,
+            true,
+        ),
+    ];
+    for (image, os, ok) in cases {
+        let mut spec: PoolSpec = serde_json::from_value(serde_json::json!({
+            "name": "maya", "mode": "vm", "vm_sizes": ["Standard_D4s_v5"], "image": image, "max": 4
+        }))
+        .unwrap();
+        spec.os = *os;
+        let r = spec.validate(&|_| true);
+        assert_eq!(r.is_ok(), *ok, "{image} {os:?}: {r:?}");
+        if let Err(e) = r {
+            assert_eq!(e.field, "image", "{image}");
+            assert!(e.message.contains("os is"), "{}", e.message);
+        }
+    }
 }

@@ -90,6 +90,10 @@ pub enum PoolCmd {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 1800)]
         timeout: u64,
+        /// Forget the pool once nothing tagged with it remains in Azure, whatever the daemon's
+        /// inventory says; with --wait, print what remains and fail if something does.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -481,23 +485,47 @@ impl Client {
                 name,
                 wait,
                 timeout,
+                force,
             } => {
-                self.ok(Method::DELETE, &format!("/v1/pools/{name}"), None)
-                    .await?;
+                let path = if force {
+                    format!("/v1/pools/{name}?force=true")
+                } else {
+                    format!("/v1/pools/{name}")
+                };
+                // A refusal reported before this request is not its answer: the controller
+                // answers it in the activation after the next one at the latest.
+                let asked_at = if force { self.activation().await? } else { 0 };
+                self.ok(Method::DELETE, &path, None).await?;
                 if !wait {
                     outln!("pool {name}: deleting (its nodes are removed first)");
                     return Ok(());
                 }
-                self.wait_deleted(&name, Duration::from_secs(timeout))
+                let force = force.then_some(asked_at);
+                self.wait_deleted(&name, force, Duration::from_secs(timeout))
                     .await?;
             }
         }
         Ok(())
     }
 
+    /// The reconciler's activation number, as `/v1/status` shows it.
+    async fn activation(&self) -> anyhow::Result<u64> {
+        let (_, v) = self.call(reqwest::Method::GET, "/v1/status", None).await?;
+        Ok(v["controller"]["reconciler"]["number"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
     /// Polls a pool being deleted until it is gone: a spinner on a terminal, else a line on
     /// stderr each time the count of nodes left changes; `pool NAME deleted` on stdout.
-    async fn wait_deleted(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    /// With `force` (the activation number when it was asked), fails with what remains in
+    /// Azure once the controller has answered the forced deletion.
+    async fn wait_deleted(
+        &self,
+        name: &str,
+        force: Option<u64>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         use std::io::IsTerminal;
         let on_terminal = std::io::stderr().is_terminal();
         let bar = indicatif::ProgressBar::new_spinner();
@@ -515,6 +543,13 @@ impl Client {
                 bar.finish_and_clear();
                 outln!("pool {name} deleted in {} s", started.elapsed().as_secs());
                 return Ok(());
+            }
+            if let Some(asked_at) = force
+                && let Some(why) = blocked(&v)
+                && self.activation().await? >= asked_at + 2
+            {
+                bar.abandon();
+                bail!("pool {name} not forgotten: {why}");
             }
             let s = &v["status"];
             let left = crate::summary::nodes_left(s);
@@ -1073,6 +1108,18 @@ pub fn condition_text(c: &Value) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// The pool's `ForceDeleteBlocked` condition (what remains in Azure), if it has one.
+fn blocked(pool: &Value) -> Option<String> {
+    pool["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find_map(|c| match c {
+            Value::String(s) => s.strip_prefix("ForceDeleteBlocked: ").map(str::to_owned),
+            c if c["type"] == "ForceDeleteBlocked" => c["message"].as_str().map(str::to_owned),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

@@ -250,6 +250,10 @@ fn default_store_url() -> String {
 pub struct ControllerSection {
     #[serde(default = "default_interval")]
     pub reconcile_interval_seconds: u64,
+    /// Longest an activation reads Azure before it is cut (and the next one runs): bounds how
+    /// stale `/v1/status` gets while ARM fails, whatever the ARM client's retry budget.
+    #[serde(default = "default_activation_timeout")]
+    pub activation_timeout_seconds: u64,
     #[serde(default = "default_concurrency")]
     pub max_concurrent_operations: usize,
     #[serde(default = "default_gc_grace")]
@@ -266,6 +270,7 @@ impl Default for ControllerSection {
     fn default() -> Self {
         Self {
             reconcile_interval_seconds: default_interval(),
+            activation_timeout_seconds: default_activation_timeout(),
             max_concurrent_operations: default_concurrency(),
             gc_grace_seconds: default_gc_grace(),
             events_retained: default_events_retained(),
@@ -280,6 +285,11 @@ fn default_error_backoff_max() -> u64 {
 
 fn default_interval() -> u64 {
     15
+}
+/// Four default reconcile intervals: a healthy activation of a large farm takes seconds, and
+/// an outage shows within a minute rather than after the client's two-minute retry budget.
+fn default_activation_timeout() -> u64 {
+    60
 }
 fn default_concurrency() -> usize {
     64
@@ -506,6 +516,9 @@ impl Config {
         }
         if self.controller.reconcile_interval_seconds == 0 {
             bail!("controller.reconcile_interval_seconds must be at least 1");
+        }
+        if self.controller.activation_timeout_seconds == 0 {
+            bail!("controller.activation_timeout_seconds must be at least 1");
         }
         if self.controller.max_concurrent_operations == 0 {
             bail!("controller.max_concurrent_operations must be at least 1");

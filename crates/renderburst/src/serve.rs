@@ -248,6 +248,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
                 ssh_public_key: ssh_key,
             },
             reconcile_interval: Duration::from_secs(cfg.controller.reconcile_interval_seconds),
+            activation_timeout: Duration::from_secs(cfg.controller.activation_timeout_seconds),
             max_concurrent_operations: cfg.controller.max_concurrent_operations,
             gc_grace: Duration::from_secs(cfg.controller.gc_grace_seconds),
             events_retained: cfg.controller.events_retained,

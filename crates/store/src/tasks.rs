@@ -47,6 +47,15 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
+    /// Forgets a task's status (a request it recorded that was carried out).
+    pub async fn delete_task_status(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM task_status WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// Every task's latest status and when it was stored, ordered by task name.
     pub async fn task_statuses(
         &self,

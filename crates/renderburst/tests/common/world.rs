@@ -89,9 +89,38 @@ ensure_network = true
     }
 
     pub fn config(&self) -> Config {
+        self.config_with(|toml| toml)
+    }
+
+    /// The daemon's configuration, edited by `edit` (more keys, other values).
+    pub fn config_with(&self, edit: impl FnOnce(String) -> String) -> Config {
         let path = self.dir.join("renderburst.toml");
-        std::fs::write(&path, self.config_toml("127.0.0.1:0")).unwrap();
+        std::fs::write(&path, edit(self.config_toml("127.0.0.1:0"))).unwrap();
         Config::load(Some(&path)).unwrap()
+    }
+
+    /// As [`World::serve`], on a configuration edited by `edit`.
+    pub async fn serve_with(&self, edit: impl FnOnce(String) -> String) -> (serve::Daemon, Api) {
+        let daemon = serve::start(self.config_with(edit), Some("127.0.0.1:0".parse().unwrap()))
+            .await
+            .unwrap();
+        let api = Api::new(daemon.api_addr);
+        (daemon, api)
+    }
+
+    /// Merges `patch` into the simulator's configuration (`PUT /_sim/config`).
+    pub async fn sim_config(&self, patch: Value) {
+        self.control(reqwest::Method::PUT, "/_sim/config", Some(patch))
+            .await;
+    }
+
+    /// Every resource of type `ty` tagged with `pool` (`renderburst-pool`).
+    pub async fn tagged(&self, ty: &str, pool: &str) -> Vec<Value> {
+        self.resources(ty)
+            .await
+            .into_iter()
+            .filter(|v| v["tags"]["renderburst-pool"] == pool)
+            .collect()
     }
 
     pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -219,6 +248,22 @@ impl Api {
         )
         .await;
     }
+}
+
+/// Whether a pool (as `GET /v1/pools/{name}` shows it) has a condition of type `ty`,
+/// whether conditions are "Type: message" strings or `{"type", ...}` objects.
+pub fn has_condition(pool: &Value, ty: &str) -> bool {
+    conditions_of(&pool["status"]["conditions"], ty)
+}
+
+/// Whether a conditions array holds one of type `ty` (strings or objects).
+pub fn conditions_of(conditions: &Value, ty: &str) -> bool {
+    conditions.as_array().is_some_and(|cs| {
+        cs.iter().any(|c| match c {
+            Value::String(s) => s.split(':').next() == Some(ty),
+            other => other["type"] == ty,
+        })
+    })
 }
 
 pub fn pool_spec(name: &str, sizes: &[&str], max: u32) -> Value {
