@@ -522,11 +522,13 @@ impl State {
             provisioning: "Creating".into(),
             created: now_wall,
         });
-        *self
-            .stats
-            .vm_creates
-            .entry(name.to_ascii_lowercase())
-            .or_default() += 1;
+        let key = name.to_ascii_lowercase();
+        let stats = &mut self.stats;
+        let count = stats.vm_creates.entry(key.clone()).or_default();
+        if *count > 0 && stats.vm_last_create_succeeded.remove(&key) {
+            *stats.vm_repeats.entry(key.clone()).or_default() += 1;
+        }
+        *count += 1;
         let latency = ms(self.cfg.latency_ms.vm_create);
         let op = self.start_op(
             latency,

@@ -6,7 +6,7 @@
 //! state never changes between two requests that nobody sees, no background task is needed,
 //! and a test that polls sees transitions exactly when their latency has passed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use arm_model::ErrorDetail;
@@ -384,6 +384,13 @@ pub struct Stats {
     /// PUTs that created a VM (not updates or retries of an existing one), by lower-case VM
     /// name: more than one for a name means it was created, deleted and created again.
     pub vm_creates: BTreeMap<String, u64>,
+    /// Names whose latest create's operation succeeded. A client that reuses the name of a
+    /// create that did not succeed (failed, or deleted while creating) creates it again,
+    /// legitimately; one that creates a name whose previous VM succeeded has duplicated it.
+    pub vm_last_create_succeeded: BTreeSet<String>,
+    /// Names created again although their previous create had succeeded (a duplicate, or a
+    /// good VM's name burned and reused), with how many times that happened.
+    pub vm_repeats: BTreeMap<String, u64>,
     /// Failed asynchronous operations whose failure a client saw (the first poll of the
     /// operation's status that answered it), by error code.
     pub failures_reported: BTreeMap<String, u64>,
@@ -409,8 +416,12 @@ impl Stats {
             "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
             "last_write_unix_ms": self.last_write_unix_ms,
             "vm_creates": self.vm_creates.values().sum::<u64>(),
-            // Only the names created more than once: the map of all would grow with the farm.
-            "vm_creates_repeated": self.vm_creates.iter().filter(|(_, n)| **n > 1).collect::<BTreeMap<_, _>>(),
+            // Only the names created again although the earlier create had not failed (a
+            // duplicate, or a good VM's name burned and reused); the map of all would grow
+            // with the farm.
+            "vm_creates_repeated": self.vm_creates.iter().filter(|(name, _)| {
+                self.vm_repeats.contains_key(*name)
+            }).collect::<BTreeMap<_, _>>(),
             "failures_reported": self.failures_reported,
         })
     }
@@ -690,6 +701,14 @@ impl State {
                             v.failed_code = Some(code.clone());
                         }
                     }
+                }
+                if failed_code.is_none()
+                    && matches!(op.effect, Effect::VmCreate { .. })
+                    && let Some(name) = vm.rsplit('/').next()
+                {
+                    self.stats
+                        .vm_last_create_succeeded
+                        .insert(name.to_ascii_lowercase());
                 }
                 if failed_code.is_none() {
                     self.os_disk_provisioned(vm);

@@ -10,8 +10,8 @@
 //!   starting, deallocating, deleting or failed.
 //! - **no orphans**: no VM without a live pool's tag, no VM in provisioning state `Failed`, no
 //!   NIC without a VM, no disk without a VM (`managedBy`).
-//! - **no duplicate creates**: the simulator's `vm_creates_repeated` (VM names PUT-created
-//!   more than once) is empty.
+//! - **no duplicate creates**: the simulator's `vm_creates_repeated` (VM names PUT-created again
+//!   whose previous create had succeeded) is empty.
 //! - **every ARM error seen is in the event log**: an error is *seen* by the daemon when a
 //!   poll of a failed asynchronous operation answered the failure (the simulator's
 //!   `failures_reported`, by code, counted once per operation). For every code, the event log

@@ -500,8 +500,14 @@ async fn finish(
                     let _ = sh.store.delete_vm(&action.node).await;
                 }
             }
+            // Only a definite failure frees the name: the operation ended Failed, or ARM
+            // refused the PUT (4xx). After a 5xx, a 408/429 or no answer the VM may exist and
+            // succeed; reusing its name later would create a good VM's name a second time.
+            let definite = e.kind == azure::ErrorKind::Operation
+                || e.status
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
             if action.kind == ActionKind::Create {
-                if let Ok(mut r) = sh.reusable.lock() {
+                if definite && let Ok(mut r) = sh.reusable.lock() {
                     let list = r.entry(pool.to_string()).or_default();
                     if !list.contains(&action.node) {
                         list.push(action.node.clone());

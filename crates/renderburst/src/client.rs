@@ -1097,17 +1097,7 @@ pub async fn wait_ready(api: &str, wait: Duration, ca_cert: Option<&Path>) -> an
 /// One condition of a pool status as a line: `Type: message`. Takes the objects the API
 /// shows (`{"type", "message", "since"}`) and the strings older daemons showed.
 pub fn condition_text(c: &Value) -> String {
-    match c {
-        Value::String(s) => s.clone(),
-        Value::Object(_) => {
-            let kind = c["type"].as_str().unwrap_or("Condition");
-            match c["message"].as_str() {
-                Some(m) if !m.is_empty() => format!("{kind}: {m}"),
-                _ => kind.to_string(),
-            }
-        }
-        other => other.to_string(),
-    }
+    crate::output::condition_line(c)
 }
 
 /// The pool's `ForceDeleteBlocked` condition (what remains in Azure), if it has one.
@@ -1115,10 +1105,9 @@ fn blocked(pool: &Value) -> Option<String> {
     pool["status"]["conditions"]
         .as_array()?
         .iter()
-        .find_map(|c| match c {
-            Value::String(s) => s.strip_prefix("ForceDeleteBlocked: ").map(str::to_owned),
-            c if c["type"] == "ForceDeleteBlocked" => c["message"].as_str().map(str::to_owned),
-            _ => None,
+        .find_map(|c| {
+            let (kind, message, _) = crate::output::condition_parts(c);
+            (kind == "ForceDeleteBlocked").then_some(message)
         })
 }
 

@@ -175,15 +175,20 @@ pub fn condition_parts(c: &Value) -> (String, String, Option<String>) {
     }
 }
 
+/// A condition as a line without its time: `Blocked: InvalidResourceReference: ...`.
+pub fn condition_line(c: &Value) -> String {
+    let (ty, message, _) = condition_parts(c);
+    if message.is_empty() {
+        ty
+    } else {
+        format!("{ty}: {message}")
+    }
+}
+
 /// A condition in full: `Blocked: InvalidResourceReference: ... (since 2026-05-01T12:00:00Z)`.
 pub fn condition(c: &Value) -> String {
-    let (ty, message, since) = condition_parts(c);
-    let mut out = ty;
-    if !message.is_empty() {
-        out.push_str(": ");
-        out.push_str(&message);
-    }
-    if let Some(since) = since {
+    let mut out = condition_line(c);
+    if let Some(since) = condition_parts(c).2 {
         out.push_str(&format!(" (since {since})"));
     }
     out

@@ -270,4 +270,23 @@ async fn creates_by_name_and_reported_failures() {
     let code = op["error"]["code"].as_str().unwrap().to_owned();
     let st = s.stats().await;
     assert_eq!(st["failures_reported"], json!({code: 1}), "{st:#}");
+    // vm1's first create succeeded, so its second create stays a repeat.
+    assert_eq!(st["vm_creates_repeated"], json!({"vm1": 2}), "{st:#}");
+
+    // A name whose create failed may be created again once the failed VM is deleted: that
+    // reuse is no repeat (clients reuse reserved names instead of burning new ones).
+    let body2 = vm_body(&subnet, "vm2", SIZE);
+    let r = s.put(&s.vm_path("rg", "vm2"), &body2).await;
+    r.expect(201);
+    let aao = r.header("azure-asyncoperation").unwrap().to_owned();
+    assert_eq!(s.poll_op(&aao).await["status"], "Failed");
+    let d = s.delete(&s.vm_path("rg", "vm2")).await;
+    s.wait_op_ok(&d).await;
+    s.set_config(json!({"faults": {"operation_fail_rate": 0.0}}))
+        .await;
+    let r = s.put(&s.vm_path("rg", "vm2"), &body2).await;
+    r.expect(201);
+    s.wait_op_ok(&r).await;
+    let st = s.stats().await;
+    assert_eq!(st["vm_creates_repeated"], json!({"vm1": 2}), "{st:#}");
 }
