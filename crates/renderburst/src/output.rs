@@ -162,10 +162,11 @@ pub fn yes_no(v: &Value) -> String {
 /// The only place that knows both shapes.
 pub fn condition_parts(c: &Value) -> (String, String, Option<String>) {
     match c {
-        Value::String(s) => match s.split_once(':') {
-            Some((ty, msg)) if !ty.contains(' ') => (ty.to_owned(), msg.trim().to_owned(), None),
-            _ => (s.clone(), String::new(), None),
-        },
+        // The daemon's own parser of the producers' convention (`rb_core::Condition`).
+        Value::String(s) => {
+            let c = rb_core::Condition::parse(s, None);
+            (c.kind, c.message, None)
+        }
         Value::Object(o) => {
             let field = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let since = o.get("since").filter(|v| !v.is_null()).map(time);

@@ -364,8 +364,7 @@ pub fn status_lines(status: &Value, pools: &Value) -> Vec<String> {
         output::text(&c["resource_group"])
     ));
     out.push(String::new());
-    let table = pool_table(pools, &Default::default());
-    if table.is_empty() {
+    if pools["pools"].as_array().is_none_or(|a| a.is_empty()) {
         out.push("no pools".into());
     } else {
         let mut t = Table::new(&[

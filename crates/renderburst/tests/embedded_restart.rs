@@ -493,31 +493,11 @@ async fn sigkill_mid_create_resolves_intents_at_once_and_converges_without_dupli
             .len(),
         12
     );
-    // Every NIC and disk belongs to a VM that exists.
-    let ids: Vec<String> = sim
-        .resources("Microsoft.Compute/virtualMachines")
-        .await
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_ascii_lowercase())
-        .collect();
-    for nic in sim.resources("Microsoft.Network/networkInterfaces").await {
-        let owner = nic["properties"]["virtualMachine"]["id"]
-            .as_str()
-            .map(str::to_ascii_lowercase);
-        assert!(
-            owner.is_some_and(|o| ids.contains(&o)),
-            "orphan NIC {}",
-            nic["name"]
-        );
-    }
-    for disk in sim.resources("Microsoft.Compute/disks").await {
-        let owner = disk["managedBy"].as_str().map(str::to_ascii_lowercase);
-        assert!(
-            owner.is_some_and(|o| ids.contains(&o)),
-            "orphan disk {}",
-            disk["name"]
-        );
-    }
+    common::world::assert_owned_by_vms(
+        &sim.resources("Microsoft.Compute/virtualMachines").await,
+        &sim.resources("Microsoft.Network/networkInterfaces").await,
+        &sim.resources("Microsoft.Compute/disks").await,
+    );
     let pool = farm.ok(Method::GET, "/v1/pools/katana", None).await;
     eventually("the daemon counts 12 running", 60, || async {
         let p = farm.ok(Method::GET, "/v1/pools/katana", None).await;

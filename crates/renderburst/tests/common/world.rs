@@ -273,13 +273,20 @@ pub fn pool_spec(name: &str, sizes: &[&str], max: u32) -> Value {
 
 /// Every NIC and disk of ours belongs to a VM that exists.
 pub async fn assert_no_orphans(w: &World) {
-    let vms: Vec<String> = w
-        .resources("Microsoft.Compute/virtualMachines")
-        .await
+    assert_owned_by_vms(
+        &w.resources("Microsoft.Compute/virtualMachines").await,
+        &w.resources("Microsoft.Network/networkInterfaces").await,
+        &w.resources("Microsoft.Compute/disks").await,
+    );
+}
+
+/// Every NIC and disk in these simulator listings belongs to one of these VMs.
+pub fn assert_owned_by_vms(vms: &[Value], nics: &[Value], disks: &[Value]) {
+    let vms: Vec<String> = vms
         .iter()
         .map(|v| v["id"].as_str().unwrap().to_ascii_lowercase())
         .collect();
-    for nic in w.resources("Microsoft.Network/networkInterfaces").await {
+    for nic in nics {
         let owner = nic["properties"]["virtualMachine"]["id"]
             .as_str()
             .map(str::to_ascii_lowercase);
@@ -289,7 +296,7 @@ pub async fn assert_no_orphans(w: &World) {
             nic["name"]
         );
     }
-    for disk in w.resources("Microsoft.Compute/disks").await {
+    for disk in disks {
         let owner = disk["managedBy"].as_str().map(str::to_ascii_lowercase);
         assert!(
             owner.is_some_and(|o| vms.contains(&o)),
