@@ -64,6 +64,7 @@ fn blocked_condition(pool: &Value) -> Option<Value> {
 }
 
 pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Value> {
+    let t_start = Instant::now();
     let mut w = World::start(renderburst, "blocked").await?;
     let sub = w.sim.identity().subscription_id.clone();
     let location = LOCATION;
@@ -220,6 +221,7 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     let end = w.stats().await?;
     let puts_to_converge = vm_puts(&end) - vm_puts(&after);
     let usage = w.daemon_usage().ok();
+    let wall_s = t_start.elapsed().as_secs_f64();
 
     let mut violations = Vec::new();
     let puts_window = puts_window.unwrap_or(puts_total);
@@ -265,6 +267,12 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     w.stop().await;
     Ok(json!({
         "scenario": "blocked",
+        "vms": o.target,
+        "wall_s": wall_s,
+        "lower_bound_s": null,
+        "ratio": null,
+        "arm_requests": harness::by_class(&end, &before),
+        "throttled_429": harness::throttled(&end, &before),
         "minutes": o.minutes,
         "target": o.target,
         "error_backoff_max_seconds": 900,
