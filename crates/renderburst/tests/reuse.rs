@@ -95,6 +95,21 @@ async fn a_failed_vm_is_deleted_before_its_name_is_created_again() {
         );
     }
 
+    // A probe after the hold fails as well: the name is tried again (its failed VM deleted
+    // first), not a new one.
+    eventually("a probe failed too", 60, || async {
+        let st = w.control(Method::GET, "/_sim/stats", None).await;
+        st["vm_failed_lifecycle"]
+            .as_object()?
+            .values()
+            .any(|l| {
+                l.as_array()
+                    .is_some_and(|l| l.iter().filter(|x| *x == "create failed").count() >= 2)
+            })
+            .then_some(())
+    })
+    .await;
+
     // Creates succeed again: the pool converges on the names it reserved.
     w.sim_config(json!({"faults": {"operation_fail_rate": 0.0}}))
         .await;
