@@ -529,6 +529,7 @@ impl State {
             *stats.vm_repeats.entry(key.clone()).or_default() += 1;
         }
         *count += 1;
+        stats.vm_lifecycle(name, "create");
         let latency = ms(self.cfg.latency_ms.vm_create);
         let op = self.start_op(
             latency,
@@ -585,6 +586,7 @@ impl State {
             return Err(another_operation("PUT", name));
         }
         self.apply_vm_update(id, body)?;
+        self.stats.vm_lifecycle(name, "update");
         let latency = ms(self.cfg.latency_ms.nic);
         let op = self.start_op(
             latency,
@@ -677,6 +679,9 @@ impl State {
         if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
             vm.deleting = true;
             vm.busy_op = None;
+        }
+        if let Some(name) = id.rsplit('/').next() {
+            self.stats.vm_lifecycle(name, "delete");
         }
         let latency = ms(self.cfg.latency_ms.vm_delete);
         let op = self.start_op(

@@ -391,12 +391,41 @@ pub struct Stats {
     /// Names created again although their previous create had succeeded (a duplicate, or a
     /// good VM's name burned and reused), with how many times that happened.
     pub vm_repeats: BTreeMap<String, u64>,
+    /// What happened to each VM name whose create failed, from that create on, in order:
+    /// `create`, `create failed`, `create succeeded`, `update` (a PUT on the existing VM),
+    /// `delete` (a DELETE that started deleting it), `deleted`. Shows whether a client
+    /// deleted a failed VM before creating its name again. Names that never failed are not
+    /// kept (the map would grow with the farm); each list keeps its first
+    /// [`LIFECYCLE_KEPT`] entries.
+    pub vm_failed_lifecycle: BTreeMap<String, Vec<String>>,
     /// Failed asynchronous operations whose failure a client saw (the first poll of the
     /// operation's status that answered it), by error code.
     pub failures_reported: BTreeMap<String, u64>,
 }
 
+/// Entries kept per name in `Stats::vm_failed_lifecycle`.
+pub const LIFECYCLE_KEPT: usize = 64;
+
 impl Stats {
+    /// Notes `what` in the lifecycle of VM `name` if its create ever failed; a failed create
+    /// starts the lifecycle (with the `create` it failed).
+    pub fn vm_lifecycle(&mut self, name: &str, what: &str) {
+        let key = name.to_ascii_lowercase();
+        let list = if what == "create failed" {
+            self.vm_failed_lifecycle
+                .entry(key)
+                .or_insert_with(|| vec!["create".to_owned()])
+        } else {
+            match self.vm_failed_lifecycle.get_mut(&key) {
+                Some(l) => l,
+                None => return,
+            }
+        };
+        if list.len() < LIFECYCLE_KEPT {
+            list.push(what.to_owned());
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut requests = serde_json::Map::new();
         for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
@@ -423,6 +452,7 @@ impl Stats {
                 self.vm_repeats.contains_key(*name)
             }).collect::<BTreeMap<_, _>>(),
             "failures_reported": self.failures_reported,
+            "vm_failed_lifecycle": self.vm_failed_lifecycle,
         })
     }
 }
@@ -687,6 +717,11 @@ impl State {
         match &op.effect {
             Effect::None => {}
             Effect::VmCreate { vm } | Effect::VmStart { vm } => {
+                // A VM whose create (or start) failed stays, in provisioning state `Failed`,
+                // until it is deleted: "Failed: Represents a failed operation", one of the
+                // provisioning states a VM can be in
+                // (https://learn.microsoft.com/en-us/azure/virtual-machines/states-billing#provisioning-states);
+                // its NIC and OS disk stay with it.
                 if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
                     match &failed_code {
                         None => {
@@ -702,13 +737,17 @@ impl State {
                         }
                     }
                 }
-                if failed_code.is_none()
-                    && matches!(op.effect, Effect::VmCreate { .. })
+                if matches!(op.effect, Effect::VmCreate { .. })
                     && let Some(name) = vm.rsplit('/').next()
                 {
-                    self.stats
-                        .vm_last_create_succeeded
-                        .insert(name.to_ascii_lowercase());
+                    if failed_code.is_none() {
+                        self.stats
+                            .vm_last_create_succeeded
+                            .insert(name.to_ascii_lowercase());
+                        self.stats.vm_lifecycle(name, "create succeeded");
+                    } else {
+                        self.stats.vm_lifecycle(name, "create failed");
+                    }
                 }
                 if failed_code.is_none() {
                     self.os_disk_provisioned(vm);
@@ -736,7 +775,12 @@ impl State {
                     v.provisioning = "Succeeded".into();
                 }
             }
-            Effect::VmDelete { vm } => self.remove_vm(vm),
+            Effect::VmDelete { vm } => {
+                self.remove_vm(vm);
+                if let Some(name) = vm.rsplit('/').next() {
+                    self.stats.vm_lifecycle(name, "deleted");
+                }
+            }
             Effect::DiskCreate { disk } => {
                 if let Some(d) = self.get_mut(disk) {
                     d.provisioning = "Succeeded".into();

@@ -325,32 +325,6 @@ fn pool_tag(r: &Value) -> Option<&str> {
     r["tags"][rb_core::TAG_POOL].as_str()
 }
 
-async fn arm_token(w: &World) -> anyhow::Result<String> {
-    let id = w.sim.identity();
-    let body = format!(
-        "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
-        id.client_id, id.client_secret, "https%3A%2F%2Fmanagement.azure.com%2F.default"
-    );
-    let r: Value = w
-        .sim_http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            w.sim.base_url(),
-            id.tenant_id
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .context("token request")?
-        .json()
-        .await?;
-    r["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no access_token: {r}"))
-}
-
 /// Deletes one of the pools' VMs behind the daemon's back, through ARM; false if none.
 async fn delete_random_vm(
     w: &World,
@@ -367,7 +341,7 @@ async fn delete_random_vm(
         return Ok(false);
     }
     if token.is_none() {
-        *token = Some(arm_token(w).await?);
+        *token = Some(w.arm_token().await?);
     }
     let id = &vms[rng.usize(..vms.len())];
     let r = w

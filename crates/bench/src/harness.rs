@@ -33,6 +33,9 @@ pub struct World {
     daemon: Option<Child>,
     pub api: String,
     keep_dir: bool,
+    /// `[azure] subnet_id` with `ensure_network = false` (an admin's own network), set
+    /// before the daemon starts; `None`: the daemon ensures its network.
+    pub subnet_id: Option<String>,
 }
 
 /// The `renderburst` binary: `--renderburst`, else beside this binary (same target dir).
@@ -128,6 +131,7 @@ impl World {
             daemon: None,
             api: String::new(),
             keep_dir: std::env::var_os("RENDERBURST_BENCH_KEEP").is_some(),
+            subnet_id: None,
         })
     }
 
@@ -139,14 +143,18 @@ impl World {
              [auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n\
              [azure]\nsubscription_id = \"{s}\"\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\n\
              client_secret = \"{x}\"\narm_endpoint = \"{u}\"\nauthority_host = \"{u}\"\n\
-             ca_cert_file = \"{ca}\"\nresource_group = \"bench\"\nensure_network = true\n",
+             ca_cert_file = \"{ca}\"\nresource_group = \"bench\"\n{network}",
             db = self.dir.join("bench.db").display(),
             s = id.subscription_id,
             t = id.tenant_id,
             c = id.client_id,
             x = id.client_secret,
             u = self.sim.base_url(),
-            ca = self.dir.join("ca.pem").display()
+            ca = self.dir.join("ca.pem").display(),
+            network = match &self.subnet_id {
+                Some(id) => format!("ensure_network = false\nsubnet_id = \"{id}\"\n"),
+                None => "ensure_network = true\n".to_owned(),
+            }
         );
         let path = self.dir.join("bench.toml");
         std::fs::write(&path, toml)?;
@@ -293,6 +301,81 @@ impl World {
             .await
             .context("GET /_sim/stats")?;
         Ok(r.json().await?)
+    }
+
+    /// An ARM token from the simulator's Entra ID, as the daemon gets one.
+    pub async fn arm_token(&self) -> anyhow::Result<String> {
+        let id = self.sim.identity();
+        let body = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
+            id.client_id, id.client_secret, "https%3A%2F%2Fmanagement.azure.com%2F.default"
+        );
+        let r: Value = self
+            .sim_http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.sim.base_url(),
+                id.tenant_id
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .context("token request")?
+            .json()
+            .await?;
+        r["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no access_token: {r}"))
+    }
+
+    /// A PUT through the simulator's ARM front door, as an admin would make it (portal, CLI):
+    /// `path` from `/subscriptions/...` with its `api-version`; fails on a non-2xx answer.
+    pub async fn arm_put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let token = self.arm_token().await?;
+        let r = self
+            .sim_http
+            .put(format!("{}{path}", self.sim.base_url()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("PUT {path}"))?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("PUT {path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Every event the daemon has written, oldest first (paged with `after`).
+    pub async fn all_events(&self) -> anyhow::Result<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let page = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/events?after={after}&limit=1000"),
+                    None,
+                )
+                .await?;
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            let next = page["next_after"].as_i64().unwrap_or(after);
+            let done = events.is_empty() || next == after;
+            all.extend(events);
+            if done {
+                return Ok(all);
+            }
+            after = next;
+        }
+    }
+
+    /// The renderburst binary the daemon runs (its CLI too).
+    pub fn renderburst(&self) -> &Path {
+        &self.renderburst
     }
 
     /// Polls the simulator's stats every `every` until `done` holds; progress on stderr every

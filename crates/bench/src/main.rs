@@ -2,12 +2,13 @@
 //! against the simulator with Azure's real request limits and its default (scaled-down)
 //! operation latencies, with the daemon (`renderburst serve`) as a child process.
 //!
-//! Scenarios: `converge`, `reaction`, `restart`, `plan`, and the audits `chaos` and
-//! `crashloop` (see README, "Benchmarks"). Each
+//! Scenarios: `converge`, `reaction`, `restart`, `plan`, the audits `chaos` and
+//! `crashloop`, and `blocked` (see README, "Benchmarks"). Each
 //! prints a table on stdout; with `--json` each prints one JSON object on one line on stdout
 //! instead (JSON lines) and its table on stderr. Exit codes: 0 ok, 1 error or audit
 //! violation, 2 usage.
 
+mod blocked;
 mod chaos;
 mod converge;
 mod harness;
@@ -85,6 +86,22 @@ enum Scenario {
         minutes: f64,
         #[arg(long, default_value_t = 8)]
         seed: u64,
+    },
+    /// A configured subnet that does not exist, with the default backoff cap: VM PUTs in the
+    /// first 150 s and in M minutes, time to `Blocked`, time until `pool scale --wait` fails,
+    /// events written; then the subnet is created and the time to converge measured.
+    Blocked {
+        /// Minutes the pool stays blocked (fractions allowed).
+        #[arg(long, default_value_t = 10.0, value_parser = minutes)]
+        minutes: f64,
+        /// The pool's target (and max).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        target: u64,
+        /// Exit 1 unless the Must-hold holds: at most 12 VM PUTs in the first 150 s,
+        /// Blocked naming the code, `--wait` failing within a minute, convergence once the
+        /// subnet exists.
+        #[arg(long)]
+        check: bool,
     },
     /// The pure planner's time for P pools x V VMs.
     Plan {
@@ -168,6 +185,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
         } => {
             chaos_run(json, daemon()?, minutes, seed, kills).await?;
+        }
+        Scenario::Blocked {
+            minutes,
+            target,
+            check,
+        } => {
+            eprintln!(
+                "blocked: a missing subnet for {minutes} min (target {target}), then the subnet ..."
+            );
+            let v = blocked::run(
+                daemon()?,
+                &blocked::Opts {
+                    minutes,
+                    target,
+                    check,
+                },
+            )
+            .await?;
+            emit(json, &v, blocked::table(&v));
+            let n = v["violations"].as_array().map_or(0, Vec::len);
+            if check && n > 0 {
+                anyhow::bail!("the Must-hold does not hold: {n} violation(s) (listed above)");
+            }
         }
         Scenario::Plan {
             pools,

@@ -233,6 +233,33 @@ fn crashloop_two_kills_passes_the_audit() {
     assert_eq!(v["integrity_check"], "ok", "{v}");
 }
 
+/// The missing-subnet case for a quarter minute (too short for the 150 s window): Blocked
+/// with the code, `pool scale --wait` fails with it, creates stay within the target's names,
+/// and the pool converges once the subnet exists (`--check` would exit 1 otherwise).
+#[test]
+fn blocked_short_run_holds() {
+    let v = &bench(&["blocked", "--minutes", "0.25", "--target", "3", "--check"])[0];
+    has_common_fields(v);
+    assert_eq!(v["scenario"], "blocked", "{v}");
+    assert_eq!(v["violations"], serde_json::json!([]), "{v}");
+    assert!(v["vm_puts_window"].as_u64().unwrap() >= 3, "{v}");
+    assert!(
+        v["blocked_condition"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidResourceReference"),
+        "{v}"
+    );
+    assert_ne!(v["wait_exit_code"], 0, "{v}");
+    assert_eq!(
+        v["names_used"],
+        serde_json::json!(["maya-00001", "maya-00002", "maya-00003"]),
+        "{v}"
+    );
+    assert!(f(v, "converge_s") > 0.0, "{v}");
+    daemon_usage_is_plausible(v);
+}
+
 #[test]
 fn chaos_minutes_must_be_positive() {
     let out = Command::new(env!("CARGO_BIN_EXE_renderburst-bench"))

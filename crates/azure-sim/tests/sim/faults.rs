@@ -103,6 +103,8 @@ async fn operation_faults_fail_the_create() {
     assert!(!op["error"]["code"].as_str().unwrap().is_empty());
     let vm = s.get(&s.vm_path("rg", "vm1")).await;
     assert_eq!(vm.body["properties"]["provisioningState"], "Failed");
+    // Its NIC stays with it until it is deleted.
+    s.get(&s.nic_path("rg", "vm1-nic")).await.expect(200);
     assert_eq!(faults_injected(&s).await, before + 1);
     assert!(s.stats().await["operations_failed"].as_u64().unwrap() >= 1);
     // Failed VMs can be deleted, taking their NIC and disk.
@@ -289,4 +291,12 @@ async fn creates_by_name_and_reported_failures() {
     s.wait_op_ok(&r).await;
     let st = s.stats().await;
     assert_eq!(st["vm_creates_repeated"], json!({"vm1": 2}), "{st:#}");
+    // What happened to each name whose create failed, in order: vm2 was deleted before its
+    // name was created again.
+    assert_eq!(
+        st["vm_failed_lifecycle"],
+        json!({"vm1": ["create", "create failed"],
+               "vm2": ["create", "create failed", "delete", "deleted", "create", "create succeeded"]}),
+        "{st:#}"
+    );
 }
