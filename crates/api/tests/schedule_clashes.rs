@@ -24,12 +24,19 @@ fn by_tag(name: &str, tags: Value, max: u32) -> Value {
 async fn a_tag_schedule_and_a_pool_schedule_clash_on_a_pool_carrying_the_tag() {
     let app = spawn_app().await;
     // `maya` carries show=ep101 (the common spec); `vray` does not.
-    for pool in [spec("maya"), with(spec("vray"), "tags", json!({"show": "ep102"}))] {
+    for pool in [
+        spec("maya"),
+        with(spec("vray"), "tags", json!({"show": "ep102"})),
+    ] {
         let (status, body) = app.admin(Method::POST, "/v1/pools", Some(pool)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let (status, body) = app
-        .admin(Method::POST, "/v1/schedules", Some(by_pool("night", "maya", 0)))
+        .admin(
+            Method::POST,
+            "/v1/schedules",
+            Some(by_pool("night", "maya", 0)),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
@@ -55,7 +62,11 @@ async fn a_tag_schedule_and_a_pool_schedule_clash_on_a_pool_carrying_the_tag() {
         "{message}"
     );
     let (_, listed) = app.admin(Method::GET, "/v1/schedules", None).await;
-    assert_eq!(listed["schedules"].as_array().unwrap().len(), 1, "nothing stored");
+    assert_eq!(
+        listed["schedules"].as_array().unwrap().len(),
+        1,
+        "nothing stored"
+    );
 
     // A tag only `vray` carries sets no pool `night` sets; agreeing values are no clash.
     for (name, tags, max) in [
@@ -70,7 +81,11 @@ async fn a_tag_schedule_and_a_pool_schedule_clash_on_a_pool_carrying_the_tag() {
 
     // Pool second: a schedule for `vray` meets `other-show` there (tag first, pool second).
     let got = app
-        .admin(Method::POST, "/v1/schedules", Some(by_pool("vray-night", "vray", 2)))
+        .admin(
+            Method::POST,
+            "/v1/schedules",
+            Some(by_pool("vray-night", "vray", 2)),
+        )
         .await;
     assert_error(
         &got,

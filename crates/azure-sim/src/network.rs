@@ -427,16 +427,25 @@ mod tests {
     fn addresses_skip_the_five_azure_reserves() {
         let mut used = std::collections::HashSet::new();
         let net = ip("10.80.0.0");
-        assert_eq!(free_address(net, 29, &used).unwrap().to_string(), "10.80.0.4");
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.4"
+        );
         used.insert(ip("10.80.0.4"));
         used.insert(ip("10.80.0.5"));
-        assert_eq!(free_address(net, 29, &used).unwrap().to_string(), "10.80.0.6");
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.6"
+        );
         // A /29 has three usable addresses: .4, .5 and .6 (.7 is the broadcast).
         used.insert(ip("10.80.0.6"));
         assert_eq!(free_address(net, 29, &used), None);
         // A freed address is given again.
         used.remove(&ip("10.80.0.5"));
-        assert_eq!(free_address(net, 29, &used).unwrap().to_string(), "10.80.0.5");
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.5"
+        );
         assert_eq!(free_address(net, 31, &used), None);
     }
 

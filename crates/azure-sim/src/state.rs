@@ -866,5 +866,4 @@ impl State {
             None => true,
         }
     }
-
 }

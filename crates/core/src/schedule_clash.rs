@@ -202,14 +202,22 @@ mod tests {
             "UTC",
             serde_json::json!({"max": 0, "min": 0}),
         );
-        assert_eq!(clash(&a, &same, &PoolTags::new(), NOW), None, "agreeing values are no clash");
+        assert_eq!(
+            clash(&a, &same, &PoolTags::new(), NOW),
+            None,
+            "agreeing values are no clash"
+        );
         let other = spec(
             "other",
             "0 20 * * *",
             "UTC",
             serde_json::json!({"target": 3}),
         );
-        assert_eq!(clash(&a, &other, &PoolTags::new(), NOW), None, "different bounds compose");
+        assert_eq!(
+            clash(&a, &other, &PoolTags::new(), NOW),
+            None,
+            "different bounds compose"
+        );
         let mut elsewhere = spec(
             "elsewhere",
             "0 20 * * *",
@@ -263,7 +271,10 @@ mod tests {
             "{m}"
         );
         assert_eq!(
-            clash(&by_pool, &by_tag, &known, NOW).unwrap().pool.as_deref(),
+            clash(&by_pool, &by_tag, &known, NOW)
+                .unwrap()
+                .pool
+                .as_deref(),
             Some("maya")
         );
         // A pool without the tag, or not known at all, is not set by the tag schedule.
@@ -277,7 +288,11 @@ mod tests {
 
     #[test]
     fn different_tag_selectors_meet_on_a_pool_both_select() {
-        let show = tagged("show", &[("show", "ep101")], serde_json::json!({"target": 2}));
+        let show = tagged(
+            "show",
+            &[("show", "ep101")],
+            serde_json::json!({"target": 2}),
+        );
         let gpu = tagged("gpu", &[("gpu", "yes")], serde_json::json!({"target": 6}));
         let known = pools(&[
             ("arnold", &[("gpu", "yes")]),
@@ -291,7 +306,10 @@ mod tests {
             m.contains("pool maya (tagged gpu=yes, tagged show=ep101)"),
             "{m}"
         );
-        let apart = pools(&[("arnold", &[("gpu", "yes")]), ("nuke", &[("show", "ep101")])]);
+        let apart = pools(&[
+            ("arnold", &[("gpu", "yes")]),
+            ("nuke", &[("show", "ep101")]),
+        ]);
         assert_eq!(clash(&gpu, &show, &apart, NOW), None);
         // Identical selectors meet whatever pools exist.
         let same = tagged("same", &[("gpu", "yes")], serde_json::json!({"target": 1}));

@@ -24,7 +24,10 @@ async fn nics_get_the_next_free_address_of_their_subnet() {
         s.rg_path("rg")
     );
     let r = s
-        .put(&tiny, &json!({"properties": {"addressPrefix": "10.0.16.0/29"}}))
+        .put(
+            &tiny,
+            &json!({"properties": {"addressPrefix": "10.0.16.0/29"}}),
+        )
         .await;
     assert!(matches!(r.status, 200 | 201), "{r:#?}");
     s.wait_op_ok(&r).await;
@@ -39,10 +42,7 @@ async fn nics_get_the_next_free_address_of_their_subnet() {
     assert_eq!(nic_ip("vm3-nic").await, "10.0.16.6");
 
     let full = s
-        .put(
-            &s.vm_path("rg", "vm4"),
-            &vm_body(&tiny, "vm4", SIZE),
-        )
+        .put(&s.vm_path("rg", "vm4"), &vm_body(&tiny, "vm4", SIZE))
         .await;
     full.expect_err(400, "SubnetIsFull");
     assert!(full.message().contains("10.0.16.0/29"), "{full:#?}");
