@@ -112,13 +112,23 @@ pub async fn create(
         return Err(ApiError::not_found(format!("pool {pool:?} does not exist")).with_field("pool"));
     }
     // Two schedules setting one bound of one pool differently at the same minute: refused
-    // now, rather than a result that depends on the order of application later.
+    // now, rather than a result that depends on the order of application later. Every
+    // stored schedule is compared (those of the configuration file are stored too), and a
+    // tag selector reaches the pools that carry its tags now (pools being deleted aside).
     let now = view::now();
+    let pools: rb_core::schedule_clash::PoolTags = st
+        .store
+        .list_pools()
+        .await?
+        .into_iter()
+        .filter(|p| !p.deleting)
+        .map(|p| (p.spec.name, p.spec.tags))
+        .collect();
     for other in st.store.list_schedules().await? {
         if other.spec.name == spec.name {
             continue;
         }
-        if let Some(clash) = rb_core::schedule_clash::clash(&spec, &other.spec, now) {
+        if let Some(clash) = rb_core::schedule_clash::clash(&spec, &other.spec, &pools, now) {
             return Err(
                 ApiError::unprocessable(CODE, clash.message(&spec, &other.spec))
                     .with_field(format!("set.{}", clash.bound)),

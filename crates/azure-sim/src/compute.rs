@@ -307,6 +307,7 @@ impl State {
             nics.push((nic.id.clone(), delete));
         }
         let mut new_nics: Vec<Res> = Vec::new();
+        let mut taken_ips: Vec<String> = Vec::new();
         for c in &configs {
             let cname = c["name"].as_str().unwrap_or_default();
             validate_name(RType::NetworkInterface, cname).map_err(|_| {
@@ -341,6 +342,9 @@ impl State {
                     .as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("ipconfig{}", i + 1));
+                // The next free address of the subnet (`State::allocate_private_ip`).
+                let address = self.allocate_private_ip(subnet, &taken_ips)?;
+                taken_ips.extend(address.clone());
                 ipconfigs.push(json!({
                     "name": ipname,
                     "id": format!("{nic_id}/ipConfigurations/{ipname}"),
@@ -348,7 +352,7 @@ impl State {
                         "subnet": {"id": subnet},
                         "primary": i == 0,
                         "privateIPAllocationMethod": "Dynamic",
-                        "privateIPAddress": self.next_private_ip(),
+                        "privateIPAddress": address,
                         "privateIPAddressVersion": "IPv4",
                         "provisioningState": "Succeeded",
                     }

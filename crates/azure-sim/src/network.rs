@@ -98,6 +98,7 @@ impl State {
                     ));
                 }
                 let mut rendered = Vec::new();
+                let mut taken = Vec::new();
                 for (i, ip) in ipconfigs.iter().enumerate() {
                     let subnet = ip
                         .pointer("/properties/subnet/id")
@@ -114,7 +115,30 @@ impl State {
                         .cloned()
                         .unwrap_or(json!("Dynamic"));
                     if p.get("privateIPAddress").is_none() {
-                        p["privateIPAddress"] = json!(self.next_private_ip());
+                        // Dynamic keeps the address it has while the NIC exists
+                        // (https://learn.microsoft.com/en-us/azure/virtual-network/ip-services/private-ip-addresses).
+                        let kept = self.get(id).and_then(|nic| {
+                            nic.body
+                                .pointer("/properties/ipConfigurations")
+                                .and_then(Value::as_array)
+                                .and_then(|all| {
+                                    all.iter().find(|c| {
+                                        c["name"].as_str() == Some(ipname.as_str())
+                                            && str_at(c, "/properties/subnet/id")
+                                                .is_some_and(|s| key(s) == key(subnet))
+                                    })
+                                })
+                                .and_then(|c| str_at(c, "/properties/privateIPAddress"))
+                                .map(str::to_owned)
+                        });
+                        let addr = match kept {
+                            Some(a) => Some(a),
+                            None => self.allocate_private_ip(subnet, &taken)?,
+                        };
+                        if let Some(a) = addr {
+                            taken.push(a.clone());
+                            p["privateIPAddress"] = json!(a);
+                        }
                     }
                     p["primary"] = json!(i == 0);
                     p["provisioningState"] = json!("Succeeded");
@@ -270,6 +294,111 @@ impl State {
     }
 }
 
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The first IPv4 prefix of a subnet (`addressPrefix`, else `addressPrefixes`), as
+/// (network address, prefix length).
+fn ipv4_prefix(subnet: &Value) -> Option<(u32, u32)> {
+    let p = &subnet["properties"];
+    let listed = p["addressPrefixes"].as_array().into_iter().flatten();
+    p["addressPrefix"]
+        .as_str()
+        .into_iter()
+        .chain(listed.filter_map(Value::as_str))
+        .find_map(|prefix| {
+            let (addr, len) = prefix.split_once('/')?;
+            let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+            let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            Some((u32::from(addr) & mask, len))
+        })
+}
+
+/// The lowest address of a subnet a Dynamic IP configuration may get: Azure reserves the
+/// first four addresses (network, default gateway, two for Azure DNS) and the last
+/// (broadcast) of every subnet, "Are there any restrictions on using IP addresses within
+/// these subnets?" in https://learn.microsoft.com/en-us/azure/virtual-network/virtual-networks-faq.
+/// `None` if every other address is in `used`.
+pub(crate) fn free_address(
+    network: u32,
+    len: u32,
+    used: &std::collections::HashSet<u32>,
+) -> Option<std::net::Ipv4Addr> {
+    let size: u64 = 1u64 << (32 - len);
+    if size < 6 {
+        return None;
+    }
+    let first = u64::from(network) + 4;
+    let last = u64::from(network) + size - 2;
+    (first..=last)
+        .map(|a| a as u32)
+        .find(|a| !used.contains(a))
+        .map(std::net::Ipv4Addr::from)
+}
+
+impl State {
+    /// The private IP address a new Dynamic IP configuration in `subnet` gets: the next free
+    /// address of the subnet's IPv4 prefix, as Azure assigns it
+    /// (`privateIPAllocationMethod: Dynamic`, NetworkInterfaceIPConfiguration in
+    /// https://learn.microsoft.com/en-us/rest/api/virtualnetwork/network-interfaces/create-or-update,
+    /// and https://learn.microsoft.com/en-us/azure/virtual-network/ip-services/private-ip-addresses:
+    /// "Azure assigns the next available unassigned or unreserved IP address in the subnet's
+    /// address range"). Addresses of every NIC in the subnet and `pending` (given earlier in
+    /// the same request) are taken. A subnet without a free address refuses with
+    /// `SubnetIsFull` ("Subnet ... with address prefix ... doesn't have enough capacity for
+    /// IP addresses",
+    /// https://learn.microsoft.com/en-us/troubleshoot/azure/azure-kubernetes/create-upgrade-delete/error-code-subnetisfull-upgrade).
+    /// `None` for a subnet without an IPv4 prefix (no IPv4 address to give).
+    pub fn allocate_private_ip(
+        &self,
+        subnet: &str,
+        pending: &[String],
+    ) -> Result<Option<String>, ArmErr> {
+        let Some(def) = self.get(subnet) else {
+            return Ok(None);
+        };
+        let Some((network, len)) = ipv4_prefix(&def.body) else {
+            return Ok(None);
+        };
+        let wanted = key(subnet);
+        let mut used: std::collections::HashSet<u32> = pending
+            .iter()
+            .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+            .map(u32::from)
+            .collect();
+        for nic in self.res.values() {
+            if nic.rtype != RType::NetworkInterface {
+                continue;
+            }
+            for c in nic.body["properties"]["ipConfigurations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if str_at(c, "/properties/subnet/id").is_some_and(|s| key(s) == wanted)
+                    && let Some(a) = str_at(c, "/properties/privateIPAddress")
+                        .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
+                {
+                    used.insert(u32::from(a));
+                }
+            }
+        }
+        match free_address(network, len, &used) {
+            Some(a) => Ok(Some(a.to_string())),
+            None => Err(ArmErr::bad_request(
+                "SubnetIsFull",
+                format!(
+                    "Subnet {} with address prefix {}/{len} doesn't have enough capacity for IP addresses.",
+                    def.name,
+                    std::net::Ipv4Addr::from(network)
+                ),
+            )),
+        }
+    }
+}
+
 fn subnet_prefix(def: &Value) -> Result<(), ArmErr> {
     let p = &def["properties"];
     let single = p["addressPrefix"].as_str().is_some();
@@ -283,5 +412,49 @@ fn subnet_prefix(def: &Value) -> Result<(), ArmErr> {
             "properties.addressPrefix",
             "A subnet needs an address prefix.",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> u32 {
+        u32::from(s.parse::<std::net::Ipv4Addr>().unwrap())
+    }
+
+    #[test]
+    fn addresses_skip_the_five_azure_reserves() {
+        let mut used = std::collections::HashSet::new();
+        let net = ip("10.80.0.0");
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.4"
+        );
+        used.insert(ip("10.80.0.4"));
+        used.insert(ip("10.80.0.5"));
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.6"
+        );
+        // A /29 has three usable addresses: .4, .5 and .6 (.7 is the broadcast).
+        used.insert(ip("10.80.0.6"));
+        assert_eq!(free_address(net, 29, &used), None);
+        // A freed address is given again.
+        used.remove(&ip("10.80.0.5"));
+        assert_eq!(
+            free_address(net, 29, &used).unwrap().to_string(),
+            "10.80.0.5"
+        );
+        assert_eq!(free_address(net, 31, &used), None);
+    }
+
+    #[test]
+    fn prefixes_come_from_either_field() {
+        let one = json!({"properties": {"addressPrefix": "10.80.0.17/18"}});
+        assert_eq!(ipv4_prefix(&one), Some((ip("10.80.0.0"), 18)));
+        let many = json!({"properties": {"addressPrefixes": ["fd00::/64", "192.168.4.0/24"]}});
+        assert_eq!(ipv4_prefix(&many), Some((ip("192.168.4.0"), 24)));
+        assert_eq!(ipv4_prefix(&json!({"properties": {}})), None);
     }
 }

@@ -474,6 +474,8 @@ pub struct State {
     pub vm_buckets: HashMap<(String, ComputeGroup), TokenBucket>,
     pub stats: Stats,
     pub seq: u64,
+    /// Unused since NICs get the next free address of their subnet
+    /// (`State::allocate_private_ip`); kept so state files keep their format.
     pub next_ip: u32,
     /// VMs that booted since the last request took them (`boot.enabled`).
     pub boots: Vec<PendingBoot>,
@@ -907,12 +909,5 @@ impl State {
             Some(cap) => self.allocated_of_size(size) + extra <= cap,
             None => true,
         }
-    }
-
-    /// An IP address in 10.0.0.0/16 for a new NIC.
-    pub fn next_private_ip(&mut self) -> String {
-        let n = self.next_ip;
-        self.next_ip = self.next_ip.wrapping_add(1);
-        format!("10.0.{}.{}", (n >> 8) & 0xff, n & 0xff)
     }
 }

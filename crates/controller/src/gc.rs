@@ -5,6 +5,12 @@
 //! Inline NICs and OS disks do not carry the VM's tags, so they are recognised by name
 //! (`{pool}-{index:05}-nic`, `{pool}-{index:05}-os`) inside our resource group, and only
 //! once they have been seen detached for the whole grace period.
+//!
+//! The same NIC listing gives our VMs their private IP addresses (`node list`'s IP column):
+//! no read per VM, one paged list of the resource group's NICs at the sweep's cadence, or
+//! sooner (at most every [`ADDRESS_LIST_INTERVAL`]) while a VM of ours has no known address.
+//! The NIC's address is Azure's truth and replaces what a node said at registration; an
+//! address goes with its node's inventory row.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -48,6 +54,50 @@ fn sweep_interval(grace: Duration) -> Duration {
     (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
+/// Least time between two NIC listings made because a VM of ours has no known address.
+const ADDRESS_LIST_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether NICs are to be listed for addresses: some VM of ours that is not being deleted
+/// has no known address, and NICs were not listed in the last [`ADDRESS_LIST_INTERVAL`].
+async fn addresses_due(sh: &Shared, obs: &Observation, pools: &HashSet<String>) -> bool {
+    let recent = sh
+        .nics_listed_at
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .is_some_and(|t| t.elapsed() < ADDRESS_LIST_INTERVAL);
+    if recent {
+        return false;
+    }
+    let Ok(known) = sh.store.node_ips().await else {
+        return false;
+    };
+    obs.vms.values().any(|vm| {
+        pools.contains(&vm.pool)
+            && vm.state != rb_core::NodeState::Deleting
+            && !known.contains_key(&vm.name)
+    })
+}
+
+/// Records the private IP addresses the NICs give our VMs (those of known pools).
+async fn record_addresses(
+    sh: &Shared,
+    obs: &Observation,
+    pools: &HashSet<String>,
+    nics: &[arm_model::network::NetworkInterface],
+) {
+    let addresses = crate::observe::nic_addresses(nics);
+    let ips: Vec<(String, String)> = obs
+        .vms
+        .iter()
+        .filter(|(_, vm)| pools.contains(&vm.pool))
+        .filter_map(|(key, vm)| addresses.get(key).map(|ip| (vm.name.clone(), ip.clone())))
+        .collect();
+    if let Err(e) = sh.store.set_node_ips(&ips).await {
+        tracing::warn!(error = %e, "cannot record the nodes' addresses");
+    }
+}
+
 /// True (and the sweep time recorded) if NICs and disks are due to be listed.
 fn sweep_due(sh: &Shared) -> bool {
     let Ok(mut last) = sh.gc_last_sweep.lock() else {
@@ -89,12 +139,21 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
         }
     }
     let sweep = sweep_due(sh);
-    match if sweep {
+    let list_nics = sweep || addresses_due(sh, obs, pools).await;
+    let mut nics_listed = false;
+    match if list_nics {
+        if let Ok(mut t) = sh.nics_listed_at.lock() {
+            *t = Some(Instant::now());
+        }
         sh.arm.list_nics(Some(rg), None).await
     } else {
         Ok(Vec::new())
     } {
         Ok(nics) => {
+            nics_listed = list_nics;
+            if list_nics {
+                record_addresses(sh, obs, pools, &nics).await;
+            }
             for nic in nics {
                 let Some(name) = nic.name.clone() else {
                     continue;
@@ -167,7 +226,10 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
     // separately (`batch::collect_garbage`).
     if let Ok(mut seen) = sh.gc_first_seen.lock() {
         seen.retain(|k, _| {
-            garbage.contains(k) || k.starts_with("batchpool:") || (!sweep && !k.starts_with("vm:"))
+            garbage.contains(k)
+                || k.starts_with("batchpool:")
+                || (!nics_listed && k.starts_with("nic:"))
+                || (!sweep && k.starts_with("disk:"))
         });
     }
 }

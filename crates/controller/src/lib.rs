@@ -140,6 +140,8 @@ pub(crate) struct Shared {
     pub gc_first_seen: Mutex<HashMap<String, Instant>>,
     /// When the garbage collector last listed NICs and disks (see `gc::sweep_due`).
     pub gc_last_sweep: Mutex<Option<Instant>>,
+    /// When NICs were last listed (the sweep, or for addresses: see `gc`).
+    pub nics_listed_at: Mutex<Option<Instant>>,
     /// Flips to true when the reconciler stops: the executor's tasks stop waiting for their
     /// operations and leave their intents open, as a process exit would, for recovery.
     pub stopping: watch::Sender<bool>,
@@ -324,6 +326,7 @@ impl Controller {
                 executing: Mutex::new(HashSet::new()),
                 gc_first_seen: Mutex::new(HashMap::new()),
                 gc_last_sweep: Mutex::new(None),
+                nics_listed_at: Mutex::new(None),
                 stopping: watch::channel(false).0,
                 backoff: Mutex::new(HashMap::new()),
                 reusable: Mutex::new(HashMap::new()),

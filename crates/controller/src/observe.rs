@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use arm_model::compute::VirtualMachine;
+use arm_model::network::NetworkInterface;
 use azure::{ArmClient, TagFilter};
 use rb_core::{NodeState, Priority, TAG_OWNER, TAG_POOL};
 
@@ -131,9 +132,101 @@ pub async fn observe(
     Ok(Observation { vms: out, pages })
 }
 
+/// Each VM's private IP address from one listing of NICs, by VM name lower-cased: the
+/// address of the primary IP configuration of the VM's primary NIC (a NIC belongs to the VM
+/// its read-only `virtualMachine` names). This is Azure's truth about the address (the
+/// `privateIPAddress` Network assigned, `Dynamic` allocation), so it wins over what a node
+/// said at registration; NICs without an address are skipped.
+pub fn nic_addresses(nics: &[NetworkInterface]) -> HashMap<String, String> {
+    let mut out: HashMap<String, (bool, String)> = HashMap::new();
+    for nic in nics {
+        let Some(props) = &nic.properties else {
+            continue;
+        };
+        let Some(vm) = props
+            .virtual_machine
+            .as_ref()
+            .and_then(|r| r.id.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+        else {
+            continue;
+        };
+        let configs = props.ip_configurations.as_deref().unwrap_or_default();
+        let address = configs
+            .iter()
+            .filter_map(|c| {
+                let p = c.properties.as_ref()?;
+                let ip = p.private_ip_address.as_deref()?;
+                // `address/len` when a prefix was allocated: the address is the part before.
+                let ip = ip.split('/').next().unwrap_or(ip);
+                ip.parse::<std::net::IpAddr>().ok()?;
+                Some((p.primary == Some(true), ip.to_owned()))
+            })
+            .max_by_key(|(primary, _)| *primary)
+            .map(|(_, ip)| ip);
+        let Some(address) = address else {
+            continue;
+        };
+        let primary = props.primary != Some(false);
+        let key = vm.to_ascii_lowercase();
+        match out.get(&key) {
+            Some((true, _)) => {}
+            Some((false, _)) if !primary => {}
+            _ => {
+                out.insert(key, (primary, address));
+            }
+        }
+    }
+    out.into_iter().map(|(k, (_, ip))| (k, ip)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nic(vm: Option<&str>, primary: Option<bool>, ips: &[(&str, bool)]) -> NetworkInterface {
+        serde_json::from_value(serde_json::json!({
+            "name": "n",
+            "properties": {
+                "primary": primary,
+                "virtualMachine": vm.map(|v| serde_json::json!({"id": format!(
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/{v}")})),
+                "ipConfigurations": ips.iter().map(|(ip, primary)| serde_json::json!({
+                    "name": "ipconfig1",
+                    "properties": {"privateIPAddress": ip, "primary": primary,
+                                   "privateIPAllocationMethod": "Dynamic"}
+                })).collect::<Vec<_>>(),
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn addresses_come_from_each_vms_primary_nic() {
+        let got = nic_addresses(&[
+            nic(Some("Maya-00001"), Some(true), &[("10.80.0.4", true)]),
+            // A second, non-primary NIC of the same VM does not replace the address.
+            nic(Some("maya-00001"), Some(false), &[("10.80.1.9", true)]),
+            // The primary IP configuration wins within a NIC.
+            nic(
+                Some("maya-00002"),
+                None,
+                &[("10.80.0.7", false), ("10.80.0.5", true)],
+            ),
+            // Detached NICs and NICs without an address are not anyone's.
+            nic(None, Some(true), &[("10.80.0.6", true)]),
+            nic(Some("maya-00003"), Some(true), &[("", true)]),
+        ]);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got["maya-00001"], "10.80.0.4");
+        assert_eq!(got["maya-00002"], "10.80.0.5");
+        // A non-primary NIC listed first is replaced by the primary one.
+        let got = nic_addresses(&[
+            nic(Some("vm"), Some(false), &[("10.80.1.9", true)]),
+            nic(Some("vm"), Some(true), &[("10.80.0.4", true)]),
+        ]);
+        assert_eq!(got["vm"], "10.80.0.4");
+    }
 
     #[test]
     fn states_from_provisioning_and_power() {

@@ -600,9 +600,16 @@ impl Config {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        // Tag selectors reach the `[[pools]]` that carry their tags (pools only in the
+        // database are compared when the schedules are stored, see `apply_config_schedules`).
+        let pools: rb_core::schedule_clash::PoolTags = self
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), p.tags.clone()))
+            .collect();
         for (i, a) in self.schedules.iter().enumerate() {
             for (j, b) in self.schedules.iter().enumerate().skip(i + 1) {
-                if let Some(clash) = rb_core::schedule_clash::clash(b, a, now) {
+                if let Some(clash) = rb_core::schedule_clash::clash(b, a, &pools, now) {
                     bail!(
                         "schedules[{j}] ({}).set.{}: {}",
                         b.name,
@@ -985,6 +992,28 @@ mod tests {
                 "{key}: {err}"
             );
         }
+    }
+
+    /// Issue 13 item 8: a `pool_tag` schedule and a `pool` schedule of the file that set one
+    /// bound differently at the same minute on a `[[pools]]` pool carrying the tag are an
+    /// error naming the key, both schedules and the pool; on an untagged pool they are not.
+    #[test]
+    fn a_tag_schedule_clashing_with_a_pool_schedule_is_an_error() {
+        let dir = std::env::temp_dir();
+        let text = "[[pools]]\nname = \"maya\"\nmode = \"vm\"\nvm_sizes = [\"Standard_D4s_v5\"]\nimage = \"a:b:c:d\"\nmax = 3\ntags = { show = \"ep101\" }\n\n\
+                    [[schedules]]\nname = \"night\"\npool = \"maya\"\ncron = \"0 20 * * *\"\ntimezone = \"UTC\"\nset = { max = 0 }\n\n\
+                    [[schedules]]\nname = \"show-night\"\npool_tag = { show = \"ep101\" }\ncron = \"0 20 * * *\"\ntimezone = \"UTC\"\nset = { max = 5 }\n";
+        let path = write(&dir, text);
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("schedules[1] (show-night).set.max")
+                && err.contains("\"show-night\" and \"night\"")
+                && err.contains("pool maya (tagged show=ep101)")
+                && err.contains(&path.display().to_string()),
+            "{err}"
+        );
+        let untagged = text.replace("tags = { show = \"ep101\" }", "tags = { show = \"ep102\" }");
+        Config::load(Some(&write(&dir, &untagged))).unwrap();
     }
 
     /// Secrets are declared in the file or the environment only; an unknown key, a name of

@@ -158,12 +158,40 @@ pub async fn apply_config_pools(
 
 /// Creates or replaces the `[[schedules]]` of the configuration file (read from `source`).
 /// Schedules created through the API and not in the file are left alone. A schedule naming
-/// a pool that is neither in the file nor in the database is an error naming the key.
+/// a pool that is neither in the file nor in the database is an error naming the key, and
+/// so is one that clashes with a stored schedule on a stored pool (the configuration's own
+/// schedules were compared with each other when it was read); nothing is stored then.
 pub async fn apply_config_schedules(
     store: &Store,
     schedules: &[ScheduleSpec],
     source: &str,
 ) -> anyhow::Result<()> {
+    let pools: rb_core::schedule_clash::PoolTags = store
+        .list_pools()
+        .await?
+        .into_iter()
+        .filter(|p| !p.deleting)
+        .map(|p| (p.spec.name, p.spec.tags))
+        .collect();
+    let stored = store.list_schedules().await?;
+    let now = controller::schedules::unix_now();
+    for (i, spec) in schedules.iter().enumerate() {
+        let others = stored
+            .iter()
+            .map(|r| &r.spec)
+            .filter(|o| schedules.iter().all(|s| s.name != o.name))
+            .chain(schedules.iter().filter(|o| o.name != spec.name));
+        for other in others {
+            if let Some(clash) = rb_core::schedule_clash::clash(spec, other, &pools, now) {
+                anyhow::bail!(
+                    "configuration error in {source}: schedules[{i}] ({}).set.{}: {}",
+                    spec.name,
+                    clash.bound,
+                    clash.message(spec, other)
+                );
+            }
+        }
+    }
     for (i, spec) in schedules.iter().enumerate() {
         if let Some(pool) = &spec.pool
             && store.get_pool(pool).await?.is_none()

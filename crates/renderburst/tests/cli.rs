@@ -222,10 +222,15 @@ async fn tables_and_summaries_read_well() {
             && s["conditions"].as_array().is_some_and(|c| !c.is_empty())
     })
     .await;
+    // And every node's private IP known (from its NIC) for `node list`.
     eventually("the failed VM is gone", 60, || async {
         let nodes = w.get("/v1/nodes").await;
         let all = nodes["nodes"].as_array().cloned().unwrap_or_default();
-        (all.len() == 3 && all.iter().all(|n| n["state"] == "running")).then_some(())
+        (all.len() == 3
+            && all
+                .iter()
+                .all(|n| n["state"] == "running" && n["private_ip"].is_string()))
+        .then_some(())
     })
     .await;
 

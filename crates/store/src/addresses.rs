@@ -1,5 +1,8 @@
-//! The `node_addresses` table: each node's private IP address as last reported (Batch's
-//! node list, or the node's own registration), for people listing nodes.
+//! The `node_addresses` table: each node's private IP address as last reported, for people
+//! listing nodes. Batch nodes' come from Batch's node list; VM nodes' from their NICs (the
+//! controller's NIC listing, Azure's truth) or, until that listing has seen the node, from
+//! the node's own registration; a later report replaces an earlier one, so a NIC's address
+//! replaces a registration's at the next listing. A row goes with its node's `vms` row.
 
 use std::collections::HashMap;
 

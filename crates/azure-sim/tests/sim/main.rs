@@ -5,6 +5,7 @@
 
 mod common;
 
+mod addresses;
 mod batch;
 mod concurrency;
 mod control;

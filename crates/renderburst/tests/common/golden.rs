@@ -42,6 +42,7 @@ pub fn normalize(text: &str) -> String {
         l = replace_after(&l, "127.0.0.1:", "<PORT>", |c| c.is_ascii_digit());
         l = replace_after(&l, "rb_", "<TOKEN>", |c| c.is_ascii_alphanumeric());
         l = replace_uuids(&l);
+        l = replace_private_ips(&l);
         if l.starts_with("reconciler:") || l.starts_with("azure:") {
             l = digits_to_n(&l);
         }
@@ -165,17 +166,52 @@ fn replace_uuids(line: &str) -> String {
     out
 }
 
+/// Addresses in 10.0.0.0/8 (the nodes' private IPs, given in the order creates reach the
+/// subnet) → `<IP>`, padded to the address's width so table columns stay aligned.
+fn replace_private_ips(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find("10.") {
+        let boundary = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_ascii_digit() && c != '.');
+        let n = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .count();
+        let candidate = rest[i..i + n].trim_end_matches('.');
+        out.push_str(&rest[..i]);
+        if boundary && candidate.parse::<std::net::Ipv4Addr>().is_ok() {
+            let at_end = rest[i + candidate.len()..].is_empty();
+            out.push_str(&if at_end {
+                "<IP>".to_owned()
+            } else {
+                format!("{:<1$}", "<IP>", candidate.len())
+            });
+            rest = &rest[i + candidate.len()..];
+        } else {
+            out.push_str("10.");
+            rest = &rest[i + 3..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[test]
 fn normalize_replaces_what_varies() {
     let text = "a 2026-01-02T03:04:05Z b 2026-01-02T03:04:05+01:00 c\n\
                 http://127.0.0.1:40123/x rb_abcDEF123 7a1b2c3d-0000-4000-8000-0123456789ab\n\
                 reconciler: activation 12 at x, took 3 ms\n\
-                pool maya deleted in 4 s\n";
+                pool maya deleted in 4 s\n\
+                maya-00001  10.80.0.4  v10.2 110.1.2.3 10.80.0.12\n";
     assert_eq!(
         normalize(text),
         "a <TIME> b <TIME> c\n\
          http://127.0.0.1:<PORT>/x rb_<TOKEN> <ID>\n\
          reconciler: activation N at x, took N ms\n\
-         pool maya deleted in N s\n"
+         pool maya deleted in N s\n\
+         maya-00001  <IP>       v10.2 110.1.2.3 <IP>\n"
     );
 }
