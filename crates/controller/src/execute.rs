@@ -625,6 +625,7 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
         // ARM accepted it: follow the operation to its end.
         Some(op) => match op.wait_done(&sh.arm).await {
             Ok(()) => {
+                crate::backoff::succeeded(sh, &intent.pool, intent.kind).await;
                 if !crate::batch::is_batch_kind(intent.kind) {
                     record_success(
                         sh,

@@ -366,6 +366,9 @@ impl Controller {
     /// Runs until `shutdown` flips to true: recovery, then activations every interval or on
     /// wake-up.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // The holds first: an operation of the previous run that recovery sees succeed ends
+        // its pool's streak as a live one would.
+        backoff::load(&self.shared).await;
         execute::recover(&self.shared).await;
         loop {
             let started = tokio::time::Instant::now();
