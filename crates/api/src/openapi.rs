@@ -458,3 +458,49 @@ pub(crate) fn roles_of(security: &Value) -> Vec<String> {
         .filter_map(|r| r.as_str().map(str::to_owned))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every `$ref` of the document, anywhere in it.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r.clone()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_plan_documents_its_holds_and_every_reference_resolves() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let plan = &doc["paths"]["/v1/pools/{name}/plan"]["get"]["responses"]["200"];
+        assert_eq!(
+            plan["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/PlanView",
+            "{plan}"
+        );
+        let schemas = &doc["components"]["schemas"];
+        let view = serde_json::to_string(&schemas["PlanView"]).unwrap();
+        for field in ["held", "held_until", "HeldWrites", "Plan"] {
+            assert!(view.contains(field), "PlanView lacks {field}: {view}");
+        }
+        let held = &schemas["HeldWrites"]["properties"];
+        for field in ["kind", "steps", "until", "attempts", "code", "condition"] {
+            assert!(!held[field].is_null(), "HeldWrites lacks {field}: {held}");
+        }
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for r in all {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(!schemas[name].is_null(), "unresolved reference {r}");
+        }
+    }
+}

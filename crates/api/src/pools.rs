@@ -311,7 +311,7 @@ pub async fn scale(
     security(("bearer" = ["viewer", "requester", "admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
-        (status = 200, description = "What the next activation would do, with reasons", body = rb_core::Plan),
+        (status = 200, description = "What the next activation would do, with reasons, and the writes its backoff holds back", body = crate::view::PlanView),
         (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
     )
 )]
@@ -319,9 +319,9 @@ pub async fn plan_pool(
     Reader(_): Reader,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-) -> Result<Json<Plan>, ApiError> {
+) -> Result<Json<view::PlanView>, ApiError> {
     let record = existing(&st.store, &name).await?;
-    Ok(Json(what_if(&st.store, &record).await?))
+    Ok(Json(what_if_held(&st.store, &record).await?))
 }
 
 /// `GET /v1/pools/{name}/bootstrap` → the exact script the pool's next node would get
@@ -468,11 +468,64 @@ async fn check_batch_account(store: &Store, spec: &PoolSpec) -> Result<(), ApiEr
 }
 
 /// The plan for a pool from the store alone: the same read model the controller plans
-/// from (`Store::plan_pool`).
+/// from (`Store::plan_pool`), with the holds of the controller's backoff (stored) applied as
+/// the controller applies them.
 pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiError> {
-    Ok(store
-        .plan_pool(record, &Default::default(), None, view::now())
-        .await?)
+    Ok(what_if_held(store, record).await?.plan)
+}
+
+/// [`what_if`], with what the holds keep back: the plan made without them, compared kind by
+/// kind with the plan made with them.
+pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::PlanView, ApiError> {
+    let now = view::now();
+    let rows = store.list_backoffs(Some(&record.spec.name)).await?;
+    let none = Default::default();
+    let free = store.plan_pool(record, &none, None, now).await?;
+    let create = rows
+        .iter()
+        .find(|r| r.kind == rb_core::ActionKind::Create)
+        .map(|r| r.hold_at(record.generation, now));
+    let mut plan = if create.is_some() && record.spec.mode == rb_core::PoolMode::Vm {
+        store.plan_pool(record, &none, create.as_ref(), now).await?
+    } else {
+        free.clone()
+    };
+    let others: Vec<(rb_core::ActionKind, rb_core::Hold)> = rows
+        .iter()
+        .filter(|r| {
+            r.kind != rb_core::ActionKind::Create || record.spec.mode != rb_core::PoolMode::Vm
+        })
+        .map(|r| (r.kind, r.hold_at(record.generation, now)))
+        .collect();
+    rb_core::apply_holds(&mut plan, &others, now);
+    let count = |p: &Plan, kind| p.actions.iter().filter(|a| a.kind == kind).count();
+    let mut held_until: Option<i64> = None;
+    let held = rows
+        .iter()
+        .map(|r| {
+            let hold = r.hold_at(record.generation, now);
+            let steps = count(&free, r.kind).saturating_sub(count(&plan, r.kind));
+            if steps > 0 && now < hold.until {
+                held_until = Some(held_until.map_or(hold.until, |t| t.min(hold.until)));
+            }
+            view::HeldWrites {
+                kind: r.kind,
+                steps: u32::try_from(steps).unwrap_or(u32::MAX),
+                until: view::rfc3339(hold.until)
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                attempts: r.streak,
+                code: r.code.clone(),
+                condition: rb_core::Condition::parse(&r.condition, Some(r.since)),
+            }
+        })
+        .collect();
+    Ok(view::PlanView {
+        plan,
+        held,
+        held_until: held_until.and_then(|t| view::rfc3339(t).as_str().map(str::to_owned)),
+    })
 }
 
 /// Parses and validates a PoolSpec body: 422 naming the field for an unknown or missing

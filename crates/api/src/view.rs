@@ -340,6 +340,42 @@ pub fn rfc3339(t: UnixSeconds) -> Value {
 }
 
 /// Now, in Unix seconds.
+/// `GET /v1/pools/{name}/plan`: what the next activation would do — the plan with the
+/// controller's holds applied, as the controller would take it — and what those holds keep
+/// back, until when and why.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlanView {
+    #[serde(flatten)]
+    pub plan: rb_core::Plan,
+    /// The pool's writes held back after failures (the controller's backoff), one per kind
+    /// of write with a failure streak; empty when nothing is held.
+    pub held: Vec<HeldWrites>,
+    /// The earliest time a held write is tried again (RFC 3339), when the plan holds back
+    /// steps it would otherwise take; null otherwise.
+    pub held_until: Option<String>,
+}
+
+/// One kind of write the controller holds for a pool after failed attempts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HeldWrites {
+    /// The kind of write held (`create`, `start`, `deallocate`, `delete`, `create_pool`,
+    /// `resize_pool`, `delete_pool`, `stop_resize`).
+    pub kind: rb_core::ActionKind,
+    /// Steps the plan wants now that the hold keeps back (0: none wanted, or the hold has
+    /// lapsed and the next attempt is due).
+    pub steps: u32,
+    /// Writes of this kind are not tried before then (RFC 3339); after it, while the
+    /// failures last, one at a time.
+    pub until: String,
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// The last failure's ARM error code.
+    pub code: String,
+    /// Why: the pool's condition (`Blocked`, with what to fix, or `BackingOff`), with the
+    /// time the streak's condition appeared.
+    pub condition: rb_core::Condition,
+}
+
 pub fn now() -> UnixSeconds {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -281,7 +281,14 @@ fn permanent_fix(code: &str) -> Option<&'static str> {
         "InvalidResourceReference" => {
             "a resource the request refers to does not exist: check azure.subnet_id and the pool's image"
         }
-        "InvalidParameter" | "InvalidRequestContent" | "InvalidRequestFormat" => {
+        // InvalidPropertyValue: "The value of a property in the HTTP request body is invalid"
+        // (400), one of the common REST API error codes of Azure Batch, "Batch Status and
+        // Error Codes" (learn.microsoft.com/rest/api/batchservice/batch-status-and-error-codes);
+        // a Batch pool whose vmSize Batch does not offer is refused with it.
+        "InvalidParameter"
+        | "InvalidRequestContent"
+        | "InvalidRequestFormat"
+        | "InvalidPropertyValue" => {
             "Azure refused a value of the request: the error's target names it"
         }
         "MissingSubscriptionRegistration"
@@ -415,6 +422,15 @@ mod tests {
         );
         assert!(subnet.is_permanent());
         assert!(subnet.fix_hint().unwrap().contains("azure.subnet_id"));
+        let batch_size = http(
+            400,
+            "InvalidPropertyValue",
+            "The VM size 'Standard_Bogus_v9' is not supported by Batch in this region.",
+        );
+        assert!(
+            batch_size.is_permanent(),
+            "a Batch pool refused for a value"
+        );
         let denied = http(403, "AuthorizationFailed", "does not have authorization");
         assert!(denied.is_permanent());
         assert!(denied.fix_hint().unwrap().contains("role"));

@@ -820,11 +820,12 @@ pub(crate) async fn dispatch(
         let sh2 = sh.clone();
         let spec = spec.clone();
         let owner = owner.to_owned();
+        let generation = record.generation;
         tokio::spawn(async move {
             let permit = sh2.permits.clone().acquire_owned().await;
             let result = pool_write(&sh2, &spec, &a, intent, &owner).await;
             drop(permit);
-            finish_pool_write(&sh2, &spec, &a, intent, result).await;
+            finish_pool_write(&sh2, &spec, generation, &a, intent, result).await;
             release(&sh2, &node);
             sh2.wake.notify_one();
         });
@@ -962,6 +963,7 @@ async fn pool_write(
 async fn finish_pool_write(
     sh: &Shared,
     spec: &PoolSpec,
+    generation: i64,
     a: &Action,
     intent: i64,
     result: azure::Result<Done>,
@@ -974,6 +976,7 @@ async fn finish_pool_write(
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
+            crate::backoff::succeeded(sh, pool, a.kind).await;
             let (kind, message) = match done {
                 Done::Created => (
                     "batch.pool_created",
@@ -1045,6 +1048,10 @@ async fn finish_pool_write(
                 json!({"code": e.code, "status": e.status, "action": verb, "request_id": e.request_id}),
             )
             .await;
+            // Creates, resizes and deletes of the Batch pool back off as VM writes do
+            // (permanent: Blocked with the fix; otherwise BackingOff), instead of being tried
+            // again every activation.
+            crate::backoff::failed(sh, pool, a.kind, generation, &e).await;
         }
     }
 }

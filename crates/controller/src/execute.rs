@@ -210,11 +210,7 @@ async fn reusable_names(
     plan: &Plan,
     n: u64,
 ) -> Result<Vec<String>, store::StoreError> {
-    let candidates: Vec<String> = sh
-        .reusable
-        .lock()
-        .map(|r| r.get(&record.spec.name).cloned().unwrap_or_default())
-        .unwrap_or_default();
+    let candidates = sh.store.reusable_names(&record.spec.name).await?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -240,11 +236,9 @@ async fn reusable_names(
         }
         taken.push(name);
     }
-    if let Ok(mut r) = sh.reusable.lock()
-        && let Some(list) = r.get_mut(&record.spec.name)
-    {
-        list.retain(|n| !taken.contains(n));
-    }
+    sh.store
+        .take_reusable_names(&record.spec.name, &taken)
+        .await?;
     // `dispatch` pops: the lowest name first.
     taken.sort();
     taken.reverse();
@@ -450,9 +444,7 @@ async fn finish(
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
-            if action.kind == ActionKind::Create {
-                create_succeeded(sh, pool).await;
-            }
+            crate::backoff::succeeded(sh, pool, action.kind).await;
             record_success(
                 sh,
                 pool,
@@ -506,16 +498,16 @@ async fn finish(
             let definite = e.kind == azure::ErrorKind::Operation
                 || e.status
                     .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
-            if action.kind == ActionKind::Create {
-                if definite && let Ok(mut r) = sh.reusable.lock() {
-                    let list = r.entry(pool.to_string()).or_default();
-                    if !list.contains(&action.node) {
-                        list.push(action.node.clone());
-                    }
-                }
-                if unavailability(&e).is_none() {
-                    create_failed(sh, pool, generation, &e).await;
-                }
+            if action.kind == ActionKind::Create
+                && definite
+                && let Err(err) = sh.store.add_reusable_name(pool, &action.node).await
+            {
+                tracing::warn!(pool, node = %action.node, error = %err, "cannot keep the failed create's name for reuse");
+            }
+            // Capacity and quota refusals mark the offering instead; any other failure holds
+            // the pool's writes of this kind (creates, starts, deallocates, deletes).
+            if unavailability(&e).is_none() {
+                crate::backoff::failed(sh, pool, action.kind, generation, &e).await;
             }
             let _ = sh
                 .store
@@ -534,90 +526,6 @@ async fn finish(
             )
             .await;
         }
-    }
-}
-
-/// A create failed with an error that is not about its offering: the pool's creates back
-/// off, and the first failure of a permanent kind (or of another code) is an event.
-async fn create_failed(sh: &Shared, pool: &str, generation: i64, e: &ArmError) {
-    let permanent = e.is_permanent();
-    let hint = e.fix_hint();
-    let condition = if permanent {
-        match hint {
-            Some(h) => format!("Blocked: {}: {}; fix: {h}", e.code, e.message),
-            None => format!("Blocked: {}: {}", e.code, e.message),
-        }
-    } else {
-        format!(
-            "BackingOff: creates are failing ({}: {}); retrying with backoff",
-            e.code, e.message
-        )
-    };
-    let cap = sh.cfg.error_backoff_max.as_secs().max(1);
-    let transition = {
-        let Ok(mut map) = sh.backoff.lock() else {
-            return;
-        };
-        let mut entry = map.remove(pool);
-        let t = crate::backoff::record_failure(
-            &mut entry,
-            permanent,
-            &e.code,
-            condition,
-            generation,
-            cap,
-            now(),
-            fastrand::f64(),
-        );
-        if let Some(b) = entry {
-            map.insert(pool.to_string(), b);
-        }
-        t
-    };
-    let crate::backoff::Transition::Failed {
-        hold_seconds,
-        blocked,
-    } = transition
-    else {
-        return;
-    };
-    tracing::warn!(pool, code = %e.code, permanent, hold_seconds, "creates of the pool held after a failure");
-    if blocked {
-        let _ = event(
-            sh,
-            "pool.blocked",
-            Some(pool),
-            None,
-            &format!(
-                "creates fail with {}: {}{}; retrying with backoff (up to {cap} s)",
-                e.code,
-                e.message,
-                hint.map(|h| format!("; fix: {h}")).unwrap_or_default()
-            ),
-            json!({"code": e.code, "hint": hint, "hold_seconds": hold_seconds, "max_seconds": cap}),
-        )
-        .await;
-    }
-}
-
-/// A create succeeded: the pool's failure streak ends (and a Blocked pool is unblocked).
-async fn create_succeeded(sh: &Shared, pool: &str) {
-    let ended = sh.backoff.lock().ok().and_then(|mut m| m.remove(pool));
-    if let Some(b) = ended
-        && b.permanent
-    {
-        let _ = event(
-            sh,
-            "pool.unblocked",
-            Some(pool),
-            None,
-            &format!(
-                "a create succeeded: {} is resolved after {} failed attempts",
-                b.code, b.streak
-            ),
-            json!({"code": b.code, "attempts": b.streak}),
-        )
-        .await;
     }
 }
 
@@ -717,6 +625,7 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
         // ARM accepted it: follow the operation to its end.
         Some(op) => match op.wait_done(&sh.arm).await {
             Ok(()) => {
+                crate::backoff::succeeded(sh, &intent.pool, intent.kind).await;
                 if !crate::batch::is_batch_kind(intent.kind) {
                     record_success(
                         sh,

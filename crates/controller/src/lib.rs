@@ -145,11 +145,13 @@ pub(crate) struct Shared {
     /// Flips to true when the reconciler stops: the executor's tasks stop waiting for their
     /// operations and leave their intents open, as a process exit would, for recovery.
     pub stopping: watch::Sender<bool>,
-    /// Per pool: the failure streak of its creates (see [`backoff`]).
-    pub backoff: Mutex<HashMap<String, backoff::PoolBackoff>>,
-    /// Per pool: node names reserved for creates that failed, reused by the next creates
-    /// so failures never burn names.
-    pub reusable: Mutex<HashMap<String, Vec<String>>>,
+    /// Per pool and kind of write: its failure streak (see [`backoff`]), written through to
+    /// the store on every transition.
+    pub backoff: Mutex<HashMap<backoff::Key, backoff::PoolBackoff>>,
+    /// Orders the streaks' transitions with their writes to the store.
+    pub backoff_writes: tokio::sync::Mutex<()>,
+    /// The streaks were read from the store (once per process).
+    pub backoff_loaded: std::sync::atomic::AtomicBool,
     /// Per (pool, condition type): since when the condition has been shown.
     pub condition_since: Mutex<HashMap<(String, String), UnixSeconds>>,
     /// When the Batch accounts were last listed (see `batch::observe_accounts`).
@@ -193,12 +195,8 @@ async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), 
         .remove_pool(pool)
         .await
         .map_err(|e| format!("store: {e}"))?;
-    if let Ok(mut b) = sh.backoff.lock() {
-        b.remove(pool);
-    }
-    if let Ok(mut r) = sh.reusable.lock() {
-        r.remove(pool);
-    }
+    // Its backoff rows and reusable names went with its row.
+    backoff::forget(sh, pool);
     // A forced deletion asked for is done, whichever path got here.
     let _ = sh
         .store
@@ -329,7 +327,8 @@ impl Controller {
                 nics_listed_at: Mutex::new(None),
                 stopping: watch::channel(false).0,
                 backoff: Mutex::new(HashMap::new()),
-                reusable: Mutex::new(HashMap::new()),
+                backoff_writes: tokio::sync::Mutex::new(()),
+                backoff_loaded: std::sync::atomic::AtomicBool::new(false),
                 condition_since: Mutex::new(HashMap::new()),
                 accounts_listed: Mutex::new(None),
             }),
@@ -370,6 +369,9 @@ impl Controller {
     /// Runs until `shutdown` flips to true: recovery, then activations every interval or on
     /// wake-up.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // The holds first: an operation of the previous run that recovery sees succeed ends
+        // its pool's streak as a live one would.
+        backoff::load(&self.shared).await;
         execute::recover(&self.shared).await;
         loop {
             let started = tokio::time::Instant::now();
@@ -465,6 +467,7 @@ impl Controller {
             .list_pools()
             .await
             .map_err(|e| format!("store: {e}"))?;
+        backoff::load(sh).await;
         // Nodes in flight before the listing starts: an operation that ends while the pages
         // are read has a node that may be on no page (created after its page was read) and
         // no longer in flight afterwards; without this it would be taken for gone.
@@ -578,20 +581,15 @@ impl Controller {
                     .push(format!("observe Batch pool {}: {e}", record.spec.name));
                 continue;
             }
-            let hold = if is_batch {
-                None
-            } else {
-                sh.backoff
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&record.spec.name)
-                    .map(|b| b.hold(record.generation, now))
-            };
-            let p = sh
+            // VM creates are held by the planner (probes get fresh names); the other kinds of
+            // write are taken out of the plan.
+            let (create_hold, holds) = backoff::holds(sh, record, now).await;
+            let mut p = sh
                 .store
-                .plan_pool(record, &in_flight, hold.as_ref(), now)
+                .plan_pool(record, &in_flight, create_hold.as_ref(), now)
                 .await
                 .map_err(|e| format!("store: {e}"))?;
+            rb_core::apply_holds(&mut p, &holds, now);
             let desired = p.desired;
             let force = forced
                 .get(&record.spec.name)

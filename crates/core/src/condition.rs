@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
 use crate::offerings::format_utc;
+use crate::plan::{Action, ActionKind, Plan};
 
 /// One condition of a pool, as the API shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -65,6 +66,77 @@ pub struct Hold {
     pub condition: String,
 }
 
+impl Hold {
+    /// The condition as a plan shows it: while held, with the time of the next attempt at
+    /// writes of the kind `verb` names (`"create"`, `"Batch pool resize"`...).
+    pub fn shown(&self, verb: &str, now: UnixSeconds) -> String {
+        if now < self.until {
+            format!(
+                "{}; next {verb} attempt at {}",
+                self.condition,
+                format_utc(self.until)
+            )
+        } else {
+            self.condition.clone()
+        }
+    }
+}
+
+/// How conditions and events name a kind of write (`"create"`, `"Batch pool resize"`).
+pub fn write_words(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create => "create",
+        ActionKind::Start => "start",
+        ActionKind::Deallocate => "deallocate",
+        ActionKind::Delete => "delete",
+        ActionKind::Forget => "forget",
+        ActionKind::CreatePool => "Batch pool create",
+        ActionKind::ResizePool => "Batch pool resize",
+        ActionKind::RemoveNode => "Batch node removal",
+        ActionKind::DeletePool => "Batch pool delete",
+        ActionKind::StopResize => "Batch pool stop-resize",
+        ActionKind::RotateEnrollToken => "enrollment token rotation",
+    }
+}
+
+/// Applies the controller's holds on kinds of writes to a plan made without them: actions of
+/// a held kind are taken out until the hold's `until`, then all but `probe` of them while
+/// the failures last; the hold's condition is added while the plan wants writes of its kind
+/// (a streak of failed deletes says nothing once no delete is wanted). Returns what was held,
+/// in plan order. (VM creates are held by the planner itself, [`crate::PlanInput::hold`]; the
+/// API's what-if plans without it and holds them here, to show what is held.)
+pub fn apply_holds(plan: &mut Plan, holds: &[(ActionKind, Hold)], now: UnixSeconds) -> Vec<Action> {
+    let mut held = Vec::new();
+    for (kind, hold) in holds {
+        if !plan.actions.iter().any(|a| a.kind == *kind) {
+            continue;
+        }
+        let keep = if now < hold.until {
+            0
+        } else {
+            hold.probe.map_or(usize::MAX, |p| p as usize)
+        };
+        let mut kept = 0;
+        let mut rest = Vec::with_capacity(plan.actions.len());
+        for a in std::mem::take(&mut plan.actions) {
+            if a.kind != *kind {
+                rest.push(a);
+            } else if kept < keep {
+                kept += 1;
+                rest.push(a);
+            } else {
+                held.push(a);
+            }
+        }
+        plan.actions = rest;
+        let text = hold.shown(write_words(*kind), now);
+        if !plan.conditions.contains(&text) {
+            plan.conditions.push(text);
+        }
+    }
+    held
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +156,64 @@ mod tests {
         assert_eq!(prose.message, "something odd happened: here");
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["type"], "NoCapacity");
+    }
+
+    fn action(kind: ActionKind, node: &str) -> Action {
+        Action {
+            kind,
+            node: node.into(),
+            size: None,
+            priority: None,
+            targets: None,
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn holds_take_out_their_kind_then_let_a_probe_through() {
+        let plan = Plan {
+            actions: vec![
+                action(ActionKind::Delete, "a"),
+                action(ActionKind::Deallocate, "b"),
+                action(ActionKind::Delete, "c"),
+            ],
+            ..Plan::default()
+        };
+        let hold = Hold {
+            until: 100,
+            probe: Some(1),
+            condition: "Blocked: AuthorizationFailed: no".into(),
+        };
+        let holds = [(ActionKind::Delete, hold.clone())];
+        let mut held_plan = plan.clone();
+        let held = apply_holds(&mut held_plan, &holds, 50);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held_plan.actions.len(), 1);
+        assert_eq!(held_plan.actions[0].kind, ActionKind::Deallocate);
+        assert_eq!(
+            held_plan.conditions,
+            ["Blocked: AuthorizationFailed: no; next delete attempt at 1970-01-01T00:01:40Z"]
+        );
+        // Lapsed: one probe, the rest still held.
+        let mut probing = plan.clone();
+        let held = apply_holds(&mut probing, &holds, 100);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].node, "c");
+        assert_eq!(probing.actions.len(), 2);
+        assert_eq!(probing.conditions, ["Blocked: AuthorizationFailed: no"]);
+        // Open (the admin changed the pool): everything goes.
+        let open = [(
+            ActionKind::Delete,
+            Hold {
+                probe: None,
+                ..hold.clone()
+            },
+        )];
+        let mut all = plan.clone();
+        assert!(apply_holds(&mut all, &open, 100).is_empty());
+        // No write of the kind wanted: no condition.
+        let mut other = Plan::default();
+        assert!(apply_holds(&mut other, &holds, 50).is_empty());
+        assert!(other.conditions.is_empty());
     }
 }

@@ -21,7 +21,7 @@ pub use batch::{
     BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,
 };
 pub use bootstrap::{BootstrapSpec, SecretRef};
-pub use condition::{Condition, Hold};
+pub use condition::{Condition, Hold, apply_holds, write_words};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
 pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};

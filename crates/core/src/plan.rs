@@ -58,7 +58,7 @@ pub struct NodeView {
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Create a VM (one ARM write: NIC and OS disk inline, `deleteOption: Delete`).
@@ -552,15 +552,7 @@ impl Planner<'_> {
         }
         let held = self.input.hold.filter(|h| self.now < h.until);
         if let Some(h) = self.input.hold {
-            let text = match held {
-                Some(h) => format!(
-                    "{}; next create attempt at {}",
-                    h.condition,
-                    format_utc(h.until)
-                ),
-                None => h.condition.clone(),
-            };
-            self.condition(text);
+            self.condition(h.shown("create", self.now));
         }
         let Some(choice) = self.choose_offering() else {
             let tried = self.unavailable_summary();

@@ -6,6 +6,7 @@
 //! - [`pools`]: desired state, one row per pool (spec, generation, deleting, next node index);
 //! - [`vms`]: the VM inventory (what Azure last showed, plus heartbeats and drain marks),
 //!   Batch nodes included;
+//! - [`backoff`]: each pool's backoff after failed writes, and the names of failed creates;
 //! - [`batch`]: what the controller last saw of each Batch pool, and the Batch planner's memory;
 //! - [`intents`]: the intent journal, written before every ARM write and closed after it;
 //! - [`events`]: the append-only audit log;
@@ -59,6 +60,7 @@ use sqlx::sqlite::{
 };
 
 pub mod addresses;
+pub mod backoff;
 pub mod batch;
 mod error;
 pub mod events;
@@ -74,6 +76,7 @@ pub mod tasks;
 pub mod tokens;
 pub mod vms;
 
+pub use backoff::BackoffRow;
 pub use batch::BatchState;
 pub use error::StoreError;
 pub use events::{Event, EventQuery, NewEvent};
