@@ -28,15 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{Os, SpecError};
 
-mod grammar;
-pub mod quote;
-
-pub use grammar::validate_advertise_url;
-use grammar::{
+pub use super::grammar::validate_advertise_url;
+use super::grammar::{
     is_account_name, is_drive, is_env_name, is_mount_target, is_nfs_source, is_ou, is_share_name,
     is_storage_account, is_user_name, smb_parts,
 };
-use quote::{powershell as ps, sh};
+use super::quote::{self, powershell as ps, sh};
 
 /// A secret named, never given: the name of a secret the operator declared in the daemon's
 /// configuration (`[secrets.NAME]` with `env = "VAR"` or `file = "/path"`). Resolved when a
@@ -412,7 +409,7 @@ fn check_secret(field: &str, s: &SecretRef) -> Result<(), SpecError> {
 }
 
 /// A DNS host name (labels of letters, digits and '-', separated by '.').
-fn is_host_name(s: &str) -> bool {
+pub(super) fn is_host_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
