@@ -300,6 +300,13 @@ fn permanent_fix(code: &str) -> Option<&'static str> {
             "the subscription is missing or disabled: check azure.subscription_id"
         }
         "ResourceGroupNotFound" => "the resource group does not exist: check azure.resource_group",
+        // SubnetIsFull: "Subnet ... with address prefix ... doesn't have enough capacity for
+        // IP addresses" (learn.microsoft.com/troubleshoot/azure/azure-kubernetes/
+        // create-upgrade-delete/error-code-subnetisfull-upgrade). Retrying does not free an
+        // address; a larger subnet (or fewer nodes in it) does.
+        "SubnetIsFull" => {
+            "the subnet has no free address: give azure.subnet_id a larger prefix or lower the pool's max"
+        }
         // Image not found, as Azure's "Troubleshoot VM deployment: image not found" and
         // Compute Gallery troubleshooting pages name them: marketplace, gallery and managed
         // images.
@@ -431,6 +438,13 @@ mod tests {
             batch_size.is_permanent(),
             "a Batch pool refused for a value"
         );
+        let full = http(
+            400,
+            "SubnetIsFull",
+            "Subnet default with address prefix 10.0.0.0/29 doesn't have enough capacity for IP addresses.",
+        );
+        assert!(full.is_permanent(), "a full subnet blocks the pool");
+        assert!(full.fix_hint().unwrap().contains("azure.subnet_id"));
         let denied = http(403, "AuthorizationFailed", "does not have authorization");
         assert!(denied.is_permanent());
         assert!(denied.fix_hint().unwrap().contains("role"));

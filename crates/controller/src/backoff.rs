@@ -101,6 +101,12 @@ pub(crate) enum Transition {
     Failed { hold_seconds: u64, blocked: bool },
 }
 
+/// Azure's message as a clause that more words follow (`"...not found."` then `"; fix: ..."`
+/// read as `"...not found; fix: ..."`, not `"...found.; fix:"`).
+fn clause(message: &str) -> &str {
+    message.trim_end().trim_end_matches('.')
+}
+
 /// The condition a failure of `kind` shows: `Blocked` naming the code and the fix for a
 /// permanent one, `BackingOff` otherwise.
 pub(crate) fn condition(kind: ActionKind, e: &ArmError) -> String {
@@ -112,7 +118,11 @@ pub(crate) fn condition(kind: ActionKind, e: &ArmError) -> String {
             _ => format!("{words} fails with "),
         };
         match e.fix_hint() {
-            Some(h) => format!("Blocked: {what}{}: {}; fix: {h}", e.code, e.message),
+            Some(h) => format!(
+                "Blocked: {what}{}: {}; fix: {h}",
+                e.code,
+                clause(&e.message)
+            ),
             None => format!("Blocked: {what}{}: {}", e.code, e.message),
         }
     } else {
@@ -315,7 +325,7 @@ pub(crate) async fn failed(
             &format!(
                 "{words}s fail with {}: {}{}; retrying with backoff (up to {cap} s)",
                 e.code,
-                e.message,
+                if hint.is_some() { clause(&e.message) } else { &e.message },
                 hint.map(|h| format!("; fix: {h}")).unwrap_or_default()
             ),
             json!({"code": e.code, "hint": hint, "action": words, "hold_seconds": hold_seconds, "max_seconds": cap}),
@@ -370,6 +380,34 @@ pub(crate) fn forget(sh: &Shared, pool: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blocked_condition_reads_as_one_sentence() {
+        let e = ArmError::new(
+            azure::ErrorKind::Operation,
+            "InvalidResourceReference",
+            "Resource /subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/nope was not found.",
+        );
+        let c = condition(ActionKind::Create, &e);
+        assert!(
+            c.starts_with("Blocked: InvalidResourceReference: Resource "),
+            "{c}"
+        );
+        assert!(
+            c.contains("was not found; fix: the subnet does not exist"),
+            "{c}"
+        );
+        assert!(!c.contains(".;"), "{c}");
+        let t = ArmError::new(
+            azure::ErrorKind::Operation,
+            "InternalServerError",
+            "Try again.",
+        );
+        assert_eq!(
+            condition(ActionKind::Create, &t),
+            "BackingOff: creates are failing (InternalServerError: Try again.); retrying with backoff"
+        );
+    }
 
     #[test]
     fn the_schedule_doubles_from_ten_seconds_to_the_cap() {

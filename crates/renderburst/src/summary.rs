@@ -237,6 +237,27 @@ pub fn pool_lines(pool: &Value, plan: &Value, requested: u64) -> Vec<String> {
     if let Some(e) = last_error(s) {
         out.push(field("last error:", e));
     }
+    // Writes the controller holds back after failures (its backoff), with when it tries
+    // again: the answer to "why is nothing happening?" while a pool is Blocked.
+    let held = plan["held"].as_array().cloned().unwrap_or_default();
+    if !held.is_empty() {
+        out.push("  held:".into());
+        for h in &held {
+            let steps = h["steps"].as_u64().unwrap_or(0);
+            out.push(format!(
+                "    {}: {} failed in a row ({}), {} until {}",
+                output::text(&h["kind"]),
+                h["attempts"].as_u64().unwrap_or(0),
+                output::text(&h["code"]),
+                if steps > 0 {
+                    format!("{steps} held")
+                } else {
+                    "next try one at a time".to_owned()
+                },
+                output::text(&h["until"]),
+            ));
+        }
+    }
     let actions = plan["actions"].as_array().cloned().unwrap_or_default();
     if actions.is_empty() {
         let active = n(plan, "active");
@@ -500,6 +521,22 @@ mod tests {
         assert_eq!(lines.lines().filter(|l| *l == reason).count(), 1, "{lines}");
         assert!(lines.contains("requested 4; desired 20"), "{lines}");
         assert!(!lines.contains("nothing to do"), "{lines}");
+    }
+
+    #[test]
+    fn held_writes_say_what_failed_and_when_it_is_tried_again() {
+        let p = pool(json!({"desired": 2, "running": 0,
+            "conditions": [{"type": "Blocked", "message": "InvalidResourceReference: subnet not found; fix: check azure.subnet_id", "since": "2026-01-02T03:04:05Z"}]}));
+        let plan = json!({"actions": [], "active": 0, "desired": 2, "held_until": "2026-01-02T03:09:05Z",
+            "held": [{"kind": "create", "steps": 2, "until": "2026-01-02T03:09:05Z", "attempts": 4,
+                      "code": "InvalidResourceReference", "condition": {"type": "Blocked"}}]});
+        let lines = pool_lines(&p, &plan, 0).join("\n");
+        assert!(
+            lines.contains("  held:\n    create: 4 failed in a row (InvalidResourceReference), 2 held until 2026-01-02T03:09:05Z"),
+            "{lines}"
+        );
+        let none = pool_lines(&p, &json!({"actions": [], "held": []}), 0).join("\n");
+        assert!(!none.contains("held:"), "{none}");
     }
 
     #[test]

@@ -130,7 +130,7 @@ async fn every_migration_applies_on_the_data_of_the_one_before() {
             .await
             .unwrap()
             .iter()
-            .map(|r| format!("{}", r.get::<String, _>(0)))
+            .map(|r| r.get::<String, _>(0))
             .collect();
         assert!(
             bad.is_empty(),
@@ -241,4 +241,12 @@ async fn every_migration_applies_on_the_data_of_the_one_before() {
         Some("10.0.0.4")
     );
     assert_eq!(store.list_tokens().await.unwrap().len(), 1);
+    let held = store.list_backoffs(Some("maya")).await.unwrap();
+    assert_eq!(held.len(), 1, "0012's backoff survives");
+    assert_eq!((held[0].streak, held[0].permanent), (3, true));
+    assert_eq!(
+        store.reusable_names("maya").await.unwrap(),
+        ["maya-00004"],
+        "a reserved name of a failed create is still reused"
+    );
 }
