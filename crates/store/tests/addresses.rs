@@ -4,6 +4,10 @@
 use rb_core::{NodeState, PoolSpec, Priority};
 use store::{Store, VmRecord};
 
+mod common;
+
+use common::TempDir;
+
 fn vm(name: &str) -> VmRecord {
     VmRecord {
         name: name.to_string(),
@@ -28,13 +32,8 @@ fn vm(name: &str) -> VmRecord {
 
 #[tokio::test]
 async fn addresses_follow_their_nodes() {
-    let dir = std::env::temp_dir().join(format!(
-        "renderburst-addresses-{}-{}",
-        std::process::id(),
-        fastrand_free_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&dir.join("renderburst.db")).await.unwrap();
+    let dir = TempDir::new("addresses");
+    let store = Store::open(&dir.db()).await.unwrap();
     let spec: PoolSpec = serde_json::from_value(serde_json::json!({
         "name": "maya", "mode": "vm", "vm_sizes": ["Standard_D8s_v5"],
         "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 4}))
@@ -59,13 +58,4 @@ async fn addresses_follow_their_nodes() {
 
     store.delete_vm("maya-00001").await.unwrap();
     assert!(store.node_ips().await.unwrap().is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A suffix that differs between runs of this test binary.
-fn fastrand_free_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }

@@ -2,37 +2,13 @@
 //! reopen, replaced per (pool, kind), ended, read as a hold, and gone with their pool.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rb_core::{ActionKind, Os, PoolMode, PoolSpec, Priority, ScaleDown, SpotSpec};
 use store::{BackoffRow, Store};
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "renderburst-store-backoff-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("renderburst.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn spec(name: &str) -> PoolSpec {
     PoolSpec {
@@ -73,7 +49,7 @@ fn row(pool: &str, kind: ActionKind, streak: u32) -> BackoffRow {
 
 #[tokio::test]
 async fn backoff_rows_survive_a_reopen_and_go_with_their_pool() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("backoff");
     {
         let store = Store::open(&dir.db()).await.unwrap();
         store.create_pool(&spec("maya")).await.unwrap();

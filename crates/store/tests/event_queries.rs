@@ -2,33 +2,12 @@
 //! ways), the decision event written with its intent, the journal's last word on a node, and
 //! task counters.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use rb_core::ActionKind;
 use store::{EventQuery, IntentOutcome, NewEvent, NewIntent, Store};
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "renderburst-store-events-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn event(kind: &str, pool: Option<&str>, message: &str) -> NewEvent {
     NewEvent {
@@ -47,7 +26,7 @@ fn ids(events: &[store::Event]) -> Vec<i64> {
 
 #[tokio::test]
 async fn newest_n_one_pool_and_paging_both_ways() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("events");
     let store = Store::open(&dir.0.join("rb.db")).await.unwrap();
     let mut maya = Vec::new();
     let mut all = Vec::new();
@@ -148,7 +127,7 @@ async fn newest_n_one_pool_and_paging_both_ways() {
 
 #[tokio::test]
 async fn a_decision_event_is_written_with_its_intent() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("events");
     let store = Store::open(&dir.0.join("rb.db")).await.unwrap();
     let intent = NewIntent {
         pool: "maya".into(),
@@ -193,7 +172,7 @@ async fn a_decision_event_is_written_with_its_intent() {
 
 #[tokio::test]
 async fn task_counters_count_across_reopen() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("events");
     let db = dir.0.join("rb.db");
     let store = Store::open(&db).await.unwrap();
     assert_eq!(

@@ -16,26 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use store::{MIGRATOR, Store};
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "renderburst-migrations-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 fn seed_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migration_seeds")
@@ -99,8 +82,8 @@ async fn schema(db: &SqlitePool) -> Vec<(String, String, String)> {
 
 #[tokio::test]
 async fn every_migration_applies_on_the_data_of_the_one_before() {
-    let dir = TempDir::new("chain");
-    let path = dir.0.join("renderburst.db");
+    let dir = TempDir::new("migrations-chain");
+    let path = dir.db();
     let versions: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
     assert!(!versions.is_empty());
     // Seeds name real migrations (a typo would silently seed nothing).
@@ -159,8 +142,8 @@ async fn every_migration_applies_on_the_data_of_the_one_before() {
     );
 
     // The chain ends in the schema a fresh database gets.
-    let fresh_dir = TempDir::new("fresh");
-    let fresh = connect(&fresh_dir.0.join("renderburst.db")).await;
+    let fresh_dir = TempDir::new("migrations-fresh");
+    let fresh = connect(&fresh_dir.db()).await;
     MIGRATOR.run(&fresh).await.unwrap();
     assert_eq!(schema(&db).await, schema(&fresh).await);
 

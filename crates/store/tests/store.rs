@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rb_core::{
     ActionKind, NodeState, Offering, Os, PoolMode, PoolSpec, Priority, ScaleDown, SpotSpec,
@@ -12,30 +11,9 @@ use rb_core::{
 };
 use store::{IntentOutcome, NewEvent, NewIntent, Store, StoreError, VmRecord};
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("renderburst-store-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("renderburst.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 async fn open(path: &Path) -> Store {
     Store::open(path).await.expect("open store")
@@ -100,7 +78,7 @@ fn event(kind: &str, message: &str) -> NewEvent {
 
 #[tokio::test]
 async fn pools_lifecycle() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
 
     assert!(store.list_pools().await.unwrap().is_empty());
@@ -212,7 +190,7 @@ async fn pools_lifecycle() {
 
 #[tokio::test]
 async fn node_indexes_are_reserved_once() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
 
@@ -233,7 +211,7 @@ async fn node_indexes_are_reserved_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reservations_never_overlap() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = Arc::new(open(&dir.db()).await);
     store.create_pool(&spec("maya")).await.unwrap();
 
@@ -266,7 +244,7 @@ async fn concurrent_reservations_never_overlap() {
 
 #[tokio::test]
 async fn inventory() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
     store.create_pool(&spec("arnold")).await.unwrap();
@@ -402,7 +380,7 @@ async fn inventory() {
 
 #[tokio::test]
 async fn intent_journal() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
 
     let new = |node: &str, kind| NewIntent {
@@ -518,7 +496,7 @@ async fn intent_journal() {
 
 #[tokio::test]
 async fn events_append_page_and_trim() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
 
     let mut ids = Vec::new();
@@ -579,7 +557,7 @@ async fn events_append_page_and_trim() {
 
 #[tokio::test]
 async fn unavailable_offerings_expire() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     let entry = |size: &str, priority, reason, until| Unavailable {
         offering: Offering::new(size, priority),
@@ -664,7 +642,7 @@ async fn unavailable_offerings_expire() {
 
 #[tokio::test]
 async fn task_statuses_and_owner_id() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
 
     assert!(store.task_statuses().await.unwrap().is_empty());
@@ -699,7 +677,7 @@ async fn task_statuses_and_owner_id() {
 
 #[tokio::test]
 async fn tokens() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     let hash = |c: char| c.to_string().repeat(64);
 
@@ -769,7 +747,7 @@ async fn tokens() {
 
 #[tokio::test]
 async fn one_daemon_per_database() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let db = dir.db();
     let first = open(&db).await;
 
@@ -834,7 +812,7 @@ async fn a_killed_daemon_releases_the_lock() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let db = dir.db();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -870,7 +848,7 @@ async fn a_killed_daemon_releases_the_lock() {
 
 #[tokio::test]
 async fn data_survives_reopen_and_migrations_are_idempotent() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let db = dir.db();
 
     let store = open(&db).await;
@@ -967,7 +945,7 @@ async fn urls() {
         PathBuf::from("/x/rb.db.lock")
     );
 
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = Store::open_url(&format!("sqlite://{}", dir.db().display()))
         .await
         .unwrap();
@@ -977,7 +955,7 @@ async fn urls() {
 
 #[tokio::test]
 async fn corrupt_rows_are_reported() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let db = dir.db();
     let store = open(&db).await;
     store.create_pool(&spec("maya")).await.unwrap();
@@ -1009,7 +987,7 @@ async fn corrupt_rows_are_reported() {
 
 #[tokio::test]
 async fn node_requests_count_until_released_or_expired() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     let mut maya = spec("maya");
     maya.min = 1;
@@ -1152,7 +1130,7 @@ async fn node_requests_count_until_released_or_expired() {
 
 #[tokio::test]
 async fn concurrent_requests_are_never_lost() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = Arc::new(open(&dir.db()).await);
     store.create_pool(&spec("maya")).await.unwrap();
     let t0 = 2_000_000;
@@ -1201,7 +1179,7 @@ async fn concurrent_requests_are_never_lost() {
 
 #[tokio::test]
 async fn batch_state_round_trips_and_goes_with_its_pool() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
     assert_eq!(store.get_batch_state("maya").await.unwrap(), None);
@@ -1279,7 +1257,7 @@ fn schedule(name: &str, pool: &str, max: u32) -> rb_core::ScheduleSpec {
 #[tokio::test]
 async fn schedules_lifecycle_and_firings_apply_once() {
     use store::{FiringOutcome, PoolBoundsUpdate, PutOutcome};
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     let changes = store.schedule_changes();
     let night = schedule("night", "maya", 0);
@@ -1435,7 +1413,7 @@ async fn schedules_lifecycle_and_firings_apply_once() {
 
 #[tokio::test]
 async fn node_tokens_and_registration() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
     // A token needs its VM.
@@ -1488,7 +1466,7 @@ async fn node_tokens_and_registration() {
 
 #[tokio::test]
 async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     assert!(matches!(
         store.set_pool_enroll_token("nuke", "p1", 10).await,
@@ -1552,7 +1530,7 @@ async fn batch_enrollment_tokens_and_one_time_node_enrollment() {
 /// A Batch node may enroll until the time the controller set for it.
 #[tokio::test]
 async fn enrollment_tokens_rotate_with_an_overlap_and_nodes_have_a_window() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("nuke")).await.unwrap();
     store
@@ -1644,7 +1622,7 @@ async fn enrollment_tokens_rotate_with_an_overlap_and_nodes_have_a_window() {
 /// rows and may write an older copy back); marks recorded later stand.
 #[tokio::test]
 async fn clearing_unavailable_marks_covers_vm_and_batch_pools() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
     let t = 1_800_000_000;
@@ -1706,7 +1684,7 @@ async fn clearing_unavailable_marks_covers_vm_and_batch_pools() {
 #[tokio::test]
 async fn a_new_database_and_its_wal_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.insert_token("ci", "viewer", "aa").await.unwrap();
     let mut files = vec![dir.db(), store::lock_path(&dir.db())];
@@ -1735,7 +1713,7 @@ async fn a_new_database_and_its_wal_files_are_private() {
 /// listing by owner shows that token's requests only.
 #[tokio::test]
 async fn requests_are_listed_by_their_owner_token() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     let store = open(&dir.db()).await;
     store.create_pool(&spec("maya")).await.unwrap();
     let t0 = 1_000_000;
@@ -1781,7 +1759,7 @@ async fn requests_are_listed_by_their_owner_token() {
 /// see them); a requester keeps seeing its own live requests across the upgrade.
 #[tokio::test]
 async fn request_owners_are_backfilled_from_the_token_names() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("test");
     // The schema as it was before 0009, with rows made then.
     let before = dir.0.join("migrations-before-0009");
     std::fs::create_dir_all(&before).unwrap();
