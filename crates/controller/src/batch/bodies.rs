@@ -191,4 +191,179 @@ mod tests {
         assert!(owned_by(&pool, "owner-1"));
         assert!(!owned_by(&pool, "someone-else"));
     }
+
+    /// The spec of a pool whose body is pinned below; `extra` is merged into it.
+    fn pinned_spec(name: &str, extra: Value) -> PoolSpec {
+        let mut v = json!({
+            "name": name, "mode": "batch", "vm_sizes": ["Standard_D4s_v5"], "max": 2,
+            "image": "Canonical:ubuntu-24_04-lts:server:latest",
+            "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.ubuntu 24.04"}
+        });
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The body sent to create it (`create_pool` sends the model as serialized).
+    fn sent(spec: &PoolSpec, enroll: Option<(&str, &str)>) -> Value {
+        let targets = BatchTargets {
+            dedicated: 2,
+            spot: 0,
+        };
+        serde_json::to_value(pool_model(spec, "owner-1", targets, enroll).unwrap()).unwrap()
+    }
+
+    /// The parts every pinned body shares, around `image`, `node_agent` and `start_task`.
+    fn pinned_body(
+        name: &str,
+        size: &str,
+        image: Value,
+        node_agent: &str,
+        start_task: Option<Value>,
+    ) -> Value {
+        let mut v = json!({
+            "tags": {"renderburst-owner": "owner-1", "renderburst-pool": name},
+            "properties": {
+                "displayName": format!("renderburst pool {name}"),
+                "vmSize": size,
+                "deploymentConfiguration": {"virtualMachineConfiguration": {
+                    "imageReference": image,
+                    "nodeAgentSkuId": node_agent,
+                }},
+                "scaleSettings": {"fixedScale": {
+                    "targetDedicatedNodes": 2,
+                    "targetLowPriorityNodes": 0,
+                    "resizeTimeout": "PT15M",
+                    "nodeDeallocationOption": "TaskCompletion",
+                }},
+                "taskSlotsPerNode": 1,
+                "interNodeCommunication": "Disabled",
+                "metadata": [
+                    {"name": "renderburst-pool", "value": name},
+                    {"name": "renderburst-owner", "value": "owner-1"},
+                ],
+            }
+        });
+        if let Some(task) = start_task {
+            v["properties"]["startTask"] = task;
+        }
+        v
+    }
+
+    #[test]
+    fn the_pool_body_without_start_task_is_pinned() {
+        let spec = pinned_spec("plain", json!({}));
+        let image = json!({"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"});
+        assert_eq!(
+            sent(&spec, Some(("https://rb", "tok"))),
+            pinned_body(
+                "plain",
+                "Standard_D4s_v5",
+                image,
+                "batch.node.ubuntu 24.04",
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn the_pool_body_with_the_specs_start_task_and_a_gallery_image_is_pinned() {
+        let gallery = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/galleries/g/images/nuke/versions/1.0.0";
+        let spec = pinned_spec(
+            "nuke",
+            json!({
+                "os": "windows", "vm_sizes": ["Standard_D8s_v5"], "image": gallery,
+                "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.windows amd64",
+                          "start_task": {"command_line": "cmd /c install.cmd", "environment": {"STUDIO": "north", "A": "1"},
+                                         "wait_for_success": false, "elevated": true, "max_task_retry_count": 5}},
+                "licenses": [{"name": "nuke", "variable": "foundry_LICENSE", "server": "4101@lic"}]
+            }),
+        );
+        let task = json!({
+            "commandLine": "cmd /c install.cmd",
+            "environmentSettings": [
+                {"name": "foundry_LICENSE", "value": "4101@lic"},
+                {"name": "A", "value": "1"},
+                {"name": "STUDIO", "value": "north"},
+            ],
+            "userIdentity": {"autoUser": {"elevationLevel": "Admin", "scope": "Pool"}},
+            "maxTaskRetryCount": 5,
+            "waitForSuccess": false,
+        });
+        assert_eq!(
+            sent(&spec, None),
+            pinned_body(
+                "nuke",
+                "Standard_D8s_v5",
+                json!({"id": gallery}),
+                "batch.node.windows amd64",
+                Some(task)
+            )
+        );
+    }
+
+    #[test]
+    fn the_pool_body_with_the_default_license_start_task_and_a_short_image_is_pinned() {
+        let spec = pinned_spec(
+            "win",
+            json!({
+                "os": "windows", "vm_sizes": ["Standard_D8s_v5"], "image": "pub:offer",
+                "batch": {"account": "rbfarm", "node_agent_sku_id": "batch.node.windows amd64"},
+                "licenses": [{"name": "a", "variable": "A_LIC", "server": "1@a"}, {"name": "b", "variable": "B_LIC", "server": "2@b"}]
+            }),
+        );
+        let task = json!({
+            "commandLine": "cmd /c \"(for %v in (A_LIC B_LIC) do @call echo set %v=%%%v%%) > %AZ_BATCH_NODE_SHARED_DIR%\\renderburst.cmd\"",
+            "environmentSettings": [{"name": "A_LIC", "value": "1@a"}, {"name": "B_LIC", "value": "2@b"}],
+            "userIdentity": {"autoUser": {"elevationLevel": "NonAdmin", "scope": "Pool"}},
+            "maxTaskRetryCount": 2,
+            "waitForSuccess": true,
+        });
+        // The missing sku and version are left out, not sent as null.
+        assert_eq!(
+            sent(&spec, Some(("https://rb", "tok"))),
+            pinned_body(
+                "win",
+                "Standard_D8s_v5",
+                json!({"publisher": "pub", "offer": "offer"}),
+                "batch.node.windows amd64",
+                Some(task)
+            )
+        );
+    }
+
+    #[test]
+    fn the_pool_body_and_the_start_task_patch_that_enroll_nodes_are_pinned() {
+        let spec = pinned_spec("boot", json!({"bootstrap": {}}));
+        assert!(pool_model(&spec, "owner-1", BatchTargets::default(), None).is_none());
+        let enroll = |os: Os, url: &str, token: &str| {
+            json!({
+                "commandLine": rb_core::bootstrap::render_start_task(os, url, token).command_line,
+                "environmentSettings": [
+                    {"name": "RENDERBURST_API_URL", "value": url},
+                    {"name": "RENDERBURST_POOL_TOKEN", "value": token},
+                ],
+                "userIdentity": {"autoUser": {"elevationLevel": "Admin", "scope": "Pool"}},
+                "maxTaskRetryCount": 2,
+                "waitForSuccess": true,
+            })
+        };
+        let image = json!({"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"});
+        assert_eq!(
+            sent(&spec, Some(("https://rb.example:8443", "tok"))),
+            pinned_body(
+                "boot",
+                "Standard_D4s_v5",
+                image,
+                "batch.node.ubuntu 24.04",
+                Some(enroll(Os::Linux, "https://rb.example:8443", "tok"))
+            )
+        );
+        // What the rotation PATCHes (`{"properties": {"startTask": ...}}`, see azure's ops).
+        assert_eq!(
+            serde_json::to_value(enroll_start_task(Os::Windows, "https://rb", "tk")).unwrap(),
+            enroll(Os::Windows, "https://rb", "tk")
+        );
+    }
 }
