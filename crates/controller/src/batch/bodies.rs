@@ -1,8 +1,14 @@
-//! The bodies renderburst sends to Azure Batch: the pool it creates and its start tasks.
+//! The bodies renderburst sends to Azure Batch: the pool it creates and its start tasks,
+//! built from the arm-model types (Batch management REST spec 2025-06-01: `Pool`,
+//! `StartTask`, `UserIdentity`...). The tests below pin the JSON they serialize to.
 
-use arm_model::batch::{NodeDeallocationOption, Pool};
+use arm_model::batch::{
+    AutoUserScope, DeploymentConfiguration, ElevationLevel, EnvironmentSetting, FixedScaleSettings,
+    ImageReference, InterNodeCommunicationState, MetadataItem, NetworkConfiguration,
+    NodeDeallocationOption, Pool, PoolProperties, ScaleSettings, StartTask, UserIdentity,
+    VirtualMachineConfiguration,
+};
 use rb_core::{BatchSpec, BatchTargets, Os, PoolSpec, TAG_OWNER, TAG_POOL};
-use serde_json::{Value, json};
 
 /// The Batch pool renderburst creates for `spec`. `enroll` (the daemon's URL and the
 /// pool's enrollment token) is required with a `bootstrap` section.
@@ -13,84 +19,113 @@ pub fn pool_model(
     enroll: Option<(&str, &str)>,
 ) -> Option<Pool> {
     let b = spec.batch.as_ref()?;
-    let mut tags = serde_json::Map::new();
-    for (k, v) in &spec.tags {
-        tags.insert(k.clone(), json!(v));
-    }
-    tags.insert(TAG_POOL.into(), json!(spec.name));
-    tags.insert(TAG_OWNER.into(), json!(owner));
-    let image = if spec
-        .image
-        .to_ascii_lowercase()
-        .starts_with("/subscriptions/")
-    {
-        json!({"id": spec.image})
-    } else {
-        let p: Vec<&str> = spec.image.split(':').collect();
-        json!({"publisher": p.first(), "offer": p.get(1), "sku": p.get(2), "version": p.get(3)})
-    };
-    let mut props = json!({
-        "displayName": format!("renderburst pool {}", spec.name),
-        "vmSize": spec.vm_sizes.first(),
-        "deploymentConfiguration": {"virtualMachineConfiguration": {
-            "imageReference": image,
-            "nodeAgentSkuId": b.node_agent_sku_id,
-        }},
-        "scaleSettings": {"fixedScale": {
-            "targetDedicatedNodes": targets.dedicated,
-            "targetLowPriorityNodes": targets.spot,
-            "resizeTimeout": "PT15M",
-            "nodeDeallocationOption": NodeDeallocationOption::TASK_COMPLETION,
-        }},
-        "taskSlotsPerNode": b.task_slots_per_node,
-        "interNodeCommunication": "Disabled",
-        "metadata": [
-            {"name": TAG_POOL, "value": spec.name},
-            {"name": TAG_OWNER, "value": owner},
-        ],
-    });
-    if let Some(subnet) = &b.subnet_id {
-        props["networkConfiguration"] = json!({"subnetId": subnet});
-    }
-    if spec.bootstrap.is_some() {
+    let mut tags = spec.tags.clone();
+    tags.insert(TAG_POOL.into(), spec.name.clone());
+    tags.insert(TAG_OWNER.into(), owner.to_owned());
+    let start_task = if spec.bootstrap.is_some() {
         let (url, token) = enroll?;
-        props["startTask"] = enroll_start_task(spec.os, url, token);
-    } else if let Some(task) = start_task(spec, b) {
-        props["startTask"] = task;
+        Some(enroll_start_task(spec.os, url, token))
+    } else {
+        start_task(spec, b)
+    };
+    let properties = PoolProperties {
+        display_name: Some(format!("renderburst pool {}", spec.name)),
+        vm_size: spec.vm_sizes.first().cloned(),
+        deployment_configuration: Some(DeploymentConfiguration {
+            virtual_machine_configuration: Some(VirtualMachineConfiguration {
+                image_reference: Some(image_reference(&spec.image)),
+                node_agent_sku_id: Some(b.node_agent_sku_id.clone()),
+                ..Default::default()
+            }),
+        }),
+        scale_settings: Some(ScaleSettings {
+            fixed_scale: Some(FixedScaleSettings {
+                target_dedicated_nodes: Some(targets.dedicated),
+                target_low_priority_nodes: Some(targets.spot),
+                resize_timeout: Some("PT15M".into()),
+                node_deallocation_option: Some(NodeDeallocationOption::TASK_COMPLETION.into()),
+            }),
+            auto_scale: None,
+        }),
+        network_configuration: b.subnet_id.as_ref().map(|subnet| NetworkConfiguration {
+            subnet_id: Some(subnet.clone()),
+            ..Default::default()
+        }),
+        start_task,
+        task_slots_per_node: Some(b.task_slots_per_node),
+        inter_node_communication: Some(InterNodeCommunicationState::DISABLED.into()),
+        metadata: Some(vec![
+            MetadataItem {
+                name: TAG_POOL.into(),
+                value: spec.name.clone(),
+            },
+            MetadataItem {
+                name: TAG_OWNER.into(),
+                value: owner.to_owned(),
+            },
+        ]),
+        ..Default::default()
+    };
+    Some(Pool {
+        tags: Some(tags),
+        properties: Some(properties),
+        ..Default::default()
+    })
+}
+
+/// A gallery image by its ARM id, else a marketplace `publisher:offer:sku:version` (missing
+/// parts are left out).
+fn image_reference(image: &str) -> ImageReference {
+    if image.to_ascii_lowercase().starts_with("/subscriptions/") {
+        return ImageReference {
+            id: Some(image.to_owned()),
+            ..Default::default()
+        };
     }
-    serde_json::from_value(json!({"tags": tags, "properties": props})).ok()
+    let mut p = image.split(':').map(str::to_owned);
+    ImageReference {
+        publisher: p.next(),
+        offer: p.next(),
+        sku: p.next(),
+        version: p.next(),
+        id: None,
+    }
 }
 
 /// The start task of a pool with a `bootstrap` section: it enrolls each node at `url` with
 /// the pool's enrollment `token`.
-pub(super) fn enroll_start_task(os: Os, url: &str, token: &str) -> Value {
+pub(super) fn enroll_start_task(os: Os, url: &str, token: &str) -> StartTask {
     let task = rb_core::bootstrap::render_start_task(os, url, token);
-    let env: Vec<Value> = task
-        .environment
-        .iter()
-        .map(|(k, v)| json!({"name": k, "value": v}))
-        .collect();
-    json!({
-        "commandLine": task.command_line,
-        "environmentSettings": env,
-        "waitForSuccess": true,
-        "maxTaskRetryCount": 2,
-        "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
-    })
+    StartTask {
+        command_line: Some(task.command_line),
+        environment_settings: Some(
+            task.environment
+                .into_iter()
+                .map(|(k, v)| EnvironmentSetting::new(k, v))
+                .collect(),
+        ),
+        wait_for_success: Some(true),
+        max_task_retry_count: Some(2),
+        user_identity: Some(UserIdentity::auto_user(
+            AutoUserScope::POOL,
+            ElevationLevel::ADMIN,
+        )),
+        ..Default::default()
+    }
 }
 
 /// The start task: the spec's, with the license servers in its environment. Batch gives a
 /// start task's environment to the start task only, so without a command of its own the
 /// default one writes the license variables to `$AZ_BATCH_NODE_SHARED_DIR/renderburst.env`
 /// (`renderburst.cmd` on Windows) for the render tasks to read.
-fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<Value> {
+fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<StartTask> {
     if b.start_task.is_none() && spec.licenses.is_empty() {
         return None;
     }
-    let mut env: Vec<Value> = spec
+    let mut env: Vec<EnvironmentSetting> = spec
         .licenses
         .iter()
-        .map(|l| json!({"name": l.variable, "value": l.server}))
+        .map(|l| EnvironmentSetting::new(&l.variable, &l.server))
         .collect();
     let names: Vec<&str> = spec.licenses.iter().map(|l| l.variable.as_str()).collect();
     let (command, wait, elevated, retries) = match &b.start_task {
@@ -98,7 +133,7 @@ fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<Value> {
             env.extend(
                 t.environment
                     .iter()
-                    .map(|(k, v)| json!({"name": k, "value": v})),
+                    .map(|(k, v)| EnvironmentSetting::new(k, v)),
             );
             (
                 t.command_line.clone(),
@@ -121,18 +156,28 @@ fn start_task(spec: &PoolSpec, b: &BatchSpec) -> Option<Value> {
             (cmd, true, false, 2)
         }
     };
-    Some(json!({
-        "commandLine": command,
-        "environmentSettings": env,
-        "waitForSuccess": wait,
-        "maxTaskRetryCount": retries,
+    Some(StartTask {
+        command_line: Some(command),
+        environment_settings: Some(env),
+        wait_for_success: Some(wait),
+        max_task_retry_count: Some(retries),
         // Management-plane spellings (the data plane's are lower-case).
-        "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": if elevated { "Admin" } else { "NonAdmin" }}},
-    }))
+        user_identity: Some(UserIdentity::auto_user(
+            AutoUserScope::POOL,
+            if elevated {
+                ElevationLevel::ADMIN
+            } else {
+                ElevationLevel::NON_ADMIN
+            },
+        )),
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::batch::owned_by;
 
