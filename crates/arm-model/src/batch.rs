@@ -5,6 +5,10 @@
 //! endpoint with its own token audience and api-versions like `2024-07-01.20.0`; it is not ARM
 //! and differs in three ways modelled here: pages link with `odata.nextLink`, errors have a
 //! localized `message` object, and enum values are lowercase (`idle`, `requeue`).
+//!
+//! Management-plane shapes follow the Batch management REST spec, 2025-06-01
+//! (azure-rest-api-specs `specification/batch/resource-manager/Microsoft.Batch/Batch/stable/
+//! 2025-06-01/openapi.json`, `definitions`); each type names its definition.
 
 use serde::{Deserialize, Serialize};
 
@@ -89,8 +93,8 @@ pub struct PoolProperties {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_slots_per_node: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_scheduling_policy: Option<serde_json::Value>,
-    /// `Enabled` or `Disabled`.
+    pub task_scheduling_policy: Option<TaskSchedulingPolicy>,
+    /// See [`InterNodeCommunicationState`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inter_node_communication: Option<String>,
     /// Retired in 2024 and absent from the 2025-06-01 model; kept so the simulator can see a
@@ -145,6 +149,14 @@ impl PoolProvisioningState {
     pub const DELETING: &'static str = "Deleting";
 }
 
+/// Values of `interNodeCommunication` (`InterNodeCommunicationState`).
+pub struct InterNodeCommunicationState;
+
+impl InterNodeCommunicationState {
+    pub const ENABLED: &'static str = "Enabled";
+    pub const DISABLED: &'static str = "Disabled";
+}
+
 /// Values of `nodeDeallocationOption`: what happens to running tasks when a node is removed.
 /// The data plane spells them in lowercase (`requeue`); Batch compares case-insensitively.
 pub struct NodeDeallocationOption;
@@ -181,6 +193,7 @@ pub struct DeploymentConfiguration {
     pub virtual_machine_configuration: Option<VirtualMachineConfiguration>,
 }
 
+/// `VirtualMachineConfiguration`: the nodes' image, agent, disks and container setup.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineConfiguration {
@@ -189,13 +202,88 @@ pub struct VirtualMachineConfiguration {
     /// Must match the image, e.g. `batch.node.ubuntu 24.04`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_agent_sku_id: Option<String>,
+    /// Only with a Windows image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_configuration: Option<WindowsConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_disk: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_disks: Option<Vec<serde_json::Value>>,
+    /// `Windows_Server` or `Windows_Client` (on-premises licenses); omitted: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_type: Option<String>,
+    /// Set: every node is prepared to run tasks in containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_configuration: Option<ContainerConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_placement_configuration: Option<NodePlacementConfiguration>,
 }
 
-/// Batch's image reference: marketplace fields or a gallery image `id`.
+/// `WindowsConfiguration`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsConfiguration {
+    /// Omitted: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_automatic_updates: Option<bool>,
+}
+
+/// `NodePlacementConfiguration`: `policy` is `Regional` (the default) or `Zonal`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePlacementConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+/// `ContainerConfiguration`: the container technology and the images pulled onto every node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerConfiguration {
+    /// See [`ContainerType`]. Required by the service.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub container_type: Option<String>,
+    /// Full references, as given to `docker pull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_image_names: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_registries: Option<Vec<ContainerRegistry>>,
+}
+
+/// Values of a container configuration's `type` (`ContainerType`).
+pub struct ContainerType;
+
+impl ContainerType {
+    pub const DOCKER_COMPATIBLE: &'static str = "DockerCompatible";
+    pub const CRI_COMPATIBLE: &'static str = "CriCompatible";
+}
+
+/// `ContainerRegistry`: a private registry, with a user and password or an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRegistry {
+    /// Spelt `username` on the wire (the SDKs call it `userName`).
+    #[serde(default, rename = "username", skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// A secret: never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Omitted: `docker.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_reference: Option<ComputeNodeIdentityReference>,
+}
+
+/// `ComputeNodeIdentityReference`: a user-assigned identity of the pool, by ARM id.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeNodeIdentityReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+}
+
+/// Batch's image reference (`ImageReference`): marketplace fields or a gallery image `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageReference {
@@ -211,7 +299,7 @@ pub struct ImageReference {
     pub id: Option<String>,
 }
 
-/// Exactly one of the two should be set.
+/// `ScaleSettings`. Exactly one of the two should be set.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleSettings {
@@ -257,48 +345,210 @@ pub struct AutoScaleRun {
     pub error: Option<serde_json::Value>,
 }
 
+/// `NetworkConfiguration`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkConfiguration {
     /// ARM id of the subnet the nodes join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
+    /// `none` (the default) or `job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_vnet_assignment_scope: Option<String>,
     /// `{"provision": "NoPublicIPAddresses"}` for render nodes behind a NAT.
     #[serde(
         default,
         rename = "publicIPAddressConfiguration",
         skip_serializing_if = "Option::is_none"
     )]
-    pub public_ip_address_configuration: Option<serde_json::Value>,
+    pub public_ip_address_configuration: Option<PublicIpAddressConfiguration>,
+    /// Inbound NAT pools; kept opaque.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_configuration: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_accelerated_networking: Option<bool>,
 }
 
+/// `PublicIPAddressConfiguration`: whether and how the nodes get public addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicIpAddressConfiguration {
+    /// See [`IpAddressProvisioningType`]; omitted: `BatchManaged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision: Option<String>,
+    /// With `UserManaged`: the public IP addresses' ARM ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address_ids: Option<Vec<String>>,
+}
+
+/// Values of `provision` (`IPAddressProvisioningType`).
+pub struct IpAddressProvisioningType;
+
+impl IpAddressProvisioningType {
+    pub const BATCH_MANAGED: &'static str = "BatchManaged";
+    pub const USER_MANAGED: &'static str = "UserManaged";
+    pub const NO_PUBLIC_IP_ADDRESSES: &'static str = "NoPublicIPAddresses";
+}
+
+/// `TaskSchedulingPolicy`: how tasks fill the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSchedulingPolicy {
+    /// See [`ComputeNodeFillType`]. Required by the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_fill_type: Option<String>,
+    /// `None` (the default) or `CreationTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_default_order: Option<String>,
+}
+
+/// Values of `nodeFillType` (`ComputeNodeFillType`).
+pub struct ComputeNodeFillType;
+
+impl ComputeNodeFillType {
+    pub const SPREAD: &'static str = "Spread";
+    pub const PACK: &'static str = "Pack";
+}
+
+/// `StartTask`: what every node runs when it joins the pool (and after a reboot or reimage).
+/// Its command line runs under no shell. A PATCH that carries one replaces the pool's.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_line: Option<String>,
+    /// Given to the start task only, not to the tasks that run on the node afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_settings: Option<Vec<EnvironmentSetting>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_files: Option<serde_json::Value>,
+    pub resource_files: Option<Vec<ResourceFile>>,
+    /// Omitted: a non-administrative user unique to the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_identity: Option<serde_json::Value>,
+    pub user_identity: Option<UserIdentity>,
     /// `-1` retries forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_task_retry_count: Option<i32>,
     /// When true a node stays out of scheduling until the start task succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_success: Option<bool>,
+    /// Set: the start task runs in this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_settings: Option<TaskContainerSettings>,
 }
 
+/// `EnvironmentSetting`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentSetting {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+impl EnvironmentSetting {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: Some(value.into()),
+        }
+    }
+}
+
+/// `ResourceFile`: a file Batch downloads to the node before the command runs, from exactly
+/// one of `autoStorageContainerName`, `storageContainerUrl` or `httpUrl`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_storage_container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_container_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_path: Option<String>,
+    /// Octal, Linux only (`0770`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_reference: Option<ComputeNodeIdentityReference>,
+}
+
+/// `UserIdentity`: a named user account of the pool or an auto user, not both.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_user: Option<AutoUserSpecification>,
+}
+
+impl UserIdentity {
+    /// The auto user of `scope` (see [`AutoUserScope`]) at `elevation_level` (see
+    /// [`ElevationLevel`]).
+    pub fn auto_user(scope: &str, elevation_level: &str) -> Self {
+        Self {
+            user_name: None,
+            auto_user: Some(AutoUserSpecification {
+                scope: Some(scope.to_owned()),
+                elevation_level: Some(elevation_level.to_owned()),
+            }),
+        }
+    }
+}
+
+/// `AutoUserSpecification`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoUserSpecification {
+    /// See [`AutoUserScope`]; omitted: `Pool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// See [`ElevationLevel`]; omitted: `NonAdmin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elevation_level: Option<String>,
+}
+
+/// Values of an auto user's `scope` (`AutoUserScope`).
+pub struct AutoUserScope;
+
+impl AutoUserScope {
+    /// A new user for each task.
+    pub const TASK: &'static str = "Task";
+    /// The one auto user account of every node of the pool.
+    pub const POOL: &'static str = "Pool";
+}
+
+/// Values of `elevationLevel` (`ElevationLevel`). The management plane spells them so; the
+/// data plane in lower camel case (`nonAdmin`, `admin`).
+pub struct ElevationLevel;
+
+impl ElevationLevel {
+    pub const NON_ADMIN: &'static str = "NonAdmin";
+    pub const ADMIN: &'static str = "Admin";
+}
+
+/// `TaskContainerSettings`: the container a task runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskContainerSettings {
+    /// Extra arguments to the container create command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_run_options: Option<String>,
+    /// Required by the service; without a tag, `:latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<ContainerRegistry>,
+    /// `TaskWorkingDirectory` (the default) or `ContainerImageDefault`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    /// Kept opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_host_batch_bind_mounts: Option<Vec<serde_json::Value>>,
 }
 
 /// A `{name, value}` pair of pool metadata; renderburst can mark its pools with these.
@@ -539,4 +789,84 @@ pub struct BatchErrorDetail {
     pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Wire names the spec spells unlike the field names: `type`, `username` (the SDKs'
+    /// `userName`), `publicIPAddressConfiguration`; and round trips of the typed blocks.
+    #[test]
+    fn typed_pool_blocks_keep_the_specs_wire_names() {
+        let vm = json!({
+            "imageReference": {"publisher": "microsoft-azure-batch", "offer": "ubuntu-server-container", "sku": "20-04-lts", "version": "latest"},
+            "nodeAgentSkuId": "batch.node.ubuntu 20.04",
+            "containerConfiguration": {
+                "type": "DockerCompatible",
+                "containerImageNames": ["studio.azurecr.io/render:2026"],
+                "containerRegistries": [{"username": "u", "password": "p", "registryServer": "studio.azurecr.io"}]
+            },
+            "nodePlacementConfiguration": {"policy": "Zonal"}
+        });
+        let typed: VirtualMachineConfiguration = serde_json::from_value(vm.clone()).unwrap();
+        let c = typed.container_configuration.clone().unwrap();
+        assert_eq!(
+            c.container_type.as_deref(),
+            Some(ContainerType::DOCKER_COMPATIBLE)
+        );
+        assert_eq!(
+            c.container_registries.unwrap()[0].user_name.as_deref(),
+            Some("u")
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), vm);
+
+        let network = json!({
+            "subnetId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/render",
+            "publicIPAddressConfiguration": {"provision": "UserManaged", "ipAddressIds": ["/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/publicIPAddresses/ip1"]},
+            "enableAcceleratedNetworking": true
+        });
+        let typed: NetworkConfiguration = serde_json::from_value(network.clone()).unwrap();
+        assert_eq!(
+            typed
+                .public_ip_address_configuration
+                .as_ref()
+                .unwrap()
+                .provision
+                .as_deref(),
+            Some(IpAddressProvisioningType::USER_MANAGED)
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), network);
+
+        let task = StartTask {
+            command_line: Some("/bin/sh -c true".into()),
+            environment_settings: Some(vec![EnvironmentSetting::new("A", "1")]),
+            user_identity: Some(UserIdentity::auto_user(
+                AutoUserScope::POOL,
+                ElevationLevel::ADMIN,
+            )),
+            container_settings: Some(TaskContainerSettings {
+                image_name: Some("studio.azurecr.io/render:2026".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&task).unwrap(),
+            json!({
+                "commandLine": "/bin/sh -c true",
+                "environmentSettings": [{"name": "A", "value": "1"}],
+                "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
+                "containerSettings": {"imageName": "studio.azurecr.io/render:2026"}
+            })
+        );
+        let policy: TaskSchedulingPolicy =
+            serde_json::from_value(json!({"nodeFillType": "Pack"})).unwrap();
+        assert_eq!(
+            policy.node_fill_type.as_deref(),
+            Some(ComputeNodeFillType::PACK)
+        );
+    }
 }

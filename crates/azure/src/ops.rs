@@ -8,13 +8,16 @@
 //! - Lists follow `nextLink`; the Compute list has no tag filter, so tag filtering is done
 //!   here, client-side.
 
-use arm_model::batch::{ComputeNode, NodeRemoveParameter, Pool};
+use arm_model::batch::{
+    BatchAccount, ComputeNode, FixedScaleSettings, NodeRemoveParameter, Pool, PoolProperties,
+    ScaleSettings, StartTask,
+};
 use arm_model::compute::{Disk, VirtualMachine};
 use arm_model::network::{NetworkInterface, NetworkSecurityGroup, Subnet, VirtualNetwork};
 use arm_model::resources::ResourceGroup;
 use arm_model::{Resource, Tags};
 use http::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::{ArmError, Result};
 use crate::lro::Operation;
@@ -134,8 +137,10 @@ impl ArmClient {
             return Ok(rg);
         }
         let url = self.url(&self.rg_path(name), &self.v().resources, &[]);
-        let body = json!({"location": location, "tags": tags});
-        self.request(Method::PUT, url, Some(&body)).await?.json()
+        let body: ResourceGroup = tracked_body(location, tags);
+        self.request(Method::PUT, url, Some(&to_value(&body)?))
+            .await?
+            .json()
     }
 
     pub async fn delete_resource_group(&self, name: &str) -> Result<Option<Operation>> {
@@ -410,7 +415,7 @@ impl ArmClient {
         account: &str,
         location: &str,
         tags: &Tags,
-    ) -> Result<arm_model::batch::BatchAccount> {
+    ) -> Result<BatchAccount> {
         if let Some(a) = self.get_batch_account(rg, account).await? {
             return Ok(a);
         }
@@ -422,8 +427,10 @@ impl ArmClient {
             &self.v().batch,
             &[],
         );
-        let body = json!({"location": location, "tags": tags});
-        let (op, _) = self.begin(Method::PUT, url, Some(&body)).await?;
+        let body: BatchAccount = tracked_body(location, tags);
+        let (op, _) = self
+            .begin(Method::PUT, url, Some(&to_value(&body)?))
+            .await?;
         if !op.completed {
             op.wait(self).await?;
         }
@@ -460,11 +467,7 @@ impl ArmClient {
         deallocation: &str,
     ) -> Result<Pool> {
         let url = self.url(&self.pool_path(rg, account, name), &self.v().batch, &[]);
-        let body = json!({"properties": {"scaleSettings": {"fixedScale": {
-            "targetDedicatedNodes": dedicated,
-            "targetLowPriorityNodes": spot,
-            "nodeDeallocationOption": deallocation,
-        }}}});
+        let body = to_value(&pool_resize_body(dedicated, spot, deallocation))?;
         self.request(Method::PATCH, url, Some(&body)).await?.json()
     }
 
@@ -475,10 +478,10 @@ impl ArmClient {
         rg: &str,
         account: &str,
         name: &str,
-        start_task: &Value,
+        start_task: &StartTask,
     ) -> Result<Pool> {
         let url = self.url(&self.pool_path(rg, account, name), &self.v().batch, &[]);
-        let body = json!({"properties": {"startTask": start_task}});
+        let body = to_value(&pool_start_task_body(start_task))?;
         self.request(Method::PATCH, url, Some(&body)).await?.json()
     }
 
@@ -591,6 +594,52 @@ impl ArmClient {
     }
 }
 
+/// The body creating a tracked resource that needs nothing but a place and tags: a resource
+/// group (`Resource Groups - Create Or Update`) or a Batch account (`Batch Account - Create`,
+/// whose `properties` are all optional), i.e. `{"location", "tags"}`.
+fn tracked_body<P>(location: &str, tags: &Tags) -> Resource<P> {
+    Resource {
+        location: Some(location.to_owned()),
+        tags: Some(tags.clone()),
+        ..Default::default()
+    }
+}
+
+/// The `Pool - Update` (PATCH) body that sets a pool's fixed-scale targets and nothing else:
+/// `{"properties": {"scaleSettings": {"fixedScale": {...}}}}`, no `resizeTimeout` (Batch's
+/// default, 15 minutes).
+fn pool_resize_body(dedicated: u32, spot: u32, deallocation: &str) -> Pool {
+    pool_patch(PoolProperties {
+        scale_settings: Some(ScaleSettings {
+            fixed_scale: Some(FixedScaleSettings {
+                target_dedicated_nodes: Some(dedicated),
+                target_low_priority_nodes: Some(spot),
+                resize_timeout: None,
+                node_deallocation_option: Some(deallocation.to_owned()),
+            }),
+            auto_scale: None,
+        }),
+        ..Default::default()
+    })
+}
+
+/// The `Pool - Update` (PATCH) body that replaces the pool's start task:
+/// `{"properties": {"startTask": {...}}}`.
+fn pool_start_task_body(start_task: &StartTask) -> Pool {
+    pool_patch(PoolProperties {
+        start_task: Some(start_task.clone()),
+        ..Default::default()
+    })
+}
+
+/// A PATCH of a pool: these properties only (PATCH leaves the others as they are).
+fn pool_patch(properties: PoolProperties) -> Pool {
+    Pool {
+        properties: Some(properties),
+        ..Default::default()
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(v: Option<Value>) -> Result<T> {
     let v = v.ok_or_else(|| ArmError::decode("the operation ended without a resource"))?;
     serde_json::from_value(v)
@@ -605,4 +654,77 @@ fn filter_tags<P>(items: Vec<Resource<P>>, filter: Option<&TagFilter>) -> Result
             .collect(),
         None => items,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use arm_model::batch::{BatchAccountProperties, NodeDeallocationOption};
+    use arm_model::resources::ResourceGroupProperties;
+    use serde_json::json;
+
+    use super::*;
+
+    fn tags() -> Tags {
+        Tags::from([
+            ("renderburst-owner".to_owned(), "o-1".to_owned()),
+            ("show".to_owned(), "ep1".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn resource_group_and_batch_account_bodies_are_location_and_tags() {
+        let want =
+            json!({"location": "westeurope", "tags": {"renderburst-owner": "o-1", "show": "ep1"}});
+        let rg = to_value(&tracked_body::<ResourceGroupProperties>(
+            "westeurope",
+            &tags(),
+        ))
+        .unwrap();
+        assert_eq!(rg, want);
+        let account = to_value(&tracked_body::<BatchAccountProperties>(
+            "westeurope",
+            &tags(),
+        ))
+        .unwrap();
+        assert_eq!(account, want);
+        // No tags: an empty object, not left out.
+        let bare = to_value(&tracked_body::<ResourceGroupProperties>(
+            "westeurope",
+            &Tags::new(),
+        ))
+        .unwrap();
+        assert_eq!(bare, json!({"location": "westeurope", "tags": {}}));
+    }
+
+    #[test]
+    fn the_pool_resize_patch_sets_the_fixed_scale_targets_only() {
+        let body = to_value(&pool_resize_body(
+            1,
+            3,
+            NodeDeallocationOption::TASK_COMPLETION,
+        ))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({"properties": {"scaleSettings": {"fixedScale": {
+                "targetDedicatedNodes": 1,
+                "targetLowPriorityNodes": 3,
+                "nodeDeallocationOption": "TaskCompletion",
+            }}}})
+        );
+    }
+
+    #[test]
+    fn the_start_task_patch_carries_the_start_task_only() {
+        let task = json!({
+            "commandLine": "/bin/bash -c 'enroll'",
+            "environmentSettings": [{"name": "RENDERBURST_API_URL", "value": "https://rb"}],
+            "waitForSuccess": true,
+            "maxTaskRetryCount": 2,
+            "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}},
+        });
+        let typed: StartTask = serde_json::from_value(task.clone()).unwrap();
+        let body = to_value(&pool_start_task_body(&typed)).unwrap();
+        assert_eq!(body, json!({"properties": {"startTask": task}}));
+    }
 }
