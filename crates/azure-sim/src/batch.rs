@@ -85,7 +85,7 @@ impl State {
             body: stored,
             kind: Kind::Plain,
             provisioning: "Succeeded".into(),
-            created: OffsetDateTime::now_utc(),
+            created: self.clock.wall(),
         });
         let rendered = self
             .get(id)
@@ -158,7 +158,7 @@ impl State {
             .and_then(|f| f["nodeDeallocationOption"].as_str())
             .map(str::to_owned);
         let now = ctx.now;
-        let wall = OffsetDateTime::now_utc();
+        let wall = self.clock.wall();
         let existing_etag = self.get(id).and_then(|r| match &r.kind {
             Kind::Pool(p) => Some(p.etag),
             _ => None,
@@ -330,7 +330,7 @@ impl State {
         }
         if action == "stopresize" {
             // Keep the nodes that exist; the targets become what is there now.
-            let wall = OffsetDateTime::now_utc();
+            let wall = self.clock.wall();
             if let Some(p) = self.get_mut(id).and_then(Res::pool_mut) {
                 p.nodes.retain(|n| n.state != "creating");
                 p.target_dedicated = p
@@ -361,7 +361,7 @@ impl State {
     /// leave (newest first).
     pub fn resize_pool(&mut self, id: &str, dedicated: u64, spot: u64, now: Instant) {
         let latency = Duration::from_millis(self.cfg.latency_ms.batch_node);
-        let wall = OffsetDateTime::now_utc();
+        let wall = self.clock.wall();
         let Some(pool) = self.get(id).and_then(|r| match &r.kind {
             Kind::Pool(p) => Some((**p).clone()),
             _ => None,
@@ -499,7 +499,7 @@ impl State {
     /// enrollment (`RENDERBURST_API_URL` and `RENDERBURST_POOL_TOKEN` in its environment),
     /// the node enrolls and registers (see `boot`).
     pub fn advance_pools(&mut self, now: Instant) {
-        let wall = OffsetDateTime::now_utc();
+        let wall = self.clock.wall();
         let booting = self.cfg.boot.enabled;
         let mut boots: Vec<(String, BootScript)> = Vec::new();
         for r in self.res.values_mut() {
@@ -554,7 +554,7 @@ impl State {
                 .eviction
                 .saturating_add(self.cfg.latency_ms.batch_node),
         );
-        let wall = OffsetDateTime::now_utc();
+        let wall = self.clock.wall();
         let mut candidates: Vec<(OffsetDateTime, String, String)> = Vec::new();
         for r in self.res.values() {
             let Kind::Pool(p) = &r.kind else { continue };
@@ -707,7 +707,7 @@ impl State {
                 }
                 let now = ctx.now;
                 let latency = Duration::from_millis(self.cfg.latency_ms.batch_node);
-                let wall = OffsetDateTime::now_utc();
+                let wall = self.clock.wall();
                 let p = self
                     .get_mut(&pool_id)
                     .and_then(Res::pool_mut)

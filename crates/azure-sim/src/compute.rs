@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use arm_model::ErrorDetail;
 use http::StatusCode;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::arm::{Ctx, truncate, validate_name, validate_tags};
 use crate::reply::{ArmErr, Reply};
@@ -387,7 +386,7 @@ impl State {
                     attached_vm: Some(id.to_owned()),
                 }),
                 provisioning: "Succeeded".into(),
-                created: OffsetDateTime::now_utc(),
+                created: self.clock.wall(),
             });
         }
         self.check_quota(spot, size.family, size.vcpus, &location)?;
@@ -428,7 +427,7 @@ impl State {
         let disk_size = os["diskSizeGB"]
             .as_u64()
             .unwrap_or(if windows { 127 } else { 30 });
-        let now_wall = OffsetDateTime::now_utc();
+        let now_wall = self.clock.wall();
         // What we store is what the client sent, minus secrets Azure never returns, plus
         // the fields the service fills in.
         let custom_data = props
@@ -922,7 +921,7 @@ impl State {
         if stored.get("sku").is_none() {
             stored["sku"] = json!({"name": "Standard_LRS"});
         }
-        stored["properties"]["timeCreated"] = json!(rfc3339(OffsetDateTime::now_utc()));
+        stored["properties"]["timeCreated"] = json!(rfc3339(self.clock.wall()));
         self.insert(Res {
             id: id.to_owned(),
             rtype: RType::Disk,
@@ -931,7 +930,7 @@ impl State {
             body: stored,
             kind: Kind::Disk(DiskState::default()),
             provisioning: "Updating".into(),
-            created: OffsetDateTime::now_utc(),
+            created: self.clock.wall(),
         });
         let latency = ms(self.cfg.latency_ms.disk);
         let op = self.start_op(

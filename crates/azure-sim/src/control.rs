@@ -4,7 +4,6 @@
 //! sim` serves it beyond loopback only when told to (`--allow-remote`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +24,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/evict", post(evict))
         .route("/_sim/batch/preempt", post(preempt))
         .route("/_sim/reset", post(reset))
+        .route("/_sim/clock", get(get_clock).post(advance_clock))
 }
 
 fn bad(code: &str, message: impl Into<String>, field: Option<&str>) -> Response {
@@ -37,7 +37,7 @@ fn bad(code: &str, message: impl Into<String>, field: Option<&str>) -> Response 
 
 async fn resources(State(shared): State<Arc<Shared>>) -> Response {
     let mut st = shared.lock();
-    st.advance(Instant::now());
+    st.advance(shared.clock.now());
     let all: Vec<Value> = st.res.values().map(|r| st.render(r, true)).collect();
     Reply::ok(json!({"resources": all})).into_response()
 }
@@ -45,7 +45,7 @@ async fn resources(State(shared): State<Arc<Shared>>) -> Response {
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     let mut st = shared.lock();
     // Count what is due (evictions, failed operations) even if no ARM request came since.
-    st.advance(Instant::now());
+    st.advance(shared.clock.now());
     let mut body = st.stats.to_json();
     // VMs by power state: a census that costs a benchmark's poll far less than
     // `/_sim/resources` at thousands of VMs.
@@ -88,7 +88,7 @@ async fn put_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     let limits_changed = merged.limits != st.cfg.limits;
     st.cfg = merged;
     if limits_changed {
-        st.reset_buckets(Instant::now());
+        st.reset_buckets(shared.clock.now());
     }
     Reply::ok(shown(&st.cfg)).into_response()
 }
@@ -109,7 +109,7 @@ async fn evict(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             Some("count"),
         );
     };
-    let now = Instant::now();
+    let now = shared.clock.now();
     let mut st = shared.lock();
     st.advance(now);
     let evicted = st.evict_some(count as usize, now);
@@ -139,7 +139,7 @@ async fn preempt(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Some(Value::String(p)) => Some(p.clone()),
         Some(_) => return bad("InvalidPool", "pool must be a string", Some("pool")),
     };
-    let now = Instant::now();
+    let now = shared.clock.now();
     let mut st = shared.lock();
     st.advance(now);
     let preempted = st.preempt_batch_nodes(pool.as_deref(), count as usize, now);
@@ -148,6 +148,63 @@ async fn preempt(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 
 async fn reset(State(shared): State<Arc<Shared>>) -> Response {
     let mut st = shared.lock();
-    *st = crate::state::State::new(shared.initial.clone(), Instant::now());
+    let clock = st.clock.clone();
+    *st = crate::state::State::new(shared.initial.clone(), shared.clock.now());
+    // The clock keeps its advance: time does not go back on a reset.
+    st.clock = clock;
     Reply::empty(StatusCode::NO_CONTENT).into_response()
+}
+
+/// `GET /_sim/clock`: how far the manual advance has put the simulator ahead of real time.
+async fn get_clock(State(shared): State<Arc<Shared>>) -> Response {
+    clock_body(&shared)
+}
+
+fn clock_body(shared: &Shared) -> Response {
+    let ahead = shared.clock.ahead();
+    Reply::ok(json!({
+        "ahead_ms": u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX),
+        "now": crate::state::rfc3339(shared.clock.wall()),
+    }))
+    .into_response()
+}
+
+/// `POST /_sim/clock {"advance_ms": N}`: moves the simulator's clock N ms ahead at once
+/// (see the `clock` module); what came due meanwhile (operations, evictions, Batch
+/// allocations) happens now. At most a day per call; time never goes back.
+async fn advance_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad("InvalidJson", format!("the body is not JSON: {e}"), None),
+    };
+    if let Some(k) = v
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "advance_ms"))
+    {
+        return bad(
+            "UnknownField",
+            format!("unknown field {k}: the body is {{\"advance_ms\": N}}"),
+            Some(k),
+        );
+    }
+    let Some(ms) = v
+        .get("advance_ms")
+        .and_then(Value::as_u64)
+        .filter(|n| *n <= 86_400_000)
+    else {
+        return bad(
+            "InvalidAdvance",
+            "advance_ms must be a whole number of milliseconds from 0 to 86400000 (a day)",
+            Some("advance_ms"),
+        );
+    };
+    shared.clock.advance(std::time::Duration::from_millis(ms));
+    {
+        let mut st = shared.lock();
+        let now = shared.clock.now();
+        st.advance(now);
+    }
+    // VMs whose create completed meanwhile may boot now.
+    crate::boot::spawn_pending(&shared);
+    clock_body(&shared)
 }

@@ -22,6 +22,7 @@ mod arm;
 mod auth;
 mod batch;
 mod boot;
+mod clock;
 mod compute;
 mod control;
 mod network;
@@ -35,7 +36,6 @@ mod tls;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -61,6 +61,8 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// State shared by every connection.
 pub(crate) struct Shared {
     state: Mutex<state::State>,
+    /// The same clock as the state's, readable without the lock.
+    clock: Arc<clock::Clock>,
     mint: TokenMint,
     initial: SimConfig,
     /// Set for a persistent simulator ([`Simulator::start_persistent`]).
@@ -98,7 +100,7 @@ impl Simulator {
     /// Serves on an already bound listener.
     pub async fn serve(listener: TcpListener, cfg: SimConfig) -> anyhow::Result<Simulator> {
         let tls = tls::generate()?;
-        let state = state::State::new(cfg.clone(), Instant::now());
+        let state = state::State::new(cfg.clone(), tokio::time::Instant::now().into_std());
         Self::run(listener, cfg, tls, TokenMint::new(), state, None)
     }
 
@@ -127,14 +129,14 @@ impl Simulator {
                 let tls = tls::from_parts(snap.tls.clone())
                     .with_context(|| format!("the TLS certificate in {}", path.display()))?;
                 let mint = TokenMint::from_key(snap.token_key()?);
-                let state = snap.into_state(cfg.clone(), Instant::now());
+                let state = snap.into_state(cfg.clone(), tokio::time::Instant::now().into_std());
                 (listener, tls, mint, state)
             }
             None => {
                 let listener = persist::bind_first(addr)
                     .await
                     .with_context(|| format!("cannot start the simulator on {addr}"))?;
-                let state = state::State::new(cfg.clone(), Instant::now());
+                let state = state::State::new(cfg.clone(), tokio::time::Instant::now().into_std());
                 (listener, tls::generate()?, TokenMint::new(), state)
             }
         };
@@ -161,6 +163,7 @@ impl Simulator {
     ) -> anyhow::Result<Simulator> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            clock: state.clock.clone(),
             state: Mutex::new(state),
             mint,
             initial: cfg,
@@ -432,7 +435,7 @@ async fn arm_entry(AxState(shared): AxState<Arc<Shared>>, req: Request) -> Respo
         host,
         body,
         if_match: header("if-match"),
-        now: Instant::now(),
+        now: shared.clock.now(),
         api_version: String::new(),
         extra_headers: Vec::new(),
         stat_type: None,

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::arm::{Ctx, truncate, validate_name, validate_tags};
 use crate::reply::{ArmErr, Reply};
@@ -148,7 +147,7 @@ impl State {
             }
             _ => {}
         }
-        let created = OffsetDateTime::now_utc();
+        let created = self.clock.wall();
         let kind = match (rtype, self.get(id).map(|r| r.kind.clone())) {
             (RType::NetworkInterface, Some(k @ Kind::Nic(_))) => k,
             (RType::NetworkInterface, _) => Kind::Nic(NicState::default()),
@@ -198,7 +197,7 @@ impl State {
             body,
             kind: Kind::Plain,
             provisioning: "Succeeded".into(),
-            created: OffsetDateTime::now_utc(),
+            created: self.clock.wall(),
         }
     }
 

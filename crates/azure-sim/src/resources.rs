@@ -2,7 +2,6 @@
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::arm::{Ctx, validate_name, validate_tags};
 use crate::reply::{ArmErr, Reply};
@@ -67,7 +66,7 @@ impl State {
                     body: stored,
                     kind: Kind::Plain,
                     provisioning: "Succeeded".into(),
-                    created: OffsetDateTime::now_utc(),
+                    created: self.clock.wall(),
                 };
                 let rendered = self.render(&res, false);
                 self.insert(res);

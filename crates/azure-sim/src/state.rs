@@ -479,6 +479,8 @@ pub struct State {
     pub next_ip: u32,
     /// VMs that booted since the last request took them (`boot.enabled`).
     pub boots: Vec<PendingBoot>,
+    /// The simulator's clock (shared with `Shared`, kept across `/_sim/reset`).
+    pub clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 pub fn key(id: &str) -> String {
@@ -504,6 +506,7 @@ impl State {
             seq: 0,
             next_ip: 4,
             boots: Vec::new(),
+            clock: Default::default(),
         };
         s.reset_buckets(now);
         s
@@ -575,7 +578,7 @@ impl State {
             id.clone(),
             Op {
                 id: id.clone(),
-                start: OffsetDateTime::now_utc(),
+                start: self.clock.wall(),
                 end: None,
                 due: now + latency,
                 finished_at: None,
@@ -639,7 +642,7 @@ impl State {
                 self.stats.operations_failed += 1;
             }
             op.status = status;
-            op.end = Some(OffsetDateTime::now_utc());
+            op.end = Some(self.clock.wall());
             op.finished_at = Some(now);
         }
     }

@@ -210,3 +210,59 @@ async fn reset_empties_everything() {
     s.create_vm_ok("rg", "vm1", &vm_body(&subnet, "vm1", SIZE))
         .await;
 }
+
+/// The manual clock (`/_sim/clock`): a ten-minute create completes as soon as the clock is
+/// moved past it, without waiting, and what the simulator stamps reads as the later time.
+#[tokio::test]
+async fn the_clock_moves_past_a_latency_at_once() {
+    let mut latencies = fast_latencies();
+    latencies["latency_ms"]["vm_create"] = json!(600_000);
+    let s = spawn_sim(latencies).await;
+    let subnet = s.create_network("rg").await;
+    let r = s
+        .put(&s.vm_path("rg", "vm1"), &vm_body(&subnet, "vm1", SIZE))
+        .await;
+    r.expect(201);
+    let aao = r.header("azure-asyncoperation").unwrap().to_owned();
+    assert_eq!(s.get(&aao).await.body["status"], "InProgress");
+    assert_eq!(s.sim_get("/_sim/clock").await["ahead_ms"], 0);
+
+    let before = time::OffsetDateTime::now_utc();
+    let r = s
+        .send(
+            Method::POST,
+            "/_sim/clock",
+            None,
+            Some(&json!({"advance_ms": 600_001})),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(r.body["ahead_ms"], 600_001, "{r:#?}");
+    let op = s.get(&aao).await.body;
+    assert_eq!(op["status"], "Succeeded", "{op:#}");
+    let end = time::OffsetDateTime::parse(
+        op["endTime"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        end - before >= time::Duration::minutes(10),
+        "the operation ended at the simulator's time: {end} (real {before})"
+    );
+    let vm = s.get(&s.vm_path("rg", "vm1")).await.body;
+    assert_eq!(vm["properties"]["provisioningState"], "Succeeded", "{vm:#}");
+
+    // Refused: a negative, a too large and an unknown field; the clock did not move.
+    for (body, field) in [
+        (json!({"advance_ms": -1}), "advance_ms"),
+        (json!({"advance_ms": 86_400_001u64}), "advance_ms"),
+        (json!({"advance_ms": 1, "back": true}), "back"),
+    ] {
+        let r = s.send(Method::POST, "/_sim/clock", None, Some(&body)).await;
+        r.expect(400);
+        assert_eq!(r.body["error"]["field"], field, "{r:#?}");
+    }
+    // A reset keeps the clock where it is: time does not go back.
+    s.send(Method::POST, "/_sim/reset", None, None).await;
+    assert_eq!(s.sim_get("/_sim/clock").await["ahead_ms"], 600_001);
+}
