@@ -145,7 +145,10 @@ async fn force_refuses_while_something_tagged_remains_and_forgets_once_nothing_d
     );
     assert!(has_condition(&p, "ForceDeleteBlocked"), "{p}");
     // Once the deletes are done, nothing tagged remains and the pool is forgotten.
+    // The simulator's clock steps 5 s at every poll, so Azure's 20 s deletes pass without
+    // the test waiting them out.
     eventually("maya is forgotten", 120, || async {
+        w.advance_sim_clock(5_000).await;
         let (status, _) = api.call(Method::GET, "/v1/pools/maya", None).await;
         (status == 404).then_some(())
     })

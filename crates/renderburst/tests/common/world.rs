@@ -114,6 +114,17 @@ ensure_network = true
             .await;
     }
 
+    /// Moves the simulator's clock `ms` ahead at once (`POST /_sim/clock`): Azure's
+    /// latencies pass without the test waiting them out.
+    pub async fn advance_sim_clock(&self, ms: u64) {
+        self.control(
+            reqwest::Method::POST,
+            "/_sim/clock",
+            Some(serde_json::json!({"advance_ms": ms})),
+        )
+        .await;
+    }
+
     /// Every resource of type `ty` tagged with `pool` (`renderburst-pool`).
     pub async fn tagged(&self, ty: &str, pool: &str) -> Vec<Value> {
         self.resources(ty)
