@@ -198,13 +198,6 @@ async fn advance_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Respon
             Some("advance_ms"),
         );
     };
-    shared.clock.advance(std::time::Duration::from_millis(ms));
-    {
-        let mut st = shared.lock();
-        let now = shared.clock.now();
-        st.advance(now);
-    }
-    // VMs whose create completed meanwhile may boot now.
-    crate::boot::spawn_pending(&shared);
+    shared.advance_clock(std::time::Duration::from_millis(ms));
     clock_body(&shared)
 }

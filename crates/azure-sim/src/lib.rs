@@ -70,6 +70,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Moves the clock ahead and applies what came due; VMs that reached running boot.
+    fn advance_clock(self: &Arc<Self>, by: std::time::Duration) {
+        self.clock.advance(by);
+        let now = self.clock.now();
+        self.lock().advance(now);
+        boot::spawn_pending(self);
+    }
+
     fn lock(&self) -> MutexGuard<'_, state::State> {
         // A panic while holding the lock would be a bug; keep serving rather than poison
         // every later request.
@@ -192,6 +200,12 @@ impl Simulator {
     /// The state file of a persistent simulator.
     pub fn state_file(&self) -> Option<&Path> {
         self.shared.persist.as_ref().map(|p| p.path.as_path())
+    }
+
+    /// Moves the simulator's clock `by` ahead at once, as `POST /_sim/clock` does: what
+    /// came due meanwhile (operations, evictions, Batch allocations) happens now.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.shared.advance_clock(by);
     }
 
     /// `https://127.0.0.1:PORT`, the ARM endpoint and the Entra authority host alike.

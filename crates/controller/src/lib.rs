@@ -369,10 +369,7 @@ impl Controller {
     /// Runs until `shutdown` flips to true: recovery, then activations every interval or on
     /// wake-up.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        // The holds first: an operation of the previous run that recovery sees succeed ends
-        // its pool's streak as a live one would.
-        backoff::load(&self.shared).await;
-        execute::recover(&self.shared).await;
+        self.start_up().await;
         loop {
             let started = tokio::time::Instant::now();
             let status = self.activate().await;
@@ -403,6 +400,15 @@ impl Controller {
             }
         }
         self.shared.stopping.send_replace(true);
+    }
+
+    /// What runs once, before the first activation ([`Controller::run`] calls it; tests
+    /// step it): the stored backoff holds are loaded, then every intent a previous process
+    /// left open is resolved. The holds first: an operation of the previous run that
+    /// recovery sees succeed ends its pool's streak as a live one would.
+    pub async fn start_up(&self) {
+        backoff::load(&self.shared).await;
+        execute::recover(&self.shared).await;
     }
 
     /// One activation over every pool.
