@@ -22,6 +22,7 @@ pub mod metrics;
 mod nodes;
 mod offerings;
 pub mod openapi;
+mod pool_write;
 mod pools;
 mod requests;
 mod schedules;
@@ -53,7 +54,8 @@ pub use auth::{
     Requester, Role, constant_time_eq, sha256_hex,
 };
 pub use error::ApiError;
-pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
+pub use extract::{Body, JsonQuery, NodeName, PoolName, RequestBody, check_pool_name};
+pub use pool_write::{Origin, PoolWrite, PoolWriteError, Written, check_spec, write_pool};
 pub use pools::what_if;
 pub use server::{ServeOptions, serve_with};
 pub use tokens::{check_token_name, generate_token};

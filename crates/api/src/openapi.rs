@@ -82,14 +82,6 @@ pub struct PoolList {
     pub pools: Vec<Pool>,
 }
 
-/// `POST /v1/pools/{name}/scale`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleBody {
-    /// In [min, max] of the pool.
-    pub target: u32,
-}
-
 /// A node of `GET /v1/nodes`.
 #[derive(Serialize, ToSchema)]
 pub struct Node {
@@ -112,14 +104,6 @@ pub struct Node {
     /// The node's private IP address, as Batch's node list gives it or as the node said when
     /// it registered; null when neither has (`GET /v1/nodes` only).
     pub private_ip: Option<String>,
-}
-
-/// `POST /v1/nodes/{name}/register`: what the node says about itself (both optional).
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterBody {
-    pub hostname: Option<String>,
-    pub ip: Option<String>,
 }
 
 /// `GET /v1/pools/{name}/bootstrap`: what a new node of the pool would run.
@@ -190,32 +174,6 @@ pub struct NodeList {
     pub nodes: Vec<Node>,
 }
 
-/// `PUT /v1/nodes/{name}/heartbeat`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HeartbeatBody {
-    /// Required, except from a node's own token, where `{}` reports liveness only.
-    pub busy: bool,
-}
-
-/// `POST /v1/pools/{name}/requests`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRequestBody {
-    /// In [1, the pool's max].
-    #[schema(minimum = 1)]
-    pub count: u32,
-    /// In [1, 604800]; default 3600.
-    #[schema(minimum = 1, maximum = 604800, required = false)]
-    pub ttl_seconds: Option<u64>,
-    /// Default: the token's name. At most 200 characters, no control characters.
-    #[schema(required = false, max_length = 200)]
-    pub requester: Option<String>,
-    /// At most 200 characters, no control characters.
-    #[schema(required = false, max_length = 200)]
-    pub job: Option<String>,
-}
-
 /// A node request (lease).
 #[derive(Serialize, ToSchema)]
 pub struct NodeRequest {
@@ -236,24 +194,6 @@ pub struct NodeRequest {
 #[derive(Serialize, ToSchema)]
 pub struct RequestList {
     pub requests: Vec<NodeRequest>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RoleName {
-    Admin,
-    Requester,
-    Viewer,
-}
-
-/// `POST /v1/tokens`.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTokenBody {
-    /// `[a-z0-9][a-z0-9._-]{0,63}`; `admin` is reserved.
-    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
-    pub name: String,
-    pub role: RoleName,
 }
 
 /// A token as listed (never its hash).

@@ -12,10 +12,14 @@ use rb_core::{Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{NewEvent, PoolRecord, Store};
 
+use serde::Deserialize;
+use utoipa::ToSchema;
+
 use crate::ApiState;
 use crate::auth::{Admin, Caller, Reader};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PoolName};
+use crate::extract::{Body, PoolName, RequestBody};
+use crate::pool_write::{self, Origin, PoolWrite, PoolWriteError, Written, write_pool};
 use crate::view::{self, pool_json};
 
 /// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name; the `bootstrap` sections
@@ -64,35 +68,12 @@ pub async fn list(
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(spec): Body<PoolSpec>,
 ) -> Result<Response, ApiError> {
-    let spec = parse_spec(&st, &body)?;
+    check_spec(&st, &spec)?;
     check_batch_account(&st.store, &spec).await?;
-    let record = st.store.create_pool(&spec).await.map_err(|err| match err {
-        store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
-        other => other.into(),
-    })?;
-    let message = format!(
-        "pool created: {} nodes of {}, min {} max {} target {}",
-        serde_json::to_value(spec.priority)
-            .unwrap_or_default()
-            .as_str()
-            .unwrap_or("?"),
-        spec.vm_sizes.join(" or "),
-        spec.min,
-        spec.max,
-        spec.target
-    );
-    record_change(
-        &st,
-        &caller,
-        "pool.created",
-        &spec.name,
-        message,
-        json!({ "spec": spec }),
-    )
-    .await;
-    let pool = pool_with_status(&st.store, &record).await?;
+    let written = write(&st, &caller, &spec, PoolWrite::Create).await?;
+    let pool = pool_with_status(&st.store, written.record()).await?;
     let mut response = (StatusCode::CREATED, Json(pool)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/pools/{}", spec.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -146,9 +127,9 @@ pub async fn replace(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(spec): Body<PoolSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    let spec = parse_spec(&st, &body)?;
+    check_spec(&st, &spec)?;
     if spec.name != name {
         return Err(ApiError::unprocessable(
             "invalid_spec",
@@ -159,26 +140,38 @@ pub async fn replace(
         )
         .with_field("name"));
     }
-    let old = existing(&st.store, &name).await?;
-    spec.check_replacement(&old.spec)
-        .map_err(|e| ApiError::unprocessable("invalid_spec", e.message).with_field(e.field))?;
-    let record = st.store.replace_pool(&spec).await?;
-    let changes = spec_changes(&old.spec, &spec);
-    let message = if changes.is_empty() {
-        "pool spec replaced, unchanged".to_string()
-    } else {
-        format!("pool spec replaced: {}", changes.join(", "))
+    let written = write(&st, &caller, &spec, PoolWrite::Replace).await?;
+    Ok(Json(pool_with_status(&st.store, written.record()).await?))
+}
+
+/// Stores a pool spec through the one path pools are written by ([`write_pool`]), then
+/// wakes the controller. A missing pool is a 404, a taken name a 409 naming `name`, a
+/// change that cannot be made a 422 naming the field.
+async fn write(
+    st: &ApiState,
+    caller: &Caller,
+    spec: &PoolSpec,
+    how: PoolWrite,
+) -> Result<Written, ApiError> {
+    let origin = Origin::Api {
+        actor: &caller.name,
     };
-    record_change(
-        &st,
-        &caller,
-        "pool.replaced",
-        &name,
-        message,
-        json!({ "spec": spec }),
-    )
-    .await;
-    Ok(Json(pool_with_status(&st.store, &record).await?))
+    let written = write_pool(&st.store, spec, how, &st.secret_names, origin)
+        .await
+        .map_err(|err| match err {
+            PoolWriteError::Invalid(e) => ApiError::invalid_spec(e),
+            PoolWriteError::Store(e @ store::StoreError::Conflict { .. })
+                if how == PoolWrite::Create =>
+            {
+                ApiError::from(e).with_field("name")
+            }
+            PoolWriteError::Store(store::StoreError::NotFound { .. }) => {
+                ApiError::not_found(format!("pool {:?} does not exist", spec.name))
+            }
+            PoolWriteError::Store(e) | PoolWriteError::Event(e) => e.into(),
+        })?;
+    st.wake.notify_one();
+    Ok(written)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -257,7 +250,7 @@ pub async fn delete(
     tag = "pools",
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
-    request_body = crate::openapi::ScaleBody,
+    request_body = ScaleBody,
     responses(
         (status = 202, description = "New target stored", body = crate::openapi::Pool),
         (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
@@ -269,9 +262,8 @@ pub async fn scale(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(ScaleBody { target: requested }): Body<ScaleBody>,
 ) -> Result<Response, ApiError> {
-    let requested = parse_target(&body.value)?;
     let old = existing(&st.store, &name).await?;
     if old.deleting {
         return Err(ApiError::conflict(format!(
@@ -528,55 +520,28 @@ pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::Pl
     })
 }
 
-/// Parses and validates a PoolSpec body: 422 naming the field for an unknown or missing
-/// field, a wrong type, or a value the rules refuse (names, bounds, sizes, image, tags).
-fn parse_spec(st: &ApiState, body: &JsonBody) -> Result<PoolSpec, ApiError> {
-    let spec = PoolSpec::from_json(&body.bytes).map_err(ApiError::invalid_spec)?;
-    spec.validate(&|size| arm_model::sizes::lookup(size).is_some())
-        .map_err(ApiError::invalid_spec)?;
-    // A spec names declared secrets only: the API can never point at the daemon's
-    // environment or files.
-    for (field, r) in spec.bootstrap.iter().flat_map(|b| b.secret_refs()) {
-        if !st.secret_names.contains(&r.secret) {
-            return Err(ApiError::unprocessable(
-                "invalid_spec",
-                format!(
-                    "secret {:?} is not declared: the daemon's configuration needs [secrets.{}] with env = \"VAR\" or file = \"/path\"",
-                    r.secret, r.secret
-                ),
-            )
-            .with_field(format!("{field}.secret")));
-        }
-    }
-    Ok(spec)
+/// The rules of a stored spec ([`pool_write::check_spec`]) before anything else is read:
+/// 422 naming the field.
+fn check_spec(st: &ApiState, spec: &PoolSpec) -> Result<(), ApiError> {
+    pool_write::check_spec(spec, &st.secret_names).map_err(ApiError::invalid_spec)
+}
+
+/// `POST /v1/pools/{name}/scale`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleBody {
+    /// In [min, max] of the pool.
+    pub target: u64,
+}
+
+impl RequestBody for ScaleBody {
+    const CODE: &'static str = "invalid_target";
 }
 
 /// `{"target": N}` with N a non-negative integer, and nothing else.
+#[cfg(test)]
 fn parse_target(body: &Value) -> Result<u64, ApiError> {
-    let invalid = |field: &str, message: String| {
-        ApiError::unprocessable("invalid_target", message).with_field(field)
-    };
-    let Value::Object(fields) = body else {
-        return Err(invalid(
-            "body",
-            "the body must be an object: {\"target\": N}".into(),
-        ));
-    };
-    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "target") {
-        return Err(invalid(
-            unknown,
-            format!("unknown field {unknown:?}; expected only \"target\""),
-        ));
-    }
-    let target = fields
-        .get("target")
-        .ok_or_else(|| invalid("target", "missing field \"target\"".into()))?;
-    target.as_u64().ok_or_else(|| {
-        invalid(
-            "target",
-            format!("target must be a non-negative integer, got {target}"),
-        )
-    })
+    crate::extract::decode::<ScaleBody>(body.clone(), ScaleBody::CODE).map(|b| b.target)
 }
 
 async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
@@ -628,25 +593,6 @@ async fn record_change(
     )
     .await;
     st.wake.notify_one();
-}
-
-/// `field old → new` for each top-level spec field that changed, for the event message;
-/// `bootstrap changed` for that section, whose details are for admins (in the event's data).
-fn spec_changes(old: &PoolSpec, new: &PoolSpec) -> Vec<String> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return Vec::new();
-    };
-    new.iter()
-        .filter_map(|(key, value)| {
-            let before = old.get(key).unwrap_or(&Value::Null);
-            (before != value).then(|| match key.as_str() {
-                "bootstrap" => "bootstrap changed".to_string(),
-                _ => format!("{key} {before} → {value}"),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,12 +17,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use store::NewEvent;
+use utoipa::ToSchema;
 
 use crate::auth::{Reader, Requester};
 use crate::error::ApiError;
-use crate::extract::{
-    JsonBody, JsonQuery, PoolName, int_field, object_fields, path_param, text_field,
-};
+use crate::extract::{Body, JsonQuery, PoolName, RequestBody, path_param};
 use crate::view::{self, request_json};
 use crate::{ApiState, audit};
 
@@ -35,6 +34,31 @@ pub const MAX_LABEL_CHARS: usize = 200;
 
 const CODE: &str = "invalid_request";
 
+/// `POST /v1/pools/{name}/requests`. A null member is the same as an absent one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// In [1, the pool's max].
+    #[schema(minimum = 1)]
+    pub count: u64,
+    /// In [1, 604800]; default 3600.
+    #[schema(minimum = 1, maximum = 604800, required = false)]
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Default: the token's name. At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    #[serde(default)]
+    pub job: Option<String>,
+}
+
+impl RequestBody for NewRequestBody {
+    const CODE: &'static str = CODE;
+}
+
 /// The body of `POST /v1/pools/{name}/requests`, checked.
 struct NewRequest {
     count: u64,
@@ -43,17 +67,45 @@ struct NewRequest {
     job: Option<String>,
 }
 
-fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
-    let fields = object_fields(body, &["count", "ttl_seconds", "requester", "job"], CODE)?;
-    let count = int_field(fields, "count", 1..=u64::from(u32::MAX), None, CODE)?;
-    let ttl_seconds = int_field(
-        fields,
+/// `field` in `range`: 422 naming it otherwise.
+fn in_range(field: &str, n: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ApiError> {
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::unprocessable(
+            CODE,
+            format!(
+                "{field} {n} is outside [{}, {}]",
+                range.start(),
+                range.end()
+            ),
+        )
+        .with_field(field))
+    }
+}
+
+/// A label of at most [`MAX_LABEL_CHARS`] characters with no control characters.
+fn label(field: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(CODE, message).with_field(field);
+    match text {
+        Some(text) if text.chars().count() > MAX_LABEL_CHARS => Err(invalid(format!(
+            "{field} is longer than {MAX_LABEL_CHARS} characters"
+        ))),
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(invalid(format!("{field} contains control characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_request(body: NewRequestBody) -> Result<NewRequest, ApiError> {
+    let count = in_range("count", body.count, 1..=u64::from(u32::MAX))?;
+    let ttl_seconds = in_range(
         "ttl_seconds",
+        body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS),
         1..=MAX_TTL_SECONDS,
-        Some(DEFAULT_TTL_SECONDS),
-        CODE,
     )?;
-    let requester = text_field(fields, "requester", MAX_LABEL_CHARS, CODE)?;
+    let requester = label("requester", body.requester)?;
     if requester.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(ApiError::unprocessable(
             CODE,
@@ -62,13 +114,18 @@ fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
         .with_field("requester"));
     }
     // An empty job is the same as none.
-    let job = text_field(fields, "job", MAX_LABEL_CHARS, CODE)?.filter(|j| !j.is_empty());
+    let job = label("job", body.job)?.filter(|j| !j.is_empty());
     Ok(NewRequest {
         count,
         ttl_seconds,
         requester,
         job,
     })
+}
+
+#[cfg(test)]
+fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
+    check_request(crate::extract::decode(body.clone(), CODE)?)
 }
 
 /// 422 on `count` for a request larger than the pool can ever hold.
@@ -91,7 +148,7 @@ fn too_many(pool: &str, count: u64, max: Option<u32>) -> ApiError {
     tag = "requests",
     security(("bearer" = ["requester", "admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
-    request_body = crate::openapi::NewRequestBody,
+    request_body = NewRequestBody,
     responses(
         (status = 201, description = "The request", body = crate::openapi::NodeRequest),
         (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
@@ -103,9 +160,9 @@ pub async fn create(
     Requester(caller): Requester,
     PoolName(pool): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(body): Body<NewRequestBody>,
 ) -> Result<Response, ApiError> {
-    let new = parse_request(&body.value)?;
+    let new = check_request(body)?;
     let count = u32::try_from(new.count).map_err(|_| too_many(&pool, new.count, None))?;
     let requester = new.requester.unwrap_or_else(|| caller.name.clone());
     let now = view::now();

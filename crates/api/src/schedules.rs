@@ -16,7 +16,7 @@ use store::{NewEvent, ScheduleRecord, StoreError};
 
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, path_param};
+use crate::extract::{Body, path_param};
 use crate::view::{self, rfc3339};
 use crate::{ApiState, audit};
 
@@ -100,12 +100,10 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(spec): Body<ScheduleSpec>,
 ) -> Result<Response, ApiError> {
-    let invalid =
-        |e: rb_core::SpecError| ApiError::unprocessable(CODE, e.message).with_field(e.field);
-    let spec = ScheduleSpec::from_json(&body.bytes).map_err(invalid)?;
-    spec.validate().map_err(invalid)?;
+    spec.validate()
+        .map_err(|e| ApiError::unprocessable(CODE, e.message).with_field(e.field))?;
     if let Some(pool) = &spec.pool
         && st.store.get_pool(pool).await?.is_none()
     {

@@ -10,12 +10,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use store::{NewEvent, StoreError};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Role, sha256_hex};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, object_fields, path_param};
+use crate::extract::{Body, RequestBody, path_param};
 use crate::view::{rfc3339, token_json};
 use crate::{ApiState, audit};
 
@@ -46,21 +48,43 @@ pub fn generate_token() -> String {
     store::random_token(store::secret::API_TOKEN_PREFIX)
 }
 
-fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
-    let fields = object_fields(body, &["name", "role"], CODE)?;
-    let name = match fields.get("name") {
-        Some(Value::String(name)) => name.clone(),
-        Some(other) => {
-            return Err(ApiError::unprocessable(
-                CODE,
-                format!("name must be a string, got {other}"),
-            )
-            .with_field("name"));
+/// `POST /v1/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    /// `[a-z0-9][a-z0-9._-]{0,63}`; `admin` is reserved.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub name: String,
+    pub role: RoleName,
+}
+
+impl RequestBody for NewTokenBody {
+    const CODE: &'static str = CODE;
+}
+
+/// The role of a token, as a body names it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Requester,
+    Viewer,
+}
+
+impl From<RoleName> for Role {
+    fn from(role: RoleName) -> Self {
+        match role {
+            RoleName::Admin => Role::Admin,
+            RoleName::Requester => Role::Requester,
+            RoleName::Viewer => Role::Viewer,
         }
-        None => {
-            return Err(ApiError::unprocessable(CODE, "missing field \"name\"").with_field("name"));
-        }
-    };
+    }
+}
+
+/// The name and role of a new token: the name follows [`check_token_name`] and is not
+/// `admin`; 422 naming the field otherwise.
+fn check_new_token(body: NewTokenBody) -> Result<(String, Role), ApiError> {
+    let NewTokenBody { name, role } = body;
     check_token_name(&name)
         .map_err(|message| ApiError::unprocessable(CODE, message).with_field("name"))?;
     if name == RESERVED_NAME {
@@ -70,18 +94,12 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
         )
         .with_field("name"));
     }
-    let role = fields
-        .get("role")
-        .and_then(Value::as_str)
-        .and_then(Role::parse)
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                CODE,
-                "role must be one of \"admin\", \"requester\", \"viewer\"",
-            )
-            .with_field("role")
-        })?;
-    Ok((name, role))
+    Ok((name, role.into()))
+}
+
+#[cfg(test)]
+fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
+    check_new_token(crate::extract::decode(body.clone(), CODE)?)
 }
 
 /// `POST /v1/tokens` `{"name","role"}` → 201 `{"name","role","token","created_at"}`: the token
@@ -91,7 +109,7 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
     path = "/v1/tokens",
     tag = "tokens",
     security(("bearer" = ["admin"])),
-    request_body = crate::openapi::NewTokenBody,
+    request_body = NewTokenBody,
     responses(
         (status = 201, description = "The token, shown once", body = crate::openapi::TokenCreated),
         (status = 409, description = "Name taken", body = crate::openapi::ErrorBody),
@@ -101,9 +119,9 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(body): Body<NewTokenBody>,
 ) -> Result<Response, ApiError> {
-    let (name, role) = parse_new_token(&body.value)?;
+    let (name, role) = check_new_token(body)?;
     let token = generate_token();
     let record = st
         .store
