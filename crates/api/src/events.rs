@@ -4,15 +4,15 @@
 use axum::Json;
 use axum::extract::State;
 use rb_core::UnixSeconds;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use store::EventQuery;
+use utoipa::ToSchema;
 
 use crate::ApiState;
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::JsonQuery;
-use crate::view::{event_json, redact_event};
+use crate::view::{EventView, event_json, redact_event};
 
 /// Events per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -28,6 +28,14 @@ pub struct EventsQuery {
     pool: Option<String>,
     since: Option<String>,
     order: Option<String>,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// Pass as the next `after` to follow the log.
+    pub next_after: i64,
 }
 
 /// Which end of the log a page comes from.
@@ -191,7 +199,7 @@ fn parse_query(query: &EventsQuery, now: UnixSeconds) -> Result<Parsed, ApiError
         ("order" = Option<String>, Query, description = "asc (default): the oldest that match, oldest first; desc: the newest that match, newest first", example = "desc"),
     ),
     responses(
-        (status = 200, description = "Events", body = crate::openapi::EventList),
+        (status = 200, description = "Events", body = EventList),
         (status = 422, description = "A parameter is invalid; `field` names it"),
     )
 )]
@@ -199,7 +207,7 @@ pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let Parsed { query, order } = parse_query(&query, now)?;
     let events = st.store.events(&query).await?;
@@ -211,7 +219,7 @@ pub async fn list(
         .max()
         .unwrap_or(after)
         .max(after);
-    let mut events: Vec<Value> = events
+    let mut events: Vec<EventView> = events
         .iter()
         .filter(|e| {
             // A requester sees only its own requests, in the log too: not the `request.*`
@@ -229,7 +237,7 @@ pub async fn list(
     if order == Order::Desc {
         events.reverse();
     }
-    Ok(Json(json!({ "events": events, "next_after": next_after })))
+    Ok(Json(EventList { events, next_after }))
 }
 
 #[cfg(test)]

@@ -35,14 +35,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use store::{NewEvent, Store, VmRecord};
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Enroller, NodeOrAdmin, NodeOrRequester};
 use crate::error::ApiError;
 use crate::extract::{Body, NodeName, RequestBody};
-use crate::view::{self, node_json};
+use crate::view::{self, Node, node_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_heartbeat";
@@ -87,12 +87,15 @@ impl RequestBody for HeartbeatBody {
 
 /// `{"busy": bool}` and nothing else; 422 naming `busy` (or the unknown field) otherwise.
 #[cfg(test)]
-fn parse_heartbeat(body: &Value) -> Result<bool, ApiError> {
+fn parse_heartbeat(body: &serde_json::Value) -> Result<bool, ApiError> {
     parse_heartbeat_from(body, false).map(|b| b.unwrap_or_default())
 }
 
 #[cfg(test)]
-fn parse_heartbeat_from(body: &Value, liveness_allowed: bool) -> Result<Option<bool>, ApiError> {
+fn parse_heartbeat_from(
+    body: &serde_json::Value,
+    liveness_allowed: bool,
+) -> Result<Option<bool>, ApiError> {
     check_heartbeat(
         crate::extract::decode(body.clone(), CODE)?,
         liveness_allowed,
@@ -156,7 +159,7 @@ fn check_registration(body: RegisterBody) -> Result<RegisterBody, ApiError> {
 }
 
 #[cfg(test)]
-fn parse_registration(body: &Value) -> Result<Value, ApiError> {
+fn parse_registration(body: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
     let about = check_registration(crate::extract::decode(body.clone(), REGISTER_CODE)?)?;
     Ok(serde_json::to_value(about).unwrap_or_default())
 }
@@ -177,9 +180,9 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     request_body = HeartbeatBody,
     responses(
-        (status = 200, description = "The node", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The node", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::error::ErrorBody),
     )
 )]
 pub async fn heartbeat(
@@ -187,7 +190,7 @@ pub async fn heartbeat(
     NodeName(name): NodeName,
     State(st): State<ApiState>,
     Body(body): Body<HeartbeatBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Node>, ApiError> {
     caller.check_node(&name)?;
     let own = caller.node.is_some();
     let busy = check_heartbeat(body, own)?;
@@ -239,9 +242,9 @@ pub async fn heartbeat(
     params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
     request_body = RegisterBody,
     responses(
-        (status = 200, description = "Registered: the node counts as ready capacity", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Registered: the node counts as ready capacity", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::error::ErrorBody),
     )
 )]
 pub async fn register(
@@ -249,7 +252,7 @@ pub async fn register(
     NodeName(name): NodeName,
     State(st): State<ApiState>,
     Body(body): Body<RegisterBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Node>, ApiError> {
     caller.check_node(&name)?;
     let about = check_registration(body)?;
     let before = existing(&st.store, &name).await?;
@@ -296,10 +299,10 @@ pub async fn register(
     params(("name" = String, Path, description = "Batch node id (AZ_BATCH_NODE_ID)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "Enrolled: the node's bootstrap script (shell on Linux, PowerShell on Windows)", body = String, content_type = "text/plain"),
-        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::error::ErrorBody),
+        (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::error::ErrorBody),
+        (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::error::ErrorBody),
+        (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::error::ErrorBody),
     )
 )]
 pub async fn enroll(
@@ -416,8 +419,8 @@ pub async fn enroll(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
-        (status = 202, description = "Draining", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Draining", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
     )
 )]
 pub async fn drain(
@@ -460,15 +463,15 @@ pub async fn drain(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
-        (status = 200, description = "No longer draining", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 200, description = "No longer draining", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
     )
 )]
 pub async fn undrain(
     Admin(caller): Admin,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Node>, ApiError> {
     let before = existing(&st.store, &name).await?;
     if before.draining {
         st.store.set_draining(&name, false).await?;

@@ -12,7 +12,7 @@ use rb_core::{Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{NewEvent, PoolRecord, Store};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ApiState;
@@ -20,7 +20,7 @@ use crate::auth::{Admin, Caller, Reader};
 use crate::error::ApiError;
 use crate::extract::{Body, PoolName, RequestBody};
 use crate::pool_write::{self, Origin, PoolWrite, PoolWriteError, Written, write_pool};
-use crate::view::{self, pool_json};
+use crate::view::{self, Pool, pool_json};
 
 /// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name; the `bootstrap` sections
 /// redacted unless the caller is an admin.
@@ -29,12 +29,12 @@ use crate::view::{self, pool_json};
     path = "/v1/pools",
     tag = "pools",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    responses((status = 200, description = "Every pool with its status, by name", body = crate::openapi::PoolList))
+    responses((status = 200, description = "Every pool with its status, by name", body = PoolList))
 )]
 pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PoolList>, ApiError> {
     let records = st.store.list_pools().await?;
     let vms = st.store.list_vms(None).await?;
     let tasks = task_map(&st.store).await?;
@@ -49,7 +49,7 @@ pub async fn list(
         }
         pools.push(pool);
     }
-    Ok(Json(json!({ "pools": pools })))
+    Ok(Json(PoolList { pools }))
 }
 
 /// `POST /v1/pools` (body: PoolSpec) → 201 with the pool; 409 if the name is taken.
@@ -60,9 +60,9 @@ pub async fn list(
     security(("bearer" = ["admin"])),
     request_body = rb_core::PoolSpec,
     responses(
-        (status = 201, description = "Created", body = crate::openapi::Pool),
-        (status = 409, description = "A pool of that name exists", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "Created", body = Pool),
+        (status = 409, description = "A pool of that name exists", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -90,15 +90,15 @@ pub async fn create(
     security(("bearer" = ["viewer", "requester", "admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
-        (status = 200, description = "The pool", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The pool", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get(
     Reader(caller): Reader,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Pool>, ApiError> {
     let record = existing(&st.store, &name).await?;
     let mut pool = pool_with_status(&st.store, &record).await?;
     if !caller.sees_bootstrap() {
@@ -117,10 +117,10 @@ pub async fn get(
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     request_body = rb_core::PoolSpec,
     responses(
-        (status = 200, description = "Replaced", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Replaced", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn replace(
@@ -128,7 +128,7 @@ pub async fn replace(
     PoolName(name): PoolName,
     State(st): State<ApiState>,
     Body(spec): Body<PoolSpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Pool>, ApiError> {
     check_spec(&st, &spec)?;
     if spec.name != name {
         return Err(ApiError::unprocessable(
@@ -198,8 +198,8 @@ pub struct DeleteQuery {
         ("force" = Option<bool>, Query, description = "Forget the pool once nothing tagged with it remains in Azure"),
     ),
     responses(
-        (status = 202, description = "Deletion under way", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Deletion under way", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn delete(
@@ -252,10 +252,10 @@ pub async fn delete(
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     request_body = ScaleBody,
     responses(
-        (status = 202, description = "New target stored", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Target outside [min, max]", body = crate::openapi::ErrorBody),
+        (status = 202, description = "New target stored", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Target outside [min, max]", body = crate::error::ErrorBody),
     )
 )]
 pub async fn scale(
@@ -304,7 +304,7 @@ pub async fn scale(
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
         (status = 200, description = "What the next activation would do, with reasons, and the writes its backoff holds back", body = crate::view::PlanView),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn plan_pool(
@@ -329,16 +329,16 @@ pub async fn plan_pool(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
-        (status = 200, description = "The script a new node would run, secrets masked", body = crate::openapi::BootstrapPreview),
-        (status = 404, description = "No such pool, or no bootstrap section", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The section cannot be rendered", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The script a new node would run, secrets masked", body = BootstrapPreview),
+        (status = 404, description = "No such pool, or no bootstrap section", body = crate::error::ErrorBody),
+        (status = 422, description = "The section cannot be rendered", body = crate::error::ErrorBody),
     )
 )]
 pub async fn bootstrap_preview(
     Admin(_): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BootstrapPreview>, ApiError> {
     use rb_core::bootstrap;
     let record = existing(&st.store, &name).await?;
     let Some(section) = &record.spec.bootstrap else {
@@ -380,21 +380,26 @@ pub async fn bootstrap_preview(
             rb_core::spec::Os::Linux => "batch-shell",
             rb_core::spec::Os::Windows => "batch-powershell",
         };
-        return Ok(Json(json!({
-            "pool": name,
-            "node": node,
-            "format": format,
-            "script": script,
-            "custom_data_bytes": null,
-            "custom_data_limit": null,
-            "start_task": {
-                "command_line": task.command_line,
-                "environment": task.environment.iter()
-                    .map(|(k, v)| json!({"name": k, "value": v}))
-                    .collect::<Vec<_>>(),
-            },
-            "unresolved_secrets": unresolved,
-        })));
+        return Ok(Json(BootstrapPreview {
+            pool: name,
+            node: node.to_string(),
+            format: format.to_string(),
+            script,
+            custom_data_bytes: None,
+            custom_data_limit: None,
+            start_task: Some(StartTaskPreview {
+                command_line: task.command_line,
+                environment: task
+                    .environment
+                    .iter()
+                    .map(|(k, v)| NameValue {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            }),
+            unresolved_secrets: unresolved,
+        }));
     }
     let node = rb_core::plan::node_name(&name, record.next_index);
     let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
@@ -404,16 +409,56 @@ pub async fn bootstrap_preview(
         .unwrap_or_else(|| section.clone());
     let rendered = bootstrap::render_node(&merged, record.spec.os, &ctx, &bootstrap::masked)
         .map_err(ApiError::invalid_spec)?;
-    Ok(Json(json!({
-        "pool": name,
-        "node": node,
-        "format": rendered.format,
-        "script": rendered.text,
-        "custom_data_bytes": bootstrap::base64_len(rendered.text.len()),
-        "custom_data_limit": bootstrap::MAX_CUSTOM_DATA_BASE64,
-        "start_task": null,
-        "unresolved_secrets": unresolved,
-    })))
+    Ok(Json(BootstrapPreview {
+        pool: name,
+        node,
+        format: rendered.format.to_string(),
+        custom_data_bytes: Some(bootstrap::base64_len(rendered.text.len())),
+        script: rendered.text,
+        custom_data_limit: Some(bootstrap::MAX_CUSTOM_DATA_BASE64),
+        start_task: None,
+        unresolved_secrets: unresolved,
+    }))
+}
+
+/// `GET /v1/pools`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolList {
+    pub pools: Vec<Pool>,
+}
+
+/// `GET /v1/pools/{name}/bootstrap`: what a new node of the pool would run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BootstrapPreview {
+    pub pool: String,
+    /// The name the next node would get.
+    pub node: String,
+    /// `cloud-init` (Linux VMs), `powershell` (Windows VMs), `batch-shell` or
+    /// `batch-powershell` (what a Batch node gets when it enrolls).
+    pub format: String,
+    /// The exact script, with secrets and the node token masked.
+    pub script: String,
+    /// VM pools: its size as base64 `customData`, and Azure's limit.
+    pub custom_data_bytes: Option<usize>,
+    pub custom_data_limit: Option<usize>,
+    /// Batch pools: the pool's start task (the enrollment token masked).
+    pub start_task: Option<StartTaskPreview>,
+    /// Secret references the daemon cannot resolve now (a node would fail to be created).
+    pub unresolved_secrets: Vec<String>,
+}
+
+/// A Batch pool's start task as renderburst sets it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartTaskPreview {
+    pub command_line: String,
+    /// `environmentSettings`: name and value.
+    pub environment: Vec<NameValue>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
 }
 
 /// A Batch pool's account against the controller's last listing of the subscription's Batch
@@ -552,7 +597,7 @@ async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
 }
 
 /// The pool with its status, reading its inventory and task statuses.
-async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Value, ApiError> {
+async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Pool, ApiError> {
     let desired = store.desired(record, view::now()).await?;
     let vms = store.list_vms(Some(&record.spec.name)).await?;
     let tasks = task_map(store).await?;

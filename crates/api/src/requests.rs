@@ -14,15 +14,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use store::NewEvent;
 use utoipa::ToSchema;
 
 use crate::auth::{Reader, Requester};
 use crate::error::ApiError;
 use crate::extract::{Body, JsonQuery, PoolName, RequestBody, path_param};
-use crate::view::{self, request_json};
+use crate::view::{self, NodeRequest, request_json};
 use crate::{ApiState, audit};
 
 /// Default lifetime of a request when the body gives no `ttl_seconds`: an hour.
@@ -124,7 +124,7 @@ fn check_request(body: NewRequestBody) -> Result<NewRequest, ApiError> {
 }
 
 #[cfg(test)]
-fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
+fn parse_request(body: &serde_json::Value) -> Result<NewRequest, ApiError> {
     check_request(crate::extract::decode(body.clone(), CODE)?)
 }
 
@@ -150,10 +150,10 @@ fn too_many(pool: &str, count: u64, max: Option<u32>) -> ApiError {
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     request_body = NewRequestBody,
     responses(
-        (status = 201, description = "The request", body = crate::openapi::NodeRequest),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The pool is being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "The request", body = NodeRequest),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "The pool is being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -227,15 +227,15 @@ pub struct ListQuery {
         ("all" = Option<bool>, Query, description = "Also released and expired ones"),
     ),
     responses(
-        (status = 200, description = "Requests, oldest first", body = crate::openapi::RequestList),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Requests, oldest first", body = RequestList),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RequestList>, ApiError> {
     let all = match query.all.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -259,8 +259,14 @@ pub async fn list(
         .store
         .list_requests_owned(owner, pool.as_deref(), all, now)
         .await?;
-    let requests: Vec<Value> = requests.iter().map(|r| request_json(r, now)).collect();
-    Ok(Json(json!({ "requests": requests })))
+    let requests = requests.iter().map(|r| request_json(r, now)).collect();
+    Ok(Json(RequestList { requests }))
+}
+
+/// `GET /v1/requests`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    pub requests: Vec<NodeRequest>,
 }
 
 /// A request id from the path: a UUID (any case), normalized to the stored form. Anything
@@ -291,15 +297,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     security(("bearer" = ["requester", "admin"])),
     params(("id" = String, Path, description = "Request id (a UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses(
-        (status = 200, description = "Released", body = crate::openapi::NodeRequest),
-        (status = 404, description = "No such request", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Released", body = NodeRequest),
+        (status = 404, description = "No such request", body = crate::error::ErrorBody),
     )
 )]
 pub async fn release(
     Requester(caller): Requester,
     RequestId(id): RequestId,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeRequest>, ApiError> {
     let missing = || ApiError::not_found(format!("request {id:?} does not exist"));
     let before = st.store.get_request(&id).await?.ok_or_else(missing)?;
     // The owner never changes, so checking it before the release is enough.

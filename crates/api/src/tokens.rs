@@ -10,15 +10,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use store::{NewEvent, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Role, sha256_hex};
 use crate::error::ApiError;
 use crate::extract::{Body, RequestBody, path_param};
-use crate::view::{rfc3339, token_json};
+use crate::view::{Rfc3339, Token, token_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_token_spec";
@@ -81,6 +81,22 @@ impl From<RoleName> for Role {
     }
 }
 
+/// A new token: `token` is shown only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: String,
+    pub token: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Rfc3339,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
 /// The name and role of a new token: the name follows [`check_token_name`] and is not
 /// `admin`; 422 naming the field otherwise.
 fn check_new_token(body: NewTokenBody) -> Result<(String, Role), ApiError> {
@@ -98,7 +114,7 @@ fn check_new_token(body: NewTokenBody) -> Result<(String, Role), ApiError> {
 }
 
 #[cfg(test)]
-fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
+fn parse_new_token(body: &serde_json::Value) -> Result<(String, Role), ApiError> {
     check_new_token(crate::extract::decode(body.clone(), CODE)?)
 }
 
@@ -111,9 +127,9 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
     security(("bearer" = ["admin"])),
     request_body = NewTokenBody,
     responses(
-        (status = 201, description = "The token, shown once", body = crate::openapi::TokenCreated),
-        (status = 409, description = "Name taken", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "The token, shown once", body = TokenCreated),
+        (status = 409, description = "Name taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -143,12 +159,12 @@ pub async fn create(
         },
     )
     .await;
-    let body = json!({
-        "name": record.name,
-        "role": record.role,
-        "token": token,
-        "created_at": rfc3339(record.created_at),
-    });
+    let body = TokenCreated {
+        name: record.name,
+        role: record.role,
+        token,
+        created_at: Rfc3339(record.created_at),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -158,17 +174,20 @@ pub async fn create(
     path = "/v1/tokens",
     tag = "tokens",
     security(("bearer" = ["admin"])),
-    responses((status = 200, description = "Tokens by name, never a hash", body = crate::openapi::TokenList))
+    responses((status = 200, description = "Tokens by name, never a hash", body = TokenList))
 )]
-pub async fn list(Admin(_): Admin, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let tokens: Vec<Value> = st
+pub async fn list(
+    Admin(_): Admin,
+    State(st): State<ApiState>,
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = st
         .store
         .list_tokens()
         .await?
         .iter()
         .map(token_json)
         .collect();
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
 /// A token name from the path; a malformed one is a 400 naming `name`.
@@ -194,15 +213,15 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenName {
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Token name", pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")),
     responses(
-        (status = 200, description = "Revoked", body = crate::openapi::Token),
-        (status = 404, description = "No such token", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Revoked", body = Token),
+        (status = 404, description = "No such token", body = crate::error::ErrorBody),
     )
 )]
 pub async fn revoke(
     Admin(caller): Admin,
     TokenName(name): TokenName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Token>, ApiError> {
     let existing = st
         .store
         .list_tokens()
