@@ -50,11 +50,13 @@ pub fn decode<T: DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let message = err.into_inner().to_string();
-        // Errors at the top (a missing field) name their field in backticks.
-        let field = if path == "." {
-            backticked(&message).unwrap_or("body").to_string()
-        } else {
-            path
+        // A missing field is named by the message (in backticks), under the object's path.
+        let missing = message.strip_prefix("missing field ").and_then(backticked);
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_string(),
+            (".", None) => "body".to_string(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (_, None) => path,
         };
         ApiError::unprocessable(code, format!("{field}: {message}")).with_field(field)
     })
@@ -261,6 +263,48 @@ mod tests {
             "abcdefghijklmnopqrstu",
         ] {
             assert_eq!(check_pool_name(bad).unwrap_err().field, "name", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_name_the_field_they_fail_on() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            size: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            name: String,
+            inner: Inner,
+        }
+        let ok = serde_json::json!({"name": "a", "inner": {"size": 1}});
+        assert!(decode::<Outer>(ok, "bad").is_ok());
+        for (body, field) in [
+            (serde_json::json!({"inner": {"size": 1}}), "name"),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": -1}}),
+                "inner.size",
+            ),
+            (serde_json::json!({"name": "a", "inner": {}}), "inner.size"),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": 1, "x": 1}}),
+                "inner.x",
+            ),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": 1}, "y": 1}),
+                "y",
+            ),
+            (serde_json::json!(["a", {"size": 1}]), "body"),
+            (serde_json::json!(null), "body"),
+        ] {
+            let err = decode::<Outer>(body.clone(), "bad").unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(err.code, "bad", "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}: {}", err.message);
         }
     }
 

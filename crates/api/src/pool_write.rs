@@ -36,7 +36,7 @@ pub enum PoolWrite {
 pub enum Written {
     Created(PoolRecord),
     Replaced {
-        old: PoolRecord,
+        old: Box<PoolRecord>,
         record: PoolRecord,
     },
     /// `CreateOrReplace` of the spec already stored: nothing written, no event.
@@ -124,7 +124,10 @@ pub async fn write_pool(
             spec.check_replacement(&old.spec)
                 .map_err(PoolWriteError::Invalid)?;
             let record = store.replace_pool(spec).await?;
-            Written::Replaced { old, record }
+            Written::Replaced {
+                old: Box::new(old),
+                record,
+            }
         }
     };
     let event = event(spec, &written, origin);

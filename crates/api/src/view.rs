@@ -188,7 +188,7 @@ pub struct Pool {
 #[serde(untagged)]
 pub enum ShownBootstrap {
     /// The section, to admins.
-    Section(rb_core::BootstrapSpec),
+    Section(Box<rb_core::BootstrapSpec>),
     /// `{"redacted": true}`: there is one, for admins' eyes only.
     Redacted(Redacted),
 }
@@ -242,7 +242,7 @@ pub fn pool_json(
         tags,
         batch,
         licenses,
-        bootstrap: bootstrap.map(ShownBootstrap::Section),
+        bootstrap: bootstrap.map(|b| ShownBootstrap::Section(Box::new(b))),
         status: PoolStatus::new(record, desired, vms, tasks),
         deleting: record.deleting,
         generation: record.generation,
