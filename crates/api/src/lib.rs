@@ -267,9 +267,12 @@ async fn readyz(State(st): State<ApiState>) -> Result<Json<Health>, ApiError> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/nodes`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct NodesQuery {
+    /// Only this pool's nodes
     pool: Option<String>,
 }
 
@@ -280,7 +283,7 @@ struct NodesQuery {
     path = "/v1/nodes",
     tag = "nodes",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    params(("pool" = Option<String>, Query, description = "Only this pool's nodes")),
+    params(NodesQuery),
     responses(
         (status = 200, description = "Nodes", body = NodeList),
         (status = 404, description = "No such pool", body = error::ErrorBody),

@@ -174,10 +174,14 @@ async fn write(
     Ok(written)
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// The query of `DELETE /v1/pools/{name}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// Forget the pool once nothing tagged with it remains in Azure
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     force: bool,
 }
 
@@ -195,7 +199,7 @@ pub struct DeleteQuery {
     security(("bearer" = ["admin"])),
     params(
         ("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$"),
-        ("force" = Option<bool>, Query, description = "Forget the pool once nothing tagged with it remains in Azure"),
+        DeleteQuery,
     ),
     responses(
         (status = 202, description = "Deletion under way", body = Pool),

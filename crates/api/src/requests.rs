@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use store::NewEvent;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Reader, Requester};
 use crate::error::ApiError;
@@ -206,10 +206,15 @@ pub async fn create(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/requests`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this pool's
     pool: Option<String>,
+    /// Also released and expired ones
+    #[param(value_type = Option<bool>)]
     all: Option<String>,
 }
 
@@ -222,10 +227,7 @@ pub struct ListQuery {
     path = "/v1/requests",
     tag = "requests",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    params(
-        ("pool" = Option<String>, Query, description = "Only this pool's"),
-        ("all" = Option<bool>, Query, description = "Also released and expired ones"),
-    ),
+    params(ListQuery),
     responses(
         (status = 200, description = "Requests, oldest first", body = RequestList),
         (status = 404, description = "No such pool", body = crate::error::ErrorBody),
