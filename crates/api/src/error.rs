@@ -7,7 +7,28 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rb_core::SpecError;
+use serde::Serialize;
 use store::StoreError;
+use utoipa::ToSchema;
+
+/// Every error: `{"error":{"code","message","field"?}}` (the body [`ApiError`] answers).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable identifier clients can branch on (`not_found`, `invalid_spec`...).
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The input to blame: a spec field, a path or query parameter, or a body key. Absent
+    /// when no single input is to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub field: Option<String>,
+}
 
 /// An error answered to an API client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +126,14 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            error["field"] = serde_json::Value::String(field);
-        }
-        let mut response =
-            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after_seconds
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {

@@ -4,30 +4,51 @@
 use axum::Json;
 use axum::extract::State;
 use rb_core::UnixSeconds;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use store::EventQuery;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ApiState;
 use crate::auth::Reader;
 use crate::error::ApiError;
 use crate::extract::JsonQuery;
-use crate::view::{event_json, redact_event};
+use crate::view::{EventView, event_json, redact_event};
 
 /// Events per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Most events per page.
 pub const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/events`, as text: each parameter is parsed (and a bad one named)
+/// by [`parse_query`]; the documented types are what it accepts.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Events with a greater id (default 0)
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
+    /// Events with a smaller id (paging back)
+    #[param(value_type = Option<i64>, minimum = 0)]
     before: Option<String>,
+    /// At most this many, in [1, 1000] (default 100)
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Only this pool's events
     pool: Option<String>,
+    /// Only events at or after this: a duration back from now (90s, 10m, 2h, 1h30m, 7d) or an RFC 3339 time
     since: Option<String>,
+    /// asc (default): the oldest that match, oldest first; desc: the newest that match, newest first
+    #[param(example = "desc")]
     order: Option<String>,
+}
+
+/// `GET /v1/events`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// Pass as the next `after` to follow the log.
+    pub next_after: i64,
 }
 
 /// Which end of the log a page comes from.
@@ -182,16 +203,9 @@ fn parse_query(query: &EventsQuery, now: UnixSeconds) -> Result<Parsed, ApiError
     path = "/v1/events",
     tag = "events",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    params(
-        ("after" = Option<i64>, Query, description = "Events with a greater id (default 0)", minimum = 0),
-        ("before" = Option<i64>, Query, description = "Events with a smaller id (paging back)", minimum = 0),
-        ("limit" = Option<u32>, Query, description = "At most this many, in [1, 1000] (default 100)", minimum = 1, maximum = 1000),
-        ("pool" = Option<String>, Query, description = "Only this pool's events"),
-        ("since" = Option<String>, Query, description = "Only events at or after this: a duration back from now (90s, 10m, 2h, 1h30m, 7d) or an RFC 3339 time"),
-        ("order" = Option<String>, Query, description = "asc (default): the oldest that match, oldest first; desc: the newest that match, newest first", example = "desc"),
-    ),
+    params(EventsQuery),
     responses(
-        (status = 200, description = "Events", body = crate::openapi::EventList),
+        (status = 200, description = "Events", body = EventList),
         (status = 422, description = "A parameter is invalid; `field` names it"),
     )
 )]
@@ -199,7 +213,7 @@ pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let Parsed { query, order } = parse_query(&query, now)?;
     let events = st.store.events(&query).await?;
@@ -211,7 +225,7 @@ pub async fn list(
         .max()
         .unwrap_or(after)
         .max(after);
-    let mut events: Vec<Value> = events
+    let mut events: Vec<EventView> = events
         .iter()
         .filter(|e| {
             // A requester sees only its own requests, in the log too: not the `request.*`
@@ -229,7 +243,7 @@ pub async fn list(
     if order == Order::Desc {
         events.reverse();
     }
-    Ok(Json(json!({ "events": events, "next_after": next_after })))
+    Ok(Json(EventList { events, next_after }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Extractors that turn axum's plain-text rejections into the API's JSON errors: the request
-//! body (JSON only, at most [`crate::MAX_BODY_BYTES`]), a pool name in the path, and query
-//! strings.
+//! body (JSON only, at most [`crate::MAX_BODY_BYTES`], read into a typed DTO that refuses
+//! unknown fields), a pool name in the path, and query strings.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,15 +13,66 @@ use serde::de::DeserializeOwned;
 use crate::MAX_BODY_BYTES;
 use crate::error::ApiError;
 
-/// A JSON request body: the bytes (for parsers that name fields, like
-/// [`PoolSpec::from_json`]) and the document they parse to.
+/// A request body: JSON only, read into the typed DTO `T` ([`RequestBody`]). Every body of
+/// the API goes through it, so every one answers the same way: 400 `bad_content_type` for
+/// another content type, 400 `malformed_json` for a body that is not JSON, 413 above
+/// [`crate::MAX_BODY_BYTES`], and 422 with `T`'s code naming the field for a body that is
+/// JSON but does not fit `T` (an unknown or missing field, a wrong type), or `body` when it
+/// is not an object.
 #[derive(Debug, Clone)]
-pub struct JsonBody {
-    pub bytes: Bytes,
-    pub value: serde_json::Value,
+pub struct Body<T>(pub T);
+
+/// A typed request body: its 422 code, and how it is read (serde, naming the field through
+/// `serde_path_to_error`, unless the type has a parser of its own that names fields, like
+/// [`PoolSpec::from_json`]). Checks serde cannot make (ranges, lengths) are the handler's.
+pub trait RequestBody: DeserializeOwned {
+    /// The `code` of a 422 for a body that does not fit.
+    const CODE: &'static str;
+
+    /// Reads the body (`bytes`, which parse to the JSON `value`).
+    fn read(bytes: &[u8], value: serde_json::Value) -> Result<Self, ApiError> {
+        let _ = bytes;
+        decode(value, Self::CODE)
+    }
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+/// `value` read into `T`, refusing anything but an object: 422 with `code`, naming `body`,
+/// or the path of the field serde stopped at (`a.b`), or the missing field.
+pub fn decode<T: DeserializeOwned>(
+    value: serde_json::Value,
+    code: &'static str,
+) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(
+            ApiError::unprocessable(code, "the body must be a JSON object").with_field("body"),
+        );
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.into_inner().to_string();
+        // A missing field is named by the message (in backticks), under the object's path.
+        let missing = message.strip_prefix("missing field ").and_then(backticked);
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_string(),
+            (".", None) => "body".to_string(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (_, None) => path,
+        };
+        ApiError::unprocessable(code, format!("{field}: {message}")).with_field(field)
+    })
+}
+
+/// For `#[serde(default, deserialize_with = "present")]`: an optional member that may be
+/// absent but not null.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl<T: RequestBody, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -40,7 +91,26 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 format!("the body is not valid JSON: {err}"),
             )
         })?;
-        Ok(JsonBody { bytes, value })
+        T::read(&bytes, value).map(Body)
+    }
+}
+
+/// A pool spec body: the spec's own parser names the field (`tags`, `batch.account`...).
+impl RequestBody for PoolSpec {
+    const CODE: &'static str = "invalid_spec";
+
+    fn read(bytes: &[u8], _: serde_json::Value) -> Result<Self, ApiError> {
+        PoolSpec::from_json(bytes).map_err(ApiError::invalid_spec)
+    }
+}
+
+/// A schedule body: the schedule's own parser names the field (`set.max`...).
+impl RequestBody for rb_core::ScheduleSpec {
+    const CODE: &'static str = "invalid_schedule";
+
+    fn read(bytes: &[u8], _: serde_json::Value) -> Result<Self, ApiError> {
+        rb_core::ScheduleSpec::from_json(bytes)
+            .map_err(|e| ApiError::unprocessable(Self::CODE, e.message).with_field(e.field))
     }
 }
 
@@ -147,94 +217,6 @@ pub(crate) async fn path_param<S: Send + Sync>(
         })
 }
 
-/// The members of a JSON object body, refusing anything but an object and any member not in
-/// `allowed`: 422 with `code`, naming `body` or the unknown member.
-pub(crate) fn object_fields<'a>(
-    body: &'a serde_json::Value,
-    allowed: &[&str],
-    code: &'static str,
-) -> Result<&'a serde_json::Map<String, serde_json::Value>, ApiError> {
-    let serde_json::Value::Object(fields) = body else {
-        return Err(
-            ApiError::unprocessable(code, "the body must be a JSON object").with_field("body"),
-        );
-    };
-    if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::unprocessable(
-            code,
-            format!(
-                "unknown field {unknown:?}; expected only {}",
-                allowed
-                    .iter()
-                    .map(|a| format!("{a:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .with_field(unknown));
-    }
-    Ok(fields)
-}
-
-/// An optional integer member in `range`, or `default` if absent (or null): 422 with `code`
-/// naming `field` for a wrong type or a value out of range.
-pub(crate) fn int_field(
-    fields: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    range: std::ops::RangeInclusive<u64>,
-    default: Option<u64>,
-    code: &'static str,
-) -> Result<u64, ApiError> {
-    let invalid = |message: String| ApiError::unprocessable(code, message).with_field(field);
-    match fields.get(field).filter(|v| !v.is_null()) {
-        None => default.ok_or_else(|| invalid(format!("missing field {field:?}"))),
-        Some(value) => {
-            let n = value.as_u64().ok_or_else(|| {
-                invalid(format!(
-                    "{field} must be an integer in [{}, {}], got {value}",
-                    range.start(),
-                    range.end()
-                ))
-            })?;
-            if range.contains(&n) {
-                Ok(n)
-            } else {
-                Err(invalid(format!(
-                    "{field} {n} is outside [{}, {}]",
-                    range.start(),
-                    range.end()
-                )))
-            }
-        }
-    }
-}
-
-/// An optional string member of at most `max_chars` characters with no control characters:
-/// `None` if absent or null; 422 with `code` naming `field` otherwise.
-pub(crate) fn text_field(
-    fields: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    max_chars: usize,
-    code: &'static str,
-) -> Result<Option<String>, ApiError> {
-    let invalid = |message: String| ApiError::unprocessable(code, message).with_field(field);
-    match fields.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(text)) => {
-            if text.chars().count() > max_chars {
-                Err(invalid(format!(
-                    "{field} is longer than {max_chars} characters"
-                )))
-            } else if text.chars().any(char::is_control) {
-                Err(invalid(format!("{field} contains control characters")))
-            } else {
-                Ok(Some(text.clone()))
-            }
-        }
-        Some(other) => Err(invalid(format!("{field} must be a string, got {other}"))),
-    }
-}
-
 /// A query string parsed into `T`; a bad or unknown parameter is a 400 naming it.
 #[derive(Debug, Clone)]
 pub struct JsonQuery<T>(pub T);
@@ -281,6 +263,48 @@ mod tests {
             "abcdefghijklmnopqrstu",
         ] {
             assert_eq!(check_pool_name(bad).unwrap_err().field, "name", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bodies_name_the_field_they_fail_on() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            size: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            name: String,
+            inner: Inner,
+        }
+        let ok = serde_json::json!({"name": "a", "inner": {"size": 1}});
+        assert!(decode::<Outer>(ok, "bad").is_ok());
+        for (body, field) in [
+            (serde_json::json!({"inner": {"size": 1}}), "name"),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": -1}}),
+                "inner.size",
+            ),
+            (serde_json::json!({"name": "a", "inner": {}}), "inner.size"),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": 1, "x": 1}}),
+                "inner.x",
+            ),
+            (
+                serde_json::json!({"name": "a", "inner": {"size": 1}, "y": 1}),
+                "y",
+            ),
+            (serde_json::json!(["a", {"size": 1}]), "body"),
+            (serde_json::json!(null), "body"),
+        ] {
+            let err = decode::<Outer>(body.clone(), "bad").unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(err.code, "bad", "{body}");
+            assert_eq!(err.field.as_deref(), Some(field), "{body}: {}", err.message);
         }
     }
 

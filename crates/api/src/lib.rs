@@ -22,6 +22,7 @@ pub mod metrics;
 mod nodes;
 mod offerings;
 pub mod openapi;
+mod pool_write;
 mod pools;
 mod requests;
 mod schedules;
@@ -40,8 +41,8 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router as AxumRouter};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use store::{NewEvent, Store};
 use tokio::sync::{Notify, watch};
 use utoipa::OpenApi as _;
@@ -53,7 +54,8 @@ pub use auth::{
     Requester, Role, constant_time_eq, sha256_hex,
 };
 pub use error::ApiError;
-pub use extract::{JsonBody, JsonQuery, NodeName, PoolName, check_pool_name};
+pub use extract::{Body, JsonQuery, NodeName, PoolName, RequestBody, check_pool_name};
+pub use pool_write::{Origin, PoolWrite, PoolWriteError, Written, check_spec, write_pool};
 pub use pools::what_if;
 pub use server::{ServeOptions, serve_with};
 pub use tokens::{check_token_name, generate_token};
@@ -222,10 +224,19 @@ async fn openapi_json(LocalOrReader: LocalOrReader) -> Response {
     path = "/healthz",
     tag = "operations",
     security(()),
-    responses((status = 200, description = "The process answers", body = openapi::Health))
+    responses((status = 200, description = "The process answers", body = Health))
 )]
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: String,
 }
 
 /// `GET /readyz`: the database answers and the daemon said it is ready.
@@ -235,11 +246,11 @@ async fn healthz() -> Json<Value> {
     tag = "operations",
     security(()),
     responses(
-        (status = 200, description = "Ready", body = openapi::Health),
-        (status = 503, description = "Not ready yet", body = openapi::ErrorBody),
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Not ready yet", body = error::ErrorBody),
     )
 )]
-async fn readyz(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+async fn readyz(State(st): State<ApiState>) -> Result<Json<Health>, ApiError> {
     let not_ready =
         |message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
     if let Err(err) = st.store.ping().await {
@@ -251,12 +262,17 @@ async fn readyz(State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
             "the controller has not finished recovery and its first activation",
         ));
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/nodes`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct NodesQuery {
+    /// Only this pool's nodes
     pool: Option<String>,
 }
 
@@ -267,17 +283,17 @@ struct NodesQuery {
     path = "/v1/nodes",
     tag = "nodes",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    params(("pool" = Option<String>, Query, description = "Only this pool's nodes")),
+    params(NodesQuery),
     responses(
-        (status = 200, description = "Nodes", body = openapi::NodeList),
-        (status = 404, description = "No such pool", body = openapi::ErrorBody),
+        (status = 200, description = "Nodes", body = NodeList),
+        (status = 404, description = "No such pool", body = error::ErrorBody),
     )
 )]
 async fn list_nodes(
     Reader(_): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<NodesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeList>, ApiError> {
     let pool = query.pool.filter(|p| !p.is_empty());
     if let Some(pool) = &pool
         && st.store.get_pool(pool).await?.is_none()
@@ -286,15 +302,20 @@ async fn list_nodes(
     }
     let vms = st.store.list_vms(pool.as_deref()).await?;
     let ips = st.store.node_ips().await?;
-    let nodes: Vec<Value> = vms
+    let nodes = vms
         .iter()
-        .map(|vm| {
-            let mut node = view::node_json(vm);
-            node["private_ip"] = ips.get(&vm.name).map_or(Value::Null, |ip| json!(ip));
-            node
+        .map(|vm| view::Node {
+            private_ip: Some(ips.get(&vm.name).cloned()),
+            ..view::node_json(vm)
         })
         .collect();
-    Ok(Json(json!({ "nodes": nodes })))
+    Ok(Json(NodeList { nodes }))
+}
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NodeList {
+    pub nodes: Vec<view::Node>,
 }
 
 /// `GET /v1/status` → `{"controller": ..., "pools": {name: last activation}, "tasks": [...]}`.
@@ -304,16 +325,16 @@ async fn list_nodes(
     path = "/v1/status",
     tag = "operations",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    responses((status = 200, description = "Controller status", body = openapi::Status))
+    responses((status = 200, description = "Controller status", body = Status))
 )]
 async fn status(
     Reader(caller): Reader,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Status>, ApiError> {
     let controller = (st.status)();
     let statuses = st.store.task_statuses().await?;
     let pools = st.store.list_pools().await?;
-    let mut by_pool = serde_json::Map::new();
+    let mut by_pool = std::collections::BTreeMap::new();
     for record in &pools {
         let task = pool_task(&record.spec.name);
         let last = statuses
@@ -322,7 +343,7 @@ async fn status(
             .map(|(_, s, _)| s.clone());
         by_pool.insert(record.spec.name.clone(), last.unwrap_or(Value::Null));
     }
-    let tasks: Vec<Value> = statuses
+    let tasks = statuses
         .iter()
         .filter(|(name, _, _)| !name.starts_with("pool:"))
         .map(|(name, status, at)| {
@@ -330,12 +351,39 @@ async fn status(
             if !caller.sees_bootstrap() && name.starts_with("pool-error:") {
                 view::redact_bootstrap_error(&mut status);
             }
-            json!({ "name": name, "status": status, "updated_at": view::rfc3339(*at) })
+            TaskStatus {
+                name: name.clone(),
+                status,
+                updated_at: view::Rfc3339(*at),
+            }
         })
         .collect();
-    Ok(Json(
-        json!({ "controller": controller, "pools": by_pool, "tasks": tasks }),
-    ))
+    Ok(Json(Status {
+        controller,
+        pools: by_pool,
+        tasks,
+    }))
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// The reconciler's last activation, the ARM governor and request counters.
+    pub controller: Value,
+    /// Each pool's last activation (null before the first).
+    pub pools: std::collections::BTreeMap<String, Value>,
+    /// The other background tasks' last status.
+    pub tasks: Vec<TaskStatus>,
+}
+
+/// A background task's last status, as it stored it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskStatus {
+    pub name: String,
+    pub status: Value,
+    /// When it was stored.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: view::Rfc3339,
 }
 
 /// Appends an audit event after a change that is already stored. A failure is logged rather

@@ -34,13 +34,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use store::{NewEvent, Store, VmRecord};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Enroller, NodeOrAdmin, NodeOrRequester};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, NodeName, object_fields};
-use crate::view::{self, node_json};
+use crate::extract::{Body, NodeName, RequestBody};
+use crate::view::{self, Node, node_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_heartbeat";
@@ -69,48 +71,97 @@ impl EnrollWakes {
     }
 }
 
+/// `PUT /v1/nodes/{name}/heartbeat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// Required, except from a node's own token, where `{}` reports liveness only.
+    #[serde(default, deserialize_with = "crate::extract::present")]
+    #[schema(value_type = bool, required = true)]
+    pub busy: Option<bool>,
+}
+
+impl RequestBody for HeartbeatBody {
+    const CODE: &'static str = CODE;
+}
+
 /// `{"busy": bool}` and nothing else; 422 naming `busy` (or the unknown field) otherwise.
 #[cfg(test)]
-fn parse_heartbeat(body: &Value) -> Result<bool, ApiError> {
+fn parse_heartbeat(body: &serde_json::Value) -> Result<bool, ApiError> {
     parse_heartbeat_from(body, false).map(|b| b.unwrap_or_default())
 }
 
-/// As [`parse_heartbeat`]; with `liveness_allowed` (a node's own token) `busy` may be absent.
-fn parse_heartbeat_from(body: &Value, liveness_allowed: bool) -> Result<Option<bool>, ApiError> {
-    let fields = object_fields(body, &["busy"], CODE)?;
-    match fields.get("busy") {
-        Some(Value::Bool(busy)) => Ok(Some(*busy)),
-        Some(other) => Err(ApiError::unprocessable(
-            CODE,
-            format!("busy must be true or false, got {other}"),
-        )
-        .with_field("busy")),
-        None if liveness_allowed => Ok(None),
-        None => Err(ApiError::unprocessable(CODE, "missing field \"busy\"").with_field("busy")),
+#[cfg(test)]
+fn parse_heartbeat_from(
+    body: &serde_json::Value,
+    liveness_allowed: bool,
+) -> Result<Option<bool>, ApiError> {
+    check_heartbeat(
+        crate::extract::decode(body.clone(), CODE)?,
+        liveness_allowed,
+    )
+}
+
+/// `busy`, which may be absent only with `liveness_allowed` (a node's own token).
+fn check_heartbeat(body: HeartbeatBody, liveness_allowed: bool) -> Result<Option<bool>, ApiError> {
+    match body.busy {
+        None if !liveness_allowed => {
+            Err(ApiError::unprocessable(CODE, "missing field \"busy\"").with_field("busy"))
+        }
+        busy => Ok(busy),
     }
 }
 
 const REGISTER_CODE: &str = "invalid_registration";
 
-/// `{"hostname"?: string, "ip"?: string}`: what the node says about itself, for the event.
-fn parse_registration(body: &Value) -> Result<Value, ApiError> {
-    let fields = object_fields(body, &["hostname", "ip"], REGISTER_CODE)?;
-    let mut out = serde_json::Map::new();
-    for (key, value) in fields {
-        match value {
-            Value::String(s) if s.len() <= 255 && !s.chars().any(char::is_control) => {
-                out.insert(key.to_string(), Value::String(s.clone()));
-            }
-            _ => {
-                return Err(ApiError::unprocessable(
-                    REGISTER_CODE,
-                    format!("{key} must be a string of at most 255 characters"),
-                )
-                .with_field(key));
-            }
+/// Longest `hostname` and `ip` of a registration, in bytes.
+const MAX_ABOUT_BYTES: usize = 255;
+
+/// `POST /v1/nodes/{name}/register`: what the node says about itself (both optional), for
+/// the event.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(required = false, nullable = false, max_length = 255)]
+    pub hostname: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(required = false, nullable = false, max_length = 255)]
+    pub ip: Option<String>,
+}
+
+impl RequestBody for RegisterBody {
+    const CODE: &'static str = REGISTER_CODE;
+}
+
+/// Each member a string of at most 255 bytes without control characters: 422 naming it.
+fn check_registration(body: RegisterBody) -> Result<RegisterBody, ApiError> {
+    for (key, value) in [("hostname", &body.hostname), ("ip", &body.ip)] {
+        if let Some(s) = value
+            && (s.len() > MAX_ABOUT_BYTES || s.chars().any(char::is_control))
+        {
+            return Err(ApiError::unprocessable(
+                REGISTER_CODE,
+                format!("{key} must be a string of at most 255 characters"),
+            )
+            .with_field(key));
         }
     }
-    Ok(Value::Object(out))
+    Ok(body)
+}
+
+#[cfg(test)]
+fn parse_registration(body: &serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    let about = check_registration(crate::extract::decode(body.clone(), REGISTER_CODE)?)?;
+    Ok(serde_json::to_value(about).unwrap_or_default())
 }
 
 async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
@@ -127,22 +178,22 @@ async fn existing(store: &Store, name: &str) -> Result<VmRecord, ApiError> {
     tag = "nodes",
     security(("bearer" = ["requester", "admin", "node"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
-    request_body = crate::openapi::HeartbeatBody,
+    request_body = HeartbeatBody,
     responses(
-        (status = 200, description = "The node", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The node", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::error::ErrorBody),
     )
 )]
 pub async fn heartbeat(
     NodeOrRequester(caller): NodeOrRequester,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
-    body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
+    Body(body): Body<HeartbeatBody>,
+) -> Result<Json<Node>, ApiError> {
     caller.check_node(&name)?;
     let own = caller.node.is_some();
-    let busy = parse_heartbeat_from(&body.value, own)?;
+    let busy = check_heartbeat(body, own)?;
     let before = existing(&st.store, &name).await?;
     let now = view::now();
     if own {
@@ -189,25 +240,25 @@ pub async fn heartbeat(
     tag = "nodes",
     security(("bearer" = ["admin", "node"])),
     params(("name" = String, Path, description = "Node (VM) name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
-    request_body = crate::openapi::RegisterBody,
+    request_body = RegisterBody,
     responses(
-        (status = 200, description = "Registered: the node counts as ready capacity", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Registered: the node counts as ready capacity", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body", body = crate::error::ErrorBody),
     )
 )]
 pub async fn register(
     NodeOrAdmin(caller): NodeOrAdmin,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
-    body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
+    Body(body): Body<RegisterBody>,
+) -> Result<Json<Node>, ApiError> {
     caller.check_node(&name)?;
-    let about = parse_registration(&body.value)?;
+    let about = check_registration(body)?;
     let before = existing(&st.store, &name).await?;
     st.store.register_node(&name, view::now()).await?;
     // What the node says its address is, for node listings; only a well-formed IP.
-    if let Some(ip) = about["ip"].as_str()
+    if let Some(ip) = about.ip.as_deref()
         && ip.parse::<std::net::IpAddr>().is_ok()
     {
         st.store
@@ -224,7 +275,7 @@ pub async fn register(
                 node: Some(name.clone()),
                 actor: caller.name,
                 message: "node bootstrapped and registered: it counts as ready capacity".into(),
-                data: about,
+                data: serde_json::to_value(&about).unwrap_or_default(),
             },
         )
         .await;
@@ -248,10 +299,10 @@ pub async fn register(
     params(("name" = String, Path, description = "Batch node id (AZ_BATCH_NODE_ID)", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
         (status = 200, description = "Enrolled: the node's bootstrap script (shell on Linux, PowerShell on Windows)", body = String, content_type = "text/plain"),
-        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::openapi::ErrorBody),
-        (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The node is in another pool, or its enrollment window closed", body = crate::error::ErrorBody),
+        (status = 404, description = "Not in the pool's node list (yet): retry", body = crate::error::ErrorBody),
+        (status = 409, description = "Enrolled already, or the pool has no bootstrap section", body = crate::error::ErrorBody),
+        (status = 503, description = "The daemon cannot resolve a secret of the section: retry", body = crate::error::ErrorBody),
     )
 )]
 pub async fn enroll(
@@ -368,8 +419,8 @@ pub async fn enroll(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
-        (status = 202, description = "Draining", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Draining", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
     )
 )]
 pub async fn drain(
@@ -412,15 +463,15 @@ pub async fn drain(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Node name: a VM name, or a Batch node id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses(
-        (status = 200, description = "No longer draining", body = crate::openapi::Node),
-        (status = 404, description = "No such node", body = crate::openapi::ErrorBody),
+        (status = 200, description = "No longer draining", body = Node),
+        (status = 404, description = "No such node", body = crate::error::ErrorBody),
     )
 )]
 pub async fn undrain(
     Admin(caller): Admin,
     NodeName(name): NodeName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Node>, ApiError> {
     let before = existing(&st.store, &name).await?;
     if before.draining {
         st.store.set_draining(&name, false).await?;

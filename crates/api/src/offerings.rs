@@ -11,27 +11,61 @@
 use axum::Json;
 use axum::extract::State;
 use rb_core::{PoolMode, Unavailable};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use store::NewEvent;
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
-use crate::view::{self, rfc3339};
+use crate::view::{self, Rfc3339};
 use crate::{ApiState, audit};
 
-fn mark_json(u: &Unavailable, pool: Option<&str>) -> Value {
+/// `GET /v1/offerings/unavailable`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableList {
+    pub unavailable: Vec<UnavailableMark>,
+}
+
+/// An offering the planners avoid until `until`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableMark {
+    pub size: String,
+    /// `regular` or `spot`.
+    pub priority: rb_core::Priority,
+    /// `capacity`, `quota` or `sku_not_available`.
+    #[schema(value_type = String)]
+    pub reason: rb_core::UnavailableReason,
+    /// The ARM or Batch error code that caused it.
+    pub code: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Rfc3339,
+    #[schema(value_type = String, format = DateTime)]
+    pub until: Rfc3339,
+    /// Null: subscription-wide (VM pools); else the Batch pool whose own mark it is.
+    pub pool: Option<String>,
+}
+
+/// `DELETE /v1/offerings/unavailable`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cleared {
+    /// Marks that were in force.
+    pub cleared: u64,
+}
+
+fn mark_json(u: &Unavailable, pool: Option<&str>) -> UnavailableMark {
     // Stored lower-cased; shown as Azure spells it.
     let size = arm_model::sizes::lookup(&u.offering.size)
         .map_or_else(|| u.offering.size.clone(), |s| s.name.clone());
-    json!({
-        "size": size,
-        "priority": u.offering.priority,
-        "reason": u.reason,
-        "code": u.code,
-        "since": rfc3339(u.since),
-        "until": rfc3339(u.until),
-        "pool": pool,
-    })
+    UnavailableMark {
+        size,
+        priority: u.offering.priority,
+        reason: u.reason,
+        code: u.code.clone(),
+        since: Rfc3339(u.since),
+        until: Rfc3339(u.until),
+        pool: pool.map(str::to_owned),
+    }
 }
 
 /// `GET /v1/offerings/unavailable` → `{"unavailable": [{size, priority, reason, code, since,
@@ -42,11 +76,14 @@ fn mark_json(u: &Unavailable, pool: Option<&str>) -> Value {
     path = "/v1/offerings/unavailable",
     tag = "offerings",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    responses((status = 200, description = "Marks in force", body = crate::openapi::UnavailableList))
+    responses((status = 200, description = "Marks in force", body = UnavailableList))
 )]
-pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    Reader(_): Reader,
+    State(st): State<ApiState>,
+) -> Result<Json<UnavailableList>, ApiError> {
     let now = view::now();
-    let mut out: Vec<Value> = st
+    let mut out: Vec<UnavailableMark> = st
         .store
         .list_unavailable(now)
         .await?
@@ -67,7 +104,7 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
             );
         }
     }
-    Ok(Json(json!({ "unavailable": out })))
+    Ok(Json(UnavailableList { unavailable: out }))
 }
 
 /// `DELETE /v1/offerings/unavailable` → `{"cleared": N}`: every mark in force is dropped
@@ -77,12 +114,12 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
     path = "/v1/offerings/unavailable",
     tag = "offerings",
     security(("bearer" = ["admin"])),
-    responses((status = 200, description = "Cleared", body = crate::openapi::Cleared))
+    responses((status = 200, description = "Cleared", body = Cleared))
 )]
 pub async fn clear(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cleared>, ApiError> {
     let cleared = st.store.clear_unavailable(view::now()).await?;
     if cleared > 0 {
         audit(
@@ -101,5 +138,5 @@ pub async fn clear(
         .await;
         st.wake.notify_one();
     }
-    Ok(Json(json!({ "cleared": cleared })))
+    Ok(Json(Cleared { cleared }))
 }

@@ -12,11 +12,15 @@ use rb_core::{Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{NewEvent, PoolRecord, Store};
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
 use crate::ApiState;
 use crate::auth::{Admin, Caller, Reader};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PoolName};
-use crate::view::{self, pool_json};
+use crate::extract::{Body, PoolName, RequestBody};
+use crate::pool_write::{self, Origin, PoolWrite, PoolWriteError, Written, write_pool};
+use crate::view::{self, Pool, pool_json};
 
 /// `GET /v1/pools` → `{"pools":[pool...]}`, ordered by name; the `bootstrap` sections
 /// redacted unless the caller is an admin.
@@ -25,12 +29,12 @@ use crate::view::{self, pool_json};
     path = "/v1/pools",
     tag = "pools",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    responses((status = 200, description = "Every pool with its status, by name", body = crate::openapi::PoolList))
+    responses((status = 200, description = "Every pool with its status, by name", body = PoolList))
 )]
 pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PoolList>, ApiError> {
     let records = st.store.list_pools().await?;
     let vms = st.store.list_vms(None).await?;
     let tasks = task_map(&st.store).await?;
@@ -45,7 +49,7 @@ pub async fn list(
         }
         pools.push(pool);
     }
-    Ok(Json(json!({ "pools": pools })))
+    Ok(Json(PoolList { pools }))
 }
 
 /// `POST /v1/pools` (body: PoolSpec) → 201 with the pool; 409 if the name is taken.
@@ -56,43 +60,20 @@ pub async fn list(
     security(("bearer" = ["admin"])),
     request_body = rb_core::PoolSpec,
     responses(
-        (status = 201, description = "Created", body = crate::openapi::Pool),
-        (status = 409, description = "A pool of that name exists", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "Created", body = Pool),
+        (status = 409, description = "A pool of that name exists", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(spec): Body<PoolSpec>,
 ) -> Result<Response, ApiError> {
-    let spec = parse_spec(&st, &body)?;
+    check_spec(&st, &spec)?;
     check_batch_account(&st.store, &spec).await?;
-    let record = st.store.create_pool(&spec).await.map_err(|err| match err {
-        store::StoreError::Conflict { .. } => ApiError::from(err).with_field("name"),
-        other => other.into(),
-    })?;
-    let message = format!(
-        "pool created: {} nodes of {}, min {} max {} target {}",
-        serde_json::to_value(spec.priority)
-            .unwrap_or_default()
-            .as_str()
-            .unwrap_or("?"),
-        spec.vm_sizes.join(" or "),
-        spec.min,
-        spec.max,
-        spec.target
-    );
-    record_change(
-        &st,
-        &caller,
-        "pool.created",
-        &spec.name,
-        message,
-        json!({ "spec": spec }),
-    )
-    .await;
-    let pool = pool_with_status(&st.store, &record).await?;
+    let written = write(&st, &caller, &spec, PoolWrite::Create).await?;
+    let pool = pool_with_status(&st.store, written.record()).await?;
     let mut response = (StatusCode::CREATED, Json(pool)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/pools/{}", spec.name)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -109,15 +90,15 @@ pub async fn create(
     security(("bearer" = ["viewer", "requester", "admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
-        (status = 200, description = "The pool", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The pool", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get(
     Reader(caller): Reader,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Pool>, ApiError> {
     let record = existing(&st.store, &name).await?;
     let mut pool = pool_with_status(&st.store, &record).await?;
     if !caller.sees_bootstrap() {
@@ -136,19 +117,19 @@ pub async fn get(
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     request_body = rb_core::PoolSpec,
     responses(
-        (status = 200, description = "Replaced", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid spec, naming the field", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Replaced", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid spec, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn replace(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    let spec = parse_spec(&st, &body)?;
+    Body(spec): Body<PoolSpec>,
+) -> Result<Json<Pool>, ApiError> {
+    check_spec(&st, &spec)?;
     if spec.name != name {
         return Err(ApiError::unprocessable(
             "invalid_spec",
@@ -159,32 +140,48 @@ pub async fn replace(
         )
         .with_field("name"));
     }
-    let old = existing(&st.store, &name).await?;
-    spec.check_replacement(&old.spec)
-        .map_err(|e| ApiError::unprocessable("invalid_spec", e.message).with_field(e.field))?;
-    let record = st.store.replace_pool(&spec).await?;
-    let changes = spec_changes(&old.spec, &spec);
-    let message = if changes.is_empty() {
-        "pool spec replaced, unchanged".to_string()
-    } else {
-        format!("pool spec replaced: {}", changes.join(", "))
-    };
-    record_change(
-        &st,
-        &caller,
-        "pool.replaced",
-        &name,
-        message,
-        json!({ "spec": spec }),
-    )
-    .await;
-    Ok(Json(pool_with_status(&st.store, &record).await?))
+    let written = write(&st, &caller, &spec, PoolWrite::Replace).await?;
+    Ok(Json(pool_with_status(&st.store, written.record()).await?))
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// Stores a pool spec through the one path pools are written by ([`write_pool`]), then
+/// wakes the controller. A missing pool is a 404, a taken name a 409 naming `name`, a
+/// change that cannot be made a 422 naming the field.
+async fn write(
+    st: &ApiState,
+    caller: &Caller,
+    spec: &PoolSpec,
+    how: PoolWrite,
+) -> Result<Written, ApiError> {
+    let origin = Origin::Api {
+        actor: &caller.name,
+    };
+    let written = write_pool(&st.store, spec, how, &st.secret_names, origin)
+        .await
+        .map_err(|err| match err {
+            PoolWriteError::Invalid(e) => ApiError::invalid_spec(e),
+            PoolWriteError::Store(e @ store::StoreError::Conflict { .. })
+                if how == PoolWrite::Create =>
+            {
+                ApiError::from(e).with_field("name")
+            }
+            PoolWriteError::Store(store::StoreError::NotFound { .. }) => {
+                ApiError::not_found(format!("pool {:?} does not exist", spec.name))
+            }
+            PoolWriteError::Store(e) | PoolWriteError::Event(e) => e.into(),
+        })?;
+    st.wake.notify_one();
+    Ok(written)
+}
+
+/// The query of `DELETE /v1/pools/{name}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// Forget the pool once nothing tagged with it remains in Azure
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     force: bool,
 }
 
@@ -202,11 +199,11 @@ pub struct DeleteQuery {
     security(("bearer" = ["admin"])),
     params(
         ("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$"),
-        ("force" = Option<bool>, Query, description = "Forget the pool once nothing tagged with it remains in Azure"),
+        DeleteQuery,
     ),
     responses(
-        (status = 202, description = "Deletion under way", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Deletion under way", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn delete(
@@ -257,21 +254,20 @@ pub async fn delete(
     tag = "pools",
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
-    request_body = crate::openapi::ScaleBody,
+    request_body = ScaleBody,
     responses(
-        (status = 202, description = "New target stored", body = crate::openapi::Pool),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Target outside [min, max]", body = crate::openapi::ErrorBody),
+        (status = 202, description = "New target stored", body = Pool),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "Being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Target outside [min, max]", body = crate::error::ErrorBody),
     )
 )]
 pub async fn scale(
     Admin(caller): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(ScaleBody { target: requested }): Body<ScaleBody>,
 ) -> Result<Response, ApiError> {
-    let requested = parse_target(&body.value)?;
     let old = existing(&st.store, &name).await?;
     if old.deleting {
         return Err(ApiError::conflict(format!(
@@ -312,7 +308,7 @@ pub async fn scale(
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
         (status = 200, description = "What the next activation would do, with reasons, and the writes its backoff holds back", body = crate::view::PlanView),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn plan_pool(
@@ -337,16 +333,16 @@ pub async fn plan_pool(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
     responses(
-        (status = 200, description = "The script a new node would run, secrets masked", body = crate::openapi::BootstrapPreview),
-        (status = 404, description = "No such pool, or no bootstrap section", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The section cannot be rendered", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The script a new node would run, secrets masked", body = BootstrapPreview),
+        (status = 404, description = "No such pool, or no bootstrap section", body = crate::error::ErrorBody),
+        (status = 422, description = "The section cannot be rendered", body = crate::error::ErrorBody),
     )
 )]
 pub async fn bootstrap_preview(
     Admin(_): Admin,
     PoolName(name): PoolName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BootstrapPreview>, ApiError> {
     use rb_core::bootstrap;
     let record = existing(&st.store, &name).await?;
     let Some(section) = &record.spec.bootstrap else {
@@ -388,21 +384,26 @@ pub async fn bootstrap_preview(
             rb_core::spec::Os::Linux => "batch-shell",
             rb_core::spec::Os::Windows => "batch-powershell",
         };
-        return Ok(Json(json!({
-            "pool": name,
-            "node": node,
-            "format": format,
-            "script": script,
-            "custom_data_bytes": null,
-            "custom_data_limit": null,
-            "start_task": {
-                "command_line": task.command_line,
-                "environment": task.environment.iter()
-                    .map(|(k, v)| json!({"name": k, "value": v}))
-                    .collect::<Vec<_>>(),
-            },
-            "unresolved_secrets": unresolved,
-        })));
+        return Ok(Json(BootstrapPreview {
+            pool: name,
+            node: node.to_string(),
+            format: format.to_string(),
+            script,
+            custom_data_bytes: None,
+            custom_data_limit: None,
+            start_task: Some(StartTaskPreview {
+                command_line: task.command_line,
+                environment: task
+                    .environment
+                    .iter()
+                    .map(|(k, v)| NameValue {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            }),
+            unresolved_secrets: unresolved,
+        }));
     }
     let node = rb_core::plan::node_name(&name, record.next_index);
     let ctx = st.bootstrap.node(&name, &node, bootstrap::MASK);
@@ -412,16 +413,56 @@ pub async fn bootstrap_preview(
         .unwrap_or_else(|| section.clone());
     let rendered = bootstrap::render_node(&merged, record.spec.os, &ctx, &bootstrap::masked)
         .map_err(ApiError::invalid_spec)?;
-    Ok(Json(json!({
-        "pool": name,
-        "node": node,
-        "format": rendered.format,
-        "script": rendered.text,
-        "custom_data_bytes": bootstrap::base64_len(rendered.text.len()),
-        "custom_data_limit": bootstrap::MAX_CUSTOM_DATA_BASE64,
-        "start_task": null,
-        "unresolved_secrets": unresolved,
-    })))
+    Ok(Json(BootstrapPreview {
+        pool: name,
+        node,
+        format: rendered.format.to_string(),
+        custom_data_bytes: Some(bootstrap::base64_len(rendered.text.len())),
+        script: rendered.text,
+        custom_data_limit: Some(bootstrap::MAX_CUSTOM_DATA_BASE64),
+        start_task: None,
+        unresolved_secrets: unresolved,
+    }))
+}
+
+/// `GET /v1/pools`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolList {
+    pub pools: Vec<Pool>,
+}
+
+/// `GET /v1/pools/{name}/bootstrap`: what a new node of the pool would run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BootstrapPreview {
+    pub pool: String,
+    /// The name the next node would get.
+    pub node: String,
+    /// `cloud-init` (Linux VMs), `powershell` (Windows VMs), `batch-shell` or
+    /// `batch-powershell` (what a Batch node gets when it enrolls).
+    pub format: String,
+    /// The exact script, with secrets and the node token masked.
+    pub script: String,
+    /// VM pools: its size as base64 `customData`, and Azure's limit.
+    pub custom_data_bytes: Option<usize>,
+    pub custom_data_limit: Option<usize>,
+    /// Batch pools: the pool's start task (the enrollment token masked).
+    pub start_task: Option<StartTaskPreview>,
+    /// Secret references the daemon cannot resolve now (a node would fail to be created).
+    pub unresolved_secrets: Vec<String>,
+}
+
+/// A Batch pool's start task as renderburst sets it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartTaskPreview {
+    pub command_line: String,
+    /// `environmentSettings`: name and value.
+    pub environment: Vec<NameValue>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
 }
 
 /// A Batch pool's account against the controller's last listing of the subscription's Batch
@@ -528,55 +569,28 @@ pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::Pl
     })
 }
 
-/// Parses and validates a PoolSpec body: 422 naming the field for an unknown or missing
-/// field, a wrong type, or a value the rules refuse (names, bounds, sizes, image, tags).
-fn parse_spec(st: &ApiState, body: &JsonBody) -> Result<PoolSpec, ApiError> {
-    let spec = PoolSpec::from_json(&body.bytes).map_err(ApiError::invalid_spec)?;
-    spec.validate(&|size| arm_model::sizes::lookup(size).is_some())
-        .map_err(ApiError::invalid_spec)?;
-    // A spec names declared secrets only: the API can never point at the daemon's
-    // environment or files.
-    for (field, r) in spec.bootstrap.iter().flat_map(|b| b.secret_refs()) {
-        if !st.secret_names.contains(&r.secret) {
-            return Err(ApiError::unprocessable(
-                "invalid_spec",
-                format!(
-                    "secret {:?} is not declared: the daemon's configuration needs [secrets.{}] with env = \"VAR\" or file = \"/path\"",
-                    r.secret, r.secret
-                ),
-            )
-            .with_field(format!("{field}.secret")));
-        }
-    }
-    Ok(spec)
+/// The rules of a stored spec ([`pool_write::check_spec`]) before anything else is read:
+/// 422 naming the field.
+fn check_spec(st: &ApiState, spec: &PoolSpec) -> Result<(), ApiError> {
+    pool_write::check_spec(spec, &st.secret_names).map_err(ApiError::invalid_spec)
+}
+
+/// `POST /v1/pools/{name}/scale`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleBody {
+    /// In [min, max] of the pool.
+    pub target: u64,
+}
+
+impl RequestBody for ScaleBody {
+    const CODE: &'static str = "invalid_target";
 }
 
 /// `{"target": N}` with N a non-negative integer, and nothing else.
+#[cfg(test)]
 fn parse_target(body: &Value) -> Result<u64, ApiError> {
-    let invalid = |field: &str, message: String| {
-        ApiError::unprocessable("invalid_target", message).with_field(field)
-    };
-    let Value::Object(fields) = body else {
-        return Err(invalid(
-            "body",
-            "the body must be an object: {\"target\": N}".into(),
-        ));
-    };
-    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "target") {
-        return Err(invalid(
-            unknown,
-            format!("unknown field {unknown:?}; expected only \"target\""),
-        ));
-    }
-    let target = fields
-        .get("target")
-        .ok_or_else(|| invalid("target", "missing field \"target\"".into()))?;
-    target.as_u64().ok_or_else(|| {
-        invalid(
-            "target",
-            format!("target must be a non-negative integer, got {target}"),
-        )
-    })
+    crate::extract::decode::<ScaleBody>(body.clone(), ScaleBody::CODE).map(|b| b.target)
 }
 
 async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
@@ -587,7 +601,7 @@ async fn existing(store: &Store, name: &str) -> Result<PoolRecord, ApiError> {
 }
 
 /// The pool with its status, reading its inventory and task statuses.
-async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Value, ApiError> {
+async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Pool, ApiError> {
     let desired = store.desired(record, view::now()).await?;
     let vms = store.list_vms(Some(&record.spec.name)).await?;
     let tasks = task_map(store).await?;
@@ -628,25 +642,6 @@ async fn record_change(
     )
     .await;
     st.wake.notify_one();
-}
-
-/// `field old → new` for each top-level spec field that changed, for the event message;
-/// `bootstrap changed` for that section, whose details are for admins (in the event's data).
-fn spec_changes(old: &PoolSpec, new: &PoolSpec) -> Vec<String> {
-    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return Vec::new();
-    };
-    new.iter()
-        .filter_map(|(key, value)| {
-            let before = old.get(key).unwrap_or(&Value::Null);
-            (before != value).then(|| match key.as_str() {
-                "bootstrap" => "bootstrap changed".to_string(),
-                _ => format!("{key} {before} → {value}"),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

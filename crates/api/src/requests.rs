@@ -14,16 +14,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use store::NewEvent;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Reader, Requester};
 use crate::error::ApiError;
-use crate::extract::{
-    JsonBody, JsonQuery, PoolName, int_field, object_fields, path_param, text_field,
-};
-use crate::view::{self, request_json};
+use crate::extract::{Body, JsonQuery, PoolName, RequestBody, path_param};
+use crate::view::{self, NodeRequest, request_json};
 use crate::{ApiState, audit};
 
 /// Default lifetime of a request when the body gives no `ttl_seconds`: an hour.
@@ -35,6 +34,31 @@ pub const MAX_LABEL_CHARS: usize = 200;
 
 const CODE: &str = "invalid_request";
 
+/// `POST /v1/pools/{name}/requests`. A null member is the same as an absent one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    /// In [1, the pool's max].
+    #[schema(minimum = 1)]
+    pub count: u64,
+    /// In [1, 604800]; default 3600.
+    #[schema(minimum = 1, maximum = 604800, required = false)]
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Default: the token's name. At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// At most 200 characters, no control characters.
+    #[schema(required = false, max_length = 200)]
+    #[serde(default)]
+    pub job: Option<String>,
+}
+
+impl RequestBody for NewRequestBody {
+    const CODE: &'static str = CODE;
+}
+
 /// The body of `POST /v1/pools/{name}/requests`, checked.
 struct NewRequest {
     count: u64,
@@ -43,17 +67,45 @@ struct NewRequest {
     job: Option<String>,
 }
 
-fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
-    let fields = object_fields(body, &["count", "ttl_seconds", "requester", "job"], CODE)?;
-    let count = int_field(fields, "count", 1..=u64::from(u32::MAX), None, CODE)?;
-    let ttl_seconds = int_field(
-        fields,
+/// `field` in `range`: 422 naming it otherwise.
+fn in_range(field: &str, n: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ApiError> {
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::unprocessable(
+            CODE,
+            format!(
+                "{field} {n} is outside [{}, {}]",
+                range.start(),
+                range.end()
+            ),
+        )
+        .with_field(field))
+    }
+}
+
+/// A label of at most [`MAX_LABEL_CHARS`] characters with no control characters.
+fn label(field: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(CODE, message).with_field(field);
+    match text {
+        Some(text) if text.chars().count() > MAX_LABEL_CHARS => Err(invalid(format!(
+            "{field} is longer than {MAX_LABEL_CHARS} characters"
+        ))),
+        Some(text) if text.chars().any(char::is_control) => {
+            Err(invalid(format!("{field} contains control characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_request(body: NewRequestBody) -> Result<NewRequest, ApiError> {
+    let count = in_range("count", body.count, 1..=u64::from(u32::MAX))?;
+    let ttl_seconds = in_range(
         "ttl_seconds",
+        body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS),
         1..=MAX_TTL_SECONDS,
-        Some(DEFAULT_TTL_SECONDS),
-        CODE,
     )?;
-    let requester = text_field(fields, "requester", MAX_LABEL_CHARS, CODE)?;
+    let requester = label("requester", body.requester)?;
     if requester.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(ApiError::unprocessable(
             CODE,
@@ -62,13 +114,18 @@ fn parse_request(body: &Value) -> Result<NewRequest, ApiError> {
         .with_field("requester"));
     }
     // An empty job is the same as none.
-    let job = text_field(fields, "job", MAX_LABEL_CHARS, CODE)?.filter(|j| !j.is_empty());
+    let job = label("job", body.job)?.filter(|j| !j.is_empty());
     Ok(NewRequest {
         count,
         ttl_seconds,
         requester,
         job,
     })
+}
+
+#[cfg(test)]
+fn parse_request(body: &serde_json::Value) -> Result<NewRequest, ApiError> {
+    check_request(crate::extract::decode(body.clone(), CODE)?)
 }
 
 /// 422 on `count` for a request larger than the pool can ever hold.
@@ -91,21 +148,21 @@ fn too_many(pool: &str, count: u64, max: Option<u32>) -> ApiError {
     tag = "requests",
     security(("bearer" = ["requester", "admin"])),
     params(("name" = String, Path, description = "Pool name: [a-z][a-z0-9-]{0,19}", pattern = "^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")),
-    request_body = crate::openapi::NewRequestBody,
+    request_body = NewRequestBody,
     responses(
-        (status = 201, description = "The request", body = crate::openapi::NodeRequest),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The pool is being deleted", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "The request", body = NodeRequest),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "The pool is being deleted", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
     Requester(caller): Requester,
     PoolName(pool): PoolName,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(body): Body<NewRequestBody>,
 ) -> Result<Response, ApiError> {
-    let new = parse_request(&body.value)?;
+    let new = check_request(body)?;
     let count = u32::try_from(new.count).map_err(|_| too_many(&pool, new.count, None))?;
     let requester = new.requester.unwrap_or_else(|| caller.name.clone());
     let now = view::now();
@@ -149,10 +206,15 @@ pub async fn create(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/requests`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this pool's
     pool: Option<String>,
+    /// Also released and expired ones
+    #[param(value_type = Option<bool>)]
     all: Option<String>,
 }
 
@@ -165,20 +227,17 @@ pub struct ListQuery {
     path = "/v1/requests",
     tag = "requests",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    params(
-        ("pool" = Option<String>, Query, description = "Only this pool's"),
-        ("all" = Option<bool>, Query, description = "Also released and expired ones"),
-    ),
+    params(ListQuery),
     responses(
-        (status = 200, description = "Requests, oldest first", body = crate::openapi::RequestList),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Requests, oldest first", body = RequestList),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
     )
 )]
 pub async fn list(
     Reader(caller): Reader,
     State(st): State<ApiState>,
     JsonQuery(query): JsonQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RequestList>, ApiError> {
     let all = match query.all.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -202,8 +261,14 @@ pub async fn list(
         .store
         .list_requests_owned(owner, pool.as_deref(), all, now)
         .await?;
-    let requests: Vec<Value> = requests.iter().map(|r| request_json(r, now)).collect();
-    Ok(Json(json!({ "requests": requests })))
+    let requests = requests.iter().map(|r| request_json(r, now)).collect();
+    Ok(Json(RequestList { requests }))
+}
+
+/// `GET /v1/requests`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    pub requests: Vec<NodeRequest>,
 }
 
 /// A request id from the path: a UUID (any case), normalized to the stored form. Anything
@@ -234,15 +299,15 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     security(("bearer" = ["requester", "admin"])),
     params(("id" = String, Path, description = "Request id (a UUID)", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")),
     responses(
-        (status = 200, description = "Released", body = crate::openapi::NodeRequest),
-        (status = 404, description = "No such request", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Released", body = NodeRequest),
+        (status = 404, description = "No such request", body = crate::error::ErrorBody),
     )
 )]
 pub async fn release(
     Requester(caller): Requester,
     RequestId(id): RequestId,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NodeRequest>, ApiError> {
     let missing = || ApiError::not_found(format!("request {id:?} does not exist"));
     let before = st.store.get_request(&id).await?.ok_or_else(missing)?;
     // The owner never changes, so checking it before the release is enough.

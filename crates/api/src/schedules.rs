@@ -5,46 +5,101 @@
 //! field, an unknown pool a 404 naming `pool`) and stores nothing on error. The store tells
 //! the scheduler of every change itself; the scheduler, not the API, applies firings.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rb_core::{ScheduleSpec, Timing, UnixSeconds};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use store::{NewEvent, ScheduleRecord, StoreError};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, path_param};
-use crate::view::{self, rfc3339};
+use crate::extract::{Body, path_param};
+use crate::view::{self, Rfc3339};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_schedule";
 
+/// A schedule: its spec's fields, plus its next firing (in UTC and in its zone) and its last.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Schedule {
+    pub name: String,
+    /// Exactly one of `pool` and `pool_tag`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub pool: Option<String>,
+    /// Every pool whose tags include all of these pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub pool_tag: Option<BTreeMap<String, String>>,
+    pub cron: String,
+    pub timezone: String,
+    pub set: rb_core::ScheduleSet,
+    /// UTC; null if the pattern never fires again.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_firing_utc: Option<Rfc3339>,
+    /// The same instant, RFC 3339 with the zone's offset then.
+    pub next_firing_local: Option<String>,
+    /// The scheduled instant of the last firing applied.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_firing_utc: Option<Rfc3339>,
+    pub last_firing_local: Option<String>,
+    /// When it was applied (later than the firing after downtime).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_applied_at: Option<Rfc3339>,
+    /// What it did.
+    pub last_outcome: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Rfc3339,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Rfc3339,
+}
+
+/// `GET /v1/schedules`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<Schedule>,
+}
+
 /// A schedule as shown: its spec, its next firing (UTC and local) and its last firing.
-pub fn schedule_json(r: &ScheduleRecord, now: UnixSeconds) -> Value {
-    let mut v = serde_json::to_value(&r.spec).unwrap_or_else(|_| json!({}));
+pub fn schedule_json(r: &ScheduleRecord, now: UnixSeconds) -> Schedule {
     let timing = Timing::new(&r.spec.cron, &r.spec.timezone).ok();
     let local = |t: Option<UnixSeconds>| match (&timing, t) {
-        (Some(timing), Some(t)) => Value::String(timing.local_rfc3339(t)),
-        _ => Value::Null,
+        (Some(timing), Some(t)) => Some(timing.local_rfc3339(t)),
+        _ => None,
     };
     let next = timing.as_ref().and_then(|t| t.next_after(now));
-    let extra = json!({
-        "next_firing_utc": next.map_or(Value::Null, rfc3339),
-        "next_firing_local": local(next),
-        "last_firing_utc": r.last_fired_at.map_or(Value::Null, rfc3339),
-        "last_firing_local": local(r.last_fired_at),
-        "last_applied_at": r.last_applied_at.map_or(Value::Null, rfc3339),
-        "last_outcome": r.last_outcome,
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-    });
-    if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
-        o.extend(e);
+    // Every field named: a field added to the spec does not compile until it is shown.
+    let ScheduleSpec {
+        name,
+        pool,
+        pool_tag,
+        cron,
+        timezone,
+        set,
+    } = r.spec.clone();
+    Schedule {
+        name,
+        pool,
+        pool_tag,
+        cron,
+        timezone,
+        set,
+        next_firing_utc: next.map(Rfc3339),
+        next_firing_local: local(next),
+        last_firing_utc: r.last_fired_at.map(Rfc3339),
+        last_firing_local: local(r.last_fired_at),
+        last_applied_at: r.last_applied_at.map(Rfc3339),
+        last_outcome: r.last_outcome.clone(),
+        created_at: Rfc3339(r.created_at),
+        updated_at: Rfc3339(r.updated_at),
     }
-    v
 }
 
 /// A schedule name from the path; a malformed one is a 400 naming `name`.
@@ -67,18 +122,21 @@ impl<S: Send + Sync> FromRequestParts<S> for ScheduleName {
     path = "/v1/schedules",
     tag = "schedules",
     security(("bearer" = ["viewer", "requester", "admin"])),
-    responses((status = 200, description = "Every schedule with its next and last firing, by name", body = crate::openapi::ScheduleList))
+    responses((status = 200, description = "Every schedule with its next and last firing, by name", body = ScheduleList))
 )]
-pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    Reader(_): Reader,
+    State(st): State<ApiState>,
+) -> Result<Json<ScheduleList>, ApiError> {
     let now = view::now();
-    let schedules: Vec<Value> = st
+    let schedules = st
         .store
         .list_schedules()
         .await?
         .iter()
         .map(|r| schedule_json(r, now))
         .collect();
-    Ok(Json(json!({ "schedules": schedules })))
+    Ok(Json(ScheduleList { schedules }))
 }
 
 /// `POST /v1/schedules` `{"name","pool"|"pool_tag","cron","timezone","set"}` → 201 with the
@@ -91,21 +149,19 @@ pub async fn list(Reader(_): Reader, State(st): State<ApiState>) -> Result<Json<
     security(("bearer" = ["admin"])),
     request_body = rb_core::ScheduleSpec,
     responses(
-        (status = 201, description = "Created", body = crate::openapi::Schedule),
-        (status = 404, description = "No such pool", body = crate::openapi::ErrorBody),
-        (status = 409, description = "A schedule of that name exists", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid schedule, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "Created", body = Schedule),
+        (status = 404, description = "No such pool", body = crate::error::ErrorBody),
+        (status = 409, description = "A schedule of that name exists", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid schedule, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(spec): Body<ScheduleSpec>,
 ) -> Result<Response, ApiError> {
-    let invalid =
-        |e: rb_core::SpecError| ApiError::unprocessable(CODE, e.message).with_field(e.field);
-    let spec = ScheduleSpec::from_json(&body.bytes).map_err(invalid)?;
-    spec.validate().map_err(invalid)?;
+    spec.validate()
+        .map_err(|e| ApiError::unprocessable(CODE, e.message).with_field(e.field))?;
     if let Some(pool) = &spec.pool
         && st.store.get_pool(pool).await?.is_none()
     {
@@ -189,15 +245,15 @@ pub async fn create(
     security(("bearer" = ["viewer", "requester", "admin"])),
     params(("name" = String, Path, description = "Schedule name: [a-z][a-z0-9-]{0,62}")),
     responses(
-        (status = 200, description = "The schedule", body = crate::openapi::Schedule),
-        (status = 404, description = "No such schedule", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The schedule", body = Schedule),
+        (status = 404, description = "No such schedule", body = crate::error::ErrorBody),
     )
 )]
 pub async fn get(
     Reader(_): Reader,
     ScheduleName(name): ScheduleName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Schedule>, ApiError> {
     let record = st
         .store
         .get_schedule(&name)
@@ -215,15 +271,15 @@ pub async fn get(
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Schedule name: [a-z][a-z0-9-]{0,62}")),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::Schedule),
-        (status = 404, description = "No such schedule", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Deleted", body = Schedule),
+        (status = 404, description = "No such schedule", body = crate::error::ErrorBody),
     )
 )]
 pub async fn delete(
     Admin(caller): Admin,
     ScheduleName(name): ScheduleName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Schedule>, ApiError> {
     let record = st.store.delete_schedule(&name).await?;
     audit(
         &st,

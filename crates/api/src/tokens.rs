@@ -10,13 +10,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use store::{NewEvent, StoreError};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Role, sha256_hex};
 use crate::error::ApiError;
-use crate::extract::{JsonBody, object_fields, path_param};
-use crate::view::{rfc3339, token_json};
+use crate::extract::{Body, RequestBody, path_param};
+use crate::view::{Rfc3339, Token, token_json};
 use crate::{ApiState, audit};
 
 const CODE: &str = "invalid_token_spec";
@@ -46,21 +48,59 @@ pub fn generate_token() -> String {
     store::random_token(store::secret::API_TOKEN_PREFIX)
 }
 
-fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
-    let fields = object_fields(body, &["name", "role"], CODE)?;
-    let name = match fields.get("name") {
-        Some(Value::String(name)) => name.clone(),
-        Some(other) => {
-            return Err(ApiError::unprocessable(
-                CODE,
-                format!("name must be a string, got {other}"),
-            )
-            .with_field("name"));
+/// `POST /v1/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    /// `[a-z0-9][a-z0-9._-]{0,63}`; `admin` is reserved.
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub name: String,
+    pub role: RoleName,
+}
+
+impl RequestBody for NewTokenBody {
+    const CODE: &'static str = CODE;
+}
+
+/// The role of a token, as a body names it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Requester,
+    Viewer,
+}
+
+impl From<RoleName> for Role {
+    fn from(role: RoleName) -> Self {
+        match role {
+            RoleName::Admin => Role::Admin,
+            RoleName::Requester => Role::Requester,
+            RoleName::Viewer => Role::Viewer,
         }
-        None => {
-            return Err(ApiError::unprocessable(CODE, "missing field \"name\"").with_field("name"));
-        }
-    };
+    }
+}
+
+/// A new token: `token` is shown only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: String,
+    pub token: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Rfc3339,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// The name and role of a new token: the name follows [`check_token_name`] and is not
+/// `admin`; 422 naming the field otherwise.
+fn check_new_token(body: NewTokenBody) -> Result<(String, Role), ApiError> {
+    let NewTokenBody { name, role } = body;
     check_token_name(&name)
         .map_err(|message| ApiError::unprocessable(CODE, message).with_field("name"))?;
     if name == RESERVED_NAME {
@@ -70,18 +110,12 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
         )
         .with_field("name"));
     }
-    let role = fields
-        .get("role")
-        .and_then(Value::as_str)
-        .and_then(Role::parse)
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                CODE,
-                "role must be one of \"admin\", \"requester\", \"viewer\"",
-            )
-            .with_field("role")
-        })?;
-    Ok((name, role))
+    Ok((name, role.into()))
+}
+
+#[cfg(test)]
+fn parse_new_token(body: &serde_json::Value) -> Result<(String, Role), ApiError> {
+    check_new_token(crate::extract::decode(body.clone(), CODE)?)
 }
 
 /// `POST /v1/tokens` `{"name","role"}` → 201 `{"name","role","token","created_at"}`: the token
@@ -91,19 +125,19 @@ fn parse_new_token(body: &Value) -> Result<(String, Role), ApiError> {
     path = "/v1/tokens",
     tag = "tokens",
     security(("bearer" = ["admin"])),
-    request_body = crate::openapi::NewTokenBody,
+    request_body = NewTokenBody,
     responses(
-        (status = 201, description = "The token, shown once", body = crate::openapi::TokenCreated),
-        (status = 409, description = "Name taken", body = crate::openapi::ErrorBody),
-        (status = 422, description = "Invalid body, naming the field", body = crate::openapi::ErrorBody),
+        (status = 201, description = "The token, shown once", body = TokenCreated),
+        (status = 409, description = "Name taken", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid body, naming the field", body = crate::error::ErrorBody),
     )
 )]
 pub async fn create(
     Admin(caller): Admin,
     State(st): State<ApiState>,
-    body: JsonBody,
+    Body(body): Body<NewTokenBody>,
 ) -> Result<Response, ApiError> {
-    let (name, role) = parse_new_token(&body.value)?;
+    let (name, role) = check_new_token(body)?;
     let token = generate_token();
     let record = st
         .store
@@ -125,12 +159,12 @@ pub async fn create(
         },
     )
     .await;
-    let body = json!({
-        "name": record.name,
-        "role": record.role,
-        "token": token,
-        "created_at": rfc3339(record.created_at),
-    });
+    let body = TokenCreated {
+        name: record.name,
+        role: record.role,
+        token,
+        created_at: Rfc3339(record.created_at),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -140,17 +174,20 @@ pub async fn create(
     path = "/v1/tokens",
     tag = "tokens",
     security(("bearer" = ["admin"])),
-    responses((status = 200, description = "Tokens by name, never a hash", body = crate::openapi::TokenList))
+    responses((status = 200, description = "Tokens by name, never a hash", body = TokenList))
 )]
-pub async fn list(Admin(_): Admin, State(st): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let tokens: Vec<Value> = st
+pub async fn list(
+    Admin(_): Admin,
+    State(st): State<ApiState>,
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = st
         .store
         .list_tokens()
         .await?
         .iter()
         .map(token_json)
         .collect();
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
 /// A token name from the path; a malformed one is a 400 naming `name`.
@@ -176,15 +213,15 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenName {
     security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "Token name", pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")),
     responses(
-        (status = 200, description = "Revoked", body = crate::openapi::Token),
-        (status = 404, description = "No such token", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Revoked", body = Token),
+        (status = 404, description = "No such token", body = crate::error::ErrorBody),
     )
 )]
 pub async fn revoke(
     Admin(caller): Admin,
     TokenName(name): TokenName,
     State(st): State<ApiState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Token>, ApiError> {
     let existing = st
         .store
         .list_tokens()

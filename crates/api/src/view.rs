@@ -1,12 +1,13 @@
 //! How stored state is shown: a pool is its spec plus `status`, `deleting` and `generation`;
 //! a node is the subset of its inventory row that clients need. Timestamps are RFC 3339 (UTC).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rb_core::{NodeState, UnixSeconds};
 use serde::Serialize;
 use serde_json::{Value, json};
 use store::{Event, PoolRecord, RequestRecord, TokenRecord, VmRecord};
+use utoipa::ToSchema;
 
 /// Task-status name under which the controller stores a pool's last activation (a JSON object
 /// with a `"conditions"` array).
@@ -145,22 +146,107 @@ impl PoolStatus {
     }
 }
 
-/// A pool as the API shows it: its spec's fields, plus `status`, `deleting`, `generation`.
+/// A pool as the API shows it: its spec's fields, plus `status`, `deleting` and
+/// `generation`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Pool {
+    pub name: String,
+    pub mode: rb_core::PoolMode,
+    pub vm_sizes: Vec<String>,
+    pub priority: rb_core::Priority,
+    pub spot: rb_core::SpotSpec,
+    pub image: String,
+    pub os: rb_core::Os,
+    pub min: u32,
+    pub max: u32,
+    pub target: u32,
+    pub idle_timeout_seconds: u64,
+    pub scale_down: rb_core::ScaleDown,
+    pub tags: BTreeMap<String, String>,
+    /// `mode: batch` pools only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub batch: Option<rb_core::BatchSpec>,
+    /// License servers (Batch pools: through the start task).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub licenses: Vec<rb_core::LicenseServer>,
+    /// What a new node does on its first boot (`PoolSpec`'s section), shown whole to admins
+    /// only: to viewers and requesters `{"redacted": true}` when the pool has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub bootstrap: Option<ShownBootstrap>,
+    pub status: PoolStatus,
+    /// Deletion requested: the pool drains to zero resources, then disappears.
+    pub deleting: bool,
+    /// Bumped by every change of the spec.
+    pub generation: i64,
+}
+
+/// A pool's `bootstrap` section as a caller may see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ShownBootstrap {
+    /// The section, to admins.
+    Section(Box<rb_core::BootstrapSpec>),
+    /// `{"redacted": true}`: there is one, for admins' eyes only.
+    Redacted(Redacted),
+}
+
+/// That there is something here the caller may not see.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Redacted {
+    /// Always true.
+    pub redacted: bool,
+}
+
+/// A pool as the API shows it, from its stored record (see [`PoolStatus::new`] for the rest).
 pub fn pool_json(
     record: &PoolRecord,
     desired: u32,
     vms: &[&VmRecord],
     tasks: &HashMap<String, Value>,
-) -> Value {
-    let mut pool = serde_json::to_value(&record.spec).unwrap_or_else(|_| json!({}));
-    if let Value::Object(fields) = &mut pool {
-        let status = serde_json::to_value(PoolStatus::new(record, desired, vms, tasks))
-            .unwrap_or(Value::Null);
-        fields.insert("status".into(), status);
-        fields.insert("deleting".into(), Value::Bool(record.deleting));
-        fields.insert("generation".into(), Value::from(record.generation));
+) -> Pool {
+    // Every field named: a field added to the spec does not compile until it is shown.
+    let rb_core::PoolSpec {
+        name,
+        mode,
+        vm_sizes,
+        priority,
+        spot,
+        image,
+        os,
+        min,
+        max,
+        target,
+        idle_timeout_seconds,
+        scale_down,
+        tags,
+        batch,
+        licenses,
+        bootstrap,
+    } = record.spec.clone();
+    Pool {
+        name,
+        mode,
+        vm_sizes,
+        priority,
+        spot,
+        image,
+        os,
+        min,
+        max,
+        target,
+        idle_timeout_seconds,
+        scale_down,
+        tags,
+        batch,
+        licenses,
+        bootstrap: bootstrap.map(|b| ShownBootstrap::Section(Box::new(b))),
+        status: PoolStatus::new(record, desired, vms, tasks),
+        deleting: record.deleting,
+        generation: record.generation,
     }
-    pool
 }
 
 /// What viewers and requesters see in place of a `bootstrap` section: that there is one, and
@@ -170,15 +256,13 @@ pub fn redacted_bootstrap() -> Value {
     json!({ "redacted": true })
 }
 
-/// Redacts a pool as [`pool_json`] shows it, for a caller who may not see its bootstrap:
-/// the section, and a last error that comes from rendering it (it names fields and secrets).
-pub fn redact_pool(pool: &mut Value) {
-    if pool.get("bootstrap").is_some_and(|b| !b.is_null()) {
-        pool["bootstrap"] = redacted_bootstrap();
+/// Redacts a pool, for a caller who may not see its bootstrap: the section, and a last
+/// error that comes from rendering it (it names fields and secrets).
+pub fn redact_pool(pool: &mut Pool) {
+    if pool.bootstrap.is_some() {
+        pool.bootstrap = Some(ShownBootstrap::Redacted(Redacted { redacted: true }));
     }
-    if let Some(error) = pool.pointer_mut("/status/last_error") {
-        redact_bootstrap_error(error);
-    }
+    redact_bootstrap_error(&mut pool.status.last_error);
 }
 
 /// A pool's last error (`{"code","message","at"}`, as a pool status and `GET /v1/status`
@@ -194,33 +278,28 @@ const BOOTSTRAP_ERROR: &str = "BootstrapError";
 const BOOTSTRAP_ERROR_REDACTED: &str =
     "a node's bootstrap could not be rendered; the details are shown to admins";
 
-/// Redacts an event as [`event_json`] shows it, for a caller who may not see bootstrap
-/// sections: the spec a `pool.*` event carries (`data.spec`, or `data` itself for the
-/// configuration file's), the bootstrap change its message describes, and the message of a
-/// bootstrap failure.
-pub fn redact_event(event: &mut Value) {
-    let kind = event["kind"].as_str().unwrap_or("").to_string();
-    if kind.starts_with("pool.") {
-        for pointer in ["/data/spec/bootstrap", "/data/bootstrap"] {
-            if let Some(b) = event.pointer_mut(pointer)
+/// Redacts an event, for a caller who may not see bootstrap sections: the spec a `pool.*`
+/// event carries (`data.spec`, or `data` itself for the configuration file's), the bootstrap
+/// change its message describes, and the message of a bootstrap failure.
+pub fn redact_event(event: &mut EventView) {
+    if event.kind.starts_with("pool.") {
+        for pointer in ["/spec/bootstrap", "/bootstrap"] {
+            if let Some(b) = event.data.pointer_mut(pointer)
                 && !b.is_null()
             {
                 *b = redacted_bootstrap();
             }
         }
-        if let Some(message) = event["message"].as_str() {
-            event["message"] = Value::from(redact_bootstrap_change(message));
-        }
+        event.message = redact_bootstrap_change(&event.message);
     }
-    if event.pointer("/data/code").and_then(Value::as_str) == Some(BOOTSTRAP_ERROR) {
-        let action = event.pointer("/data/action").and_then(Value::as_str);
-        let node = event["node"].as_str();
-        event["message"] = Value::from(match (action, node) {
+    if event.data.pointer("/code").and_then(Value::as_str) == Some(BOOTSTRAP_ERROR) {
+        let action = event.data.pointer("/action").and_then(Value::as_str);
+        event.message = match (action, event.node.as_deref()) {
             (Some(action), Some(node)) => {
                 format!("{action} {node} failed: {BOOTSTRAP_ERROR}: {BOOTSTRAP_ERROR_REDACTED}")
             }
             _ => BOOTSTRAP_ERROR_REDACTED.to_string(),
-        });
+        };
     }
 }
 
@@ -261,32 +340,83 @@ fn change_len(text: &str) -> Option<usize> {
     Some(text.len() - arrow.len() + new.byte_offset())
 }
 
-/// A node of `GET /v1/nodes`. `state` is the inventory state, except that a running node
-/// marked for drain shows as `draining`.
-pub fn node_json(vm: &VmRecord) -> Value {
-    let state = if vm.draining && vm.state == NodeState::Running {
-        Value::from("draining")
-    } else {
-        serde_json::to_value(vm.state).unwrap_or(Value::Null)
-    };
-    json!({
-        "name": vm.name,
-        "pool": vm.pool,
-        "state": state,
-        "size": vm.size,
-        "priority": vm.priority,
-        "busy": vm.busy,
-        "draining": vm.draining,
-        "last_heartbeat": vm.last_heartbeat.map(rfc3339),
-        "azure_id": vm.azure_id,
-        "registered_at": vm.registered_at.map(rfc3339),
-        "node_seen_at": vm.node_seen_at.map(rfc3339),
-    })
+/// A node: the subset of its inventory row that clients need.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Node {
+    pub name: String,
+    pub pool: String,
+    /// creating, starting, running, draining, stopped, deallocating, deallocated, deleting,
+    /// failed, preempted, missing.
+    pub state: String,
+    pub size: String,
+    pub priority: rb_core::Priority,
+    pub busy: bool,
+    pub draining: bool,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_heartbeat: Option<Rfc3339>,
+    pub azure_id: Option<String>,
+    /// When the node registered with its own token (bootstrap pools).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub registered_at: Option<Rfc3339>,
+    /// The last call the node made with its own token.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub node_seen_at: Option<Rfc3339>,
+    /// The node's private IP address, as Batch's node list gives it or as the node said when
+    /// it registered; null when neither has (`GET /v1/nodes` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub private_ip: Option<Option<String>>,
 }
 
-/// A node request: `{id, pool, count, ttl_seconds, requester, job, created_at, expires_at,
-/// released_at, released_by, state}`, `state` being `live`, `expired` or `released` at `now`.
-pub fn request_json(r: &RequestRecord, now: UnixSeconds) -> Value {
+/// A node as shown. `state` is the inventory state, except that a running node marked for
+/// drain shows as `draining`.
+pub fn node_json(vm: &VmRecord) -> Node {
+    let state = if vm.draining && vm.state == NodeState::Running {
+        "draining".to_string()
+    } else {
+        serde_json::to_value(vm.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    Node {
+        name: vm.name.clone(),
+        pool: vm.pool.clone(),
+        state,
+        size: vm.size.clone(),
+        priority: vm.priority,
+        busy: vm.busy,
+        draining: vm.draining,
+        last_heartbeat: vm.last_heartbeat.map(Rfc3339),
+        azure_id: vm.azure_id.clone(),
+        registered_at: vm.registered_at.map(Rfc3339),
+        node_seen_at: vm.node_seen_at.map(Rfc3339),
+        private_ip: None,
+    }
+}
+
+/// A node request (lease).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeRequest {
+    pub id: String,
+    pub pool: String,
+    pub count: u32,
+    pub ttl_seconds: i64,
+    pub requester: String,
+    pub job: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Rfc3339,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Rfc3339,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub released_at: Option<Rfc3339>,
+    pub released_by: Option<String>,
+    /// live, expired or released.
+    pub state: String,
+}
+
+/// A node request, `state` being `live`, `expired` or `released` at `now`.
+pub fn request_json(r: &RequestRecord, now: UnixSeconds) -> NodeRequest {
     let state = if r.released_at.is_some() {
         "released"
     } else if r.is_live(now) {
@@ -294,38 +424,76 @@ pub fn request_json(r: &RequestRecord, now: UnixSeconds) -> Value {
     } else {
         "expired"
     };
-    json!({
-        "id": r.id,
-        "pool": r.pool,
-        "count": r.count,
-        "ttl_seconds": r.ttl_seconds(),
-        "requester": r.requester,
-        "job": r.job,
-        "created_at": rfc3339(r.created_at),
-        "expires_at": rfc3339(r.expires_at),
-        "released_at": r.released_at.map(rfc3339),
-        "released_by": r.released_by,
-        "state": state,
-    })
+    NodeRequest {
+        id: r.id.clone(),
+        pool: r.pool.clone(),
+        count: r.count,
+        ttl_seconds: r.ttl_seconds(),
+        requester: r.requester.clone(),
+        job: r.job.clone(),
+        created_at: Rfc3339(r.created_at),
+        expires_at: Rfc3339(r.expires_at),
+        released_at: r.released_at.map(Rfc3339),
+        released_by: r.released_by.clone(),
+        state: state.to_string(),
+    }
+}
+
+/// An entry of the audit and event log.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventView {
+    pub id: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Rfc3339,
+    pub kind: String,
+    pub pool: Option<String>,
+    pub node: Option<String>,
+    pub actor: String,
+    pub message: String,
+    pub data: Value,
 }
 
 /// An event of `GET /v1/events`.
-pub fn event_json(e: &Event) -> Value {
-    json!({
-        "id": e.id,
-        "at": rfc3339(e.at),
-        "kind": e.kind,
-        "pool": e.pool,
-        "node": e.node,
-        "actor": e.actor,
-        "message": e.message,
-        "data": e.data,
-    })
+pub fn event_json(e: &Event) -> EventView {
+    EventView {
+        id: e.id,
+        at: Rfc3339(e.at),
+        kind: e.kind.clone(),
+        pool: e.pool.clone(),
+        node: e.node.clone(),
+        actor: e.actor.clone(),
+        message: e.message.clone(),
+        data: e.data.clone(),
+    }
+}
+
+/// A token as listed (never its hash).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Token {
+    pub name: String,
+    pub role: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Rfc3339,
 }
 
 /// A token as listed: never its hash.
-pub fn token_json(t: &TokenRecord) -> Value {
-    json!({ "name": t.name, "role": t.role, "created_at": rfc3339(t.created_at) })
+pub fn token_json(t: &TokenRecord) -> Token {
+    Token {
+        name: t.name.clone(),
+        role: t.role.clone(),
+        created_at: Rfc3339(t.created_at),
+    }
+}
+
+/// A time in Unix seconds, shown as RFC 3339 ([`rfc3339`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339(pub UnixSeconds);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        rfc3339(self.0).serialize(serializer)
+    }
 }
 
 /// Unix seconds as RFC 3339 (`2024-05-01T12:00:00Z`); the number itself if out of range.

@@ -107,51 +107,39 @@ pub async fn ensure_batch_account(
     Ok(())
 }
 
-/// Creates or replaces the `[[pools]]` of the configuration file. Pools created through the
-/// API and not in the file are left alone. Returns the pools it created or replaced.
+/// Creates or replaces the `[[pools]]` of the configuration file, through the API's one
+/// path for pool writes (`api::write_pool`: the same checks, generation bump and event as
+/// `POST`/`PUT /v1/pools`). Pools created through the API and not in the file are left
+/// alone. Returns the pools it created or replaced.
 pub async fn apply_config_pools(
     store: &Store,
     pools: &[PoolSpec],
+    declared: &std::collections::BTreeSet<String>,
     source: &str,
 ) -> anyhow::Result<Vec<String>> {
     let mut changed = Vec::new();
     for spec in pools {
-        let (kind, message) = match store.get_pool(&spec.name).await? {
-            None => {
-                store.create_pool(spec).await?;
-                (
-                    "pool.created",
-                    format!("pool {} created from the configuration file", spec.name),
-                )
+        let written = api::write_pool(
+            store,
+            spec,
+            api::PoolWrite::CreateOrReplace,
+            declared,
+            api::Origin::Config,
+        )
+        .await;
+        match written {
+            Ok(api::Written::Unchanged(_)) => continue,
+            Ok(_) => changed.push(spec.name.clone()),
+            Err(api::PoolWriteError::Invalid(e)) => anyhow::bail!(
+                "configuration error in {source}: [[pools]] {}: {}: {} (the pool in the database keeps its old value)",
+                spec.name,
+                e.field,
+                e.message
+            ),
+            Err(api::PoolWriteError::Store(e) | api::PoolWriteError::Event(e)) => {
+                return Err(e.into());
             }
-            Some(existing) if existing.spec != *spec => {
-                spec.check_replacement(&existing.spec).map_err(|e| {
-                    anyhow::anyhow!(
-                        "configuration error in {source}: [[pools]] {}: {}: {} (the pool in the database keeps its old value)",
-                        spec.name,
-                        e.field,
-                        e.message
-                    )
-                })?;
-                store.replace_pool(spec).await?;
-                (
-                    "pool.replaced",
-                    format!("pool {} updated from the configuration file", spec.name),
-                )
-            }
-            Some(_) => continue,
-        };
-        changed.push(spec.name.clone());
-        store
-            .append_event(&NewEvent {
-                kind: kind.into(),
-                pool: Some(spec.name.clone()),
-                node: None,
-                actor: "config".into(),
-                message,
-                data: serde_json::to_value(spec)?,
-            })
-            .await?;
+        }
     }
     Ok(changed)
 }

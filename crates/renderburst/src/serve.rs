@@ -207,9 +207,11 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
         crate::network::ensure_batch_account(&arm, &rg, &location, account, &owner).await?;
     }
 
-    let reset_pools = crate::network::apply_config_pools(&store, &cfg.pools, &cfg.source).await?;
     // Declared by the operator only; stored specs of the old form are rewritten or refused.
     let secrets = Arc::new(cfg.declared_secrets().map_err(in_config)?);
+    let reset_pools =
+        crate::network::apply_config_pools(&store, &cfg.pools, &secrets.names(), &cfg.source)
+            .await?;
     controller::bootstrap::migrate_legacy_secret_refs(&store, &secrets).await;
     crate::network::apply_config_schedules(&store, &cfg.schedules, &cfg.source).await?;
 
