@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rb_core::task::{ActivationStatus, BatchAccounts, Task, TaskKey};
 use rb_core::{
     ActionKind, NodeState, Offering, Os, PoolMode, PoolSpec, Priority, ScaleDown, SpotSpec,
     Unavailable, UnavailableReason,
 };
-use rb_core::task::{ActivationStatus, BatchAccounts, Task, TaskKey};
 use store::{IntentOutcome, NewEvent, NewIntent, Store, StoreError, VmRecord};
 
 mod common;
@@ -681,17 +681,20 @@ async fn task_statuses_and_owner_id() {
     assert_eq!(rows[1].key, TaskKey::Reconciler);
     assert_eq!(rows[1].status["number"], 2);
     assert!(rows[1].updated_at > 0);
-    assert_eq!(
-        statuses.get(&Task::reconciler()).map(|s| s.number),
-        Some(2)
-    );
+    assert_eq!(statuses.get(&Task::reconciler()).map(|s| s.number), Some(2));
     let (one, at) = store
         .task_status(&Task::batch_accounts())
         .await
         .unwrap()
         .unwrap();
     assert_eq!((one, at), (accounts, rows[0].updated_at));
-    assert!(store.task_status(&Task::scheduler()).await.unwrap().is_none());
+    assert!(
+        store
+            .task_status(&Task::scheduler())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // A status of any shape, as an older version may have stored it, is kept as it is and
     // does not read as the type.
     store
@@ -703,7 +706,13 @@ async fn task_statuses_and_owner_id() {
         statuses.raw(&TaskKey::Scheduler),
         Some(&serde_json::json!({"removed": 0}))
     );
-    assert!(store.task_status(&Task::scheduler()).await.unwrap().is_none());
+    assert!(
+        store
+            .task_status(&Task::scheduler())
+            .await
+            .unwrap()
+            .is_none()
+    );
     store
         .delete_task_status(&Task::batch_accounts())
         .await
