@@ -1,7 +1,7 @@
 //! How stored state is shown: a pool is its spec plus `status`, `deleting` and `generation`;
 //! a node is the subset of its inventory row that clients need. Timestamps are RFC 3339 (UTC).
 
-use rb_core::task::{Task, TaskKey, TaskStatuses};
+use rb_core::task::{BOOTSTRAP_ERROR, Task, TaskKey, TaskStatuses};
 use rb_core::{NodeState, UnixSeconds};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -142,8 +142,6 @@ pub fn redact_bootstrap_error(error: &mut Value) {
     }
 }
 
-/// The ARM-error code of a node whose bootstrap could not be rendered (the controller's).
-const BOOTSTRAP_ERROR: &str = "BootstrapError";
 const BOOTSTRAP_ERROR_REDACTED: &str =
     "a node's bootstrap could not be rendered; the details are shown to admins";
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rb_core::bootstrap::{self, RenderedNode, SecretRef, SecretSource};
-use rb_core::task::{PoolError, Task};
+use rb_core::task::{PoolError, SECRET_NOT_DECLARED, Task};
 use rb_core::{PoolSpec, SpecError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -303,7 +303,7 @@ pub async fn migrate_legacy_secret_refs(store: &Store, secrets: &DeclaredSecrets
             .put_task_status(
                 &Task::pool_error(&pool),
                 &PoolError {
-                    code: "SecretNotDeclared".into(),
+                    code: SECRET_NOT_DECLARED.into(),
                     message: message.clone(),
                     at: crate::now(),
                 },

@@ -37,10 +37,7 @@ pub enum Error {
     },
 }
 
-/// The code a pool's `last_error` shows for a store failure (the controller's own, not ARM's).
-pub const STORE_ERROR: &str = "StoreError";
-/// The code of a node whose bootstrap could not be made (the API redacts its message).
-pub const BOOTSTRAP_ERROR: &str = "BootstrapError";
+pub use rb_core::task::{BOOTSTRAP_ERROR, STORE_ERROR};
 /// The code of an activation cut at its deadline.
 pub const ACTIVATION_DEADLINE: &str = "ActivationDeadline";
 

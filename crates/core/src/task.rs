@@ -58,22 +58,21 @@ const BATCH_POOL: &str = "batch:";
 impl TaskKey {
     /// The key a stored row's name stands for; `None` for a name no version wrote.
     pub fn parse(name: &str) -> Option<Self> {
-        let per_pool: [(&str, fn(String) -> Self); 5] = [
-            (POOL, Self::Pool),
-            (POOL_ERROR, Self::PoolError),
-            (EVICTIONS, Self::Evictions),
-            (FORCE_DELETE, Self::ForceDelete),
-            (BATCH_POOL, Self::BatchPool),
-        ];
+        let per_pool = |prefix: &str| {
+            name.strip_prefix(prefix)
+                .filter(|pool| !pool.is_empty())
+                .map(str::to_owned)
+        };
         match name {
             RECONCILER => Some(Self::Reconciler),
             SCHEDULER => Some(Self::Scheduler),
             BATCH_ACCOUNTS => Some(Self::BatchAccounts),
-            _ => per_pool.iter().find_map(|(prefix, make)| {
-                name.strip_prefix(prefix)
-                    .filter(|pool| !pool.is_empty())
-                    .map(|pool| make(pool.to_owned()))
-            }),
+            _ => None
+                .or_else(|| per_pool(POOL).map(Self::Pool))
+                .or_else(|| per_pool(POOL_ERROR).map(Self::PoolError))
+                .or_else(|| per_pool(EVICTIONS).map(Self::Evictions))
+                .or_else(|| per_pool(FORCE_DELETE).map(Self::ForceDelete))
+                .or_else(|| per_pool(BATCH_POOL).map(Self::BatchPool)),
         }
     }
 
@@ -265,6 +264,15 @@ pub struct PoolError {
 }
 
 impl TaskStatus for PoolError {}
+
+/// The [`PoolError`] code of a node whose bootstrap could not be made; the API shows its
+/// message to admins only (it names fields and secrets).
+pub const BOOTSTRAP_ERROR: &str = "BootstrapError";
+/// The [`PoolError`] code of a pool whose nodes cannot be bootstrapped because its spec names
+/// secrets the configuration does not declare.
+pub const SECRET_NOT_DECLARED: &str = "SecretNotDeclared";
+/// The [`PoolError`] code of a store failure (the controller's, not ARM's).
+pub const STORE_ERROR: &str = "StoreError";
 
 /// A VM pool's Spot evictions since it was created (`evictions:{pool}`), shown as its
 /// status's `preempted`.
