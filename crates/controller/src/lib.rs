@@ -479,8 +479,8 @@ impl Controller {
             let is_batch = record.spec.mode == PoolMode::Batch;
             let observed = if is_batch {
                 // Past the deadline this gives up at once: the pool is reported unobserved
-                // and planned next time.
-                // (A cut is a Batch read that got no answer in time: an ARM transport failure.)
+                // and planned next time (Batch reads that got no answer in time: an ARM
+                // transport failure, `ActivationDeadline`).
                 tokio::time::timeout_at(deadline, batch::observe(sh, record, &owner, now))
                     .await
                     .unwrap_or_else(|_| {
