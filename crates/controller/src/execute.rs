@@ -648,7 +648,7 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
         let (sh, limit) = (sh.clone(), limit.clone());
         resolving.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            resolve(&sh, intent).await;
+            resolve(&sh, intent, "from the previous run").await;
         });
     }
     while let Some(done) = resolving.join_next().await {
@@ -663,9 +663,51 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     );
 }
 
+/// Intents open in the store that nothing in this process is working on — left by a write
+/// whose task ended without closing it, or by start-up recovery when Azure did not answer —
+/// are resolved at every activation as at start-up, in the background, each node counted in
+/// flight (`executing`) meanwhile so no plan touches it. An intent whose write this process
+/// runs is never taken: its node is in `executing` from before the intent was opened until
+/// after it is closed, and the intent is read again once the node is claimed.
+pub(crate) async fn resolve_stranded(sh: &Arc<Shared>) {
+    let open = match sh.store.open_intents().await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "cannot read open intents");
+            return;
+        }
+    };
+    for intent in open {
+        let key = intent.node.to_ascii_lowercase();
+        if !sh
+            .executing
+            .lock()
+            .is_ok_and(|mut ex| ex.insert(key.clone()))
+        {
+            continue;
+        }
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            // Closed meanwhile by the write that held the node a moment ago: nothing to do.
+            let still_open = matches!(
+                sh.store.last_intent_for(&intent.node).await,
+                Ok(Some(last)) if last.id == intent.id && last.closed_at.is_none()
+            );
+            if still_open {
+                tracing::warn!(pool = %intent.pool, node = %intent.node, kind = ?intent.kind, intent = intent.id, "an intent was left open: resolving it");
+                resolve(&sh, intent, "left open").await;
+            }
+            if let Ok(mut ex) = sh.executing.lock() {
+                ex.remove(&key);
+            }
+            sh.settled.notify_one();
+        });
+    }
+}
+
 /// Resolves one intent of the previous run; one that cannot be resolved yet (Azure did not
 /// answer) stays open for the next start.
-async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
+async fn resolve(sh: &Arc<Shared>, intent: store::Intent, whose: &str) {
     let op: Option<Operation> = intent
         .operation
         .as_ref()
@@ -751,10 +793,7 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
         "intent.recovered",
         Some(&intent.pool),
         Some(&intent.node),
-        &format!(
-            "{:?} intent from the previous run resolved: {outcome:?}",
-            intent.kind
-        ),
+        &format!("{:?} intent {whose} resolved: {outcome:?}", intent.kind),
         json!({}),
     )
     .await;

@@ -433,6 +433,7 @@ impl Controller {
         let owner = sh.store.owner_id().await?;
         let pools = sh.store.list_pools().await?;
         backoff::load(sh).await;
+        execute::resolve_stranded(sh).await;
         // Nodes in flight before the listing starts: an operation that ends while the pages
         // are read has a node that may be on no page (created after its page was read) and
         // no longer in flight afterwards; without this it would be taken for gone.

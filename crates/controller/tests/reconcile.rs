@@ -361,3 +361,42 @@ async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic
     .await;
     assert!(f.store.list_vms(None).await.unwrap().is_empty());
 }
+
+/// An intent left open while the daemon runs (its task ended without closing it) is not
+/// left until the next restart: the next activation resolves it, as start-up would.
+#[tokio::test]
+async fn an_intent_left_open_while_running_is_resolved_by_the_next_activation() {
+    let f = farm("stranded").await;
+    f.pool("maya", 0).await;
+    let ctl = f.controller();
+    ctl.start_up().await;
+    ctl.activate().await;
+    // A create whose write never reached Azure, and nothing in this process working on it.
+    let id = f
+        .store
+        .open_intent(&store::NewIntent {
+            pool: "maya".into(),
+            node: "maya-00042".into(),
+            kind: ActionKind::Create,
+            detail: json!({"size": "Standard_D8s_v5", "priority": "regular"}),
+            reason: "a write whose task died".into(),
+        })
+        .await
+        .unwrap();
+    f.step_until(&ctl, "the stranded intent closed", async |f| {
+        f.store.open_intents().await.unwrap().is_empty()
+    })
+    .await;
+    let closed = f
+        .store
+        .last_intent_for("maya-00042")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.id, id);
+    assert!(
+        matches!(closed.outcome, Some(IntentOutcome::Abandoned { .. })),
+        "the write never reached Azure: {closed:?}"
+    );
+    assert_eq!(f.vm_puts().await, 0, "resolving writes nothing");
+}
