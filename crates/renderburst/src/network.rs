@@ -1,10 +1,15 @@
 //! Start-up set-up: the network render nodes join (when `ensure_network` asks for it) and
 //! the pools and schedules declared in the configuration file.
 
+use arm_model::Tags;
+use arm_model::common::{ChildResource, Resource, SubResource};
+use arm_model::network::{
+    AddressSpace, NetworkSecurityGroup, NetworkSecurityGroupProperties, Subnet, SubnetProperties,
+    VirtualNetwork, VirtualNetworkProperties,
+};
 use azure::ArmClient;
 use rb_core::arm_names::SubnetId;
 use rb_core::{PoolSpec, ScheduleSpec, TAG_OWNER};
-use serde_json::json;
 use store::{NewEvent, PutOutcome, Store};
 
 const VNET: &str = "renderburst-vnet";
@@ -12,6 +17,51 @@ const SUBNET: &str = "render";
 const NSG: &str = "renderburst-nsg";
 /// The range of a subnet renderburst creates (inside its VNet's 10.80.0.0/16).
 const SUBNET_PREFIX: &str = "10.80.0.0/18";
+
+/// The network security group renderburst creates: no rules of its own (Azure's default
+/// rules apply), tagged as ours.
+fn nsg_body(location: &str, tags: &Tags) -> NetworkSecurityGroup {
+    Resource {
+        location: Some(location.to_owned()),
+        tags: Some(tags.clone()),
+        properties: Some(NetworkSecurityGroupProperties {
+            security_rules: Some(Vec::new()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The render subnet ([`SUBNET_PREFIX`]), with the NSG when it is made with its VNet.
+fn subnet_body(nsg_id: Option<&str>) -> Subnet {
+    ChildResource {
+        properties: Some(SubnetProperties {
+            address_prefix: Some(SUBNET_PREFIX.to_owned()),
+            network_security_group: nsg_id.map(|id| SubResource { id: id.to_owned() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The VNet renderburst creates (10.80.0.0/16) with its render subnet.
+fn vnet_body(location: &str, tags: &Tags, subnet: &str, nsg_id: &str) -> VirtualNetwork {
+    Resource {
+        location: Some(location.to_owned()),
+        tags: Some(tags.clone()),
+        properties: Some(VirtualNetworkProperties {
+            address_space: Some(AddressSpace {
+                address_prefixes: vec!["10.80.0.0/16".to_owned()],
+            }),
+            subnets: Some(vec![Subnet {
+                name: Some(subnet.to_owned()),
+                ..subnet_body(Some(nsg_id))
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
 
 /// Creates the resource group, NSG, VNet and subnet if missing. Returns (subnet id, NSG id).
 ///
@@ -35,10 +85,8 @@ pub async fn ensure(
     arm.ensure_resource_group(rg, location, &tags)
         .await
         .map_err(|e| anyhow::anyhow!("resource group {rg}: {e}"))?;
-    let nsg = serde_json::from_value(json!({"location": location, "tags": {TAG_OWNER: owner},
-        "properties": {"securityRules": []}}))?;
     let nsg = arm
-        .ensure_nsg(rg, NSG, &nsg)
+        .ensure_nsg(rg, NSG, &nsg_body(location, &tags))
         .await
         .map_err(|e| anyhow::anyhow!("network security group {NSG}: {e}"))?;
     let nsg_id = nsg.id.unwrap_or_default();
@@ -55,16 +103,12 @@ pub async fn ensure(
             .await
             .map_err(|e| anyhow::anyhow!("resource group {net_rg} (azure.subnet_id): {e}"))?;
     }
-    let vnet = serde_json::from_value(json!({"location": location, "tags": {TAG_OWNER: owner},
-        "properties": {
-        "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
-        "subnets": [{"name": subnet_name, "properties": {"addressPrefix": SUBNET_PREFIX, "networkSecurityGroup": {"id": nsg_id}}}]}}))?;
+    let vnet = vnet_body(location, &tags, subnet_name, &nsg_id);
     arm.ensure_vnet(net_rg, vnet_name, &vnet)
         .await
         .map_err(|e| anyhow::anyhow!("virtual network {vnet_name} in {net_rg}: {e}"))?;
-    let subnet = serde_json::from_value(json!({"properties": {"addressPrefix": SUBNET_PREFIX}}))?;
     let subnet = arm
-        .ensure_subnet(net_rg, vnet_name, subnet_name, &subnet)
+        .ensure_subnet(net_rg, vnet_name, subnet_name, &subnet_body(None))
         .await
         .map_err(|e| {
             anyhow::anyhow!(
@@ -218,6 +262,33 @@ pub async fn apply_config_schedules(
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// The bodies are typed and send what the `json!` bodies they replaced sent.
+    #[test]
+    fn network_bodies_send_what_they_always_sent() {
+        let tags: Tags = [(TAG_OWNER.to_owned(), "o-1".to_owned())].into();
+        assert_eq!(
+            serde_json::to_value(nsg_body("westeurope", &tags)).unwrap(),
+            json!({"location": "westeurope", "tags": {TAG_OWNER: "o-1"},
+                   "properties": {"securityRules": []}})
+        );
+        assert_eq!(
+            serde_json::to_value(vnet_body("westeurope", &tags, "render", "/nsg/id")).unwrap(),
+            json!({"location": "westeurope", "tags": {TAG_OWNER: "o-1"},
+                "properties": {
+                "addressSpace": {"addressPrefixes": ["10.80.0.0/16"]},
+                "subnets": [{"name": "render", "properties": {"addressPrefix": SUBNET_PREFIX,
+                             "networkSecurityGroup": {"id": "/nsg/id"}}}]}})
+        );
+        assert_eq!(
+            serde_json::to_value(subnet_body(None)).unwrap(),
+            json!({"properties": {"addressPrefix": SUBNET_PREFIX}})
+        );
+    }
 
     /// Issue 12 item 11: the Azure template gives the daemon only what joining the render
     /// subnet needs there (a role scoped to that subnet), not the operator role on the
