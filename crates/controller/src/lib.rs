@@ -590,11 +590,12 @@ impl Controller {
             // VM creates are held by the planner (probes get fresh names); the other kinds of
             // write are taken out of the plan.
             let (create_hold, holds) = backoff::holds(sh, record, now).await;
-            let mut p = sh
+            let snapshot = sh
                 .store
-                .plan_pool(record, &in_flight, create_hold.as_ref(), now)
+                .pool_snapshot(record, &in_flight, now)
                 .await
                 .map_err(|e| format!("store: {e}"))?;
+            let mut p = snapshot.plan(&record.spec, create_hold.as_ref(), now);
             rb_core::apply_holds(&mut p, &holds, now);
             let desired = p.desired;
             let force = forced
@@ -664,9 +665,14 @@ impl Controller {
                     continue;
                 }
             }
-            execute::dispatch(sh, record, p)
-                .await
-                .map_err(|e| format!("execute: {e}"))?;
+            execute::dispatch(
+                sh,
+                record,
+                p,
+                snapshot.next_index().unwrap_or(record.next_index),
+            )
+            .await
+            .map_err(|e| format!("execute: {e}"))?;
         }
         // Garbage can wait for the next activation; the deadline cannot.
         let garbage = async {
