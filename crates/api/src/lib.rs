@@ -41,6 +41,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router as AxumRouter};
+use rb_core::task::TaskKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{NewEvent, Store};
@@ -59,7 +60,7 @@ pub use pool_write::{Origin, PoolWrite, PoolWriteError, Written, check_spec, wri
 pub use pools::what_if;
 pub use server::{ServeOptions, serve_with};
 pub use tokens::{check_token_name, generate_token};
-pub use view::{PoolStatus, pool_error_task, pool_task};
+pub use view::PoolStatus;
 
 /// Largest request body accepted; larger ones get a 413. A pool spec is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -334,27 +335,28 @@ async fn status(
     let controller = (st.status)();
     let statuses = st.store.task_statuses().await?;
     let pools = st.store.list_pools().await?;
+    // Statuses are shown as stored, whichever version wrote them.
     let mut by_pool = std::collections::BTreeMap::new();
     for record in &pools {
-        let task = pool_task(&record.spec.name);
-        let last = statuses
-            .iter()
-            .find(|(name, _, _)| *name == task)
-            .map(|(_, s, _)| s.clone());
-        by_pool.insert(record.spec.name.clone(), last.unwrap_or(Value::Null));
+        let last = statuses.raw(&TaskKey::Pool(record.spec.name.clone()));
+        by_pool.insert(
+            record.spec.name.clone(),
+            last.cloned().unwrap_or(Value::Null),
+        );
     }
     let tasks = statuses
+        .rows()
         .iter()
-        .filter(|(name, _, _)| !name.starts_with("pool:"))
-        .map(|(name, status, at)| {
-            let mut status = status.clone();
-            if !caller.sees_bootstrap() && name.starts_with("pool-error:") {
+        .filter(|row| !matches!(row.key, TaskKey::Pool(_)))
+        .map(|row| {
+            let mut status = row.status.clone();
+            if !caller.sees_bootstrap() && matches!(row.key, TaskKey::PoolError(_)) {
                 view::redact_bootstrap_error(&mut status);
             }
             TaskStatus {
-                name: name.clone(),
+                name: row.key.to_string(),
                 status,
-                updated_at: view::Rfc3339(*at),
+                updated_at: view::Rfc3339(row.updated_at),
             }
         })
         .collect();

@@ -2,12 +2,11 @@
 //! an event naming the caller, wakes the controller, and returns; the controller makes Azure
 //! match later. Nothing is written unless the whole request is valid.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rb_core::task::{ForceDelete, Task, TaskStatuses};
 use rb_core::{Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{NewEvent, PoolRecord, Store};
@@ -219,8 +218,12 @@ pub async fn delete(
         // never forgotten on this request.
         st.store
             .put_task_status(
-                &view::force_delete_task(&name),
-                &json!({"created_at": record.created_at, "by": caller.name, "requested_at": view::now()}),
+                &Task::force_delete(&name),
+                &ForceDelete {
+                    created_at: record.created_at,
+                    by: caller.name.clone(),
+                    requested_at: view::now(),
+                },
             )
             .await?;
         crate::audit(
@@ -472,31 +475,25 @@ async fn check_batch_account(store: &Store, spec: &PoolSpec) -> Result<(), ApiEr
     let Some(b) = &spec.batch else {
         return Ok(());
     };
-    let tasks = task_map(store).await?;
-    let Some(listing) = tasks.get("batch-accounts") else {
+    let Some((listing, _)) = store.task_status(&Task::batch_accounts()).await? else {
         return Ok(());
     };
-    let Some(rg) = b.resource_group.clone().or_else(|| {
-        listing["default_resource_group"]
-            .as_str()
-            .map(str::to_owned)
-    }) else {
-        return Ok(());
-    };
+    let rg = b
+        .resource_group
+        .clone()
+        .unwrap_or_else(|| listing.default_resource_group.clone());
     let key = format!(
         "{}/{}",
         rg.to_ascii_lowercase(),
         b.account.to_ascii_lowercase()
     );
-    let known = listing["accounts"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|n| n.as_str() == Some(key.as_str())));
+    let known = listing.accounts.contains(&key);
     if known {
         return Ok(());
     }
-    let at = listing["observed_at"]
-        .as_i64()
-        .and_then(|t| view::rfc3339(t).as_str().map(str::to_owned))
+    let at = view::rfc3339(listing.observed_at)
+        .as_str()
+        .map(str::to_owned)
         .unwrap_or_default();
     Err(ApiError::unprocessable(
         "invalid_spec",
@@ -611,13 +608,8 @@ async fn pool_with_status(store: &Store, record: &PoolRecord) -> Result<Pool, Ap
     Ok(pool_json(record, desired, &mine, &tasks))
 }
 
-pub(crate) async fn task_map(store: &Store) -> Result<HashMap<String, Value>, ApiError> {
-    Ok(store
-        .task_statuses()
-        .await?
-        .into_iter()
-        .map(|(name, status, _)| (name, status))
-        .collect())
+pub(crate) async fn task_map(store: &Store) -> Result<TaskStatuses, ApiError> {
+    Ok(store.task_statuses().await?)
 }
 
 /// After a successful write: the audit event, then the wake-up. The change is already stored,

@@ -1,42 +1,14 @@
 //! How stored state is shown: a pool is its spec plus `status`, `deleting` and `generation`;
 //! a node is the subset of its inventory row that clients need. Timestamps are RFC 3339 (UTC).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use rb_core::task::{BOOTSTRAP_ERROR, Task, TaskKey, TaskStatuses};
 use rb_core::{NodeState, UnixSeconds};
 use serde::Serialize;
 use serde_json::{Value, json};
 use store::{Event, PoolRecord, RequestRecord, TokenRecord, VmRecord};
 use utoipa::ToSchema;
-
-/// Task-status name under which the controller stores a pool's last activation (a JSON object
-/// with a `"conditions"` array).
-pub fn pool_task(pool: &str) -> String {
-    format!("pool:{pool}")
-}
-
-/// Task-status name under which the controller stores a Batch pool's observation summary.
-pub fn batch_task(pool: &str) -> String {
-    format!("batch:{pool}")
-}
-
-/// Task-status name under which the API records a forced deletion of a pool
-/// (`{"created_at","by","requested_at"}`) for the controller to carry out.
-pub fn force_delete_task(pool: &str) -> String {
-    format!("force-delete:{pool}")
-}
-
-/// Task-status name under which the controller stores a pool's last error
-/// (`{"code","message","at"}`).
-pub fn pool_error_task(pool: &str) -> String {
-    format!("pool-error:{pool}")
-}
-
-/// Task-status name under which the controller counts a VM pool's Spot evictions
-/// (`{"total": N}`).
-pub fn pool_evictions_task(pool: &str) -> String {
-    format!("evictions:{pool}")
-}
 
 /// A pool's `status` (DESIGN.md section 5): node counts by state, conditions and last error.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -76,13 +48,8 @@ pub struct PoolStatus {
 
 impl PoolStatus {
     /// `desired` is the store's desired count now (`Store::desired`, live requests included);
-    /// `vms` are the pool's inventory rows; `tasks` maps task-status names to their JSON.
-    pub fn new(
-        record: &PoolRecord,
-        desired: u32,
-        vms: &[&VmRecord],
-        tasks: &HashMap<String, Value>,
-    ) -> Self {
+    /// `vms` are the pool's inventory rows; `tasks` the stored task statuses.
+    pub fn new(record: &PoolRecord, desired: u32, vms: &[&VmRecord], tasks: &TaskStatuses) -> Self {
         let mut status = PoolStatus {
             desired,
             ..Default::default()
@@ -114,34 +81,22 @@ impl PoolStatus {
         let name = &record.spec.name;
         if record.spec.mode == rb_core::PoolMode::Vm {
             status.preempted = tasks
-                .get(&pool_evictions_task(name))
-                .and_then(|t| t.get("total"))
-                .and_then(Value::as_u64)
-                .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+                .get(&Task::evictions(name))
+                .map_or(0, |e| u32::try_from(e.total).unwrap_or(u32::MAX));
         }
-        let task = tasks.get(&pool_task(name));
-        // Objects as the controller writes them; `"Type: message"` strings from statuses a
-        // previous version wrote.
-        status.conditions = task
-            .and_then(|t| t.get("conditions"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| match c {
-                        Value::String(text) => Some(rb_core::Condition::parse(text, None)),
-                        other => serde_json::from_value(other.clone()).ok(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        status.observed_generation = task
-            .and_then(|t| t.get("observed_generation"))
-            .and_then(Value::as_i64);
+        // Conditions as objects, or split from the strings an older version stored.
+        let activation = tasks.get(&Task::pool(name));
+        status.observed_generation = activation.as_ref().map(|a| a.observed_generation);
+        status.conditions = activation.map(|a| a.conditions).unwrap_or_default();
+        // Shown as stored, whichever version wrote them.
         status.last_error = tasks
-            .get(&pool_error_task(name))
+            .raw(&TaskKey::PoolError(name.clone()))
             .cloned()
             .unwrap_or(Value::Null);
-        status.batch = tasks.get(&batch_task(name)).cloned().unwrap_or(Value::Null);
+        status.batch = tasks
+            .raw(&TaskKey::BatchPool(name.clone()))
+            .cloned()
+            .unwrap_or(Value::Null);
         status
     }
 }
@@ -205,7 +160,7 @@ pub fn pool_json(
     record: &PoolRecord,
     desired: u32,
     vms: &[&VmRecord],
-    tasks: &HashMap<String, Value>,
+    tasks: &TaskStatuses,
 ) -> Pool {
     // Every field named: a field added to the spec does not compile until it is shown.
     let rb_core::PoolSpec {
@@ -273,8 +228,6 @@ pub fn redact_bootstrap_error(error: &mut Value) {
     }
 }
 
-/// The ARM-error code of a node whose bootstrap could not be rendered (the controller's).
-const BOOTSTRAP_ERROR: &str = "BootstrapError";
 const BOOTSTRAP_ERROR_REDACTED: &str =
     "a node's bootstrap could not be rendered; the details are shown to admins";
 

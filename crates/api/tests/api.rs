@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use rb_core::NodeState;
+use rb_core::task::TaskKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -278,13 +279,13 @@ async fn pool_status_counts_nodes_and_shows_the_controllers_findings() {
     app.add_vm("maya-00005", "maya", NodeState::Missing).await;
     app.add_vm("maya-00006", "maya", NodeState::Stopped).await;
     app.store
-        .put_task_status("pool:maya", &json!({"desired": 4, "active": 2, "actions": [], "observed_generation": 1,
+        .put_task_json(&TaskKey::Pool("maya".into()), &json!({"desired": 4, "active": 2, "actions": [], "observed_generation": 1,
                                               "conditions": [{"type": "Blocked", "message": "InvalidResourceReference: no subnet", "since": "2024-01-01T00:00:00Z"},
                                                              "NoCapacity: Standard_NC4as_T4_v3 until later"]}))
         .await
         .unwrap();
     app.store
-        .put_task_status("pool-error:maya", &json!({"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"}))
+        .put_task_json(&TaskKey::PoolError("maya".into()), &json!({"code": "AllocationFailed", "message": "no capacity", "at": "2024-01-01T00:00:00Z"}))
         .await
         .unwrap();
     let (status, pool) = app
@@ -389,11 +390,14 @@ async fn status_shows_the_controller_pools_and_tasks() {
     app.create(spec("maya")).await;
     app.create(spec("blender")).await;
     app.store
-        .put_task_status("pool:maya", &json!({"desired": 0, "conditions": []}))
+        .put_task_json(
+            &TaskKey::Pool("maya".into()),
+            &json!({"desired": 0, "conditions": []}),
+        )
         .await
         .unwrap();
     app.store
-        .put_task_status("reconciler", &json!({"number": 7, "errors": []}))
+        .put_task_json(&TaskKey::Reconciler, &json!({"number": 7, "errors": []}))
         .await
         .unwrap();
 

@@ -214,7 +214,7 @@ pub(crate) async fn load(sh: &Shared) {
             sh.backoff_loaded.store(true, Ordering::Release);
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot read the pools' backoff; retrying next activation")
+            tracing::error!(error = %crate::chain(&e), "cannot read the pools' backoff; retrying next activation")
         }
     }
 }
@@ -256,7 +256,7 @@ pub(crate) async fn holds(
     }
     for row in changed {
         if let Err(e) = sh.store.put_backoff(&row).await {
-            tracing::warn!(pool = %pool, error = %e, "cannot store the pool's reopened backoff");
+            tracing::warn!(pool = %pool, error = %crate::chain(&e), "cannot store the pool's reopened backoff");
         }
     }
     others.sort_by_key(|(k, _)| format!("{k:?}"));
@@ -312,7 +312,7 @@ pub(crate) async fn failed(
     if let Some(row) = &row
         && let Err(err) = sh.store.put_backoff(row).await
     {
-        tracing::warn!(pool, error = %err, "cannot store the pool's backoff");
+        tracing::warn!(pool, error = %crate::chain(&err), "cannot store the pool's backoff");
     }
     let words = rb_core::write_words(kind);
     tracing::warn!(pool, action = words, code = %e.code, permanent, hold_seconds, "writes of the pool held after a failure");
@@ -350,7 +350,7 @@ pub(crate) async fn succeeded(sh: &Shared, pool: &str, kind: ActionKind) {
         return;
     };
     if let Err(e) = sh.store.delete_backoff(pool, kind).await {
-        tracing::warn!(pool, error = %e, "cannot store the end of the pool's backoff");
+        tracing::warn!(pool, error = %crate::chain(&e), "cannot store the end of the pool's backoff");
     }
     if b.permanent {
         let words = rb_core::write_words(kind);

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rb_core::bootstrap::{self, RenderedNode, SecretRef, SecretSource};
+use rb_core::task::{PoolError, SECRET_NOT_DECLARED, Task};
 use rb_core::{PoolSpec, SpecError};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -240,7 +241,7 @@ pub async fn migrate_legacy_secret_refs(store: &Store, secrets: &DeclaredSecrets
     let pools = match store.list_pools().await {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!(error = %e, "cannot read pools to check their secret references");
+            tracing::error!(error = %crate::chain(&e), "cannot read pools to check their secret references");
             return refused;
         }
     };
@@ -300,8 +301,12 @@ pub async fn migrate_legacy_secret_refs(store: &Store, secrets: &DeclaredSecrets
         tracing::error!(pool = %pool, "{message}");
         let _ = store
             .put_task_status(
-                &format!("pool-error:{pool}"),
-                &json!({"code": "SecretNotDeclared", "message": message, "at": crate::now()}),
+                &Task::pool_error(&pool),
+                &PoolError {
+                    code: SECRET_NOT_DECLARED.into(),
+                    message: message.clone(),
+                    at: crate::now(),
+                },
             )
             .await;
         let _ = store
@@ -648,8 +653,8 @@ mod tests {
         let statuses = store.task_statuses().await.unwrap();
         assert!(
             statuses
-                .iter()
-                .any(|(name, s, _)| name == "pool-error:nuke" && s["code"] == "SecretNotDeclared"),
+                .get(&Task::pool_error("nuke"))
+                .is_some_and(|s| s.code == "SecretNotDeclared"),
             "{statuses:?}"
         );
         // A second start finds nothing more to do.

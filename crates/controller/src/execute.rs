@@ -7,12 +7,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use azure::{ArmError, Operation};
+use rb_core::task::{PoolError, Task};
 use rb_core::{
     Action, ActionKind, NodeState, Offering, Plan, Priority, Unavailable, UnavailableReason,
 };
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
 
+use crate::error::{self, Error, chain};
 use crate::{Shared, bootstrap, now, vmspec};
 
 /// Nodes with an open intent (in this process or left by a previous one).
@@ -210,7 +212,7 @@ async fn start_op(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
     action: &Action,
-) -> azure::Result<Option<Operation>> {
+) -> error::Result<Option<Operation>> {
     let rg = &sh.cfg.resource_group;
     let arm = &sh.arm;
     match action.kind {
@@ -234,7 +236,7 @@ async fn start_op(
         }
         ActionKind::Start => Ok(Some(arm.start_vm(rg, &action.node).await?)),
         ActionKind::Deallocate => Ok(Some(arm.deallocate_vm(rg, &action.node).await?)),
-        ActionKind::Delete => arm.delete_vm(rg, &action.node).await,
+        ActionKind::Delete => Ok(arm.delete_vm(rg, &action.node).await?),
         ActionKind::Forget => Ok(None),
         ActionKind::CreatePool
         | ActionKind::ResizePool
@@ -245,28 +247,32 @@ async fn start_op(
             azure::ErrorKind::Config,
             "NotAVmAction",
             format!("{:?} is a Batch action, not a VM one", action.kind),
-        )),
+        )
+        .into()),
     }
 }
 
 /// For a pool with a `bootstrap` section: a fresh token for the node (its hash stored before
 /// the VM exists), and the rendered script. A failure (a secret that cannot be resolved, a
-/// script too large) fails the create before any ARM call, naming the field.
+/// script too large) fails the create before any ARM call, naming the field; so does a store
+/// that cannot keep the token (as a store failure, not a bootstrap one).
 async fn node_bootstrap(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
     node: &str,
-) -> azure::Result<Option<String>> {
+) -> error::Result<Option<String>> {
     if spec.bootstrap.is_none() {
         return Ok(None);
     }
-    let refused =
-        |message: String| ArmError::new(azure::ErrorKind::Config, "BootstrapError", message);
+    let refused = |message: String| Error::Bootstrap {
+        node: node.to_owned(),
+        message,
+    };
     let token = bootstrap::generate_node_token();
     sh.store
         .set_node_token(node, &bootstrap::sha256_hex(&token), now())
         .await
-        .map_err(|e| refused(format!("cannot store the node token: {e}")))?;
+        .map_err(|e| Error::from(e).context(format!("cannot store the node token of {node}")))?;
     // Secrets are read from files or the environment: off the async runtime.
     let (cfg, spec_owned, node_owned) = (sh.cfg.bootstrap.clone(), spec.clone(), node.to_owned());
     let secrets = sh.cfg.secrets.clone();
@@ -276,8 +282,8 @@ async fn node_bootstrap(
         })
     })
     .await
-    .map_err(|e| refused(format!("bootstrap of {node}: {e}")))?
-    .map_err(|e| refused(format!("bootstrap of {node}: {}: {}", e.field, e.message)))?;
+    .map_err(|e| refused(e.to_string()))?
+    .map_err(|e| refused(format!("{}: {}", e.field, e.message)))?;
     Ok(rendered.map(|r| r.text))
 }
 
@@ -287,7 +293,7 @@ async fn run_action(
     action: &Action,
     intent: i64,
     reuse: bool,
-) -> azure::Result<()> {
+) -> error::Result<()> {
     if reuse && action.kind == ActionKind::Create {
         clear_failed_vm(sh, &action.node).await?;
     }
@@ -374,7 +380,7 @@ async fn finish(
     generation: i64,
     action: &Action,
     intent: i64,
-    result: azure::Result<()>,
+    result: error::Result<()>,
 ) {
     let verb = verb_of(action.kind);
     match result {
@@ -394,8 +400,12 @@ async fn finish(
             )
             .await;
         }
-        Err(e) => {
-            tracing::warn!(pool, node = %action.node, action = %verb, code = %e.code, error = %e, "action failed");
+        Err(err) => {
+            let Some(e) = err.recorded_as_arm() else {
+                failed_here(sh, pool, action, intent, &err).await;
+                return;
+            };
+            tracing::warn!(pool, node = %action.node, action = %verb, code = %e.code, error = %chain(&err), "action failed");
             let _ = sh
                 .store
                 .close_intent(
@@ -441,7 +451,7 @@ async fn finish(
                 && definite
                 && let Err(err) = sh.store.add_reusable_name(pool, &action.node).await
             {
-                tracing::warn!(pool, node = %action.node, error = %err, "cannot keep the failed create's name for reuse");
+                tracing::warn!(pool, node = %action.node, error = %chain(&err), "cannot keep the failed create's name for reuse");
             }
             // Capacity and quota refusals mark the offering instead; any other failure holds
             // the pool's writes of this kind (creates, starts, deallocates, deletes).
@@ -451,8 +461,12 @@ async fn finish(
             let _ = sh
                 .store
                 .put_task_status(
-                    &format!("pool-error:{pool}"),
-                    &json!({"code": e.code, "message": format!("{verb} {}: {}", action.node, e.message), "at": now()}),
+                    &Task::pool_error(pool),
+                    &PoolError {
+                        code: e.code.clone(),
+                        message: format!("{verb} {}: {}", action.node, e.message),
+                        at: now(),
+                    },
                 )
                 .await;
             let _ = event(
@@ -466,6 +480,43 @@ async fn finish(
             .await;
         }
     }
+}
+
+/// A write that failed here, not in Azure: the store could not keep what the write needs
+/// (a node's token), so the ARM call was never made. Logged with every cause and shown as the
+/// pool's last error under the controller's own code; not an `arm.error`, and no backoff or
+/// offering mark, which are about Azure's answers. The next activation tries again.
+async fn failed_here(sh: &Shared, pool: &str, action: &Action, intent: i64, err: &Error) {
+    let verb = verb_of(action.kind);
+    tracing::error!(pool, node = %action.node, action = %verb, code = %err.code(), error = %chain(err), "action failed before Azure was called");
+    let message = format!("{verb} {}: {}", action.node, err.message());
+    let _ = sh
+        .store
+        .close_intent(
+            intent,
+            &IntentOutcome::Failed {
+                code: err.code().to_owned(),
+                message: message.clone(),
+            },
+        )
+        .await;
+    if action.kind == ActionKind::Create
+        && let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
+        && vm.azure_id.is_none()
+    {
+        let _ = sh.store.delete_vm(&action.node).await;
+    }
+    let _ = sh
+        .store
+        .put_task_status(
+            &Task::pool_error(pool),
+            &PoolError {
+                code: err.code().to_owned(),
+                message,
+                at: now(),
+            },
+        )
+        .await;
 }
 
 /// How long an error makes the planner avoid an offering, if at all.
@@ -486,7 +537,7 @@ pub(crate) fn unavailability(e: &ArmError) -> Option<UnavailableReason> {
 /// refusal makes the planner avoid the offering as it would have.
 async fn recovered_failure(sh: &Arc<Shared>, intent: &store::Intent, e: &ArmError) {
     let verb = format!("{:?}", intent.kind).to_ascii_lowercase();
-    tracing::warn!(pool = %intent.pool, node = %intent.node, action = %verb, code = %e.code, error = %e, "action of the previous run failed");
+    tracing::warn!(pool = %intent.pool, node = %intent.node, action = %verb, code = %e.code, error = %chain(&e), "action of the previous run failed");
     let mut data = json!({"code": e.code, "status": e.status, "action": verb,
                           "request_id": e.request_id, "recovered": true});
     let size = intent.detail["size"].as_str().unwrap_or_default();
@@ -520,7 +571,7 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     let intents = match sh.store.open_intents().await {
         Ok(i) => i,
         Err(e) => {
-            tracing::error!(error = %e, "cannot read open intents");
+            tracing::error!(error = %chain(&e), "cannot read open intents");
             return;
         }
     };
@@ -541,7 +592,7 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     }
     while let Some(done) = resolving.join_next().await {
         if let Err(e) = done {
-            tracing::error!(error = %e, "resolving an open intent panicked");
+            tracing::error!(error = %chain(&e), "resolving an open intent panicked");
         }
     }
     tracing::info!(
@@ -628,7 +679,7 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent) {
                 }
             }
             Err(e) => {
-                tracing::warn!(node = %intent.node, error = %e, "cannot resolve an open intent yet");
+                tracing::warn!(node = %intent.node, error = %chain(&e), "cannot resolve an open intent yet");
                 return;
             }
         },

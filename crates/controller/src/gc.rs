@@ -94,7 +94,7 @@ async fn record_addresses(
         .filter_map(|(key, vm)| addresses.get(key).map(|ip| (vm.name.clone(), ip.clone())))
         .collect();
     if let Err(e) = sh.store.set_node_ips(&ips).await {
-        tracing::warn!(error = %e, "cannot record the nodes' addresses");
+        tracing::warn!(error = %crate::chain(&e), "cannot record the nodes' addresses");
     }
 }
 
@@ -133,7 +133,7 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
                     .await;
                 }
                 Err(e) => {
-                    tracing::warn!(vm = %vm.name, error = %e, "garbage collection of a VM failed")
+                    tracing::warn!(vm = %vm.name, error = %crate::chain(&e), "garbage collection of a VM failed")
                 }
             }
         }
@@ -170,7 +170,7 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
                 garbage.insert(key.clone());
                 if grace_passed(sh, &key) {
                     if let Err(e) = sh.arm.delete_nic(rg, &name).await {
-                        tracing::warn!(nic = %name, error = %e, "garbage collection of a NIC failed");
+                        tracing::warn!(nic = %name, error = %crate::chain(&e), "garbage collection of a NIC failed");
                     } else {
                         let _ = event(
                             sh,
@@ -185,7 +185,9 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list NICs for garbage collection"),
+        Err(e) => {
+            tracing::warn!(error = %crate::chain(&e), "cannot list NICs for garbage collection")
+        }
     }
     match if sweep {
         sh.arm.list_disks(rg, None).await
@@ -204,7 +206,7 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
                 garbage.insert(key.clone());
                 if grace_passed(sh, &key) {
                     if let Err(e) = sh.arm.delete_disk(rg, &name).await {
-                        tracing::warn!(disk = %name, error = %e, "garbage collection of a disk failed");
+                        tracing::warn!(disk = %name, error = %crate::chain(&e), "garbage collection of a disk failed");
                     } else {
                         let _ = event(
                             sh,
@@ -219,7 +221,9 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list disks for garbage collection"),
+        Err(e) => {
+            tracing::warn!(error = %crate::chain(&e), "cannot list disks for garbage collection")
+        }
     }
     // Forget what is no longer garbage, so its grace period starts over if it comes back
     // (NICs and disks only when they were listed this time). Batch pools are collected

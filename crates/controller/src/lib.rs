@@ -15,6 +15,7 @@
 pub mod backoff;
 mod batch;
 pub mod bootstrap;
+pub mod error;
 mod execute;
 mod gc;
 mod observe;
@@ -22,19 +23,22 @@ mod outage;
 pub mod schedules;
 pub mod vmspec;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure::ArmClient;
+use rb_core::task::{PoolError, Task};
 use rb_core::{Condition, NodeState, PoolMode, UnixSeconds};
-use serde::Serialize;
 use store::{Store, VmRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 
-pub use batch::{batch_task, pool_model};
+pub use batch::pool_model;
 pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
+use error::ResultExt;
+pub use error::{Error, chain};
 pub use observe::{Observation, ObservedVm, node_state};
+pub use rb_core::task::{ActivationStatus, PoolActivation};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
 
@@ -93,37 +97,6 @@ impl Default for EnrollmentConfig {
             overlap: Duration::from_secs(3600),
         }
     }
-}
-
-/// What one activation did, for `/v1/status`.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct ActivationStatus {
-    pub number: u64,
-    pub started_at: UnixSeconds,
-    pub duration_ms: u64,
-    pub observed_vms: usize,
-    pub list_requests: u32,
-    pub actions: usize,
-    pub pools: BTreeMap<String, PoolActivation>,
-    pub errors: Vec<String>,
-    /// The activation reached `activation_timeout` and stopped reading Azure.
-    pub cut: bool,
-    /// Azure was listed completely this activation (the VM observation succeeded).
-    pub observed: bool,
-    /// The `ArmUnavailable` condition every pool carries while ARM fails, if it does.
-    pub arm_unavailable: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
-#[serde(default)]
-pub struct PoolActivation {
-    pub desired: u32,
-    pub active: u32,
-    pub actions: Vec<String>,
-    pub conditions: Vec<Condition>,
-    /// The pool's generation this activation planned from, so a client that changed the
-    /// pool knows when the status reflects its change.
-    pub observed_generation: i64,
 }
 
 /// Shared between the driver and the executor's tasks.
@@ -190,18 +163,12 @@ fn conditions_since(
 }
 
 /// The last step of deleting a pool, once nothing of it is left in Azure: its row goes.
-async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> Result<(), String> {
-    sh.store
-        .remove_pool(pool)
-        .await
-        .map_err(|e| format!("store: {e}"))?;
+async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> error::Result<()> {
+    sh.store.remove_pool(pool).await?;
     // Its backoff rows and reusable names went with its row.
     backoff::forget(sh, pool);
     // A forced deletion asked for is done, whichever path got here.
-    let _ = sh
-        .store
-        .delete_task_status(&format!("force-delete:{pool}"))
-        .await;
+    let _ = sh.store.delete_task_status(&Task::force_delete(pool)).await;
     let _ = execute::event(
         sh,
         "pool.deleted",
@@ -221,11 +188,8 @@ async fn force_requests(sh: &Shared) -> HashMap<String, UnixSeconds> {
         .task_statuses()
         .await
         .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(name, v, _)| {
-            let pool = name.strip_prefix("force-delete:")?;
-            Some((pool.to_owned(), v["created_at"].as_i64()?))
-        })
+        .force_deletes()
+        .map(|(pool, request)| (pool.to_owned(), request.created_at))
         .collect()
 }
 
@@ -426,7 +390,8 @@ impl Controller {
         };
         let deadline = tokio::time::Instant::now() + self.shared.cfg.activation_timeout;
         if let Err(e) = self.activate_inner(&mut status, deadline).await {
-            status.errors.push(e);
+            tracing::warn!(activation = number, error = %chain(&e), "activation failed");
+            status.errors.push(chain(&e).to_string());
         }
         if status.cut {
             tracing::warn!(
@@ -448,9 +413,11 @@ impl Controller {
             d.sum_seconds += seconds;
             d.count += 1;
         }
-        if let Ok(v) = serde_json::to_value(&status) {
-            let _ = self.shared.store.put_task_status("reconciler", &v).await;
-        }
+        let _ = self
+            .shared
+            .store
+            .put_task_status(&Task::reconciler(), &status)
+            .await;
         if let Ok(mut s) = self.status.lock() {
             *s = status.clone();
         }
@@ -461,25 +428,15 @@ impl Controller {
         &self,
         status: &mut ActivationStatus,
         deadline: tokio::time::Instant,
-    ) -> Result<(), String> {
+    ) -> error::Result<()> {
         let sh = &self.shared;
-        let owner = sh
-            .store
-            .owner_id()
-            .await
-            .map_err(|e| format!("store: {e}"))?;
-        let pools = sh
-            .store
-            .list_pools()
-            .await
-            .map_err(|e| format!("store: {e}"))?;
+        let owner = sh.store.owner_id().await?;
+        let pools = sh.store.list_pools().await?;
         backoff::load(sh).await;
         // Nodes in flight before the listing starts: an operation that ends while the pages
         // are read has a node that may be on no page (created after its page was read) and
         // no longer in flight afterwards; without this it would be taken for gone.
-        let in_flight_before = execute::in_flight(sh)
-            .await
-            .map_err(|e| format!("store: {e}"))?;
+        let in_flight_before = execute::in_flight(sh).await?;
         let listed = tokio::time::timeout_at(
             deadline,
             observe::observe(&sh.arm, &sh.cfg.resource_group, &owner),
@@ -488,10 +445,11 @@ impl Controller {
         let observation = match listed {
             Err(_) => {
                 status.cut = true;
-                return Err(format!(
-                    "observe: cut at the activation deadline ({} s, activation_timeout_seconds) while listing VMs, nothing planned",
-                    sh.cfg.activation_timeout.as_secs()
-                ));
+                return Err(Error::Deadline {
+                    seconds: sh.cfg.activation_timeout.as_secs(),
+                    doing: "listing VMs",
+                }
+                .context("observe"));
             }
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
@@ -505,20 +463,16 @@ impl Controller {
                     serde_json::json!({"code": e.code}),
                 )
                 .await;
-                return Err(format!("observe: {e}"));
+                return Err(Error::from(e).context("observe"));
             }
         };
         status.observed = true;
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
         let now = now();
-        let mut in_flight = execute::in_flight(sh)
-            .await
-            .map_err(|e| format!("store: {e}"))?;
+        let mut in_flight = execute::in_flight(sh).await?;
         in_flight.extend(in_flight_before);
-        self.sync_inventory(&observation, &in_flight, now)
-            .await
-            .map_err(|e| format!("store: {e}"))?;
+        self.sync_inventory(&observation, &in_flight, now).await?;
         let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
         if tokio::time::timeout_at(deadline, batch::observe_accounts(sh, &pools))
             .await
@@ -531,19 +485,20 @@ impl Controller {
             let is_batch = record.spec.mode == PoolMode::Batch;
             let observed = if is_batch {
                 // Past the deadline this gives up at once: the pool is reported unobserved
-                // and planned next time.
+                // and planned next time (Batch reads that got no answer in time: an ARM
+                // transport failure, `ActivationDeadline`).
                 tokio::time::timeout_at(deadline, batch::observe(sh, record, &owner, now))
                     .await
                     .unwrap_or_else(|_| {
                         status.cut = true;
-                        Err(azure::ArmError::new(
+                        Err(Error::from(azure::ArmError::new(
                             azure::ErrorKind::Transport,
                             "ActivationDeadline",
                             format!(
                                 "the activation reached its deadline ({} s, activation_timeout_seconds) before the Batch pool was observed",
                                 sh.cfg.activation_timeout.as_secs()
                             ),
-                        ))
+                        )))
                     })
             } else {
                 Ok(false)
@@ -551,50 +506,53 @@ impl Controller {
             let rotate_enroll_token = *observed.as_ref().unwrap_or(&false);
             if let Err(e) = observed {
                 // Never plan a Batch pool from part of the picture.
-                tracing::warn!(pool = %record.spec.name, code = %e.code, error = %e, "cannot observe the Batch pool");
-                let msg = format!("cannot observe the Batch pool, nothing planned: {e}");
+                tracing::warn!(pool = %record.spec.name, code = %e.code(), error = %chain(&e), "cannot observe the Batch pool");
                 let _ = sh
                     .store
                     .put_task_status(
-                        &format!("pool-error:{}", record.spec.name),
-                        &serde_json::json!({"code": e.code, "message": msg, "at": now}),
+                        &Task::pool_error(&record.spec.name),
+                        &PoolError {
+                            code: e.code().to_owned(),
+                            message: format!(
+                                "cannot observe the Batch pool, nothing planned: {}",
+                                chain(&e)
+                            ),
+                            at: now,
+                        },
                     )
                     .await;
                 let _ = sh
                     .store
                     .put_task_status(
-                        &format!("pool:{}", record.spec.name),
-                        &serde_json::to_value(PoolActivation {
+                        &Task::pool(&record.spec.name),
+                        &PoolActivation {
                             conditions: typed_conditions(
                                 sh,
                                 &record.spec.name,
-                                &[if e.code == batch::ACCOUNT_NOT_FOUND {
+                                &[if e.code() == batch::ACCOUNT_NOT_FOUND {
                                     // Named for what to fix, not for what failed.
-                                    format!("{}: {}", e.code, e.message)
+                                    format!("{}: {}", e.code(), e.message())
                                 } else {
-                                    format!("ObserveFailed: {}: {}", e.code, e.message)
+                                    format!("ObserveFailed: {}: {}", e.code(), e.message())
                                 }],
                                 now,
                             ),
                             observed_generation: record.generation,
                             ..Default::default()
-                        })
-                        .unwrap_or_default(),
+                        },
                     )
                     .await;
-                status
-                    .errors
-                    .push(format!("observe Batch pool {}: {e}", record.spec.name));
+                status.errors.push(format!(
+                    "observe Batch pool {}: {}",
+                    record.spec.name,
+                    chain(&e)
+                ));
                 continue;
             }
             // VM creates are held by the planner (probes get fresh names); the other kinds of
             // write are taken out of the plan.
             let (create_hold, holds) = backoff::holds(sh, record, now).await;
-            let snapshot = sh
-                .store
-                .pool_snapshot(record, &in_flight, now)
-                .await
-                .map_err(|e| format!("store: {e}"))?;
+            let snapshot = sh.store.pool_snapshot(record, &in_flight, now).await?;
             let mut p = snapshot.plan(&record.spec, create_hold.as_ref(), now);
             rb_core::apply_holds(&mut p, &holds, now);
             let desired = p.desired;
@@ -635,19 +593,11 @@ impl Controller {
             };
             let _ = sh
                 .store
-                .put_task_status(
-                    &format!("pool:{}", record.spec.name),
-                    &serde_json::to_value(&pool_status).unwrap_or_default(),
-                )
+                .put_task_status(&Task::pool(&record.spec.name), &pool_status)
                 .await;
             status.actions += p.actions.len();
             status.pools.insert(record.spec.name.clone(), pool_status);
-            let no_nodes = sh
-                .store
-                .list_vms(Some(&record.spec.name))
-                .await
-                .map_err(|e| format!("store: {e}"))?
-                .is_empty();
+            let no_nodes = sh.store.list_vms(Some(&record.spec.name)).await?.is_empty();
             if is_batch {
                 if record.deleting && p.actions.is_empty() && self.batch_released(record).await {
                     remove_deleted_pool(sh, &record.spec.name, "Batch resources").await?;
@@ -655,7 +605,7 @@ impl Controller {
                 }
                 batch::dispatch(sh, record, p, &owner, rotate_enroll_token)
                     .await
-                    .map_err(|e| format!("execute: {e}"))?;
+                    .context("execute")?;
                 continue;
             }
             if record.deleting && no_nodes && p.actions.is_empty() {
@@ -665,14 +615,10 @@ impl Controller {
                     continue;
                 }
             }
-            execute::dispatch(
-                sh,
-                record,
-                p,
-                snapshot.next_index().unwrap_or(record.next_index),
-            )
-            .await
-            .map_err(|e| format!("execute: {e}"))?;
+            let next_index = snapshot.next_index().unwrap_or(record.next_index);
+            execute::dispatch(sh, record, p, next_index)
+                .await
+                .context("execute")?;
         }
         // Garbage can wait for the next activation; the deadline cannot.
         let garbage = async {
@@ -892,7 +838,7 @@ impl Controller {
         let total = self
             .shared
             .store
-            .bump_task_counter(&format!("evictions:{pool}"), "total")
+            .bump_task_counter(&Task::evictions(pool))
             .await?;
         tracing::info!(pool, node, policy, "Spot VM evicted");
         let what = if policy == "delete" {

@@ -8,9 +8,10 @@
 //! attempt, retries included), not this activation's: the first failed attempt after the last
 //! answer.
 
+use rb_core::task::Task;
 use serde_json::json;
 
-use crate::{ActivationStatus, Controller, PoolActivation, execute, now};
+use crate::{ActivationStatus, Controller, Error, chain, execute, now};
 
 /// The condition's type, before `: ` (the pool conditions' "Type: message" convention).
 pub const ARM_UNAVAILABLE: &str = "ArmUnavailable";
@@ -81,18 +82,14 @@ pub(crate) async fn report(ctl: &Controller, status: &mut ActivationStatus) {
     let pools = match sh.store.list_pools().await {
         Ok(p) => p,
         Err(e) => {
-            status.errors.push(format!("store: {e}"));
+            status.errors.push(chain(&Error::from(e)).to_string());
             return;
         }
     };
     let previous = sh.store.task_statuses().await.unwrap_or_default();
     for record in &pools {
-        let task = format!("pool:{}", record.spec.name);
-        let mut pool = previous
-            .iter()
-            .find(|(name, _, _)| *name == task)
-            .and_then(|(_, v, _)| serde_json::from_value::<PoolActivation>(v.clone()).ok())
-            .unwrap_or_default();
+        let task = Task::pool(&record.spec.name);
+        let mut pool = previous.get(&task).unwrap_or_default();
         // Nothing was planned from this activation; what was known before stays, with the
         // outage in place of an older outage or observation failure.
         pool.actions.clear();
@@ -104,10 +101,7 @@ pub(crate) async fn report(ctl: &Controller, status: &mut ActivationStatus) {
             .collect();
         texts.push(cond.clone());
         pool.conditions = crate::typed_conditions(sh, &record.spec.name, &texts, now());
-        let _ = sh
-            .store
-            .put_task_status(&task, &serde_json::to_value(&pool).unwrap_or_default())
-            .await;
+        let _ = sh.store.put_task_status(&task, &pool).await;
         status.pools.insert(record.spec.name.clone(), pool);
     }
     status.arm_unavailable = Some(cond);

@@ -21,11 +21,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rb_core::task::Task;
 use rb_core::{Bounds, Timing, UnixSeconds};
-use serde::Serialize;
 use serde_json::json;
 use store::{FiringOutcome, NewEvent, PoolBoundsUpdate, ScheduleRecord, Store, StoreError};
 use tokio::sync::{Notify, watch};
+
+use crate::{Error, chain};
 
 /// Longest sleep between ticks, so a wall-clock jump is noticed within a minute.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -36,16 +38,7 @@ const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How often a firing is retried at once when a pool changed under it.
 const MAX_ATTEMPTS: usize = 5;
 
-/// What one tick did, for `/v1/status` (task `scheduler`) and tests.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct TickReport {
-    pub at: UnixSeconds,
-    /// `(schedule, fired_at)` of every firing applied, oldest first.
-    pub applied: Vec<(String, UnixSeconds)>,
-    /// The earliest next firing of any schedule, if one is known.
-    pub next_firing: Option<UnixSeconds>,
-    pub errors: Vec<String>,
-}
+pub use rb_core::task::TickReport;
 
 pub struct Scheduler {
     store: Arc<Store>,
@@ -81,7 +74,7 @@ impl Scheduler {
         let records = match self.store.list_schedules().await {
             Ok(r) => r,
             Err(e) => {
-                report.errors.push(format!("store: {e}"));
+                report.errors.push(chain(&Error::from(e)).to_string());
                 return report;
             }
         };
@@ -91,7 +84,7 @@ impl Scheduler {
             match self.store.list_pools().await {
                 Ok(p) => p,
                 Err(e) => {
-                    report.errors.push(format!("store: {e}"));
+                    report.errors.push(chain(&Error::from(e)).to_string());
                     return report;
                 }
             }
@@ -148,9 +141,10 @@ impl Scheduler {
                     .push((o.record.spec.name.clone(), o.fired_at)),
                 Ok(false) => {}
                 Err(e) => report.errors.push(format!(
-                    "schedule {}: firing of {}: {e}",
+                    "schedule {}: firing of {}: {}",
                     o.record.spec.name,
-                    o.timing.local_rfc3339(o.fired_at)
+                    o.timing.local_rfc3339(o.fired_at),
+                    chain(&e)
                 )),
             }
         }
@@ -303,7 +297,7 @@ impl Scheduler {
             data,
         };
         if let Err(e) = self.store.append_event(&event).await {
-            tracing::error!(error = %e, kind, "cannot record the event of a schedule's firing");
+            tracing::error!(error = %chain(&e), kind, "cannot record the event of a schedule's firing");
         }
     }
 
@@ -316,10 +310,11 @@ impl Scheduler {
             for e in &report.errors {
                 tracing::warn!(error = %e, "scheduler");
             }
-            if (!report.applied.is_empty() || !report.errors.is_empty())
-                && let Ok(v) = serde_json::to_value(&report)
-            {
-                let _ = self.store.put_task_status("scheduler", &v).await;
+            if !report.applied.is_empty() || !report.errors.is_empty() {
+                let _ = self
+                    .store
+                    .put_task_status(&Task::scheduler(), &report)
+                    .await;
             }
             let sleep = if report.errors.is_empty() {
                 report.next_firing.map_or(MAX_SLEEP, until).min(MAX_SLEEP)

@@ -120,7 +120,10 @@ pub struct BatchInput<'a> {
 }
 
 /// The `node` of intents about the Batch pool itself (create, resize, delete). `:` never
-/// appears in node names, so it cannot collide with a VM or a Batch node.
+/// appears in node names, so it cannot collide with a VM or a Batch node. It names intents
+/// (the `intents` table) and reads like the task-status key of the pool's observation,
+/// [`crate::task::TaskKey::BatchPool`], but the two are unrelated: stored intents keep this
+/// name, so it never changes.
 pub fn pool_intent_node(pool: &str) -> String {
     format!("batch:{pool}")
 }

@@ -17,6 +17,7 @@ pub mod schedule_clash;
 pub mod serde_words;
 pub mod snapshot;
 pub mod spec;
+pub mod task;
 
 pub use batch::{
     BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,

@@ -3,6 +3,7 @@
 //! task counters.
 
 use rb_core::ActionKind;
+use rb_core::task::{Evictions, Task, TaskKey};
 use store::{EventQuery, IntentOutcome, NewEvent, NewIntent, Store};
 
 mod common;
@@ -177,21 +178,21 @@ async fn task_counters_count_across_reopen() {
     let store = Store::open(&db).await.unwrap();
     assert_eq!(
         store
-            .bump_task_counter("evictions:maya", "total")
+            .bump_task_counter(&Task::evictions("maya"))
             .await
             .unwrap(),
         1
     );
     assert_eq!(
         store
-            .bump_task_counter("evictions:maya", "total")
+            .bump_task_counter(&Task::evictions("maya"))
             .await
             .unwrap(),
         2
     );
     assert_eq!(
         store
-            .bump_task_counter("evictions:arnold", "total")
+            .bump_task_counter(&Task::evictions("arnold"))
             .await
             .unwrap(),
         1
@@ -200,15 +201,16 @@ async fn task_counters_count_across_reopen() {
     let store = Store::open(&db).await.unwrap();
     assert_eq!(
         store
-            .bump_task_counter("evictions:maya", "total")
+            .bump_task_counter(&Task::evictions("maya"))
             .await
             .unwrap(),
         3
     );
     let tasks = store.task_statuses().await.unwrap();
-    let maya = tasks
-        .iter()
-        .find(|(n, _, _)| n == "evictions:maya")
-        .unwrap();
-    assert_eq!(maya.1, serde_json::json!({"total": 3}));
+    let maya = tasks.raw(&TaskKey::Evictions("maya".into())).unwrap();
+    assert_eq!(*maya, serde_json::json!({"total": 3}));
+    assert_eq!(
+        tasks.get(&Task::evictions("maya")),
+        Some(Evictions { total: 3 })
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rb_core::task::{ActivationStatus, BatchAccounts, Task, TaskKey};
 use rb_core::{
     ActionKind, NodeState, Offering, Os, PoolMode, PoolSpec, Priority, ScaleDown, SpotSpec,
     Unavailable, UnavailableReason,
@@ -646,29 +647,83 @@ async fn task_statuses_and_owner_id() {
     let store = open(&dir.db()).await;
 
     assert!(store.task_statuses().await.unwrap().is_empty());
+    let activation = |number| ActivationStatus {
+        number,
+        ..Default::default()
+    };
+    let accounts = BatchAccounts {
+        observed_at: 5,
+        default_resource_group: "rg".into(),
+        accounts: vec!["rg/acct".into()],
+    };
     store
-        .put_task_status("reconcile", &serde_json::json!({"last": 1}))
+        .put_task_status(&Task::reconciler(), &activation(1))
         .await
         .unwrap();
     store
-        .put_task_status("gc", &serde_json::json!({"removed": 0}))
+        .put_task_status(&Task::batch_accounts(), &accounts)
         .await
         .unwrap();
     store
-        .put_task_status("reconcile", &serde_json::json!({"last": 2}))
+        .put_task_status(&Task::reconciler(), &activation(2))
         .await
         .unwrap();
     let statuses = store.task_statuses().await.unwrap();
-    assert_eq!(statuses.len(), 2);
+    let rows = statuses.rows();
+    assert_eq!(rows.len(), 2);
     assert_eq!(
-        (statuses[0].0.as_str(), &statuses[0].1),
-        ("gc", &serde_json::json!({"removed": 0}))
+        (&rows[0].key, &rows[0].status),
+        (
+            &TaskKey::BatchAccounts,
+            &serde_json::json!({"observed_at": 5, "default_resource_group": "rg", "accounts": ["rg/acct"]})
+        )
     );
+    assert_eq!(rows[1].key, TaskKey::Reconciler);
+    assert_eq!(rows[1].status["number"], 2);
+    assert!(rows[1].updated_at > 0);
+    assert_eq!(statuses.get(&Task::reconciler()).map(|s| s.number), Some(2));
+    let (one, at) = store
+        .task_status(&Task::batch_accounts())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((one, at), (accounts, rows[0].updated_at));
+    assert!(
+        store
+            .task_status(&Task::scheduler())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A status of any shape, as an older version may have stored it, is kept as it is and
+    // does not read as the type.
+    store
+        .put_task_json(&TaskKey::Scheduler, &serde_json::json!({"removed": 0}))
+        .await
+        .unwrap();
+    let statuses = store.task_statuses().await.unwrap();
     assert_eq!(
-        (statuses[1].0.as_str(), &statuses[1].1),
-        ("reconcile", &serde_json::json!({"last": 2}))
+        statuses.raw(&TaskKey::Scheduler),
+        Some(&serde_json::json!({"removed": 0}))
     );
-    assert!(statuses[1].2 > 0);
+    assert!(
+        store
+            .task_status(&Task::scheduler())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .delete_task_status(&Task::batch_accounts())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .task_status(&Task::batch_accounts())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let owner = store.owner_id().await.unwrap();
     assert_eq!(owner.len(), 36, "a uuid: {owner}");

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use arm_model::batch::NodeDeallocationOption;
 use rb_core::batch::{batch_pool_name, pool_intent_node};
+use rb_core::task::{PoolError, Task};
 use rb_core::{Action, ActionKind, NodeState, Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord};
 
 use super::bodies::{enroll_start_task, pool_model};
 use super::{config_err, secs, target};
+use crate::error::{self, Error, ResultExt, chain};
 use crate::execute::{event, verb_of};
 use crate::{Shared, bootstrap, now};
 
@@ -184,7 +186,7 @@ async fn pool_write(
     a: &Action,
     intent: i64,
     owner: &str,
-) -> azure::Result<Done> {
+) -> error::Result<Done> {
     let tg = target(sh, spec)
         .ok_or_else(|| config_err(format!("pool {} has no batch section", spec.name)))?;
     let targets = a.targets.unwrap_or_default();
@@ -207,9 +209,7 @@ async fn pool_write(
                     sh.store
                         .set_pool_enroll_token(&spec.name, &bootstrap::sha256_hex(&token), now())
                         .await
-                        .map_err(|e| {
-                            config_err(format!("cannot store the enrollment token: {e}"))
-                        })?;
+                        .context("cannot store the enrollment token")?;
                     Some(token)
                 }
                 None => None,
@@ -246,13 +246,10 @@ async fn pool_write(
             // until it is seen published, then `overlap` longer.
             let token = bootstrap::generate_pool_token();
             let hash = bootstrap::sha256_hex(&token);
-            let store_failed = |e: store::StoreError| {
-                config_err(format!("cannot store the enrollment token: {e}"))
-            };
             sh.store
                 .add_pool_enroll_token(&spec.name, &hash, now())
                 .await
-                .map_err(store_failed)?;
+                .context("cannot store the enrollment token")?;
             let task = enroll_start_task(spec.os, &sh.cfg.bootstrap.api_url, &token);
             sh.arm
                 .update_pool_start_task(&tg.rg, tg.account, tg.name, &task)
@@ -260,7 +257,7 @@ async fn pool_write(
             sh.store
                 .observe_enroll_token(&spec.name, &hash, now(), secs(sh.cfg.enrollment.overlap))
                 .await
-                .map_err(store_failed)?;
+                .context("cannot store the enrollment token")?;
             Ok(Done::Rotated)
         }
         ActionKind::DeletePool => {
@@ -272,7 +269,7 @@ async fn pool_write(
             }
             Ok(Done::Deleted)
         }
-        other => Err(config_err(format!("{other:?} is not a Batch pool write"))),
+        other => Err(config_err(format!("{other:?} is not a Batch pool write")).into()),
     }
 }
 
@@ -282,7 +279,7 @@ async fn finish_pool_write(
     generation: i64,
     a: &Action,
     intent: i64,
-    result: azure::Result<Done>,
+    result: error::Result<Done>,
 ) {
     let pool = &spec.name;
     let batch_pool = batch_pool_name(spec);
@@ -335,9 +332,13 @@ async fn finish_pool_write(
             )
             .await;
         }
-        Err(e) => {
+        Err(err) => {
             let verb = format!("{:?}", a.kind);
-            tracing::warn!(pool = %pool, action = %verb, code = %e.code, error = %e, "Batch pool write failed");
+            let Some(e) = err.recorded_as_arm() else {
+                failed_here(sh, pool, batch_pool, &verb, intent, &err).await;
+                return;
+            };
+            tracing::warn!(pool = %pool, action = %verb, code = %e.code, error = %chain(&err), "Batch pool write failed");
             let _ = sh
                 .store
                 .close_intent(
@@ -351,8 +352,12 @@ async fn finish_pool_write(
             let _ = sh
                 .store
                 .put_task_status(
-                    &format!("pool-error:{pool}"),
-                    &json!({"code": e.code, "message": format!("{verb} of Batch pool {batch_pool}: {}", e.message), "at": now()}),
+                    &Task::pool_error(pool),
+                    &PoolError {
+                        code: e.code.clone(),
+                        message: format!("{verb} of Batch pool {batch_pool}: {}", e.message),
+                        at: now(),
+                    },
                 )
                 .await;
             let _ = event(
@@ -370,6 +375,43 @@ async fn finish_pool_write(
             crate::backoff::failed(sh, pool, a.kind, generation, &e).await;
         }
     }
+}
+
+/// A Batch pool write that failed here, not in Azure: the store could not keep what the
+/// write needs (the enrollment token). Logged with every cause and shown as the pool's last
+/// error under the controller's own code; not an `arm.error`, and no backoff, which is about
+/// Azure's answers. The next activation plans again from what it observes.
+async fn failed_here(
+    sh: &Shared,
+    pool: &str,
+    batch_pool: &str,
+    verb: &str,
+    intent: i64,
+    err: &Error,
+) {
+    tracing::error!(pool = %pool, action = %verb, code = %err.code(), error = %chain(err), "Batch pool write failed in the daemon");
+    let message = format!("{verb} of Batch pool {batch_pool}: {}", err.message());
+    let _ = sh
+        .store
+        .close_intent(
+            intent,
+            &IntentOutcome::Failed {
+                code: err.code().to_owned(),
+                message: message.clone(),
+            },
+        )
+        .await;
+    let _ = sh
+        .store
+        .put_task_status(
+            &Task::pool_error(pool),
+            &PoolError {
+                code: err.code().to_owned(),
+                message,
+                at: now(),
+            },
+        )
+        .await;
 }
 
 async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(Action, i64)]) {
@@ -430,12 +472,16 @@ async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(Action, i64)]) {
             }
         }
         Err(e) => {
-            tracing::warn!(pool = %pool, code = %e.code, error = %e, "Batch node removal failed");
+            tracing::warn!(pool = %pool, code = %e.code, error = %chain(&e), "Batch node removal failed");
             let _ = sh
                 .store
                 .put_task_status(
-                    &format!("pool-error:{pool}"),
-                    &json!({"code": e.code, "message": format!("removing nodes {}: {}", nodes.join(", "), e.message), "at": now()}),
+                    &Task::pool_error(pool),
+                    &PoolError {
+                        code: e.code.clone(),
+                        message: format!("removing nodes {}: {}", nodes.join(", "), e.message),
+                        at: now(),
+                    },
                 )
                 .await;
             let _ = event(

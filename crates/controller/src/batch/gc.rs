@@ -45,7 +45,7 @@ pub(crate) async fn collect_garbage(sh: &Shared, pools: &[PoolRecord], owner: &s
             Ok(p) => p,
             Err(e) => {
                 if !e.is_not_found() {
-                    tracing::warn!(account = %account, error = %e, "cannot list Batch pools for garbage collection");
+                    tracing::warn!(account = %account, error = %crate::chain(&e), "cannot list Batch pools for garbage collection");
                 }
                 continue;
             }
@@ -80,7 +80,7 @@ pub(crate) async fn collect_garbage(sh: &Shared, pools: &[PoolRecord], owner: &s
                     .await;
                 }
                 Err(e) => {
-                    tracing::warn!(pool = %name, error = %e, "garbage collection of a Batch pool failed")
+                    tracing::warn!(pool = %name, error = %crate::chain(&e), "garbage collection of a Batch pool failed")
                 }
             }
         }

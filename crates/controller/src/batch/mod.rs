@@ -14,7 +14,8 @@
 //!
 //! One concern a file, as on the VM side of the controller:
 //! - `observe`: the account list, the pool and its nodes into the store (inventory, Batch
-//!   state, the `batch:{pool}` summary), resize errors, enrollment-token age;
+//!   state, the pool's observation, task status `batch:{pool}`), resize errors,
+//!   enrollment-token age;
 //! - `bodies`: the Batch pool body and its start tasks (what is sent to Azure);
 //! - `execute`: dispatching the plan's Batch actions, the pool writes and node removals;
 //! - `gc`: garbage collection of Batch pools no pool wants.
@@ -38,12 +39,6 @@ pub use bodies::pool_model;
 pub(crate) use execute::dispatch;
 pub(crate) use gc::collect_garbage;
 pub(crate) use observe::{ACCOUNT_NOT_FOUND, observe, observe_accounts};
-
-/// Task-status name of a Batch pool's summary (`GET /v1/pools/{name}` shows it as
-/// `status.batch`).
-pub fn batch_task(pool: &str) -> String {
-    format!("batch:{pool}")
-}
 
 struct Target<'a> {
     b: &'a BatchSpec,
@@ -89,10 +84,6 @@ fn config_err(message: impl Into<String>) -> ArmError {
 
 fn decode_err(message: impl Into<String>) -> ArmError {
     ArmError::new(ErrorKind::Decode, "DecodeError", message)
-}
-
-fn store_err(e: store::StoreError) -> ArmError {
-    ArmError::new(ErrorKind::Config, "StoreError", e.to_string())
 }
 
 /// Whether recovery resolves this intent kind by observation rather than by looking up a VM.

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use arm_model::batch::{ComputeNode, Pool};
 use azure::{ArmError, ErrorKind};
 use rb_core::batch::{batch_pool_name, node_state};
+use rb_core::task::{BatchAccounts, BatchObservation, PoolError, Task};
 use rb_core::{
     BatchPoolView, BatchTargets, NodeState, Offering, Priority, ResizeErrorView, Unavailable,
     UnavailableReason, UnixSeconds,
@@ -14,7 +15,8 @@ use rb_core::{
 use serde_json::json;
 use store::{BatchState, PoolRecord, VmRecord};
 
-use super::{batch_task, decode_err, owned_by, secs, store_err, target};
+use super::{decode_err, owned_by, secs, target};
+use crate::error::{self, chain};
 use crate::execute::event;
 use crate::{Shared, bootstrap};
 
@@ -88,7 +90,7 @@ pub(crate) async fn observe_accounts(sh: &Shared, pools: &[PoolRecord]) {
     let accounts = match sh.arm.list_batch_accounts().collect_all().await {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(code = %e.code, error = %e, "cannot list the Batch accounts");
+            tracing::warn!(code = %e.code, error = %chain(&e), "cannot list the Batch accounts");
             return;
         }
     };
@@ -111,8 +113,12 @@ pub(crate) async fn observe_accounts(sh: &Shared, pools: &[PoolRecord]) {
     let _ = sh
         .store
         .put_task_status(
-            "batch-accounts",
-            &json!({"observed_at": crate::now(), "default_resource_group": sh.cfg.resource_group, "accounts": names}),
+            &Task::batch_accounts(),
+            &BatchAccounts {
+                observed_at: crate::now(),
+                default_resource_group: sh.cfg.resource_group.clone(),
+                accounts: names,
+            },
         )
         .await;
 }
@@ -128,7 +134,7 @@ pub(crate) async fn observe(
     record: &PoolRecord,
     owner: &str,
     t: UnixSeconds,
-) -> Result<bool, ArmError> {
+) -> error::Result<bool> {
     let spec = &record.spec;
     let Some(tg) = target(sh, spec) else {
         return Ok(false);
@@ -136,8 +142,7 @@ pub(crate) async fn observe(
     let mut state = sh
         .store
         .get_batch_state(&spec.name)
-        .await
-        .map_err(store_err)?
+        .await?
         .unwrap_or_else(|| BatchState {
             pool: spec.name.clone(),
             ..Default::default()
@@ -165,7 +170,8 @@ pub(crate) async fn observe(
                         "Batch account {} not found in resource group {}: fix batch.account (and batch.resource_group) or create the account",
                         tg.account, tg.rg
                     ),
-                ));
+                )
+                .into());
             }
         },
     };
@@ -189,18 +195,16 @@ pub(crate) async fn observe(
     };
     let observed = Observed { pool, nodes };
     let v = observed.pool.as_ref().map(|p| view(p, owned));
-    sync_nodes(sh, record, &observed, &mut state, t)
-        .await
-        .map_err(store_err)?;
+    sync_nodes(sh, record, &observed, &mut state, t).await?;
     let rotate = match (&observed.pool, spec.bootstrap.is_some() && owned) {
         (Some(p), true) => {
             let published = published_enroll_token(p).map(|tk| bootstrap::sha256_hex(&tk));
             let made = match &published {
-                Some(hash) => sh
-                    .store
-                    .observe_enroll_token(&spec.name, hash, t, secs(sh.cfg.enrollment.overlap))
-                    .await
-                    .map_err(store_err)?,
+                Some(hash) => {
+                    sh.store
+                        .observe_enroll_token(&spec.name, hash, t, secs(sh.cfg.enrollment.overlap))
+                        .await?
+                }
                 None => None,
             };
             !record.deleting && enroll_token_due(made, t, sh.cfg.enrollment.rotate_every)
@@ -224,29 +228,36 @@ pub(crate) async fn observe(
     if let Some(e) = &endpoint {
         state.account_endpoint = Some(e.clone());
     }
-    sh.store.put_batch_state(&state).await.map_err(store_err)?;
+    sh.store.put_batch_state(&state).await?;
     let preempted = observed
         .nodes
         .iter()
         .filter(|n| n.state.as_deref() == Some("preempted"))
         .count();
-    let summary = json!({
-        "account": tg.account,
-        "pool": tg.name,
-        "exists": v.is_some(),
-        "owned": v.as_ref().map(|v| v.owned),
-        "allocation_state": observed.pool.as_ref().and_then(|p| p.properties.as_ref()).and_then(|p| p.allocation_state.clone()),
-        "targets": v.as_ref().map(|v| v.targets),
-        "current": v.as_ref().map(|v| v.current),
-        "resize_errors": v.as_ref().map(|v| v.resize_errors.iter().map(|e| json!({"code": e.code, "message": e.message})).collect::<Vec<_>>()).unwrap_or_default(),
-        "preempted": preempted,
-        "preempted_total": state.preempted_total,
-        "empty_since": state.empty_since,
-        "observed_at": t,
-    });
+    let summary = BatchObservation {
+        account: tg.account.to_owned(),
+        pool: tg.name.to_owned(),
+        exists: v.is_some(),
+        owned: v.as_ref().map(|v| v.owned),
+        allocation_state: observed
+            .pool
+            .as_ref()
+            .and_then(|p| p.properties.as_ref())
+            .and_then(|p| p.allocation_state.clone()),
+        targets: v.as_ref().map(|v| v.targets),
+        current: v.as_ref().map(|v| v.current),
+        resize_errors: v
+            .as_ref()
+            .map(|v| v.resize_errors.clone())
+            .unwrap_or_default(),
+        preempted: preempted as u64,
+        preempted_total: state.preempted_total,
+        empty_since: state.empty_since,
+        observed_at: t,
+    };
     let _ = sh
         .store
-        .put_task_status(&batch_task(&spec.name), &summary)
+        .put_task_status(&Task::batch_pool(&spec.name), &summary)
         .await;
     Ok(rotate)
 }
@@ -489,8 +500,16 @@ async fn report_resize_errors(
         let _ = sh
             .store
             .put_task_status(
-                &format!("pool-error:{name}"),
-                &json!({"code": code, "message": format!("resize of Batch pool {}: {}", batch_pool_name(&record.spec), e.message), "at": t}),
+                &Task::pool_error(name),
+                &PoolError {
+                    code: code.to_owned(),
+                    message: format!(
+                        "resize of Batch pool {}: {}",
+                        batch_pool_name(&record.spec),
+                        e.message
+                    ),
+                    at: t,
+                },
             )
             .await;
         let _ = event(
