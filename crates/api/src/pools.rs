@@ -517,14 +517,16 @@ pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiErro
 pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::PlanView, ApiError> {
     let now = view::now();
     let rows = store.list_backoffs(Some(&record.spec.name)).await?;
-    let none = Default::default();
-    let free = store.plan_pool(record, &none, None, now).await?;
+    let snapshot = store
+        .pool_snapshot(record, &Default::default(), now)
+        .await?;
+    let free = snapshot.plan(&record.spec, None, now);
     let create = rows
         .iter()
         .find(|r| r.kind == rb_core::ActionKind::Create)
         .map(|r| r.hold_at(record.generation, now));
     let mut plan = if create.is_some() && record.spec.mode == rb_core::PoolMode::Vm {
-        store.plan_pool(record, &none, create.as_ref(), now).await?
+        snapshot.plan(&record.spec, create.as_ref(), now)
     } else {
         free.clone()
     };

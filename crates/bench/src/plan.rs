@@ -171,6 +171,7 @@ pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
             next_index: per_pool,
             deleting: false,
             hold: None,
+            reusable: &[],
             now: NOW,
         })
         .collect();

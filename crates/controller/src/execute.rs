@@ -52,49 +52,32 @@ pub(crate) async fn event(
         .await
 }
 
-/// Starts the plan's actions in the background.
+/// Starts the plan's actions in the background, as the plan wrote them: its creates' names
+/// are accepted by the store first (reused names of failed creates taken, fresh indexes
+/// from `next_index` reserved, or the whole plan refused if another was accepted since), so
+/// the executor never renames and a name is never handed out twice.
 pub(crate) async fn dispatch(
     sh: &Arc<Shared>,
     record: &PoolRecord,
     plan: Plan,
+    next_index: u64,
 ) -> Result<(), store::StoreError> {
-    let creates = plan
+    let creates: Vec<String> = plan
         .actions
         .iter()
         .filter(|a| a.kind == ActionKind::Create)
-        .count() as u64;
-    // Names of creates that failed are taken first (failures never burn names), then new
-    // indexes are reserved, so names are never handed out twice.
-    let mut reused = if creates > 0 {
-        reusable_names(sh, record, &plan, creates).await?
-    } else {
-        Vec::new()
-    };
-    let fresh = creates - reused.len() as u64;
-    let first = if fresh > 0 {
-        sh.store
-            .reserve_node_indexes(&record.spec.name, fresh)
-            .await?
-    } else {
-        0
-    };
-    let mut k = 0u64;
+        .map(|a| a.node.clone())
+        .collect();
+    let reused: HashSet<String> = sh
+        .store
+        .accept_creates(&record.spec.name, next_index, &creates)
+        .await?
+        .into_iter()
+        .collect();
     let zombies = plan.zombies.clone();
     let generation = record.generation;
-    for mut action in plan.actions {
-        let mut reuse = false;
-        if action.kind == ActionKind::Create {
-            action.node = match reused.pop() {
-                Some(name) => {
-                    reuse = true;
-                    name
-                }
-                None => {
-                    k += 1;
-                    rb_core::plan::node_name(&record.spec.name, first + k - 1)
-                }
-            };
-        }
+    for action in plan.actions {
+        let reuse = action.kind == ActionKind::Create && reused.contains(&action.node);
         let key = action.node.to_ascii_lowercase();
         {
             let Ok(mut ex) = sh.executing.lock() else {
@@ -201,50 +184,6 @@ pub(crate) async fn dispatch(
         });
     }
     Ok(())
-}
-
-/// Up to `n` names of this pool's failed creates that can be created again now: no action of
-/// this plan and no write in flight on them, and nothing in the inventory but a failed VM
-/// (which the create deletes first). Taken out of the list; the rest stay for later.
-async fn reusable_names(
-    sh: &Shared,
-    record: &PoolRecord,
-    plan: &Plan,
-    n: u64,
-) -> Result<Vec<String>, store::StoreError> {
-    let candidates = sh.store.reusable_names(&record.spec.name).await?;
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let busy = in_flight(sh).await?;
-    let mut taken = Vec::new();
-    for name in candidates {
-        if taken.len() as u64 >= n {
-            break;
-        }
-        let key = name.to_ascii_lowercase();
-        if busy.contains(&key)
-            || plan
-                .actions
-                .iter()
-                .any(|a| a.node.eq_ignore_ascii_case(&name))
-        {
-            continue;
-        }
-        match sh.store.get_vm(&name).await? {
-            None => {}
-            Some(vm) if vm.state == NodeState::Failed => {}
-            Some(_) => continue,
-        }
-        taken.push(name);
-    }
-    sh.store
-        .take_reusable_names(&record.spec.name, &taken)
-        .await?;
-    // `dispatch` pops: the lowest name first.
-    taken.sort();
-    taken.reverse();
-    Ok(taken)
 }
 
 /// Before a name of a failed create is created again: a VM of that name that Azure shows in

@@ -553,10 +553,8 @@ impl Controller {
             // VM creates are held by the planner (probes get fresh names); the other kinds of
             // write are taken out of the plan.
             let (create_hold, holds) = backoff::holds(sh, record, now).await;
-            let mut p = sh
-                .store
-                .plan_pool(record, &in_flight, create_hold.as_ref(), now)
-                .await?;
+            let snapshot = sh.store.pool_snapshot(record, &in_flight, now).await?;
+            let mut p = snapshot.plan(&record.spec, create_hold.as_ref(), now);
             rb_core::apply_holds(&mut p, &holds, now);
             let desired = p.desired;
             let force = forced
@@ -618,7 +616,10 @@ impl Controller {
                     continue;
                 }
             }
-            execute::dispatch(sh, record, p).await.context("execute")?;
+            let next_index = snapshot.next_index().unwrap_or(record.next_index);
+            execute::dispatch(sh, record, p, next_index)
+                .await
+                .context("execute")?;
         }
         // Garbage can wait for the next activation; the deadline cannot.
         let garbage = async {

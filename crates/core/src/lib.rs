@@ -15,6 +15,7 @@ pub mod plan;
 pub mod schedule;
 pub mod schedule_clash;
 pub mod serde_words;
+pub mod snapshot;
 pub mod spec;
 pub mod task;
 
@@ -24,8 +25,9 @@ pub use batch::{
 pub use bootstrap::{BootstrapSpec, SecretRef};
 pub use condition::{Condition, Hold, apply_holds, write_words};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
-pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, plan};
+pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, ReusableName, plan};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};
+pub use snapshot::{BatchSnapshot, PoolSnapshot, VmSnapshot};
 pub use spec::{
     BatchLifecycle, BatchSpec, LicenseServer, Os, PoolMode, PoolSpec, Priority, ScaleDown,
     SpecError, SpotSpec, StartTaskSpec, desired_count,

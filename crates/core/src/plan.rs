@@ -115,7 +115,18 @@ pub struct PlanInput<'a> {
     /// `probe` per plan while the failures last; its condition is shown while the pool needs
     /// nodes. The clock and the failure streak live in the controller.
     pub hold: Option<&'a Hold>,
+    /// Names of the pool's creates that failed definitely, kept so failures never burn names:
+    /// creates take them (lowest first) before fresh indexes from `next_index`.
+    pub reusable: &'a [ReusableName],
     pub now: UnixSeconds,
+}
+
+/// A name of a create that failed definitely, kept for the pool's next creates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReusableName {
+    pub name: String,
+    /// A write on that name is in flight (an open intent, or one this process runs).
+    pub in_flight: bool,
 }
 
 /// The plan of one activation.
@@ -594,8 +605,7 @@ impl Planner<'_> {
         } else if let Some(probe) = self.input.hold.and_then(|h| h.probe) {
             creates = creates.min(probe);
         }
-        for k in 0..creates {
-            let name = node_name(&self.spec.name, self.input.next_index + u64::from(k));
+        for name in self.create_names(creates) {
             self.plan.actions.push(Action {
                 kind: ActionKind::Create,
                 node: name,
@@ -605,6 +615,41 @@ impl Planner<'_> {
                 reason: format!("{gap}; {}", choice.why),
             });
         }
+    }
+
+    /// Names for `n` creates, as the executor will use them (it makes no choice): names of
+    /// failed creates first, lowest first, where nothing of that name is in flight, planned
+    /// already or in the inventory but a failed VM (which the create deletes first); then
+    /// fresh indexes from `next_index`, which the store reserves when the plan is accepted.
+    fn create_names(&self, n: u32) -> Vec<String> {
+        let mut reusable: Vec<&ReusableName> = self
+            .input
+            .reusable
+            .iter()
+            .filter(|r| !r.in_flight)
+            .filter(|r| {
+                !self
+                    .plan
+                    .actions
+                    .iter()
+                    .any(|a| a.node.eq_ignore_ascii_case(&r.name))
+            })
+            .filter(|r| {
+                self.input.nodes.iter().all(|v| {
+                    !v.name.eq_ignore_ascii_case(&r.name)
+                        || (v.state == NodeState::Failed && !v.in_flight)
+                })
+            })
+            .collect();
+        reusable.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut names: Vec<String> = reusable
+            .into_iter()
+            .take(n as usize)
+            .map(|r| r.name.clone())
+            .collect();
+        let fresh = u64::from(n) - names.len() as u64;
+        names.extend((0..fresh).map(|k| node_name(&self.spec.name, self.input.next_index + k)));
+        names
     }
 
     /// The first size of the preference list available at the pool's priority, or at regular

@@ -6,7 +6,8 @@ use rb_core::offerings::{Offering, Unavailable, UnavailableReason};
 use rb_core::plan::node_name;
 use rb_core::spec::{Os, PoolMode, ScaleDown, SpotSpec};
 use rb_core::{
-    Action, ActionKind, Hold, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority, plan,
+    Action, ActionKind, Hold, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority,
+    ReusableName, plan,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -85,6 +86,7 @@ struct Case<'a> {
     next_index: u64,
     deleting: bool,
     hold: Option<&'a Hold>,
+    reusable: &'a [ReusableName],
 }
 
 impl<'a> Case<'a> {
@@ -97,6 +99,7 @@ impl<'a> Case<'a> {
             next_index: 100,
             deleting: false,
             hold: None,
+            reusable: &[],
         }
     }
 
@@ -109,6 +112,7 @@ impl<'a> Case<'a> {
             next_index: self.next_index,
             deleting: self.deleting,
             hold: self.hold,
+            reusable: self.reusable,
             now: NOW,
         })
     }
@@ -1013,4 +1017,56 @@ fn a_hold_does_not_stop_starts_or_scale_down() {
     let plan = down.run();
     assert_eq!(of_kind(&plan, ActionKind::Deallocate).len(), 2);
     assert!(condition(&plan, "BackingOff").is_none());
+}
+
+/// Creates are named by the plan, as the executor will create them: names of failed creates
+/// first (lowest first) where nothing else holds them, then fresh indexes.
+#[test]
+fn creates_take_failed_names_first_then_fresh_indexes() {
+    let spec = spec();
+    let reusable = |name: &str, in_flight: bool| ReusableName {
+        name: name.to_string(),
+        in_flight,
+    };
+    let mut failed = node(7, NodeState::Failed);
+    failed.name = "maya-00007".to_string();
+    let inventory = vec![failed];
+    let names = [
+        reusable("maya-00009", false),
+        reusable("maya-00003", true),  // a write on it is in flight
+        reusable("maya-00007", false), // its failed VM is deleted by this very plan
+        reusable("maya-00005", false),
+    ];
+    let mut case = Case::new(&spec, 4, &inventory);
+    case.reusable = &names;
+    let p = case.run();
+    let created: Vec<&str> = of_kind(&p, ActionKind::Create)
+        .iter()
+        .map(|a| a.node.as_str())
+        .collect();
+    assert_eq!(
+        created,
+        ["maya-00005", "maya-00009", "maya-00100", "maya-00101"],
+        "{p:#?}"
+    );
+    let deleted: Vec<&str> = of_kind(&p, ActionKind::Delete)
+        .iter()
+        .map(|a| a.node.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        ["maya-00007"],
+        "the failed VM goes first; its name waits"
+    );
+
+    // A name of a VM that is not failed is not reused.
+    let running = vec![node(5, NodeState::Running)];
+    let mut case = Case::new(&spec, 2, &running);
+    let five = [reusable(&running[0].name, false)];
+    case.reusable = &five;
+    let created: Vec<String> = of_kind(&case.run(), ActionKind::Create)
+        .iter()
+        .map(|a| a.node.clone())
+        .collect();
+    assert_eq!(created, ["maya-00100"]);
 }

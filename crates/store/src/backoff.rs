@@ -158,6 +158,63 @@ impl Store {
             .collect()
     }
 
+    /// Accepts a plan's creates, named as the plan named them ([`rb_core::PoolSnapshot`]):
+    /// names of failed creates are taken out of the pool's reusable ones, and the fresh names
+    /// — `{pool}-{index}` from `next_index` on, in order — reserve their indexes, in one
+    /// transaction. Answers the names reused. A plan made from a snapshot whose `next_index`
+    /// is no longer the pool's (another plan was accepted since) is refused as a conflict and
+    /// reserves nothing: names are handed out once.
+    pub async fn accept_creates(
+        &self,
+        pool: &str,
+        next_index: u64,
+        names: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut reused = Vec::new();
+        let mut fresh = 0u64;
+        for name in names {
+            let taken = sqlx::query("DELETE FROM pool_reusable_names WHERE pool = ? AND node = ?")
+                .bind(pool)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if taken == 1 {
+                reused.push(name.clone());
+                continue;
+            }
+            let expected = rb_core::plan::node_name(pool, next_index + fresh);
+            if *name != expected {
+                return Err(StoreError::conflict(format!(
+                    "the plan of pool {pool} names {name} where the next fresh name is {expected}"
+                )));
+            }
+            fresh += 1;
+        }
+        if fresh > 0 {
+            let moved = sqlx::query(
+                "UPDATE pools SET next_index = next_index + ? WHERE name = ? AND next_index = ?",
+            )
+            .bind(crate::to_i64("node index count", fresh)?)
+            .bind(pool)
+            .bind(crate::to_i64("next_index", next_index)?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                return Err(StoreError::conflict(format!(
+                    "the plan of pool {pool} was made from next_index {next_index}, which is no longer the pool's"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(reused)
+    }
+
     /// Takes names out of the pool's reusable ones (they are being created again).
     pub async fn take_reusable_names(
         &self,

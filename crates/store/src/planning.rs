@@ -1,11 +1,14 @@
-//! Read models for the planner: the inventory as `NodeView`s and a what-if plan from the
-//! store alone. Shared by the controller (which adds its own in-process in-flight set) and
-//! the API's `/v1/pools/{name}/plan`, so both see the same plan for the same state.
+//! Read models for the planner: the inventory as `NodeView`s and a pool's whole
+//! [`PoolSnapshot`]. Shared by the controller (which adds its own in-process in-flight set)
+//! and the API's `/v1/pools/{name}/plan`, so both plan the same state the same way; the
+//! planning itself is core's.
 
 use std::collections::HashSet;
 
-use rb_core::batch::{BatchInput, BatchNodeView, plan_batch, pool_intent_node};
-use rb_core::{Hold, NodeView, Plan, PlanInput, PoolMode, UnixSeconds, plan};
+use rb_core::batch::{BatchNodeView, pool_intent_node};
+use rb_core::{
+    BatchSnapshot, NodeView, PoolMode, PoolSnapshot, ReusableName, UnixSeconds, VmSnapshot,
+};
 
 use crate::{PoolRecord, Store, StoreError, VmRecord};
 
@@ -40,84 +43,61 @@ impl Store {
             .collect())
     }
 
-    /// Plans `record` from what the store holds, with `extra_in_flight` added to the nodes
-    /// with open intents. The desired count is [`Store::desired`] at `now`, so live node
-    /// requests count. `hold` is the controller's backoff of the pool's creates (the API's
-    /// what-if has none).
-    pub async fn plan_pool(
+    /// What `record`'s plan reads, from what the store holds, with `extra_in_flight` added to
+    /// the nodes with open intents (the controller's writes of this process). The desired
+    /// count is [`Store::desired`] at `now`, so live node requests count. The store reads;
+    /// core plans ([`PoolSnapshot::plan`]).
+    pub async fn pool_snapshot(
         &self,
         record: &PoolRecord,
         extra_in_flight: &HashSet<String>,
-        hold: Option<&Hold>,
         now: UnixSeconds,
-    ) -> Result<Plan, StoreError> {
+    ) -> Result<PoolSnapshot, StoreError> {
         let desired = self.desired(record, now).await?;
         let vms = self.list_vms(Some(&record.spec.name)).await?;
         let mut in_flight = self.in_flight_nodes().await?;
         in_flight.extend(extra_in_flight.iter().cloned());
         if record.spec.mode == PoolMode::Batch {
-            return self
-                .plan_batch_pool(record, desired, &vms, &in_flight, now)
-                .await;
-        }
-        let unavailable = self.list_unavailable(now).await?;
-        let nodes = node_views(&vms, &in_flight);
-        Ok(plan(&PlanInput {
-            spec: &record.spec,
-            desired,
-            nodes: &nodes,
-            unavailable: &unavailable,
-            next_index: record.next_index,
-            deleting: record.deleting,
-            hold,
-            now,
-        }))
-    }
-}
-
-impl Store {
-    /// Plans a `mode: batch` pool from its last observation. Nothing is planned before the
-    /// controller has observed the Batch pool once: an unobserved pool is not a missing one.
-    async fn plan_batch_pool(
-        &self,
-        record: &PoolRecord,
-        desired: u32,
-        vms: &[VmRecord],
-        in_flight: &HashSet<String>,
-        now: UnixSeconds,
-    ) -> Result<Plan, StoreError> {
-        let state = self
-            .get_batch_state(&record.spec.name)
-            .await?
-            .unwrap_or_default();
-        if state.observed_at.is_none() {
-            return Ok(Plan {
+            let state = self
+                .get_batch_state(&record.spec.name)
+                .await?
+                .unwrap_or_default();
+            let nodes = node_views(&vms, &in_flight)
+                .into_iter()
+                .zip(&vms)
+                .map(|(node, vm)| BatchNodeView {
+                    node,
+                    batch_state: vm.power_state.clone().unwrap_or_default(),
+                })
+                .collect();
+            let pool_key = pool_intent_node(&record.spec.name).to_ascii_lowercase();
+            return Ok(PoolSnapshot::Batch(BatchSnapshot {
                 desired,
-                conditions: vec![
-                    "NotObserved: the Batch pool has not been observed yet".to_string(),
-                ],
-                ..Plan::default()
-            });
+                observed: state.observed_at.is_some(),
+                pool: state.observed,
+                nodes,
+                unavailable: state.unavailable,
+                empty_since: state.empty_since,
+                pool_in_flight: in_flight.contains(&pool_key),
+                deleting: record.deleting,
+            }));
         }
-        let nodes: Vec<BatchNodeView> = node_views(vms, in_flight)
+        let reusable = self
+            .reusable_names(&record.spec.name)
+            .await?
             .into_iter()
-            .zip(vms)
-            .map(|(node, vm)| BatchNodeView {
-                node,
-                batch_state: vm.power_state.clone().unwrap_or_default(),
+            .map(|name| ReusableName {
+                in_flight: in_flight.contains(&name.to_ascii_lowercase()),
+                name,
             })
             .collect();
-        let pool_key = pool_intent_node(&record.spec.name).to_ascii_lowercase();
-        Ok(plan_batch(&BatchInput {
-            spec: &record.spec,
+        Ok(PoolSnapshot::Vm(VmSnapshot {
             desired,
-            pool: state.observed.as_ref(),
-            nodes: &nodes,
-            unavailable: &state.unavailable,
-            empty_since: state.empty_since,
-            pool_in_flight: in_flight.contains(&pool_key),
+            nodes: node_views(&vms, &in_flight),
+            unavailable: self.list_unavailable(now).await?,
+            next_index: record.next_index,
             deleting: record.deleting,
-            now,
+            reusable,
         }))
     }
 }

@@ -150,3 +150,47 @@ async fn backoff_rows_survive_a_reopen_and_go_with_their_pool() {
     assert!(store.reusable_names("maya").await.unwrap().is_empty());
     assert_eq!(store.list_backoffs(None).await.unwrap().len(), 1);
 }
+
+/// A plan's creates are accepted as the plan named them: reused names taken, fresh indexes
+/// reserved in order; a plan made from an older `next_index` reserves nothing.
+#[tokio::test]
+async fn accepting_creates_reserves_the_plan_s_names_once() {
+    let dir = TempDir::new("backoff");
+    let store = Store::open(&dir.db()).await.unwrap();
+    store.create_pool(&spec("maya")).await.unwrap();
+    store.add_reusable_name("maya", "maya-00002").await.unwrap();
+    let next = store.get_pool("maya").await.unwrap().unwrap().next_index;
+    let fresh = |k: u64| rb_core::plan::node_name("maya", next + k);
+    let names = ["maya-00002".to_string(), fresh(0), fresh(1)];
+    let reused = store.accept_creates("maya", next, &names).await.unwrap();
+    assert_eq!(reused, ["maya-00002"]);
+    assert!(store.reusable_names("maya").await.unwrap().is_empty());
+    assert_eq!(
+        store.get_pool("maya").await.unwrap().unwrap().next_index,
+        next + 2
+    );
+
+    // The same plan again (made from the old snapshot): refused, nothing reserved.
+    let stale = store.accept_creates("maya", next, &[fresh(0)]).await;
+    assert!(
+        matches!(stale, Err(store::StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    // A fresh name out of order: refused too.
+    let skipped = store.accept_creates("maya", next + 2, &[fresh(3)]).await;
+    assert!(
+        matches!(skipped, Err(store::StoreError::Conflict { .. })),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        store.get_pool("maya").await.unwrap().unwrap().next_index,
+        next + 2
+    );
+    assert!(
+        store
+            .accept_creates("maya", next + 2, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

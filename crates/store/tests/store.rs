@@ -1093,9 +1093,10 @@ async fn node_requests_count_until_released_or_expired() {
     );
     // The plan counts them too (controller and what-if alike).
     let plan = store
-        .plan_pool(&record, &Default::default(), None, t0)
+        .pool_snapshot(&record, &Default::default(), t0)
         .await
-        .unwrap();
+        .unwrap()
+        .plan(&record.spec, None, t0);
     assert_eq!(plan.desired, 7);
 
     // Expiry: `expires_at > now` is live; at expires_at it stops counting, nobody writing.
