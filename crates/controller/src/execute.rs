@@ -489,7 +489,25 @@ async fn finish(
 async fn failed_here(sh: &Shared, pool: &str, action: &Action, intent: i64, err: &Error) {
     let verb = verb_of(action.kind);
     tracing::error!(pool, node = %action.node, action = %verb, code = %err.code(), error = %chain(err), "action failed before Azure was called");
-    let message = format!("{verb} {}: {}", action.node, err.message());
+    if action.kind == ActionKind::Create
+        && let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
+        && vm.azure_id.is_none()
+    {
+        let _ = sh.store.delete_vm(&action.node).await;
+    }
+    record_failed_here(sh, pool, intent, &format!("{verb} {}", action.node), err).await;
+}
+
+/// What a write that failed in the daemon leaves, for VM and Batch writes alike: its intent
+/// closed as failed and the pool's last error, both saying `what` failed and why.
+pub(crate) async fn record_failed_here(
+    sh: &Shared,
+    pool: &str,
+    intent: i64,
+    what: &str,
+    err: &Error,
+) {
+    let message = format!("{what}: {}", err.message());
     let _ = sh
         .store
         .close_intent(
@@ -500,12 +518,6 @@ async fn failed_here(sh: &Shared, pool: &str, action: &Action, intent: i64, err:
             },
         )
         .await;
-    if action.kind == ActionKind::Create
-        && let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
-        && vm.azure_id.is_none()
-    {
-        let _ = sh.store.delete_vm(&action.node).await;
-    }
     let _ = sh
         .store
         .put_task_status(

@@ -390,28 +390,14 @@ async fn failed_here(
     err: &Error,
 ) {
     tracing::error!(pool = %pool, action = %verb, code = %err.code(), error = %chain(err), "Batch pool write failed in the daemon");
-    let message = format!("{verb} of Batch pool {batch_pool}: {}", err.message());
-    let _ = sh
-        .store
-        .close_intent(
-            intent,
-            &IntentOutcome::Failed {
-                code: err.code().to_owned(),
-                message: message.clone(),
-            },
-        )
-        .await;
-    let _ = sh
-        .store
-        .put_task_status(
-            &Task::pool_error(pool),
-            &PoolError {
-                code: err.code().to_owned(),
-                message,
-                at: now(),
-            },
-        )
-        .await;
+    crate::execute::record_failed_here(
+        sh,
+        pool,
+        intent,
+        &format!("{verb} of Batch pool {batch_pool}"),
+        err,
+    )
+    .await;
 }
 
 async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(Action, i64)]) {
