@@ -13,9 +13,12 @@
 //! address goes with its node's inventory row.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rb_core::ActionKind;
 use serde_json::json;
+use store::{IntentOutcome, NewEvent, NewIntent};
 
 use crate::Shared;
 use crate::execute::event;
@@ -98,6 +101,92 @@ async fn record_addresses(
     }
 }
 
+/// Deletes a VM of ours that no pool wants, journalled like every ARM write: the intent
+/// (with its `gc.vm` event, one transaction) before the call, the operation once ARM took it,
+/// the outcome when it ends, followed in the background with the VM counted in flight
+/// (`executing`), so a restart meanwhile follows the delete to its end and never takes it for
+/// one made outside renderburst. The VM's NIC and OS disk go with it (`deleteOption:
+/// Delete`); leftovers of other writes are swept below by name.
+async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str) {
+    let key = name.to_ascii_lowercase();
+    if !sh
+        .executing
+        .lock()
+        .is_ok_and(|mut ex| ex.insert(key.clone()))
+    {
+        return; // Already being deleted.
+    }
+    let release = |sh: &Shared| {
+        if let Ok(mut ex) = sh.executing.lock() {
+            ex.remove(&key);
+        }
+    };
+    let reason = "deleting a VM of ours that no pool wants";
+    let opened = sh
+        .store
+        .open_intent_with_event(
+            &NewIntent {
+                pool: pool.to_owned(),
+                node: name.to_owned(),
+                kind: ActionKind::Delete,
+                detail: json!({"garbage": true}),
+                reason: reason.to_owned(),
+            },
+            &NewEvent {
+                kind: "gc.vm".into(),
+                pool: Some(pool.to_owned()),
+                node: Some(name.to_owned()),
+                actor: "controller".into(),
+                message: reason.to_owned(),
+                data: json!({"owner": owner}),
+            },
+        )
+        .await;
+    let intent = match opened {
+        Ok((intent, _)) => intent,
+        Err(e) => {
+            tracing::warn!(vm = %name, error = %crate::chain(&e), "cannot journal the garbage collection of a VM: not deleting it now");
+            release(sh);
+            return;
+        }
+    };
+    let failed = |e: &azure::ArmError| IntentOutcome::Failed {
+        code: e.code.clone(),
+        message: e.message.clone(),
+    };
+    let op = match sh.arm.delete_vm(&sh.cfg.resource_group, name).await {
+        Ok(op) => op,
+        Err(e) => {
+            tracing::warn!(vm = %name, error = %crate::chain(&e), "garbage collection of a VM failed");
+            let _ = sh.store.close_intent(intent, &failed(&e)).await;
+            release(sh);
+            return;
+        }
+    };
+    if let Some(v) = op.as_ref().and_then(|op| serde_json::to_value(op).ok()) {
+        let _ = sh.store.set_intent_operation(intent, &v).await;
+    }
+    let sh = sh.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let outcome = match op {
+            None => IntentOutcome::Succeeded,
+            Some(op) => match op.wait_done(&sh.arm).await {
+                Ok(()) => IntentOutcome::Succeeded,
+                Err(e) => {
+                    tracing::warn!(vm = %name, error = %crate::chain(&e), "garbage collection of a VM failed");
+                    failed(&e)
+                }
+            },
+        };
+        let _ = sh.store.close_intent(intent, &outcome).await;
+        if let Ok(mut ex) = sh.executing.lock() {
+            ex.remove(&name.to_ascii_lowercase());
+        }
+        sh.settled.notify_one();
+    });
+}
+
 /// True (and the sweep time recorded) if NICs and disks are due to be listed.
 fn sweep_due(sh: &Shared) -> bool {
     let Ok(mut last) = sh.gc_last_sweep.lock() else {
@@ -110,7 +199,12 @@ fn sweep_due(sh: &Shared) -> bool {
     due
 }
 
-pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<String>, owner: &str) {
+pub(crate) async fn collect(
+    sh: &Arc<Shared>,
+    obs: &Observation,
+    pools: &HashSet<String>,
+    owner: &str,
+) {
     let rg = &sh.cfg.resource_group;
     let mut garbage = HashSet::new();
     for vm in obs.vms.values() {
@@ -120,22 +214,7 @@ pub(crate) async fn collect(sh: &Shared, obs: &Observation, pools: &HashSet<Stri
         let key = format!("vm:{}", vm.name.to_ascii_lowercase());
         garbage.insert(key.clone());
         if grace_passed(sh, &key) && vm.state != rb_core::NodeState::Deleting {
-            match sh.arm.delete_vm(rg, &vm.name).await {
-                Ok(_) => {
-                    let _ = event(
-                        sh,
-                        "gc.vm",
-                        Some(&vm.pool),
-                        Some(&vm.name),
-                        "deleting a VM of ours that no pool wants",
-                        json!({"owner": owner}),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    tracing::warn!(vm = %vm.name, error = %crate::chain(&e), "garbage collection of a VM failed")
-                }
-            }
+            delete_garbage_vm(sh, &vm.pool, &vm.name, owner).await;
         }
     }
     let sweep = sweep_due(sh);

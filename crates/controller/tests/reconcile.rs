@@ -355,11 +355,28 @@ async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic
 
     let ctl = f.controller();
     ctl.start_up().await;
-    f.step_until(&ctl, "the ghost VM, NIC and disk gone", async |f| {
-        ours(f).await.is_empty()
-    })
+    f.step_until(
+        &ctl,
+        "the ghost VM, NIC and disk gone, the delete closed",
+        async |f| ours(f).await.is_empty() && f.store.open_intents().await.unwrap().is_empty(),
+    )
     .await;
     assert!(f.store.list_vms(None).await.unwrap().is_empty());
+    // Journalled like every ARM write: the intent before the call, the operation, the outcome.
+    let deleted = f
+        .store
+        .last_intent_for("ghost-00001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted.kind, ActionKind::Delete, "{deleted:?}");
+    assert!(deleted.operation.is_some(), "{deleted:?}");
+    assert_eq!(
+        deleted.outcome,
+        Some(IntentOutcome::Succeeded),
+        "{deleted:?}"
+    );
+    assert!(f.store.open_intents().await.unwrap().is_empty());
 }
 
 /// An intent left open while the daemon runs (its task ended without closing it) is not
