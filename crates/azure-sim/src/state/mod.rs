@@ -5,8 +5,11 @@
 //! completes, and `advance` applies everything that is due before a request is answered. So
 //! state never changes between two requests that nobody sees, no background task is needed,
 //! and a test that polls sees transitions exactly when their latency has passed.
+//!
+//! `ops.rs` holds the operations and `advance`; `stats.rs` what is counted; the world's types
+//! and its resource bookkeeping are here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use arm_model::ErrorDetail;
@@ -17,6 +20,11 @@ use time::OffsetDateTime;
 use crate::config::SimConfig;
 use crate::persist::{StaticStr, datetime, instant, opt_instant, static_str};
 use crate::throttle::{ArmClass, ComputeGroup, TokenBucket};
+
+mod ops;
+mod stats;
+
+pub use stats::Stats;
 
 /// Upper bounds that keep memory bounded whatever clients do.
 pub const MAX_RESOURCES: usize = 200_000;
@@ -364,99 +372,6 @@ pub struct Op {
     pub failure_reported: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Stats {
-    pub requests: BTreeMap<String, u64>,
-    pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
-    pub throttled_429: u64,
-    pub faults_injected: u64,
-    pub evictions: u64,
-    pub batch_preemptions: u64,
-    pub operations_failed: u64,
-    /// Booting VMs (`boot.enabled`): registered, refused, unreachable, never registering.
-    pub boots_registered: u64,
-    pub boots_failed: u64,
-    pub boots_never: u64,
-    /// Wall-clock time (Unix milliseconds) of the latest ARM write or delete (any method but
-    /// GET), for measuring how fast a client reacts; `None` before the first.
-    pub last_write_unix_ms: Option<u64>,
-    /// PUTs that created a VM (not updates or retries of an existing one), by lower-case VM
-    /// name: more than one for a name means it was created, deleted and created again.
-    pub vm_creates: BTreeMap<String, u64>,
-    /// Names whose latest create's operation succeeded. A client that reuses the name of a
-    /// create that did not succeed (failed, or deleted while creating) creates it again,
-    /// legitimately; one that creates a name whose previous VM succeeded has duplicated it.
-    pub vm_last_create_succeeded: BTreeSet<String>,
-    /// Names created again although their previous create had succeeded (a duplicate, or a
-    /// good VM's name burned and reused), with how many times that happened.
-    pub vm_repeats: BTreeMap<String, u64>,
-    /// What happened to each VM name whose create failed, from that create on, in order:
-    /// `create`, `create failed`, `create succeeded`, `update` (a PUT on the existing VM),
-    /// `delete` (a DELETE that started deleting it), `deleted`. Shows whether a client
-    /// deleted a failed VM before creating its name again. Names that never failed are not
-    /// kept (the map would grow with the farm); each list keeps its first
-    /// [`LIFECYCLE_KEPT`] entries.
-    pub vm_failed_lifecycle: BTreeMap<String, Vec<String>>,
-    /// Failed asynchronous operations whose failure a client saw (the first poll of the
-    /// operation's status that answered it), by error code.
-    pub failures_reported: BTreeMap<String, u64>,
-}
-
-/// Entries kept per name in `Stats::vm_failed_lifecycle`.
-pub const LIFECYCLE_KEPT: usize = 64;
-
-impl Stats {
-    /// Notes `what` in the lifecycle of VM `name` if its create ever failed; a failed create
-    /// starts the lifecycle (with the `create` it failed).
-    pub fn vm_lifecycle(&mut self, name: &str, what: &str) {
-        let key = name.to_ascii_lowercase();
-        let list = if what == "create failed" {
-            self.vm_failed_lifecycle
-                .entry(key)
-                .or_insert_with(|| vec!["create".to_owned()])
-        } else {
-            match self.vm_failed_lifecycle.get_mut(&key) {
-                Some(l) => l,
-                None => return,
-            }
-        };
-        if list.len() < LIFECYCLE_KEPT {
-            list.push(what.to_owned());
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut requests = serde_json::Map::new();
-        for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
-            requests.insert(m.into(), json!(self.requests.get(m).copied().unwrap_or(0)));
-        }
-        for (m, n) in &self.requests {
-            requests.entry(m.clone()).or_insert(json!(n));
-        }
-        json!({
-            "requests": requests,
-            "by_type": self.by_type,
-            "throttled_429": self.throttled_429,
-            "faults_injected": self.faults_injected,
-            "evictions": self.evictions,
-            "batch_preemptions": self.batch_preemptions,
-            "operations_failed": self.operations_failed,
-            "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
-            "last_write_unix_ms": self.last_write_unix_ms,
-            "vm_creates": self.vm_creates.values().sum::<u64>(),
-            // Only the names created again although the earlier create had not failed (a
-            // duplicate, or a good VM's name burned and reused); the map of all would grow
-            // with the farm.
-            "vm_creates_repeated": self.vm_creates.iter().filter(|(name, _)| {
-                self.vm_repeats.contains_key(*name)
-            }).collect::<BTreeMap<_, _>>(),
-            "failures_reported": self.failures_reported,
-            "vm_failed_lifecycle": self.vm_failed_lifecycle,
-        })
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingEviction {
     #[serde(with = "instant")]
@@ -558,247 +473,9 @@ impl State {
     pub fn insert(&mut self, res: Res) {
         self.res.insert(key(&res.id), res);
     }
+}
 
-    /// Starts an operation that completes after `latency`.
-    pub fn start_op(
-        &mut self,
-        latency: Duration,
-        effect: Effect,
-        fail_with: Option<(ErrorDetail, http::StatusCode)>,
-        now: Instant,
-    ) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        let seq = self.next_seq();
-        if let Some(vm) = effect.vm().map(str::to_owned)
-            && let Some(v) = self.get_mut(&vm).and_then(Res::vm_mut)
-        {
-            v.busy_op = Some(id.clone());
-        }
-        self.ops.insert(
-            id.clone(),
-            Op {
-                id: id.clone(),
-                start: self.clock.wall(),
-                end: None,
-                due: now + latency,
-                finished_at: None,
-                seq,
-                effect,
-                fail_with,
-                status: OpStatus::InProgress,
-                failure_reported: false,
-            },
-        );
-        id
-    }
-
-    /// Applies every transition that is due at `now`, oldest first.
-    pub fn advance(&mut self, now: Instant) {
-        let mut due: Vec<(Instant, u64, String)> = self
-            .ops
-            .values()
-            .filter(|o| matches!(o.status, OpStatus::InProgress) && o.due <= now)
-            .map(|o| (o.due, o.seq, o.id.clone()))
-            .collect();
-        due.sort();
-        for (_, _, id) in due {
-            self.complete_op(&id, now);
-        }
-        if !self.evictions.is_empty() {
-            let (ready, later): (Vec<_>, Vec<_>) =
-                self.evictions.drain(..).partition(|e| e.due <= now);
-            self.evictions = later;
-            for e in ready {
-                self.apply_eviction(&e.vm, now);
-            }
-        }
-        self.advance_pools(now);
-        self.prune_ops(now);
-    }
-
-    fn prune_ops(&mut self, now: Instant) {
-        self.ops.retain(|_, o| match o.finished_at {
-            Some(t) => now.saturating_duration_since(t) < OP_RETENTION,
-            None => true,
-        });
-        if self.ops.len() > MAX_OPS {
-            let mut finished: Vec<(u64, String)> = self
-                .ops
-                .values()
-                .filter(|o| o.finished_at.is_some())
-                .map(|o| (o.seq, o.id.clone()))
-                .collect();
-            finished.sort();
-            let excess = self.ops.len() - MAX_OPS;
-            for (_, id) in finished.into_iter().take(excess) {
-                self.ops.remove(&id);
-            }
-        }
-    }
-
-    fn finish_op(&mut self, id: &str, status: OpStatus, now: Instant) {
-        if let Some(op) = self.ops.get_mut(id) {
-            if matches!(status, OpStatus::Failed(..)) {
-                self.stats.operations_failed += 1;
-            }
-            op.status = status;
-            op.end = Some(self.clock.wall());
-            op.finished_at = Some(now);
-        }
-    }
-
-    /// Marks an operation that a later one superseded (e.g. a create preempted by a delete).
-    pub fn cancel_op(&mut self, id: &str, now: Instant) {
-        if self
-            .ops
-            .get(id)
-            .is_some_and(|o| matches!(o.status, OpStatus::InProgress))
-        {
-            let detail = ErrorDetail {
-                code: "OperationPreempted".into(),
-                message: "Operation execution has been preempted by a more recent operation."
-                    .into(),
-                ..ErrorDetail::default()
-            };
-            self.finish_op(id, OpStatus::Canceled(detail), now);
-        }
-    }
-
-    /// First boot of a VM with `customData`, when booting is on: queue its register call,
-    /// unless the configuration says it never registers.
-    fn boot(&mut self, vm_id: &str) {
-        if !self.cfg.boot.enabled {
-            return;
-        }
-        let Some(res) = self.get_mut(vm_id) else {
-            return;
-        };
-        let name = res.name.clone();
-        let Some(v) = res.vm_mut() else {
-            return;
-        };
-        if v.booted {
-            return;
-        }
-        v.booted = true;
-        let Some(custom_data) = v.custom_data.clone() else {
-            return;
-        };
-        self.queue_boot(name, BootScript::CustomData(custom_data));
-    }
-
-    /// Queues a boot's calls, unless the configuration says the machine never registers.
-    pub(crate) fn queue_boot(&mut self, name: String, script: BootScript) {
-        let never = self
-            .cfg
-            .boot
-            .never_register
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&name))
-            || (self.cfg.boot.never_register_fraction > 0.0
-                && fastrand::f64() < self.cfg.boot.never_register_fraction);
-        if never {
-            self.stats.boots_never += 1;
-            return;
-        }
-        self.boots.push(PendingBoot { vm: name, script });
-    }
-
-    fn complete_op(&mut self, id: &str, now: Instant) {
-        let Some(op) = self.ops.get(id).cloned() else {
-            return;
-        };
-        let status = match op.fail_with.clone() {
-            Some((detail, http)) => OpStatus::Failed(detail, http),
-            None => OpStatus::Succeeded,
-        };
-        if let Some(vm_id) = op.effect.vm()
-            && let Some(v) = self.get_mut(vm_id).and_then(Res::vm_mut)
-            && v.busy_op.as_deref() == Some(id)
-        {
-            v.busy_op = None;
-        }
-        let failed_code = op.fail_with.as_ref().map(|(d, _)| d.code.clone());
-        match &op.effect {
-            Effect::None => {}
-            Effect::VmCreate { vm } | Effect::VmStart { vm } => {
-                // A VM whose create (or start) failed stays, in provisioning state `Failed`,
-                // until it is deleted: "Failed: Represents a failed operation", one of the
-                // provisioning states a VM can be in
-                // (https://learn.microsoft.com/en-us/azure/virtual-machines/states-billing#provisioning-states);
-                // its NIC and OS disk stay with it.
-                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
-                    match &failed_code {
-                        None => {
-                            v.power = Power::Running;
-                            v.provisioning = "Succeeded".into();
-                            v.failed_code = None;
-                        }
-                        Some(code) => {
-                            v.power = Power::Deallocated;
-                            v.allocated = false;
-                            v.provisioning = "Failed".into();
-                            v.failed_code = Some(code.clone());
-                        }
-                    }
-                }
-                if matches!(op.effect, Effect::VmCreate { .. })
-                    && let Some(name) = vm.rsplit('/').next()
-                {
-                    if failed_code.is_none() {
-                        self.stats
-                            .vm_last_create_succeeded
-                            .insert(name.to_ascii_lowercase());
-                        self.stats.vm_lifecycle(name, "create succeeded");
-                    } else {
-                        self.stats.vm_lifecycle(name, "create failed");
-                    }
-                }
-                if failed_code.is_none() {
-                    self.os_disk_provisioned(vm);
-                    self.boot(vm);
-                }
-            }
-            Effect::VmUpdate { vm } | Effect::VmRestart { vm } => {
-                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
-                    v.provisioning = "Succeeded".into();
-                    if matches!(op.effect, Effect::VmRestart { .. }) {
-                        v.power = Power::Running;
-                    }
-                }
-            }
-            Effect::VmDeallocate { vm } => {
-                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
-                    v.power = Power::Deallocated;
-                    v.allocated = false;
-                    v.provisioning = "Succeeded".into();
-                }
-            }
-            Effect::VmPowerOff { vm } => {
-                if let Some(v) = self.get_mut(vm).and_then(Res::vm_mut) {
-                    v.power = Power::Stopped;
-                    v.provisioning = "Succeeded".into();
-                }
-            }
-            Effect::VmDelete { vm } => {
-                self.remove_vm(vm);
-                if let Some(name) = vm.rsplit('/').next() {
-                    self.stats.vm_lifecycle(name, "deleted");
-                }
-            }
-            Effect::DiskCreate { disk } => {
-                if let Some(d) = self.get_mut(disk) {
-                    d.provisioning = "Succeeded".into();
-                }
-            }
-            Effect::Remove { id } => self.remove_tree(id),
-            Effect::PoolDelete { pool } => {
-                self.res.remove(&key(pool));
-            }
-        }
-        self.finish_op(id, status, now);
-    }
-
+impl State {
     /// Removes a VM and, per each `deleteOption`, its NICs and OS disk; what stays is
     /// detached.
     pub fn remove_vm(&mut self, vm_id: &str) {

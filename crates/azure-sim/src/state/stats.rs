@@ -1,0 +1,99 @@
+//! What the simulator counts, for `GET /_sim/stats`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stats {
+    pub requests: BTreeMap<String, u64>,
+    pub by_type: BTreeMap<String, BTreeMap<String, u64>>,
+    pub throttled_429: u64,
+    pub faults_injected: u64,
+    pub evictions: u64,
+    pub batch_preemptions: u64,
+    pub operations_failed: u64,
+    /// Booting VMs (`boot.enabled`): registered, refused, unreachable, never registering.
+    pub boots_registered: u64,
+    pub boots_failed: u64,
+    pub boots_never: u64,
+    /// Wall-clock time (Unix milliseconds) of the latest ARM write or delete (any method but
+    /// GET), for measuring how fast a client reacts; `None` before the first.
+    pub last_write_unix_ms: Option<u64>,
+    /// PUTs that created a VM (not updates or retries of an existing one), by lower-case VM
+    /// name: more than one for a name means it was created, deleted and created again.
+    pub vm_creates: BTreeMap<String, u64>,
+    /// Names whose latest create's operation succeeded. A client that reuses the name of a
+    /// create that did not succeed (failed, or deleted while creating) creates it again,
+    /// legitimately; one that creates a name whose previous VM succeeded has duplicated it.
+    pub vm_last_create_succeeded: BTreeSet<String>,
+    /// Names created again although their previous create had succeeded (a duplicate, or a
+    /// good VM's name burned and reused), with how many times that happened.
+    pub vm_repeats: BTreeMap<String, u64>,
+    /// What happened to each VM name whose create failed, from that create on, in order:
+    /// `create`, `create failed`, `create succeeded`, `update` (a PUT on the existing VM),
+    /// `delete` (a DELETE that started deleting it), `deleted`. Shows whether a client
+    /// deleted a failed VM before creating its name again. Names that never failed are not
+    /// kept (the map would grow with the farm); each list keeps its first
+    /// [`LIFECYCLE_KEPT`] entries.
+    pub vm_failed_lifecycle: BTreeMap<String, Vec<String>>,
+    /// Failed asynchronous operations whose failure a client saw (the first poll of the
+    /// operation's status that answered it), by error code.
+    pub failures_reported: BTreeMap<String, u64>,
+}
+
+/// Entries kept per name in `Stats::vm_failed_lifecycle`.
+pub const LIFECYCLE_KEPT: usize = 64;
+
+impl Stats {
+    /// Notes `what` in the lifecycle of VM `name` if its create ever failed; a failed create
+    /// starts the lifecycle (with the `create` it failed).
+    pub fn vm_lifecycle(&mut self, name: &str, what: &str) {
+        let key = name.to_ascii_lowercase();
+        let list = if what == "create failed" {
+            self.vm_failed_lifecycle
+                .entry(key)
+                .or_insert_with(|| vec!["create".to_owned()])
+        } else {
+            match self.vm_failed_lifecycle.get_mut(&key) {
+                Some(l) => l,
+                None => return,
+            }
+        };
+        if list.len() < LIFECYCLE_KEPT {
+            list.push(what.to_owned());
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut requests = serde_json::Map::new();
+        for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
+            requests.insert(m.into(), json!(self.requests.get(m).copied().unwrap_or(0)));
+        }
+        for (m, n) in &self.requests {
+            requests.entry(m.clone()).or_insert(json!(n));
+        }
+        json!({
+            "requests": requests,
+            "by_type": self.by_type,
+            "throttled_429": self.throttled_429,
+            "faults_injected": self.faults_injected,
+            "evictions": self.evictions,
+            "batch_preemptions": self.batch_preemptions,
+            "operations_failed": self.operations_failed,
+            "boots": {"registered": self.boots_registered, "failed": self.boots_failed, "never": self.boots_never},
+            "last_write_unix_ms": self.last_write_unix_ms,
+            "vm_creates": self.vm_creates.values().sum::<u64>(),
+            // Only the names created again although the earlier create had not failed (a
+            // duplicate, or a good VM's name burned and reused); the map of all would grow
+            // with the farm.
+            "vm_creates_repeated": self.vm_creates.iter().filter(|(name, _)| {
+                self.vm_repeats.contains_key(*name)
+            }).collect::<BTreeMap<_, _>>(),
+            "failures_reported": self.failures_reported,
+            "vm_failed_lifecycle": self.vm_failed_lifecycle,
+        })
+    }
+}
