@@ -269,6 +269,289 @@ mod tests {
         );
     }
 
+    /// What the ARM client sends for a body: the typed `VirtualMachine`, serialized. The random
+    /// password (in `adminPassword` and inside the Windows AutoLogon content) is masked.
+    fn sent(body: impl serde::Serialize) -> Value {
+        let typed: VirtualMachine =
+            serde_json::from_value(serde_json::to_value(body).unwrap()).unwrap();
+        let wire = serde_json::to_value(&typed).unwrap();
+        let Some(password) = wire["properties"]["osProfile"]["adminPassword"].as_str() else {
+            return wire;
+        };
+        assert!(password.len() >= 12, "{password}");
+        let text = serde_json::to_string(&wire)
+            .unwrap()
+            .replace(password, "PASSWORD");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    const SUBNET: &str =
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/s";
+    const NSG: &str =
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkSecurityGroups/n";
+
+    fn nic(nsg: Option<&str>) -> Value {
+        let mut nic = json!({
+            "name": "maya-00001-nic",
+            "properties": {
+                "primary": true,
+                "deleteOption": "Delete",
+                "ipConfigurations": [
+                    {"name": "ipconfig1", "properties": {"primary": true, "subnet": {"id": SUBNET}}}
+                ],
+            }
+        });
+        if let Some(nsg) = nsg {
+            nic["properties"]["networkSecurityGroup"] = json!({"id": nsg});
+        }
+        nic
+    }
+
+    fn expected(os_profile: Value, image: Value, nsg: Option<&str>, priority: Value) -> Value {
+        let mut properties = json!({
+            "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+            "storageProfile": {
+                "imageReference": image,
+                "osDisk": {
+                    "name": "maya-00001-os",
+                    "createOption": "FromImage",
+                    "caching": "ReadWrite",
+                    "deleteOption": "Delete",
+                    "managedDisk": {"storageAccountType": "StandardSSD_LRS"},
+                },
+            },
+            "osProfile": os_profile,
+            "networkProfile": {
+                "networkApiVersion": "2022-11-01",
+                "networkInterfaceConfigurations": [nic(nsg)],
+            },
+        });
+        for (key, value) in priority.as_object().unwrap() {
+            properties[key] = value.clone();
+        }
+        json!({
+            "location": "westeurope",
+            "tags": {"renderburst-pool": "maya", "renderburst-owner": "o"},
+            "properties": properties,
+        })
+    }
+
+    fn marketplace() -> Value {
+        json!({"publisher": "a", "offer": "b", "sku": "c", "version": "d"})
+    }
+
+    fn regular() -> Value {
+        json!({"priority": "Regular"})
+    }
+
+    #[test]
+    fn linux_bodies_are_pinned() {
+        let mut with_key = place();
+        with_key.ssh_public_key = Some("ssh-ed25519 AAAAkey render@farm".into());
+        let body = vm_body(
+            &spec(Os::Linux),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &with_key,
+            Some("#cloud-config\n"),
+        );
+        assert_eq!(
+            sent(body),
+            expected(
+                json!({
+                    "computerName": "maya-00001",
+                    "adminUsername": "render",
+                    "customData": "I2Nsb3VkLWNvbmZpZwo=",
+                    "linuxConfiguration": {
+                        "disablePasswordAuthentication": true,
+                        "ssh": {"publicKeys": [{
+                            "path": "/home/render/.ssh/authorized_keys",
+                            "keyData": "ssh-ed25519 AAAAkey render@farm",
+                        }]},
+                    },
+                }),
+                marketplace(),
+                None,
+                regular(),
+            )
+        );
+
+        let body = vm_body(
+            &spec(Os::Linux),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            None,
+        );
+        assert_eq!(
+            sent(body),
+            expected(
+                json!({
+                    "computerName": "maya-00001",
+                    "adminUsername": "render",
+                    "adminPassword": "PASSWORD",
+                    "linuxConfiguration": {"disablePasswordAuthentication": false},
+                }),
+                marketplace(),
+                None,
+                regular(),
+            )
+        );
+    }
+
+    #[test]
+    fn windows_bodies_are_pinned() {
+        let body = vm_body(
+            &spec(Os::Windows),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            Some("Write-Host hi"),
+        );
+        assert_eq!(
+            sent(body),
+            expected(
+                json!({
+                    "computerName": "maya-00001",
+                    "adminUsername": "render",
+                    "adminPassword": "PASSWORD",
+                    "customData": "V3JpdGUtSG9zdCBoaQ==",
+                    "windowsConfiguration": {
+                        "provisionVMAgent": true,
+                        "enableAutomaticUpdates": false,
+                        "additionalUnattendContent": [
+                            {
+                                "passName": "OobeSystem",
+                                "componentName": "Microsoft-Windows-Shell-Setup",
+                                "settingName": "AutoLogon",
+                                "content": "<AutoLogon><Password><Value>PASSWORD</Value></Password><Enabled>true</Enabled><LogonCount>1</LogonCount><Username>render</Username></AutoLogon>",
+                            },
+                            {
+                                "passName": "OobeSystem",
+                                "componentName": "Microsoft-Windows-Shell-Setup",
+                                "settingName": "FirstLogonCommands",
+                                "content": "<FirstLogonCommands><SynchronousCommand><CommandLine>powershell.exe -NoProfile -ExecutionPolicy Bypass -Command \"Copy-Item C:\\AzureData\\CustomData.bin C:\\AzureData\\renderburst-bootstrap.ps1; &amp; C:\\AzureData\\renderburst-bootstrap.ps1\"</CommandLine><Description>renderburst bootstrap</Description><Order>1</Order></SynchronousCommand></FirstLogonCommands>",
+                            },
+                        ],
+                    },
+                }),
+                marketplace(),
+                None,
+                regular(),
+            )
+        );
+
+        let body = vm_body(
+            &spec(Os::Windows),
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            None,
+        );
+        assert_eq!(
+            sent(body),
+            expected(
+                json!({
+                    "computerName": "maya-00001",
+                    "adminUsername": "render",
+                    "adminPassword": "PASSWORD",
+                    "windowsConfiguration": {"provisionVMAgent": true, "enableAutomaticUpdates": false},
+                }),
+                marketplace(),
+                None,
+                regular(),
+            )
+        );
+    }
+
+    #[test]
+    fn spot_images_nsg_and_pool_tags_are_pinned() {
+        let password_less = json!({
+            "computerName": "maya-00001",
+            "adminUsername": "render",
+            "adminPassword": "PASSWORD",
+            "linuxConfiguration": {"disablePasswordAuthentication": false},
+        });
+        for (policy, max_price, wire_policy) in [
+            (EvictionPolicy::Deallocate, -1.0, "Deallocate"),
+            (EvictionPolicy::Delete, 0.25, "Delete"),
+        ] {
+            let mut spot = spec(Os::Linux);
+            spot.spot.eviction_policy = policy;
+            spot.spot.max_price = max_price;
+            let body = vm_body(
+                &spot,
+                "maya-00001",
+                "Standard_D4s_v5",
+                Priority::Spot,
+                &place(),
+                None,
+            );
+            assert_eq!(
+                sent(body),
+                expected(
+                    password_less.clone(),
+                    marketplace(),
+                    None,
+                    json!({
+                        "priority": "Spot",
+                        "evictionPolicy": wire_policy,
+                        "billingProfile": {"maxPrice": max_price},
+                    }),
+                )
+            );
+        }
+
+        // A gallery image by id, an NSG on the NIC, and the pool's own tags next to ours.
+        let gallery = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/g/images/i/versions/1.0.0";
+        let mut tagged = spec(Os::Linux);
+        tagged.image = gallery.into();
+        tagged.tags = [("project".to_owned(), "film".to_owned())].into();
+        let mut with_nsg = place();
+        with_nsg.nsg_id = Some(NSG.into());
+        let body = vm_body(
+            &tagged,
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &with_nsg,
+            None,
+        );
+        let mut want = expected(
+            password_less.clone(),
+            json!({"id": gallery}),
+            Some(NSG),
+            regular(),
+        );
+        want["tags"]["project"] = json!("film");
+        assert_eq!(sent(body), want);
+
+        // A URN with missing parts sends only the parts it has.
+        let mut short = spec(Os::Linux);
+        short.image = "Canonical:ubuntu-24_04-lts".into();
+        let body = vm_body(
+            &short,
+            "maya-00001",
+            "Standard_D4s_v5",
+            Priority::Regular,
+            &place(),
+            None,
+        );
+        assert_eq!(
+            sent(body),
+            expected(
+                password_less,
+                json!({"publisher": "Canonical", "offer": "ubuntu-24_04-lts"}),
+                None,
+                regular(),
+            )
+        );
+    }
+
     #[test]
     fn image_urn_and_id() {
         assert_eq!(
