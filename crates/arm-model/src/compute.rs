@@ -1,9 +1,10 @@
 //! `Microsoft.Compute`: virtual machines (with their instance view), managed disks, and the
 //! IMDS Scheduled Events document a Spot VM sees before it is evicted.
 //!
-//! Only what renderburst reads or sends is typed; nested blocks it merely passes through
-//! (Linux/Windows configuration, data disks, public IP configurations) stay `serde_json::Value`
-//! so they survive a read-modify-write unchanged.
+//! Only what renderburst reads or sends is typed; nested blocks it merely passes through (data
+//! disks, public IP configurations) stay `serde_json::Value`, and the Linux/Windows
+//! configurations keep the fields they do not model in `other`, so everything survives a
+//! read-modify-write unchanged.
 
 use serde::{Deserialize, Serialize};
 
@@ -193,12 +194,118 @@ pub struct OsProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub linux_configuration: Option<serde_json::Value>,
+    pub linux_configuration: Option<LinuxConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub windows_configuration: Option<serde_json::Value>,
+    pub windows_configuration: Option<WindowsConfiguration>,
     /// Responses carry `"secrets": []`; kept so a round trip is faithful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<serde_json::Value>>,
+}
+
+/// `osProfile.linuxConfiguration` (Compute REST spec, `ComputeRP/stable/2025-04-01/
+/// computeRPCommon.json`, definitions `LinuxConfiguration`, `SshConfiguration`,
+/// `SshPublicKey`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxConfiguration {
+    /// `true` requires `ssh.publicKeys`; `false` requires `osProfile.adminPassword`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_password_authentication: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshConfiguration>,
+    /// Absent means `true`.
+    #[serde(
+        default,
+        rename = "provisionVMAgent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provision_vm_agent: Option<bool>,
+    /// Fields not modelled here (`patchSettings`, `enableVMAgentPlatformUpdates`, ...), kept
+    /// as they came so a round trip is faithful.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshConfiguration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_keys: Option<Vec<SshPublicKey>>,
+}
+
+/// A key appended to `path` (for example `/home/<user>/.ssh/authorized_keys`) on the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshPublicKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_data: Option<String>,
+}
+
+/// `osProfile.windowsConfiguration` (Compute REST spec, `ComputeRP/stable/2025-04-01/
+/// computeRPCommon.json`, definitions `WindowsConfiguration`, `AdditionalUnattendContent`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsConfiguration {
+    /// Absent means `true`.
+    #[serde(
+        default,
+        rename = "provisionVMAgent",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provision_vm_agent: Option<bool>,
+    /// Absent means `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_automatic_updates: Option<bool>,
+    /// XML added to the `Unattend.xml` Windows Setup runs; each entry under 4 KB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_unattend_content: Option<Vec<AdditionalUnattendContent>>,
+    /// Fields not modelled here (`timeZone`, `patchSettings`, `winRM`,
+    /// `enableVMAgentPlatformUpdates`, ...), kept as they came so a round trip is faithful.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One `Unattend.xml` fragment. The spec allows exactly one pass and one component, and the
+/// settings in [`UnattendSetting`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalUnattendContent {
+    /// See [`UnattendPass`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_name: Option<String>,
+    /// See [`UnattendComponent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_name: Option<String>,
+    /// See [`UnattendSetting`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setting_name: Option<String>,
+    /// The XML, including the setting's root element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// Values of `passName` (the only one the spec allows).
+pub struct UnattendPass;
+
+impl UnattendPass {
+    pub const OOBE_SYSTEM: &'static str = "OobeSystem";
+}
+
+/// Values of `componentName` (the only one the spec allows).
+pub struct UnattendComponent;
+
+impl UnattendComponent {
+    pub const SHELL_SETUP: &'static str = "Microsoft-Windows-Shell-Setup";
+}
+
+/// Values of `settingName`.
+pub struct UnattendSetting;
+
+impl UnattendSetting {
+    pub const AUTO_LOGON: &'static str = "AutoLogon";
+    pub const FIRST_LOGON_COMMANDS: &'static str = "FirstLogonCommands";
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -492,4 +599,47 @@ pub struct StartRequests {
 #[serde(rename_all = "PascalCase")]
 pub struct StartRequest {
     pub event_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Fields of the OS configurations the model does not name still survive a round trip.
+    #[test]
+    fn os_configurations_keep_unmodelled_fields() {
+        let profile = json!({
+            "linuxConfiguration": {
+                "disablePasswordAuthentication": true,
+                "provisionVMAgent": true,
+                "patchSettings": {"patchMode": "ImageDefault", "assessmentMode": "ImageDefault"},
+                "enableVMAgentPlatformUpdates": false,
+            },
+            "windowsConfiguration": {
+                "provisionVMAgent": true,
+                "enableAutomaticUpdates": false,
+                "timeZone": "Pacific Standard Time",
+                "winRM": {"listeners": [{"protocol": "Http"}]},
+                "additionalUnattendContent": [{
+                    "passName": "OobeSystem",
+                    "componentName": "Microsoft-Windows-Shell-Setup",
+                    "settingName": "FirstLogonCommands",
+                    "content": "<FirstLogonCommands/>",
+                }],
+            },
+        });
+        let parsed: OsProfile = serde_json::from_value(profile.clone()).unwrap();
+        let linux = parsed.linux_configuration.as_ref().unwrap();
+        assert_eq!(linux.provision_vm_agent, Some(true));
+        assert!(linux.other.contains_key("patchSettings"));
+        let windows = parsed.windows_configuration.as_ref().unwrap();
+        assert_eq!(windows.enable_automatic_updates, Some(false));
+        let unattend = windows.additional_unattend_content.as_ref().unwrap();
+        assert_eq!(
+            unattend[0].setting_name.as_deref(),
+            Some(UnattendSetting::FIRST_LOGON_COMMANDS)
+        );
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), profile);
+    }
 }

@@ -219,7 +219,7 @@ async fn start_op(
         ActionKind::Create => {
             let size = action.size.clone().unwrap_or_default();
             let custom_data = node_bootstrap(sh, spec, &action.node).await?;
-            let body = vmspec::vm_body(
+            let vm = vmspec::vm_body(
                 spec,
                 &action.node,
                 &size,
@@ -227,9 +227,6 @@ async fn start_op(
                 &sh.cfg.placement,
                 custom_data.as_deref(),
             );
-            let vm = vmspec::vm_model(body).map_err(|e| {
-                ArmError::new(azure::ErrorKind::Decode, "EncodeError", e.to_string())
-            })?;
             Ok(Some(
                 arm.create_or_update_vm(rg, &action.node, &vm).await?.1,
             ))
