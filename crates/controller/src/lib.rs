@@ -721,6 +721,19 @@ impl Controller {
                 self.evicted(&vm.pool, &vm.name, "deallocate", &vm.size)
                     .await?;
             }
+            // A create of ours still in flight that Azure already shows failed stays
+            // `creating` until the executor records the outcome (the operation's poll comes
+            // after the listing): that outcome may mark the offering unavailable, and a
+            // `failed` node here would have the planner send a replacement create to the same
+            // offering first (seen under load: two creates into a size that had run out).
+            let state = if vm.state == NodeState::Failed
+                && in_flight.contains(&key)
+                && old.is_some_and(|o| o.state == NodeState::Creating)
+            {
+                NodeState::Creating
+            } else {
+                vm.state
+            };
             let started_at = match (vm.state, old.and_then(|o| o.started_at)) {
                 (NodeState::Running, Some(t))
                     if old.is_some_and(|o| o.state == NodeState::Running) =>
@@ -745,7 +758,7 @@ impl Controller {
                     pool: vm.pool.clone(),
                     size: vm.size.clone(),
                     priority: vm.priority,
-                    state: vm.state,
+                    state,
                     power_state: vm.power.clone(),
                     azure_id: Some(vm.id.clone()),
                     failed_code: vm.failed_code.clone(),
