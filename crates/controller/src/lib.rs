@@ -14,12 +14,17 @@
 
 pub mod backoff;
 mod batch;
+mod config;
+mod deletion;
+use deletion::{force_requests, remove_deleted_pool, tagged_remains};
 pub mod bootstrap;
 pub mod error;
 mod execute;
 mod gc;
+mod inventory;
 mod observe;
 mod outage;
+mod recovery;
 pub mod schedules;
 pub mod vmspec;
 
@@ -29,75 +34,19 @@ use std::time::{Duration, Instant};
 
 use azure::ArmClient;
 use rb_core::task::{PoolError, Task};
-use rb_core::{Condition, NodeState, PoolMode, UnixSeconds};
-use store::{Store, VmRecord};
+use rb_core::{Condition, PoolMode, UnixSeconds};
+use store::Store;
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use batch::pool_model;
 pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
+pub use config::{ControllerConfig, ENDED_REQUESTS_KEPT_SECONDS, EnrollmentConfig};
 use error::ResultExt;
 pub use error::{Error, chain};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use rb_core::task::{ActivationStatus, PoolActivation};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
-
-/// How long released and expired node requests are kept after they ended.
-pub const ENDED_REQUESTS_KEPT_SECONDS: i64 = 24 * 3600;
-
-/// Knobs of the reconciler.
-#[derive(Debug, Clone)]
-pub struct ControllerConfig {
-    pub resource_group: String,
-    pub placement: Placement,
-    pub reconcile_interval: Duration,
-    /// Longest an activation may spend reading Azure. An activation that reaches it stops
-    /// reading (reads are safe to drop), plans only from what it completed, is recorded as
-    /// cut, and the next one runs on schedule: during an outage the ARM client retries each
-    /// read for up to its retry budget, and without a bound the reconciler (and every pool's
-    /// status) would wait that long in silence.
-    pub activation_timeout: Duration,
-    /// ARM writes (with their polling) in flight at once.
-    pub max_concurrent_operations: usize,
-    /// Resources of ours that no pool wants are removed after this long.
-    pub gc_grace: Duration,
-    /// Events kept in the store.
-    pub events_retained: u64,
-    /// The configured Batch account (in `resource_group`), searched for Batch pools of ours
-    /// that no pool wants, besides the accounts pools name.
-    pub batch_account: Option<String>,
-    /// The daemon's side of node bootstrap: its URL, time zone and hosts entry.
-    pub bootstrap: BootstrapConfig,
-    /// Batch nodes' enrollment: window and token rotation (`[bootstrap]`).
-    pub enrollment: EnrollmentConfig,
-    /// The secrets the operator declared (`[secrets.NAME]`), for nodes' bootstrap.
-    pub secrets: Arc<bootstrap::DeclaredSecrets>,
-    /// The longest hold of a pool's creates after permanent failures
-    /// (`[controller] error_backoff_max_seconds`; see [`backoff`]).
-    pub error_backoff_max: Duration,
-}
-
-/// Batch nodes' enrollment (`[bootstrap]` of the configuration). Anyone who can read a Batch
-/// pool in Azure can read its enrollment token, so a token is only worth something for nodes
-/// the daemon has listed, within `window` of their allocation, and it is replaced every
-/// `rotate_every`; the one it replaced keeps working for `overlap` (nodes allocated just
-/// before the rotation carry it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnrollmentConfig {
-    pub window: Duration,
-    pub rotate_every: Duration,
-    pub overlap: Duration,
-}
-
-impl Default for EnrollmentConfig {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_secs(1800),
-            rotate_every: Duration::from_secs(24 * 3600),
-            overlap: Duration::from_secs(3600),
-        }
-    }
-}
 
 /// Shared between the driver and the executor's tasks.
 pub(crate) struct Shared {
@@ -160,80 +109,6 @@ fn conditions_since(
         .collect();
     since.retain(|(p, kind), _| p != pool || out.iter().any(|c| &c.kind == kind));
     out
-}
-
-/// The last step of deleting a pool, once nothing of it is left in Azure: its row goes.
-async fn remove_deleted_pool(sh: &Shared, pool: &str, what: &str) -> error::Result<()> {
-    sh.store.remove_pool(pool).await?;
-    // Its backoff rows and reusable names went with its row.
-    backoff::forget(sh, pool);
-    // A forced deletion asked for is done, whichever path got here.
-    let _ = sh.store.delete_task_status(&Task::force_delete(pool)).await;
-    let _ = execute::event(
-        sh,
-        "pool.deleted",
-        Some(pool),
-        None,
-        &format!("the pool has no {what} left and is gone"),
-        serde_json::json!({}),
-    )
-    .await;
-    Ok(())
-}
-
-/// Pools whose forced deletion was asked for (`DELETE /v1/pools/{name}?force=true`), with
-/// the `created_at` of the pool row it was asked for.
-async fn force_requests(sh: &Shared) -> HashMap<String, UnixSeconds> {
-    sh.store
-        .task_statuses()
-        .await
-        .unwrap_or_default()
-        .force_deletes()
-        .map(|(pool, request)| (pool.to_owned(), request.created_at))
-        .collect()
-}
-
-/// What is still in Azure tagged with this pool, from this activation's complete listing of
-/// our VMs and the Batch pool's observation (a Batch pool that could not be observed never
-/// gets here: nothing is forgotten from part of the picture).
-async fn tagged_remains(
-    sh: &Shared,
-    record: &store::PoolRecord,
-    observation: &Observation,
-) -> Vec<String> {
-    let name = &record.spec.name;
-    let mut remains: Vec<String> = observation
-        .vms
-        .values()
-        .filter(|o| o.pool == *name)
-        .map(|o| format!("VM {}", o.name))
-        .collect();
-    remains.sort();
-    if record.spec.mode == PoolMode::Batch {
-        match sh.store.get_batch_state(name).await {
-            Ok(Some(state)) => {
-                if state.observed.as_ref().is_some_and(|v| v.owned) {
-                    remains.push(format!(
-                        "Batch pool {} in account {}",
-                        record
-                            .spec
-                            .batch
-                            .as_ref()
-                            .and_then(|b| b.existing_pool.clone())
-                            .unwrap_or_else(|| name.clone()),
-                        record
-                            .spec
-                            .batch
-                            .as_ref()
-                            .map_or("?", |b| b.account.as_str())
-                    ));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => remains.push(format!("unknown (store: {e})")),
-        }
-    }
-    remains
 }
 
 /// Least time from one activation's start to the next when only operations ended: 120 ms
@@ -372,7 +247,7 @@ impl Controller {
     /// recovery sees succeed ends its pool's streak as a live one would.
     pub async fn start_up(&self) {
         backoff::load(&self.shared).await;
-        execute::recover(&self.shared).await;
+        recovery::recover(&self.shared).await;
     }
 
     /// One activation over every pool.
@@ -433,7 +308,7 @@ impl Controller {
         let owner = sh.store.owner_id().await?;
         let pools = sh.store.list_pools().await?;
         backoff::load(sh).await;
-        execute::resolve_stranded(sh).await;
+        recovery::resolve_stranded(sh).await;
         // Nodes in flight before the listing starts: an operation that ends while the pages
         // are read has a node that may be on no page (created after its page was read) and
         // no longer in flight afterwards; without this it would be taken for gone.
@@ -674,202 +549,6 @@ impl Controller {
                 Some(v) if !v.owned => true,
                 Some(v) => adopted && nodes == 0 && v.targets.total() == 0,
             }
-    }
-
-    /// Brings the inventory in line with what Azure shows.
-    async fn sync_inventory(
-        &self,
-        obs: &Observation,
-        in_flight: &HashSet<String>,
-        now: UnixSeconds,
-    ) -> Result<(), store::StoreError> {
-        let store = &self.shared.store;
-        let known = store.list_vms(None).await?;
-        // Batch pools' nodes are not VMs: `batch::observe` keeps their rows.
-        let pools: HashMap<String, rb_core::PoolSpec> = store
-            .list_pools()
-            .await?
-            .into_iter()
-            .filter(|p| p.spec.mode == PoolMode::Vm)
-            .map(|p| (p.spec.name.clone(), p.spec))
-            .collect();
-        let mut seen = HashSet::new();
-        for vm in obs.vms.values() {
-            if !pools.contains_key(&vm.pool) {
-                continue; // Not a pool we manage: the garbage collector's business.
-            }
-            let key = vm.name.to_ascii_lowercase();
-            seen.insert(key.clone());
-            let old = known.iter().find(|k| k.name.eq_ignore_ascii_case(&vm.name));
-            // A Spot VM we left running that Azure shows deallocated, with nothing of ours in
-            // flight on it: evicted under the Deallocate policy.
-            if let Some(o) = old
-                && vm.state == NodeState::Deallocated
-                && vm.priority == rb_core::Priority::Spot
-                && matches!(
-                    o.state,
-                    NodeState::Running | NodeState::Starting | NodeState::Deallocating
-                )
-                && !in_flight.contains(&key)
-                && !self
-                    .last_write_was(
-                        &vm.name,
-                        &[rb_core::ActionKind::Deallocate, rb_core::ActionKind::Delete],
-                    )
-                    .await?
-            {
-                self.evicted(&vm.pool, &vm.name, "deallocate", &vm.size)
-                    .await?;
-            }
-            // A create of ours still in flight that Azure already shows failed stays
-            // `creating` until the executor records the outcome (the operation's poll comes
-            // after the listing): that outcome may mark the offering unavailable, and a
-            // `failed` node here would have the planner send a replacement create to the same
-            // offering first (seen under load: two creates into a size that had run out).
-            let state = if vm.state == NodeState::Failed
-                && in_flight.contains(&key)
-                && old.is_some_and(|o| o.state == NodeState::Creating)
-            {
-                NodeState::Creating
-            } else {
-                vm.state
-            };
-            let started_at = match (vm.state, old.and_then(|o| o.started_at)) {
-                (NodeState::Running, Some(t))
-                    if old.is_some_and(|o| o.state == NodeState::Running) =>
-                {
-                    Some(t)
-                }
-                (NodeState::Running, _) => Some(now),
-                (_, t) => t,
-            };
-            let deallocated_at = match (vm.state, old.and_then(|o| o.deallocated_at)) {
-                (NodeState::Deallocated, Some(t))
-                    if old.is_some_and(|o| o.state == NodeState::Deallocated) =>
-                {
-                    Some(t)
-                }
-                (NodeState::Deallocated, _) => Some(now),
-                (_, t) => t,
-            };
-            store
-                .upsert_vm(&VmRecord {
-                    name: vm.name.clone(),
-                    pool: vm.pool.clone(),
-                    size: vm.size.clone(),
-                    priority: vm.priority,
-                    state,
-                    power_state: vm.power.clone(),
-                    azure_id: Some(vm.id.clone()),
-                    failed_code: vm.failed_code.clone(),
-                    created_at: old.map_or(now, |o| o.created_at),
-                    started_at,
-                    deallocated_at,
-                    last_seen: Some(now),
-                    last_heartbeat: None,
-                    busy: false,
-                    draining: false,
-                    registered_at: None,
-                    node_seen_at: None,
-                })
-                .await?;
-        }
-        for k in known.iter().filter(|k| pools.contains_key(&k.pool)) {
-            let key = k.name.to_ascii_lowercase();
-            if seen.contains(&key) || in_flight.contains(&key) || k.state == NodeState::Missing {
-                continue;
-            }
-            // Gone, and our last write on it was a delete (the journal outlives restarts,
-            // where memory does not): our delete, whose outcome a stop cut short of recording.
-            // A parked VM deleted by someone else is still out-of-band.
-            if self
-                .last_write_was(&k.name, &[rb_core::ActionKind::Delete])
-                .await?
-            {
-                tracing::info!(pool = %k.pool, node = %k.name, "gone after our own delete");
-                store.delete_vm(&k.name).await?;
-                continue;
-            }
-            // A Spot VM of a pool whose eviction policy is Delete: Azure deletes the VM and
-            // its disks when it evicts it, so vanishing is what an eviction looks like.
-            let policy_delete = pools.get(&k.pool).is_some_and(|p| {
-                p.priority == rb_core::Priority::Spot
-                    && p.spot.eviction_policy == rb_core::spec::EvictionPolicy::Delete
-            });
-            if k.priority == rb_core::Priority::Spot
-                && policy_delete
-                && matches!(
-                    k.state,
-                    NodeState::Running | NodeState::Starting | NodeState::Deleting
-                )
-            {
-                self.evicted(&k.pool, &k.name, "delete", &k.size).await?;
-                store.delete_vm(&k.name).await?;
-                continue;
-            }
-            // In the inventory, not in Azure, nothing of ours in flight: deleted outside
-            // renderburst.
-            let mut gone = k.clone();
-            gone.state = NodeState::Missing;
-            store.upsert_vm(&gone).await?;
-        }
-        Ok(())
-    }
-}
-
-impl Controller {
-    /// Whether renderburst's last write on the node (by the intent journal) was one of
-    /// `kinds` and did not fail: then what Azure shows now is our doing.
-    async fn last_write_was(
-        &self,
-        node: &str,
-        kinds: &[rb_core::ActionKind],
-    ) -> Result<bool, store::StoreError> {
-        let last = self.shared.store.last_intent_for(node).await?;
-        Ok(last.is_some_and(|i| {
-            kinds.contains(&i.kind)
-                && !matches!(i.outcome, Some(store::IntentOutcome::Failed { .. }))
-        }))
-    }
-
-    /// A Spot VM of a VM pool was evicted: an event and the pool's eviction count (shown as
-    /// the pool's `status.preempted`), not an out-of-band delete.
-    ///
-    /// Azure says what an eviction does, per the VM's `evictionPolicy`, not that one
-    /// happened: "Deallocate" leaves the VM stopped-deallocated with its disks, "Delete"
-    /// removes the VM and its disks (Microsoft Learn, "Azure Spot Virtual Machines",
-    /// https://learn.microsoft.com/azure/virtual-machines/spot-vms, section "Eviction
-    /// policy"). So an eviction is inferred from the stored state and the intent journal:
-    /// a Spot VM we last started or created that Azure now shows deallocated, or that is gone
-    /// from a pool whose policy is Delete.
-    async fn evicted(
-        &self,
-        pool: &str,
-        node: &str,
-        policy: &str,
-        size: &str,
-    ) -> Result<(), store::StoreError> {
-        let total = self
-            .shared
-            .store
-            .bump_task_counter(&Task::evictions(pool))
-            .await?;
-        tracing::info!(pool, node, policy, "Spot VM evicted");
-        let what = if policy == "delete" {
-            "deleted it"
-        } else {
-            "deallocated it"
-        };
-        let _ = execute::event(
-            &self.shared,
-            "node.evicted",
-            Some(pool),
-            Some(node),
-            &format!("Spot VM evicted by Azure, which {what} (eviction policy {policy}); the pool replaces the capacity"),
-            serde_json::json!({"eviction_policy": policy, "size": size, "evictions_total": total}),
-        )
-        .await;
-        Ok(())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The one ARM write that creates a render node: VM, NIC and OS disk together, the NIC and
 //! disk named after the VM and deleted with it (`deleteOption: Delete`), tagged with the pool
 //! and this daemon's owner id.
+//!
+//! Over 600 lines: most of it is the unit tests that pin the JSON the create sends.
 
 use arm_model::SubResource;
 use arm_model::compute::{

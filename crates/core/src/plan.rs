@@ -1,5 +1,8 @@
 //! The planner: a pure function from a pool's spec, its desired count, what Azure shows and
 //! what renderburst is already doing, to the actions of one activation, each with a reason.
+//!
+//! Over 600 lines: one planner whose steps share one state (`Planner`); its tests live in
+//! `tests/planner.rs`.
 
 use std::collections::HashSet;
 

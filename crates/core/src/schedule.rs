@@ -26,6 +26,8 @@
 //! or before `now`, if it is later than the last one applied (or than the moment the schedule
 //! was defined). The scheduler asks it on every tick, so a tick on time applies that firing,
 //! and the first tick after downtime applies the most recent one missed, never a backlog.
+//!
+//! Over 600 lines: the second half is its unit tests.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -1,0 +1,222 @@
+//! Recovery: intents a previous process left open are resolved before the first activation
+//! (`recover`), and intents left open while this process runs are resolved at every
+//! activation (`resolve_stranded`), each by following its operation to its end or, without
+//! one, by looking at the resource itself (`resolve`).
+
+use std::sync::Arc;
+
+use azure::{ArmError, Operation};
+use rb_core::{ActionKind, Offering, Priority, Unavailable};
+use serde_json::json;
+use store::IntentOutcome;
+
+use crate::Shared;
+use crate::error::chain;
+use crate::execute::{event, record_success, unavailability};
+use crate::now;
+
+/// An operation of the previous run that failed: logged as an `arm.error` like a failure seen
+/// live (every ARM error the daemon sees is in the event log), and a capacity or quota
+/// refusal makes the planner avoid the offering as it would have.
+async fn recovered_failure(sh: &Arc<Shared>, intent: &store::Intent, e: &ArmError) {
+    let verb = format!("{:?}", intent.kind).to_ascii_lowercase();
+    tracing::warn!(pool = %intent.pool, node = %intent.node, action = %verb, code = %e.code, error = %chain(&e), "action of the previous run failed");
+    let mut data = json!({"code": e.code, "status": e.status, "action": verb,
+                          "request_id": e.request_id, "recovered": true});
+    let size = intent.detail["size"].as_str().unwrap_or_default();
+    let priority: Option<Priority> = serde_json::from_value(intent.detail["priority"].clone()).ok();
+    if let (Some(reason), false, Some(priority)) = (unavailability(e), size.is_empty(), priority) {
+        let u = Unavailable::new(Offering::new(size, priority), reason, &e.code, now());
+        data["unavailable_until"] = json!(u.until);
+        let _ = sh.store.set_unavailable(&u).await;
+    }
+    let _ = event(
+        sh,
+        "arm.error",
+        Some(&intent.pool),
+        Some(&intent.node),
+        &format!("{verb} {} failed: {}: {}", intent.node, e.code, e.message),
+        data,
+    )
+    .await;
+}
+
+/// Intents resolved at once at start-up. Following an operation costs at least its first
+/// `Retry-After` (a second) however old it is, so one at a time made a restart after a
+/// burst wait a second per intent (9 intents took 10 s); reads are paced by the governor
+/// either way.
+const RECOVERY_CONCURRENCY: usize = 8;
+
+/// Start-up recovery: resolve every intent a previous process left open, before the first
+/// activation plans anything. Intents are independent (one node each), so they are resolved
+/// concurrently, [`RECOVERY_CONCURRENCY`] at a time.
+pub(crate) async fn recover(sh: &Arc<Shared>) {
+    let intents = match sh.store.open_intents().await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %chain(&e), "cannot read open intents");
+            return;
+        }
+    };
+    if intents.is_empty() {
+        return;
+    }
+    let count = intents.len();
+    tracing::info!(count, "resolving intents left open by the previous run");
+    let started = std::time::Instant::now();
+    let limit = Arc::new(tokio::sync::Semaphore::new(RECOVERY_CONCURRENCY));
+    let mut resolving = tokio::task::JoinSet::new();
+    for intent in intents {
+        let (sh, limit) = (sh.clone(), limit.clone());
+        resolving.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            resolve(&sh, intent, "from the previous run").await;
+        });
+    }
+    while let Some(done) = resolving.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %chain(&e), "resolving an open intent panicked");
+        }
+    }
+    tracing::info!(
+        count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "intents of the previous run resolved"
+    );
+}
+
+/// Intents open in the store that nothing in this process is working on — left by a write
+/// whose task ended without closing it, or by start-up recovery when Azure did not answer —
+/// are resolved at every activation as at start-up, in the background, each node counted in
+/// flight (`executing`) meanwhile so no plan touches it. An intent whose write this process
+/// runs is never taken: its node is in `executing` from before the intent was opened until
+/// after it is closed, and the intent is read again once the node is claimed.
+pub(crate) async fn resolve_stranded(sh: &Arc<Shared>) {
+    let open = match sh.store.open_intents().await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "cannot read open intents");
+            return;
+        }
+    };
+    for intent in open {
+        let key = intent.node.to_ascii_lowercase();
+        if !sh
+            .executing
+            .lock()
+            .is_ok_and(|mut ex| ex.insert(key.clone()))
+        {
+            continue;
+        }
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            // Closed meanwhile by the write that held the node a moment ago: nothing to do.
+            let still_open = matches!(
+                sh.store.last_intent_for(&intent.node).await,
+                Ok(Some(last)) if last.id == intent.id && last.closed_at.is_none()
+            );
+            if still_open {
+                tracing::warn!(pool = %intent.pool, node = %intent.node, kind = ?intent.kind, intent = intent.id, "an intent was left open: resolving it");
+                resolve(&sh, intent, "left open").await;
+            }
+            if let Ok(mut ex) = sh.executing.lock() {
+                ex.remove(&key);
+            }
+            sh.settled.notify_one();
+        });
+    }
+}
+
+/// Resolves one intent of the previous run; one that cannot be resolved yet (Azure did not
+/// answer) stays open for the next start.
+async fn resolve(sh: &Arc<Shared>, intent: store::Intent, whose: &str) {
+    let op: Option<Operation> = intent
+        .operation
+        .as_ref()
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let recovered = json!({"size": intent.detail["size"], "priority": intent.detail["priority"],
+                           "intent": intent.id, "recovered": true});
+    let outcome = match op {
+        // ARM accepted it: follow the operation to its end.
+        Some(op) => match op.wait_done(&sh.arm).await {
+            Ok(()) => {
+                crate::backoff::succeeded(sh, &intent.pool, intent.kind).await;
+                if !crate::batch::is_batch_kind(intent.kind) {
+                    record_success(
+                        sh,
+                        &intent.pool,
+                        intent.kind,
+                        &intent.node,
+                        &intent.reason,
+                        recovered.clone(),
+                    )
+                    .await;
+                }
+                IntentOutcome::Succeeded
+            }
+            Err(e) => {
+                recovered_failure(sh, &intent, &e).await;
+                IntentOutcome::Failed {
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                }
+            }
+        },
+        // A Batch write without an operation: the next observation shows what happened
+        // and the planner decides again (a create is a GET before the PUT).
+        None if crate::batch::is_batch_kind(intent.kind) => IntentOutcome::Abandoned {
+            why: "resumed after a restart: the Batch pool's observation takes over".into(),
+        },
+        // We crashed around the ARM call: look at the resource itself.
+        None => match sh
+            .arm
+            .get_vm(&sh.cfg.resource_group, &intent.node, false)
+            .await
+        {
+            Ok(Some(_)) => IntentOutcome::Abandoned {
+                why: "resumed after a restart: the VM exists; observation takes over".into(),
+            },
+            // Our delete reached Azure before the stop (or the VM was gone already):
+            // either way it is gone at our request, not outside renderburst.
+            Ok(None) if intent.kind == ActionKind::Delete => {
+                record_success(
+                    sh,
+                    &intent.pool,
+                    intent.kind,
+                    &intent.node,
+                    &intent.reason,
+                    recovered.clone(),
+                )
+                .await;
+                IntentOutcome::Abandoned {
+                    why: "resumed after a restart: the VM is gone".into(),
+                }
+            }
+            Ok(None) => {
+                if intent.kind == ActionKind::Create
+                    && let Ok(Some(vm)) = sh.store.get_vm(&intent.node).await
+                    && vm.azure_id.is_none()
+                {
+                    let _ = sh.store.delete_vm(&intent.node).await;
+                }
+                IntentOutcome::Abandoned {
+                    why: "resumed after a restart: the write never reached Azure".into(),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(node = %intent.node, error = %chain(&e), "cannot resolve an open intent yet");
+                return;
+            }
+        },
+    };
+    let _ = sh.store.close_intent(intent.id, &outcome).await;
+    let _ = event(
+        sh,
+        "intent.recovered",
+        Some(&intent.pool),
+        Some(&intent.node),
+        &format!("{:?} intent {whose} resolved: {outcome:?}", intent.kind),
+        json!({}),
+    )
+    .await;
+}
