@@ -78,14 +78,8 @@ pub(crate) async fn dispatch(
     let generation = record.generation;
     for action in plan.actions {
         let reuse = action.kind == ActionKind::Create && reused.contains(&action.node);
-        let key = action.node.to_ascii_lowercase();
-        {
-            let Ok(mut ex) = sh.executing.lock() else {
-                continue;
-            };
-            if !ex.insert(key.clone()) {
-                continue; // Already being worked on.
-            }
+        if !sh.claim(&action.node) {
+            continue; // Already being worked on.
         }
         if action.kind == ActionKind::Delete && zombies.contains(&action.node) {
             tracing::warn!(pool = %record.spec.name, node = %action.node, "node never registered: replacing it");
@@ -125,9 +119,7 @@ pub(crate) async fn dispatch(
         let intent = match intent {
             Ok((id, _event)) => id,
             Err(e) => {
-                if let Ok(mut ex) = sh.executing.lock() {
-                    ex.remove(&key);
-                }
+                sh.release(&action.node);
                 return Err(e);
             }
         };
@@ -177,9 +169,7 @@ pub(crate) async fn dispatch(
                 return;
             };
             finish(&sh2, &spec.name, generation, &action, intent, result).await;
-            if let Ok(mut ex) = sh2.executing.lock() {
-                ex.remove(&action.node.to_ascii_lowercase());
-            }
+            sh2.release(&action.node);
             sh2.settled.notify_one();
         });
     }

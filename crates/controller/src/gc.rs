@@ -108,19 +108,9 @@ async fn record_addresses(
 /// one made outside renderburst. The VM's NIC and OS disk go with it (`deleteOption:
 /// Delete`); leftovers of other writes are swept below by name.
 async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str) {
-    let key = name.to_ascii_lowercase();
-    if !sh
-        .executing
-        .lock()
-        .is_ok_and(|mut ex| ex.insert(key.clone()))
-    {
+    if !sh.claim(name) {
         return; // Already being deleted.
     }
-    let release = |sh: &Shared| {
-        if let Ok(mut ex) = sh.executing.lock() {
-            ex.remove(&key);
-        }
-    };
     let reason = "deleting a VM of ours that no pool wants";
     let opened = sh
         .store
@@ -146,7 +136,7 @@ async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str
         Ok((intent, _)) => intent,
         Err(e) => {
             tracing::warn!(vm = %name, error = %crate::chain(&e), "cannot journal the garbage collection of a VM: not deleting it now");
-            release(sh);
+            sh.release(name);
             return;
         }
     };
@@ -159,7 +149,7 @@ async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str
         Err(e) => {
             tracing::warn!(vm = %name, error = %crate::chain(&e), "garbage collection of a VM failed");
             let _ = sh.store.close_intent(intent, &failed(&e)).await;
-            release(sh);
+            sh.release(name);
             return;
         }
     };
@@ -180,9 +170,7 @@ async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str
             },
         };
         let _ = sh.store.close_intent(intent, &outcome).await;
-        if let Ok(mut ex) = sh.executing.lock() {
-            ex.remove(&name.to_ascii_lowercase());
-        }
+        sh.release(&name);
         sh.settled.notify_one();
     });
 }

@@ -80,6 +80,23 @@ pub(crate) struct Shared {
     pub accounts_listed: Mutex<Option<Instant>>,
 }
 
+impl Shared {
+    /// Claims `node` for a write of this process: false when one is already being executed
+    /// (the node is then left alone). Keys are lower-cased, as ARM names are.
+    pub(crate) fn claim(&self, node: &str) -> bool {
+        self.executing
+            .lock()
+            .is_ok_and(|mut ex| ex.insert(node.to_ascii_lowercase()))
+    }
+
+    /// Ends a claim made by [`Shared::claim`].
+    pub(crate) fn release(&self, node: &str) {
+        if let Ok(mut ex) = self.executing.lock() {
+            ex.remove(&node.to_ascii_lowercase());
+        }
+    }
+}
+
 /// The one place producers' `"Type: message"` conditions become typed [`Condition`]s: each
 /// type keeps the time it first appeared on the pool while it persists; types no longer
 /// present are forgotten.

@@ -100,12 +100,7 @@ pub(crate) async fn resolve_stranded(sh: &Arc<Shared>) {
         }
     };
     for intent in open {
-        let key = intent.node.to_ascii_lowercase();
-        if !sh
-            .executing
-            .lock()
-            .is_ok_and(|mut ex| ex.insert(key.clone()))
-        {
+        if !sh.claim(&intent.node) {
             continue;
         }
         let sh = sh.clone();
@@ -115,13 +110,12 @@ pub(crate) async fn resolve_stranded(sh: &Arc<Shared>) {
                 sh.store.last_intent_for(&intent.node).await,
                 Ok(Some(last)) if last.id == intent.id && last.closed_at.is_none()
             );
+            let node = intent.node.clone();
             if still_open {
                 tracing::warn!(pool = %intent.pool, node = %intent.node, kind = ?intent.kind, intent = intent.id, "an intent was left open: resolving it");
                 resolve(&sh, intent, "left open").await;
             }
-            if let Ok(mut ex) = sh.executing.lock() {
-                ex.remove(&key);
-            }
+            sh.release(&node);
             sh.settled.notify_one();
         });
     }

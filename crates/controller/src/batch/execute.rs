@@ -39,8 +39,7 @@ pub(crate) async fn dispatch(
     if !removals.is_empty() {
         let mut claimed = Vec::new();
         for a in removals {
-            let key = a.node.to_ascii_lowercase();
-            if !sh.executing.lock().is_ok_and(|mut ex| ex.insert(key)) {
+            if !sh.claim(&a.node) {
                 continue;
             }
             if zombies.contains(&a.node) {
@@ -71,9 +70,9 @@ pub(crate) async fn dispatch(
             {
                 Ok((id, _event)) => claimed.push((a, id)),
                 Err(e) => {
-                    release(sh, &a.node);
+                    sh.release(&a.node);
                     for (a, _) in &claimed {
-                        release(sh, &a.node);
+                        sh.release(&a.node);
                     }
                     return Err(e);
                 }
@@ -87,7 +86,7 @@ pub(crate) async fn dispatch(
                 remove_nodes(&sh2, &spec, &claimed).await;
                 drop(permit);
                 for (a, _) in &claimed {
-                    release(&sh2, &a.node);
+                    sh2.release(&a.node);
                 }
                 sh2.wake.notify_one();
             });
@@ -107,11 +106,7 @@ pub(crate) async fn dispatch(
     });
     if let Some(a) = pool_ops.into_iter().next().or(rotation) {
         let node = pool_intent_node(&spec.name);
-        if !sh
-            .executing
-            .lock()
-            .is_ok_and(|mut ex| ex.insert(node.to_ascii_lowercase()))
-        {
+        if !sh.claim(&node) {
             return Ok(());
         }
         let detail = json!({"targets": a.targets, "batch_pool": batch_pool_name(spec)});
@@ -131,7 +126,7 @@ pub(crate) async fn dispatch(
         {
             Ok((id, _event)) => id,
             Err(e) => {
-                release(sh, &node);
+                sh.release(&node);
                 return Err(e);
             }
         };
@@ -144,7 +139,7 @@ pub(crate) async fn dispatch(
             let result = pool_write(&sh2, &spec, &a, intent, &owner).await;
             drop(permit);
             finish_pool_write(&sh2, &spec, generation, &a, intent, result).await;
-            release(&sh2, &node);
+            sh2.release(&node);
             sh2.wake.notify_one();
         });
     }
@@ -161,12 +156,6 @@ fn decision(pool: &str, a: &Action, data: Value) -> NewEvent {
         actor: "controller".into(),
         message: a.reason.clone(),
         data,
-    }
-}
-
-fn release(sh: &Shared, node: &str) {
-    if let Ok(mut ex) = sh.executing.lock() {
-        ex.remove(&node.to_ascii_lowercase());
     }
 }
 
