@@ -162,20 +162,25 @@ impl Farm {
         panic!("not reached in 200 activations: {what}");
     }
 
-    async fn stats(&self) -> Value {
+    /// A `/_sim` control call's answer.
+    async fn sim_get(&self, path: &str) -> Value {
         let c = reqwest::Client::builder()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(self.sim.ca_pem().as_bytes()).unwrap(),
             )
             .build()
             .unwrap();
-        c.get(format!("{}/_sim/stats", self.sim.base_url()))
+        c.get(format!("{}{path}", self.sim.base_url()))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    async fn stats(&self) -> Value {
+        self.sim_get("/_sim/stats").await
     }
 
     async fn vm_puts(&self) -> u64 {
@@ -324,20 +329,7 @@ async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic
     f.sim.advance_clock(Duration::from_secs(60));
     op.wait(&arm).await.unwrap();
     let ours = async |f: &Farm| {
-        let c = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(f.sim.ca_pem().as_bytes()).unwrap(),
-            )
-            .build()
-            .unwrap();
-        let all: Value = c
-            .get(format!("{}/_sim/resources", f.sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let all = f.sim_get("/_sim/resources").await;
         all["resources"]
             .as_array()
             .unwrap()
