@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rb_core::task::{ForceDelete, Task, TaskStatuses};
-use rb_core::{Plan, PoolSpec};
+use rb_core::{PoolPlan, PoolSpec};
 use serde_json::{Value, json};
 use store::{NewEvent, PoolRecord, Store};
 
@@ -509,27 +509,38 @@ async fn check_batch_account(store: &Store, spec: &PoolSpec) -> Result<(), ApiEr
 }
 
 /// The plan for a pool from the store alone: the same read model the controller plans
-/// from (`Store::plan_pool`), with the holds of the controller's backoff (stored) applied as
+/// from (`Store::pool_snapshot`), with the holds of the controller's backoff (stored) applied as
 /// the controller applies them.
-pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<Plan, ApiError> {
-    Ok(what_if_held(store, record).await?.plan)
+pub async fn what_if(store: &Store, record: &PoolRecord) -> Result<PoolPlan, ApiError> {
+    Ok(held_plan(store, record).await?.0)
 }
 
 /// [`what_if`], with what the holds keep back: the plan made without them, compared kind by
 /// kind with the plan made with them.
 pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::PlanView, ApiError> {
+    let (plan, held, held_until) = held_plan(store, record).await?;
+    Ok(view::PlanView::new(&plan, held, held_until))
+}
+
+type HeldPlan = (PoolPlan, Vec<view::HeldWrites>, Option<String>);
+
+async fn held_plan(store: &Store, record: &PoolRecord) -> Result<HeldPlan, ApiError> {
     let now = view::now();
     let rows = store.list_backoffs(Some(&record.spec.name)).await?;
     let snapshot = store
         .pool_snapshot(record, &Default::default(), now)
         .await?;
-    let free = snapshot.plan(&record.spec, None, now);
+    let free = snapshot.plan(&record.spec, &rb_core::CreateGate::open(), now);
     let create = rows
         .iter()
         .find(|r| r.kind == rb_core::ActionKind::Create)
         .map(|r| r.hold_at(record.generation, now));
     let mut plan = if create.is_some() && record.spec.mode == rb_core::PoolMode::Vm {
-        snapshot.plan(&record.spec, create.as_ref(), now)
+        snapshot.plan(
+            &record.spec,
+            &rb_core::CreateGate::backoff(create.as_ref()),
+            now,
+        )
     } else {
         free.clone()
     };
@@ -540,14 +551,13 @@ pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::Pl
         })
         .map(|r| (r.kind, r.hold_at(record.generation, now)))
         .collect();
-    rb_core::apply_holds(&mut plan, &others, now);
-    let count = |p: &Plan, kind| p.actions.iter().filter(|a| a.kind == kind).count();
+    plan.apply_holds(&others, now);
     let mut held_until: Option<i64> = None;
     let held = rows
         .iter()
         .map(|r| {
             let hold = r.hold_at(record.generation, now);
-            let steps = count(&free, r.kind).saturating_sub(count(&plan, r.kind));
+            let steps = free.count(r.kind).saturating_sub(plan.count(r.kind));
             if steps > 0 && now < hold.until {
                 held_until = Some(held_until.map_or(hold.until, |t| t.min(hold.until)));
             }
@@ -564,11 +574,11 @@ pub async fn what_if_held(store: &Store, record: &PoolRecord) -> Result<view::Pl
             }
         })
         .collect();
-    Ok(view::PlanView {
+    Ok((
         plan,
         held,
-        held_until: held_until.and_then(|t| view::rfc3339(t).as_str().map(str::to_owned)),
-    })
+        held_until.and_then(|t| view::rfc3339(t).as_str().map(str::to_owned)),
+    ))
 }
 
 /// The rules of a stored spec ([`pool_write::check_spec`]) before anything else is read:

@@ -460,20 +460,106 @@ pub fn rfc3339(t: UnixSeconds) -> Value {
         .map_or_else(|| Value::from(t), Value::from)
 }
 
-/// Now, in Unix seconds.
 /// `GET /v1/pools/{name}/plan`: what the next activation would do — the plan with the
 /// controller's holds applied, as the controller would take it — and what those holds keep
 /// back, until when and why.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlanView {
-    #[serde(flatten)]
-    pub plan: rb_core::Plan,
+    /// What the activation would do, in order, each with its reason.
+    pub actions: Vec<PlannedStep>,
+    /// Why the pool cannot reach its desired count now, or other facts an admin should see
+    /// (`"NoCapacity: ..."`, `"AtMax"`...): stable type, human text after.
+    pub conditions: Vec<String>,
+    /// Nodes counted toward the desired count (creating, starting, running, not draining).
+    pub active: u32,
+    pub desired: u32,
+    /// Running nodes that did not register in time (bootstrap pools): deleted and replaced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zombies: Vec<String>,
     /// The pool's writes held back after failures (the controller's backoff), one per kind
     /// of write with a failure streak; empty when nothing is held.
     pub held: Vec<HeldWrites>,
     /// The earliest time a held write is tried again (RFC 3339), when the plan holds back
     /// steps it would otherwise take; null otherwise.
     pub held_until: Option<String>,
+}
+
+impl PlanView {
+    /// The plan of either backend as the API shows it (one list of steps, whatever the pool).
+    pub fn new(
+        plan: &rb_core::PoolPlan,
+        held: Vec<HeldWrites>,
+        held_until: Option<String>,
+    ) -> Self {
+        use rb_core::PoolPlan;
+        let (actions, conditions, active, desired, zombies) = match plan {
+            PoolPlan::Vm(p) => (
+                p.actions
+                    .iter()
+                    .map(|a| PlannedStep {
+                        size: a.size.clone(),
+                        priority: a.priority,
+                        ..PlannedStep::of(a)
+                    })
+                    .collect(),
+                &p.conditions,
+                p.active,
+                p.desired,
+                &p.zombies,
+            ),
+            PoolPlan::Batch(p) => (
+                p.actions
+                    .iter()
+                    .map(|a| PlannedStep {
+                        targets: a.targets,
+                        ..PlannedStep::of(a)
+                    })
+                    .collect(),
+                &p.conditions,
+                p.active,
+                p.desired,
+                &p.zombies,
+            ),
+        };
+        Self {
+            actions,
+            conditions: conditions.clone(),
+            active,
+            desired,
+            zombies: zombies.clone(),
+            held,
+            held_until,
+        }
+    }
+}
+
+/// One step of a plan: a write (or, `forget`, a bookkeeping step) on a node or Batch pool.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlannedStep {
+    pub kind: rb_core::ActionKind,
+    /// The VM or Batch node; for a create, the name the plan reserves; for a write on a
+    /// Batch pool, `batch:{pool}`.
+    pub node: String,
+    /// VM creates: the size and priority chosen (null otherwise).
+    pub size: Option<String>,
+    pub priority: Option<rb_core::Priority>,
+    /// Batch pool creates and resizes: the fixed-scale targets to set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<rb_core::BatchTargets>,
+    pub reason: String,
+}
+
+impl PlannedStep {
+    fn of(a: &impl rb_core::Step) -> Self {
+        Self {
+            kind: a.kind(),
+            node: a.node().to_owned(),
+            size: None,
+            priority: None,
+            targets: None,
+            reason: a.reason().to_owned(),
+        }
+    }
 }
 
 /// One kind of write the controller holds for a pool after failed attempts.
@@ -497,6 +583,7 @@ pub struct HeldWrites {
     pub condition: rb_core::Condition,
 }
 
+/// Now, in Unix seconds.
 pub fn now() -> UnixSeconds {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

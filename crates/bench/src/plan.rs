@@ -161,6 +161,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
     let runs = runs.max(1);
     let farm: Vec<Pool> = (0..pools).map(|i| pool(i, per_pool)).collect();
+    let open = rb_core::CreateGate::open();
     let inputs: Vec<PlanInput<'_>> = farm
         .iter()
         .map(|p| PlanInput {
@@ -170,7 +171,7 @@ pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
             unavailable: &p.unavailable,
             next_index: per_pool,
             deleting: false,
-            hold: None,
+            gate: &open,
             reusable: &[],
             now: NOW,
         })

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use azure::{ArmError, Operation};
 use rb_core::task::{PoolError, Task};
 use rb_core::{
-    Action, ActionKind, NodeState, Offering, Plan, Priority, Unavailable, UnavailableReason,
+    ActionKind, NodeState, Offering, Plan, Priority, Unavailable, UnavailableReason, VmAction,
+    VmActionKind,
 };
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
@@ -65,7 +66,7 @@ pub(crate) async fn dispatch(
     let creates: Vec<String> = plan
         .actions
         .iter()
-        .filter(|a| a.kind == ActionKind::Create)
+        .filter(|a| a.kind == VmActionKind::Create)
         .map(|a| a.node.clone())
         .collect();
     let reused: HashSet<String> = sh
@@ -77,11 +78,11 @@ pub(crate) async fn dispatch(
     let zombies = plan.zombies.clone();
     let generation = record.generation;
     for action in plan.actions {
-        let reuse = action.kind == ActionKind::Create && reused.contains(&action.node);
+        let reuse = action.kind == VmActionKind::Create && reused.contains(&action.node);
         if !sh.claim(&action.node) {
             continue; // Already being worked on.
         }
-        if action.kind == ActionKind::Delete && zombies.contains(&action.node) {
+        if action.kind == VmActionKind::Delete && zombies.contains(&action.node) {
             tracing::warn!(pool = %record.spec.name, node = %action.node, "node never registered: replacing it");
             let _ = event(
                 sh,
@@ -102,12 +103,12 @@ pub(crate) async fn dispatch(
                 &NewIntent {
                     pool: record.spec.name.clone(),
                     node: action.node.clone(),
-                    kind: action.kind,
+                    kind: action.kind.into(),
                     detail: detail.clone(),
                     reason: action.reason.clone(),
                 },
                 &NewEvent {
-                    kind: format!("plan.{}", verb_of(action.kind)),
+                    kind: format!("plan.{}", verb_of(action.kind.into())),
                     pool: Some(record.spec.name.clone()),
                     node: Some(action.node.clone()),
                     actor: "controller".into(),
@@ -123,7 +124,7 @@ pub(crate) async fn dispatch(
                 return Err(e);
             }
         };
-        if action.kind == ActionKind::Create {
+        if action.kind == VmActionKind::Create {
             // Count the node from now on, before ARM has even seen it.
             let t = now();
             sh.store
@@ -201,12 +202,12 @@ async fn clear_failed_vm(sh: &Shared, name: &str) -> azure::Result<()> {
 async fn start_op(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
-    action: &Action,
+    action: &VmAction,
 ) -> error::Result<Option<Operation>> {
     let rg = &sh.cfg.resource_group;
     let arm = &sh.arm;
     match action.kind {
-        ActionKind::Create => {
+        VmActionKind::Create => {
             let size = action.size.clone().unwrap_or_default();
             let custom_data = node_bootstrap(sh, spec, &action.node).await?;
             let vm = vmspec::vm_body(
@@ -221,21 +222,10 @@ async fn start_op(
                 arm.create_or_update_vm(rg, &action.node, &vm).await?.1,
             ))
         }
-        ActionKind::Start => Ok(Some(arm.start_vm(rg, &action.node).await?)),
-        ActionKind::Deallocate => Ok(Some(arm.deallocate_vm(rg, &action.node).await?)),
-        ActionKind::Delete => Ok(arm.delete_vm(rg, &action.node).await?),
-        ActionKind::Forget => Ok(None),
-        ActionKind::CreatePool
-        | ActionKind::ResizePool
-        | ActionKind::RemoveNode
-        | ActionKind::DeletePool
-        | ActionKind::StopResize
-        | ActionKind::RotateEnrollToken => Err(ArmError::new(
-            azure::ErrorKind::Config,
-            "NotAVmAction",
-            format!("{:?} is a Batch action, not a VM one", action.kind),
-        )
-        .into()),
+        VmActionKind::Start => Ok(Some(arm.start_vm(rg, &action.node).await?)),
+        VmActionKind::Deallocate => Ok(Some(arm.deallocate_vm(rg, &action.node).await?)),
+        VmActionKind::Delete => Ok(arm.delete_vm(rg, &action.node).await?),
+        VmActionKind::Forget => Ok(None),
     }
 }
 
@@ -277,11 +267,11 @@ async fn node_bootstrap(
 async fn run_action(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
-    action: &Action,
+    action: &VmAction,
     intent: i64,
     reuse: bool,
 ) -> error::Result<()> {
-    if reuse && action.kind == ActionKind::Create {
+    if reuse && action.kind == VmActionKind::Create {
         clear_failed_vm(sh, &action.node).await?;
     }
     let op = start_op(sh, spec, action).await?;
@@ -365,22 +355,22 @@ async fn finish(
     sh: &Shared,
     pool: &str,
     generation: i64,
-    action: &Action,
+    action: &VmAction,
     intent: i64,
     result: error::Result<()>,
 ) {
-    let verb = verb_of(action.kind);
+    let verb = verb_of(action.kind.into());
     match result {
         Ok(()) => {
             let _ = sh
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
-            crate::backoff::succeeded(sh, pool, action.kind).await;
+            crate::backoff::succeeded(sh, pool, action.kind.into()).await;
             record_success(
                 sh,
                 pool,
-                action.kind,
+                action.kind.into(),
                 &action.node,
                 &action.reason,
                 json!({"size": action.size, "priority": action.priority}),
@@ -419,7 +409,7 @@ async fn finish(
                     let _ = sh.store.set_unavailable(&u).await;
                 }
             }
-            if action.kind == ActionKind::Create && e.kind != azure::ErrorKind::Operation {
+            if action.kind == VmActionKind::Create && e.kind != azure::ErrorKind::Operation {
                 // Refused synchronously: nothing was created. Forget the placeholder row
                 // unless Azure shows the VM (the next observation decides).
                 if let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
@@ -434,7 +424,7 @@ async fn finish(
             let definite = e.kind == azure::ErrorKind::Operation
                 || e.status
                     .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
-            if action.kind == ActionKind::Create
+            if action.kind == VmActionKind::Create
                 && definite
                 && let Err(err) = sh.store.add_reusable_name(pool, &action.node).await
             {
@@ -443,7 +433,7 @@ async fn finish(
             // Capacity and quota refusals mark the offering instead; any other failure holds
             // the pool's writes of this kind (creates, starts, deallocates, deletes).
             if unavailability(&e).is_none() {
-                crate::backoff::failed(sh, pool, action.kind, generation, &e).await;
+                crate::backoff::failed(sh, pool, action.kind.into(), generation, &e).await;
             }
             let _ = sh
                 .store
@@ -473,10 +463,10 @@ async fn finish(
 /// (a node's token), so the ARM call was never made. Logged with every cause and shown as the
 /// pool's last error under the controller's own code; not an `arm.error`, and no backoff or
 /// offering mark, which are about Azure's answers. The next activation tries again.
-async fn failed_here(sh: &Shared, pool: &str, action: &Action, intent: i64, err: &Error) {
-    let verb = verb_of(action.kind);
+async fn failed_here(sh: &Shared, pool: &str, action: &VmAction, intent: i64, err: &Error) {
+    let verb = verb_of(action.kind.into());
     tracing::error!(pool, node = %action.node, action = %verb, code = %err.code(), error = %chain(err), "action failed before Azure was called");
-    if action.kind == ActionKind::Create
+    if action.kind == VmActionKind::Create
         && let Ok(Some(vm)) = sh.store.get_vm(&action.node).await
         && vm.azure_id.is_none()
     {

@@ -12,11 +12,15 @@
 //!   after a crash, open intents are resolved before the first activation.
 //! - A node with an open intent is in flight: the planner leaves it alone.
 
+mod backend;
 pub mod backoff;
 mod batch;
 mod config;
 mod deletion;
-use deletion::{force_requests, remove_deleted_pool, tagged_remains};
+use backend::{Activation, PoolBackend, reconcile_pool};
+use batch::BatchPools;
+use deletion::force_requests;
+use vm::VmPools;
 pub mod bootstrap;
 pub mod error;
 mod execute;
@@ -26,6 +30,7 @@ mod observe;
 mod outage;
 mod recovery;
 pub mod schedules;
+mod vm;
 pub mod vmspec;
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use azure::ArmClient;
-use rb_core::task::{PoolError, Task};
+use rb_core::task::Task;
 use rb_core::{Condition, PoolMode, UnixSeconds};
 use store::Store;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -41,7 +46,6 @@ use tokio::sync::{Notify, Semaphore, watch};
 pub use batch::pool_model;
 pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
 pub use config::{ControllerConfig, ENDED_REQUESTS_KEPT_SECONDS, EnrollmentConfig};
-use error::ResultExt;
 pub use error::{Error, chain};
 pub use observe::{Observation, ObservedVm, node_state};
 pub use rb_core::task::{ActivationStatus, PoolActivation};
@@ -362,161 +366,34 @@ impl Controller {
         status.observed = true;
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
-        let now = now();
         let mut in_flight = execute::in_flight(sh).await?;
         in_flight.extend(in_flight_before);
-        self.sync_inventory(&observation, &in_flight, now).await?;
-        let known: HashSet<String> = pools.iter().map(|p| p.spec.name.clone()).collect();
-        if tokio::time::timeout_at(deadline, batch::observe_accounts(sh, &pools))
-            .await
-            .is_err()
-        {
-            status.cut = true;
-        }
+        let act = Activation {
+            owner: &owner,
+            observation: &observation,
+            in_flight: &in_flight,
+            pools: &pools,
+            now: now(),
+            deadline,
+        };
+        // Each kind of pool observes what its pools share, then each pool is reconciled by
+        // its backend, then each backend collects its garbage. A new kind of pool is a new
+        // backend and one line in each of these three places.
+        status.cut |= VmPools.observe_all(sh, &act).await?;
+        status.cut |= BatchPools.observe_all(sh, &act).await?;
         let forced = force_requests(sh).await;
         for record in &pools {
-            let is_batch = record.spec.mode == PoolMode::Batch;
-            let observed = if is_batch {
-                // Past the deadline this gives up at once: the pool is reported unobserved
-                // and planned next time (Batch reads that got no answer in time: an ARM
-                // transport failure, `ActivationDeadline`).
-                tokio::time::timeout_at(deadline, batch::observe(sh, record, &owner, now))
-                    .await
-                    .unwrap_or_else(|_| {
-                        status.cut = true;
-                        Err(Error::from(azure::ArmError::new(
-                            azure::ErrorKind::Transport,
-                            "ActivationDeadline",
-                            format!(
-                                "the activation reached its deadline ({} s, activation_timeout_seconds) before the Batch pool was observed",
-                                sh.cfg.activation_timeout.as_secs()
-                            ),
-                        )))
-                    })
-            } else {
-                Ok(false)
-            };
-            let rotate_enroll_token = *observed.as_ref().unwrap_or(&false);
-            if let Err(e) = observed {
-                // Never plan a Batch pool from part of the picture.
-                tracing::warn!(pool = %record.spec.name, code = %e.code(), error = %chain(&e), "cannot observe the Batch pool");
-                let _ = sh
-                    .store
-                    .put_task_status(
-                        &Task::pool_error(&record.spec.name),
-                        &PoolError {
-                            code: e.code().to_owned(),
-                            message: format!(
-                                "cannot observe the Batch pool, nothing planned: {}",
-                                chain(&e)
-                            ),
-                            at: now,
-                        },
-                    )
-                    .await;
-                let _ = sh
-                    .store
-                    .put_task_status(
-                        &Task::pool(&record.spec.name),
-                        &PoolActivation {
-                            conditions: typed_conditions(
-                                sh,
-                                &record.spec.name,
-                                &[if e.code() == batch::ACCOUNT_NOT_FOUND {
-                                    // Named for what to fix, not for what failed.
-                                    format!("{}: {}", e.code(), e.message())
-                                } else {
-                                    format!("ObserveFailed: {}: {}", e.code(), e.message())
-                                }],
-                                now,
-                            ),
-                            observed_generation: record.generation,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                status.errors.push(format!(
-                    "observe Batch pool {}: {}",
-                    record.spec.name,
-                    chain(&e)
-                ));
-                continue;
-            }
-            // VM creates are held by the planner (probes get fresh names); the other kinds of
-            // write are taken out of the plan.
-            let (create_hold, holds) = backoff::holds(sh, record, now).await;
-            let snapshot = sh.store.pool_snapshot(record, &in_flight, now).await?;
-            let mut p = snapshot.plan(&record.spec, create_hold.as_ref(), now);
-            rb_core::apply_holds(&mut p, &holds, now);
-            let desired = p.desired;
-            let force = forced
-                .get(&record.spec.name)
-                .is_some_and(|created_at| record.deleting && *created_at == record.created_at);
-            let mut remains = Vec::new();
-            if force {
-                remains = tagged_remains(sh, record, &observation).await;
-                if remains.is_empty() {
-                    remove_deleted_pool(
-                        sh,
-                        &record.spec.name,
-                        "tagged resources in Azure (forced)",
-                    )
-                    .await?;
-                    continue;
+            match record.spec.mode {
+                PoolMode::Vm => reconcile_pool(&VmPools, sh, &act, record, &forced, status).await?,
+                PoolMode::Batch => {
+                    reconcile_pool(&BatchPools, sh, &act, record, &forced, status).await?
                 }
             }
-            let mut conditions = p.conditions.clone();
-            if !remains.is_empty() {
-                conditions.push(format!(
-                    "ForceDeleteBlocked: still in Azure, tagged renderburst-pool={}: {}",
-                    record.spec.name,
-                    remains.join(", ")
-                ));
-            }
-            let pool_status = PoolActivation {
-                desired,
-                active: p.active,
-                actions: p
-                    .actions
-                    .iter()
-                    .map(|a| format!("{:?} {}: {}", a.kind, a.node, a.reason))
-                    .collect(),
-                conditions: typed_conditions(sh, &record.spec.name, &conditions, now),
-                observed_generation: record.generation,
-            };
-            let _ = sh
-                .store
-                .put_task_status(&Task::pool(&record.spec.name), &pool_status)
-                .await;
-            status.actions += p.actions.len();
-            status.pools.insert(record.spec.name.clone(), pool_status);
-            let no_nodes = sh.store.list_vms(Some(&record.spec.name)).await?.is_empty();
-            if is_batch {
-                if record.deleting && p.actions.is_empty() && self.batch_released(record).await {
-                    remove_deleted_pool(sh, &record.spec.name, "Batch resources").await?;
-                    continue;
-                }
-                batch::dispatch(sh, record, p, &owner, rotate_enroll_token)
-                    .await
-                    .context("execute")?;
-                continue;
-            }
-            if record.deleting && no_nodes && p.actions.is_empty() {
-                let still_in_azure = observation.vms.values().any(|o| o.pool == record.spec.name);
-                if !still_in_azure {
-                    remove_deleted_pool(sh, &record.spec.name, "resources").await?;
-                    continue;
-                }
-            }
-            let next_index = snapshot.next_index().unwrap_or(record.next_index);
-            execute::dispatch(sh, record, p, next_index)
-                .await
-                .context("execute")?;
         }
         // Garbage can wait for the next activation; the deadline cannot.
         let garbage = async {
-            gc::collect(sh, &observation, &known, &owner).await;
-            batch::collect_garbage(sh, &pools, &owner).await;
+            VmPools.collect_garbage(sh, &act).await;
+            BatchPools.collect_garbage(sh, &act).await;
         };
         if tokio::time::timeout_at(deadline, garbage).await.is_err() {
             status.cut = true;
@@ -525,6 +402,7 @@ impl Controller {
                 sh.cfg.activation_timeout.as_secs()
             ));
         }
+        let now = act.now;
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones
         // are never pruned.
@@ -533,39 +411,6 @@ impl Controller {
             .prune_requests(now - ENDED_REQUESTS_KEPT_SECONDS)
             .await;
         Ok(())
-    }
-
-    /// A Batch pool being deleted is done once nothing of it is left for us: the Batch pool
-    /// is gone (or was never ours, or is an adopted one at zero) and no write is in flight.
-    async fn batch_released(&self, record: &store::PoolRecord) -> bool {
-        let sh = &self.shared;
-        let name = &record.spec.name;
-        let key = rb_core::batch::pool_intent_node(name).to_ascii_lowercase();
-        let in_flight = execute::in_flight(sh)
-            .await
-            .map(|f| f.contains(&key))
-            .unwrap_or(true);
-        let Ok(Some(state)) = sh.store.get_batch_state(name).await else {
-            return false;
-        };
-        let nodes = sh
-            .store
-            .list_vms(Some(name))
-            .await
-            .map(|v| v.len())
-            .unwrap_or(1);
-        let adopted = record
-            .spec
-            .batch
-            .as_ref()
-            .is_some_and(|b| b.existing_pool.is_some());
-        state.observed_at.is_some()
-            && !in_flight
-            && match &state.observed {
-                None => true,
-                Some(v) if !v.owned => true,
-                Some(v) => adopted && nodes == 0 && v.targets.total() == 0,
-            }
     }
 }
 

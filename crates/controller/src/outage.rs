@@ -16,22 +16,11 @@ use crate::{ActivationStatus, Controller, Error, chain, execute, now};
 /// The condition's type, before `: ` (the pool conditions' "Type: message" convention).
 pub const ARM_UNAVAILABLE: &str = "ArmUnavailable";
 
-/// `ArmUnavailable: Azure Resource Manager failing since 16:12:41 UTC: 503 ServiceUnavailable`.
+/// `ArmUnavailable: Azure Resource Manager failing since 2025-12-03 16:12:41 UTC: 503
+/// ServiceUnavailable`: the creation gate's words for an outage, shown here when Azure could
+/// not be listed at all.
 pub fn condition(since_unix: i64, last_error: &str) -> String {
-    let since = time::OffsetDateTime::from_unix_timestamp(since_unix)
-        .map(|t| {
-            format!(
-                "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        })
-        .unwrap_or_else(|_| since_unix.to_string());
-    format!("{ARM_UNAVAILABLE}: Azure Resource Manager failing since {since}: {last_error}")
+    rb_core::gate::arm_unavailable(since_unix, last_error)
 }
 
 /// After an activation: marks every pool while ARM is failing and Azure could not be listed,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
 use crate::offerings::format_utc;
-use crate::plan::{Action, ActionKind, Plan};
+use crate::plan::{ActionKind, Plan, Step};
 
 /// One condition of a pool, as the API shows it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -105,10 +105,14 @@ pub fn write_words(kind: ActionKind) -> &'static str {
 /// (a streak of failed deletes says nothing once no delete is wanted). Returns what was held,
 /// in plan order. (VM creates are held by the planner itself, [`crate::PlanInput::hold`]; the
 /// API's what-if plans without it and holds them here, to show what is held.)
-pub fn apply_holds(plan: &mut Plan, holds: &[(ActionKind, Hold)], now: UnixSeconds) -> Vec<Action> {
+pub fn apply_holds<A: Step>(
+    plan: &mut Plan<A>,
+    holds: &[(ActionKind, Hold)],
+    now: UnixSeconds,
+) -> Vec<A> {
     let mut held = Vec::new();
     for (kind, hold) in holds {
-        if !plan.actions.iter().any(|a| a.kind == *kind) {
+        if !plan.actions.iter().any(|a| a.kind() == *kind) {
             continue;
         }
         let keep = if now < hold.until {
@@ -119,7 +123,7 @@ pub fn apply_holds(plan: &mut Plan, holds: &[(ActionKind, Hold)], now: UnixSecon
         let mut kept = 0;
         let mut rest = Vec::with_capacity(plan.actions.len());
         for a in std::mem::take(&mut plan.actions) {
-            if a.kind != *kind {
+            if a.kind() != *kind {
                 rest.push(a);
             } else if kept < keep {
                 kept += 1;
@@ -158,13 +162,14 @@ mod tests {
         assert_eq!(json["type"], "NoCapacity");
     }
 
-    fn action(kind: ActionKind, node: &str) -> Action {
-        Action {
+    use crate::plan::{VmAction, VmActionKind};
+
+    fn action(kind: VmActionKind, node: &str) -> VmAction {
+        VmAction {
             kind,
             node: node.into(),
             size: None,
             priority: None,
-            targets: None,
             reason: "r".into(),
         }
     }
@@ -173,9 +178,9 @@ mod tests {
     fn holds_take_out_their_kind_then_let_a_probe_through() {
         let plan = Plan {
             actions: vec![
-                action(ActionKind::Delete, "a"),
-                action(ActionKind::Deallocate, "b"),
-                action(ActionKind::Delete, "c"),
+                action(VmActionKind::Delete, "a"),
+                action(VmActionKind::Deallocate, "b"),
+                action(VmActionKind::Delete, "c"),
             ],
             ..Plan::default()
         };
@@ -189,7 +194,7 @@ mod tests {
         let held = apply_holds(&mut held_plan, &holds, 50);
         assert_eq!(held.len(), 2);
         assert_eq!(held_plan.actions.len(), 1);
-        assert_eq!(held_plan.actions[0].kind, ActionKind::Deallocate);
+        assert_eq!(held_plan.actions[0].kind, VmActionKind::Deallocate);
         assert_eq!(
             held_plan.conditions,
             ["Blocked: AuthorizationFailed: no; next delete attempt at 1970-01-01T00:01:40Z"]
@@ -212,7 +217,7 @@ mod tests {
         let mut all = plan.clone();
         assert!(apply_holds(&mut all, &open, 100).is_empty());
         // No write of the kind wanted: no condition.
-        let mut other = Plan::default();
+        let mut other: Plan = Plan::default();
         assert!(apply_holds(&mut other, &holds, 50).is_empty());
         assert!(other.conditions.is_empty());
     }

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod bootstrap;
 pub mod condition;
 mod cron_fields;
+pub mod gate;
 pub mod offerings;
 pub mod plan;
 pub mod schedule;
@@ -20,14 +21,19 @@ pub mod spec;
 pub mod task;
 
 pub use batch::{
-    BatchInput, BatchNodeView, BatchPoolView, BatchTargets, ResizeErrorView, plan_batch,
+    BatchAction, BatchActionKind, BatchInput, BatchNodeView, BatchPoolView, BatchTargets,
+    ResizeErrorView, plan_batch,
 };
 pub use bootstrap::{BootstrapSpec, SecretRef};
 pub use condition::{Condition, Hold, apply_holds, write_words};
+pub use gate::{CreateGate, GateReason};
 pub use offerings::{Offering, Unavailable, UnavailableReason};
-pub use plan::{Action, ActionKind, NodeState, NodeView, Plan, PlanInput, ReusableName, plan};
+pub use plan::{
+    ActionKind, NodeState, NodeView, Plan, PlanInput, ReusableName, Step, VmAction, VmActionKind,
+    plan,
+};
 pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};
-pub use snapshot::{BatchSnapshot, PoolSnapshot, VmSnapshot};
+pub use snapshot::{BatchSnapshot, PoolPlan, PoolSnapshot, VmSnapshot};
 pub use spec::{
     BatchLifecycle, BatchSpec, LicenseServer, Os, PoolMode, PoolSpec, Priority, ScaleDown,
     SpecError, SpotSpec, StartTaskSpec, desired_count,

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
-use crate::condition::Hold;
+use crate::gate::CreateGate;
 use crate::offerings::{Offering, Unavailable, format_utc, is_unavailable};
 use crate::spec::{PoolSpec, Priority, ScaleDown};
 
@@ -60,6 +60,9 @@ pub struct NodeView {
     pub registered_at: Option<UnixSeconds>,
 }
 
+/// Every kind of write the journal records, whichever backend plans it: an intent's kind,
+/// a backoff streak's kind, the verb of `plan.*` events. Plans are typed per backend
+/// ([`VmActionKind`], [`crate::batch::BatchActionKind`]); each kind converts into this one.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,20 +89,61 @@ pub enum ActionKind {
     RotateEnrollToken,
 }
 
-/// One thing to do, and why.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+/// What a VM pool's plan does to one VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmActionKind {
+    /// Create a VM (one ARM write: NIC and OS disk inline, `deleteOption: Delete`).
+    Create,
+    Start,
+    Deallocate,
+    Delete,
+    /// Drop a Missing node from the inventory (no ARM call).
+    Forget,
+}
+
+impl From<VmActionKind> for ActionKind {
+    fn from(k: VmActionKind) -> Self {
+        match k {
+            VmActionKind::Create => ActionKind::Create,
+            VmActionKind::Start => ActionKind::Start,
+            VmActionKind::Deallocate => ActionKind::Deallocate,
+            VmActionKind::Delete => ActionKind::Delete,
+            VmActionKind::Forget => ActionKind::Forget,
+        }
+    }
+}
+
+/// One thing a VM pool's plan does, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Action {
-    pub kind: ActionKind,
-    /// VM name; for Create, the new deterministic name.
+pub struct VmAction {
+    pub kind: VmActionKind,
+    /// VM name; for Create, the name the plan reserves (see [`Plan`]).
     pub node: String,
     /// For Create: the size and priority chosen.
     pub size: Option<String>,
     pub priority: Option<Priority>,
-    /// For CreatePool and ResizePool: the fixed-scale targets to set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub targets: Option<crate::batch::BatchTargets>,
     pub reason: String,
+}
+
+/// What every backend's action tells the journal and the holds: its kind of write, the
+/// node (or pool) it is on, and why.
+pub trait Step {
+    fn kind(&self) -> ActionKind;
+    fn node(&self) -> &str;
+    fn reason(&self) -> &str;
+}
+
+impl Step for VmAction {
+    fn kind(&self) -> ActionKind {
+        self.kind.into()
+    }
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 /// Everything the planner needs. No IO handles, no clock.
@@ -114,10 +158,10 @@ pub struct PlanInput<'a> {
     pub next_index: u64,
     /// The pool is being deleted: remove every node (busy ones once idle).
     pub deleting: bool,
-    /// The controller's backoff after failed creates: no creates before `until`, then at most
-    /// `probe` per plan while the failures last; its condition is shown while the pool needs
-    /// nodes. The clock and the failure streak live in the controller.
-    pub hold: Option<&'a Hold>,
+    /// Every reason the pool may not create now (the controller's backoff, an ARM outage...):
+    /// no creates while it is closed, at most what it lets through otherwise; its conditions
+    /// are shown while the pool needs nodes.
+    pub gate: &'a CreateGate,
     /// Names of the pool's creates that failed definitely, kept so failures never burn names:
     /// creates take them (lowest first) before fresh indexes from `next_index`.
     pub reusable: &'a [ReusableName],
@@ -132,11 +176,11 @@ pub struct ReusableName {
     pub in_flight: bool,
 }
 
-/// The plan of one activation.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Plan {
-    pub actions: Vec<Action>,
+/// The plan of one activation of one pool, typed by its backend's actions (`Plan` is a VM
+/// pool's; a Batch pool's is `Plan<BatchAction>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan<A = VmAction> {
+    pub actions: Vec<A>,
     /// Why the pool cannot reach its desired count now, or other facts an admin should
     /// see (`"NoCapacity: ..."`, `"AtMax"`...). Stable prefixes, human text after.
     pub conditions: Vec<String>,
@@ -147,6 +191,18 @@ pub struct Plan {
     /// and replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zombies: Vec<String>,
+}
+
+impl<A> Default for Plan<A> {
+    fn default() -> Self {
+        Self {
+            actions: Vec::new(),
+            conditions: Vec::new(),
+            active: 0,
+            desired: 0,
+            zombies: Vec::new(),
+        }
+    }
 }
 
 /// The VM name for a node index: `{pool}-{index:05}`.
@@ -215,13 +271,12 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    fn push(&mut self, kind: ActionKind, node: &str, reason: String) {
-        self.plan.actions.push(Action {
+    fn push(&mut self, kind: VmActionKind, node: &str, reason: String) {
+        self.plan.actions.push(VmAction {
             kind,
             node: node.to_string(),
             size: None,
             priority: None,
-            targets: None,
             reason,
         });
     }
@@ -231,10 +286,10 @@ impl Planner<'_> {
     }
 
     /// What scale-down does to a node, per the spec.
-    fn remove_kind(&self) -> ActionKind {
+    fn remove_kind(&self) -> VmActionKind {
         match self.spec.scale_down {
-            ScaleDown::Deallocate => ActionKind::Deallocate,
-            ScaleDown::Delete => ActionKind::Delete,
+            ScaleDown::Deallocate => VmActionKind::Deallocate,
+            ScaleDown::Delete => VmActionKind::Delete,
         }
     }
 
@@ -326,14 +381,14 @@ impl Planner<'_> {
         for n in nodes.iter().filter(|n| !n.in_flight) {
             match n.state {
                 NodeState::Missing => self.push(
-                    ActionKind::Forget,
+                    VmActionKind::Forget,
                     &n.name,
                     "deleted or evicted outside renderburst".to_string(),
                 ),
                 NodeState::Failed => {
                     let code = n.failed_code.as_deref().unwrap_or("no error code");
                     self.push(
-                        ActionKind::Delete,
+                        VmActionKind::Delete,
                         &n.name,
                         format!("provisioning failed: {code}"),
                     );
@@ -364,7 +419,7 @@ impl Planner<'_> {
                 continue;
             }
             self.push(
-                ActionKind::Delete,
+                VmActionKind::Delete,
                 &n.name,
                 format!(
                     "zombie: running for {waited} s without registering (register_timeout_seconds {timeout}); replacing it"
@@ -393,7 +448,7 @@ impl Planner<'_> {
                 NodeState::Missing | NodeState::Failed | NodeState::Deleting => {}
                 NodeState::Running if self.is_busy(n) => waiting += 1,
                 _ => self.push(
-                    ActionKind::Delete,
+                    VmActionKind::Delete,
                     &n.name,
                     "pool is being deleted".to_string(),
                 ),
@@ -424,7 +479,7 @@ impl Planner<'_> {
                 drain_waiting += 1;
             } else {
                 self.push(remove, &n.name, "drained; not busy".to_string());
-                deleted += u32::from(remove == ActionKind::Delete);
+                deleted += u32::from(remove == VmActionKind::Delete);
             }
         }
         if drain_waiting > 0 {
@@ -457,7 +512,7 @@ impl Planner<'_> {
             deallocated.into_iter().partition(|n| n.draining);
         for n in &drained_parked {
             self.push(
-                ActionKind::Delete,
+                VmActionKind::Delete,
                 &n.name,
                 "drained while deallocated; deleting it".to_string(),
             );
@@ -471,7 +526,7 @@ impl Planner<'_> {
                 break;
             }
             self.push(
-                ActionKind::Start,
+                VmActionKind::Start,
                 &n.name,
                 format!("{gap}; powered off outside renderburst but still allocated, so starting it is fastest"),
             );
@@ -484,7 +539,7 @@ impl Planner<'_> {
             }
             if self.why_not_startable(n).is_none() {
                 self.push(
-                    ActionKind::Start,
+                    VmActionKind::Start,
                     &n.name,
                     format!("{gap}; starting a deallocated node is faster than creating one"),
                 );
@@ -504,7 +559,7 @@ impl Planner<'_> {
                 &n.name,
                 format!("powered off outside renderburst but still allocated (billed); {why}"),
             );
-            deleted += u32::from(remove == ActionKind::Delete);
+            deleted += u32::from(remove == VmActionKind::Delete);
         }
         // With scale_down = delete, deallocated nodes not started now are not kept.
         let mut spare: Vec<(&NodeView, String)> = Vec::new();
@@ -513,10 +568,10 @@ impl Planner<'_> {
             .filter(|n| !started.contains(&n.name.as_str()))
         {
             let why = self.why_not_startable(n);
-            if remove == ActionKind::Delete {
+            if remove == VmActionKind::Delete {
                 let why = why.unwrap_or_else(|| "not needed".to_string());
                 self.push(
-                    ActionKind::Delete,
+                    VmActionKind::Delete,
                     &n.name,
                     format!("deallocated and {why}; scale_down is delete"),
                 );
@@ -564,9 +619,9 @@ impl Planner<'_> {
         if need == 0 {
             return;
         }
-        let held = self.input.hold.filter(|h| self.now < h.until);
-        if let Some(h) = self.input.hold {
-            self.condition(h.shown("create", self.now));
+        let allowed = self.input.gate.allows(self.now);
+        for text in self.input.gate.conditions(self.now) {
+            self.condition(text);
         }
         let Some(choice) = self.choose_offering() else {
             let tried = self.unavailable_summary();
@@ -591,7 +646,7 @@ impl Planner<'_> {
             if room >= need {
                 break;
             }
-            self.push(ActionKind::Delete, &n.name, format!("{why}; replacing"));
+            self.push(VmActionKind::Delete, &n.name, format!("{why}; replacing"));
             room += 1;
             replaced += 1;
         }
@@ -603,18 +658,15 @@ impl Planner<'_> {
                 need - creates
             ));
         }
-        if held.is_some() {
-            creates = 0;
-        } else if let Some(probe) = self.input.hold.and_then(|h| h.probe) {
-            creates = creates.min(probe);
+        if let Some(allowed) = allowed {
+            creates = creates.min(allowed);
         }
         for name in self.create_names(creates) {
-            self.plan.actions.push(Action {
-                kind: ActionKind::Create,
+            self.plan.actions.push(VmAction {
+                kind: VmActionKind::Create,
                 node: name,
                 size: Some(choice.size.clone()),
                 priority: Some(choice.priority),
-                targets: None,
                 reason: format!("{gap}; {}", choice.why),
             });
         }

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{BatchInput, BatchNodeView, BatchPoolView, plan_batch};
-use crate::plan::{NodeView, Plan, PlanInput, ReusableName, plan};
-use crate::{Hold, PoolSpec, Unavailable, UnixSeconds};
+use crate::batch::{BatchAction, BatchInput, BatchNodeView, BatchPoolView, plan_batch};
+use crate::gate::CreateGate;
+use crate::plan::{NodeView, Plan, PlanInput, ReusableName, VmAction, plan};
+use crate::{PoolSpec, Unavailable, UnixSeconds};
 
 /// A pool's state as the planner reads it, per kind of pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,39 +62,88 @@ impl PoolSnapshot {
         }
     }
 
-    /// The pool's plan now. `hold` is the controller's backoff of VM creates; a Batch pool's
-    /// holds apply to its plan afterwards ([`crate::apply_holds`]).
-    pub fn plan(&self, spec: &PoolSpec, hold: Option<&Hold>, now: UnixSeconds) -> Plan {
+    /// The pool's plan now, typed by its backend, through the creation `gate`; the holds on
+    /// other kinds of write apply afterwards ([`PoolPlan::apply_holds`]).
+    pub fn plan(&self, spec: &PoolSpec, gate: &CreateGate, now: UnixSeconds) -> PoolPlan {
         match self {
-            PoolSnapshot::Vm(s) => plan(&PlanInput {
-                spec,
-                desired: s.desired,
-                nodes: &s.nodes,
-                unavailable: &s.unavailable,
-                next_index: s.next_index,
-                deleting: s.deleting,
-                hold,
-                reusable: &s.reusable,
-                now,
-            }),
-            PoolSnapshot::Batch(s) if !s.observed => Plan {
-                desired: s.desired,
+            PoolSnapshot::Vm(s) => PoolPlan::Vm(s.plan(spec, gate, now)),
+            PoolSnapshot::Batch(s) => PoolPlan::Batch(s.plan(spec, gate, now)),
+        }
+    }
+}
+
+impl VmSnapshot {
+    /// The VM pool's plan through the creation `gate` (the planner holds creates itself, so
+    /// probes get fresh names).
+    pub fn plan(&self, spec: &PoolSpec, gate: &CreateGate, now: UnixSeconds) -> Plan<VmAction> {
+        plan(&PlanInput {
+            spec,
+            desired: self.desired,
+            nodes: &self.nodes,
+            unavailable: &self.unavailable,
+            next_index: self.next_index,
+            deleting: self.deleting,
+            gate,
+            reusable: &self.reusable,
+            now,
+        })
+    }
+}
+
+impl BatchSnapshot {
+    /// The Batch pool's plan through the creation `gate`; nothing before the pool has been
+    /// observed once.
+    pub fn plan(&self, spec: &PoolSpec, gate: &CreateGate, now: UnixSeconds) -> Plan<BatchAction> {
+        if !self.observed {
+            return Plan {
+                desired: self.desired,
                 conditions: vec![
                     "NotObserved: the Batch pool has not been observed yet".to_string(),
                 ],
                 ..Plan::default()
-            },
-            PoolSnapshot::Batch(s) => plan_batch(&BatchInput {
-                spec,
-                desired: s.desired,
-                pool: s.pool.as_ref(),
-                nodes: &s.nodes,
-                unavailable: &s.unavailable,
-                empty_since: s.empty_since,
-                pool_in_flight: s.pool_in_flight,
-                deleting: s.deleting,
-                now,
-            }),
+            };
+        }
+        plan_batch(&BatchInput {
+            spec,
+            desired: self.desired,
+            pool: self.pool.as_ref(),
+            nodes: &self.nodes,
+            unavailable: &self.unavailable,
+            empty_since: self.empty_since,
+            pool_in_flight: self.pool_in_flight,
+            deleting: self.deleting,
+            gate,
+            now,
+        })
+    }
+}
+
+/// A pool's plan, typed by its backend (what the API's what-if shows, whatever the pool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PoolPlan {
+    Vm(Plan<VmAction>),
+    Batch(Plan<BatchAction>),
+}
+
+impl PoolPlan {
+    /// Applies the controller's holds ([`crate::apply_holds`]) to whichever plan this is.
+    pub fn apply_holds(&mut self, holds: &[(crate::ActionKind, crate::Hold)], now: UnixSeconds) {
+        match self {
+            PoolPlan::Vm(p) => {
+                crate::apply_holds(p, holds, now);
+            }
+            PoolPlan::Batch(p) => {
+                crate::apply_holds(p, holds, now);
+            }
+        }
+    }
+
+    /// How many of the plan's actions are writes of `kind`.
+    pub fn count(&self, kind: crate::ActionKind) -> usize {
+        use crate::plan::Step;
+        match self {
+            PoolPlan::Vm(p) => p.actions.iter().filter(|a| a.kind() == kind).count(),
+            PoolPlan::Batch(p) => p.actions.iter().filter(|a| a.kind() == kind).count(),
         }
     }
 }

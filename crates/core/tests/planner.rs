@@ -6,8 +6,8 @@ use rb_core::offerings::{Offering, Unavailable, UnavailableReason};
 use rb_core::plan::node_name;
 use rb_core::spec::{Os, PoolMode, ScaleDown, SpotSpec};
 use rb_core::{
-    Action, ActionKind, Hold, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority,
-    ReusableName, plan,
+    CreateGate, GateReason, Hold, NodeState, NodeView, Plan, PlanInput, PoolSpec, Priority,
+    ReusableName, VmAction, VmActionKind, plan,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -111,18 +111,18 @@ impl<'a> Case<'a> {
             unavailable: self.unavailable,
             next_index: self.next_index,
             deleting: self.deleting,
-            hold: self.hold,
+            gate: &CreateGate::backoff(self.hold),
             reusable: self.reusable,
             now: NOW,
         })
     }
 }
 
-fn of_kind(plan: &Plan, kind: ActionKind) -> Vec<&Action> {
+fn of_kind(plan: &Plan, kind: VmActionKind) -> Vec<&VmAction> {
     plan.actions.iter().filter(|a| a.kind == kind).collect()
 }
 
-fn names(plan: &Plan, kind: ActionKind) -> Vec<String> {
+fn names(plan: &Plan, kind: VmActionKind) -> Vec<String> {
     of_kind(plan, kind).iter().map(|a| a.node.clone()).collect()
 }
 
@@ -144,7 +144,7 @@ fn zero_to_twelve_creates_twelve_with_consecutive_names() {
     case.next_index = 7;
     let plan = case.run();
     assert_eq!(plan.actions.len(), 12);
-    assert_eq!(names(&plan, ActionKind::Create), names_of(7..19));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of(7..19));
     assert_eq!(plan.actions[0].node, "maya-00007");
     for a in &plan.actions {
         assert_eq!(a.size.as_deref(), Some(T4));
@@ -163,7 +163,7 @@ fn twelve_running_to_four_deallocates_the_eight_newest() {
     let plan = Case::new(&spec, 4, &nodes).run();
     assert_eq!(plan.actions.len(), 8);
     assert_eq!(
-        names(&plan, ActionKind::Deallocate),
+        names(&plan, VmActionKind::Deallocate),
         names_of((4..12).rev())
     );
     assert!(
@@ -184,7 +184,7 @@ fn scale_down_with_delete_deletes() {
     spec.scale_down = ScaleDown::Delete;
     let nodes = nodes(0..5, NodeState::Running);
     let plan = Case::new(&spec, 2, &nodes).run();
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([4, 3, 2]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([4, 3, 2]));
     assert_eq!(plan.actions.len(), 3);
 }
 
@@ -194,7 +194,7 @@ fn deallocated_eight_and_desired_ten_starts_six_oldest_and_creates_none() {
     let mut all = nodes(0..4, NodeState::Running);
     all.extend(nodes(4..12, NodeState::Deallocated));
     let plan = Case::new(&spec, 10, &all).run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of(4..10));
+    assert_eq!(names(&plan, VmActionKind::Start), names_of(4..10));
     assert_eq!(plan.actions.len(), 6, "{:?}", plan.actions);
     assert!(plan.actions[0].reason.contains("active 4 < desired 10"));
 }
@@ -214,11 +214,11 @@ fn starts_come_before_creates() {
     assert_eq!(
         kinds,
         vec![
-            (ActionKind::Start, "maya-00000"),
-            (ActionKind::Start, "maya-00001"),
-            (ActionKind::Start, "maya-00002"),
-            (ActionKind::Create, "maya-00003"),
-            (ActionKind::Create, "maya-00004"),
+            (VmActionKind::Start, "maya-00000"),
+            (VmActionKind::Start, "maya-00001"),
+            (VmActionKind::Start, "maya-00002"),
+            (VmActionKind::Create, "maya-00003"),
+            (VmActionKind::Create, "maya-00004"),
         ]
     );
 }
@@ -231,7 +231,7 @@ fn first_size_unavailable_creates_use_the_second() {
     let mut case = Case::new(&spec, 3, &[]);
     case.unavailable = &unavailable;
     let plan = case.run();
-    let creates = of_kind(&plan, ActionKind::Create);
+    let creates = of_kind(&plan, VmActionKind::Create);
     assert_eq!(creates.len(), 3);
     for a in creates {
         assert_eq!(a.size.as_deref(), Some(T8));
@@ -255,7 +255,7 @@ fn an_expired_entry_no_longer_counts() {
     case.unavailable = &unavailable;
     let plan = case.run();
     assert_eq!(
-        of_kind(&plan, ActionKind::Create)[0].size.as_deref(),
+        of_kind(&plan, VmActionKind::Create)[0].size.as_deref(),
         Some(T4)
     );
     assert!(plan.conditions.is_empty());
@@ -269,7 +269,7 @@ fn an_entry_at_another_priority_does_not_count() {
     case.unavailable = &unavailable;
     let plan = case.run();
     assert_eq!(
-        of_kind(&plan, ActionKind::Create)[0].size.as_deref(),
+        of_kind(&plan, VmActionKind::Create)[0].size.as_deref(),
         Some(T4)
     );
 }
@@ -284,7 +284,7 @@ fn spot_with_fallback_creates_regular_when_every_spot_size_is_out() {
     let mut case = Case::new(&spec, 2, &[]);
     case.unavailable = &unavailable;
     let plan = case.run();
-    let creates = of_kind(&plan, ActionKind::Create);
+    let creates = of_kind(&plan, VmActionKind::Create);
     assert_eq!(creates.len(), 2);
     for a in creates {
         assert_eq!(a.size.as_deref(), Some(T4));
@@ -343,7 +343,10 @@ fn busy_nodes_are_never_chosen() {
         n.last_heartbeat = Some(NOW - 1);
     }
     let plan = Case::new(&spec, 4, &all).run();
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of((0..4).rev()));
+    assert_eq!(
+        names(&plan, VmActionKind::Deallocate),
+        names_of((0..4).rev())
+    );
     assert_eq!(
         condition(&plan, "WaitingForIdle:"),
         Some(
@@ -359,7 +362,7 @@ fn busy_without_a_heartbeat_time_is_busy() {
     let mut all = nodes(0..2, NodeState::Running);
     all[1].busy = true;
     let plan = Case::new(&spec, 0, &all).run();
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([0]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([0]));
 }
 
 #[test]
@@ -372,7 +375,7 @@ fn a_busy_heartbeat_goes_stale() {
     all[1].busy = true;
     all[1].last_heartbeat = Some(NOW - rb_core::plan::BUSY_HEARTBEAT_TTL_SECONDS + 1);
     let plan = Case::new(&spec, 0, &all).run();
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([0]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([0]));
 
     // With a longer idle timeout, the idle timeout is the staleness bound.
     spec.idle_timeout_seconds = 3000;
@@ -380,7 +383,7 @@ fn a_busy_heartbeat_goes_stale() {
     all[1].last_heartbeat = Some(NOW - 3000);
     all[1].started_at = Some(NOW - 4000);
     let plan = Case::new(&spec, 0, &all).run();
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([1]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([1]));
 }
 
 #[test]
@@ -395,7 +398,7 @@ fn idle_timeout_is_respected() {
     all[3].started_at = Some(NOW - 100);
     let plan = Case::new(&spec, 0, &all).run();
     // Newest first by start time: node 2 started later than node 0.
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([2, 0]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([2, 0]));
     assert!(
         plan.actions[0].reason.ends_with("idle 900 s"),
         "{}",
@@ -450,7 +453,7 @@ fn in_flight_nodes_are_left_alone() {
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert!(condition(&plan, "WaitingForDeallocation: 1 ").is_some());
     let plan = Case::new(&spec, 4, &all).run();
-    assert_eq!(names(&plan, ActionKind::Create), names_of([100]));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of([100]));
 }
 
 #[test]
@@ -462,7 +465,7 @@ fn creating_and_starting_nodes_count_and_are_never_scaled_down() {
     all.extend(nodes(6..8, NodeState::Starting));
     let plan = Case::new(&spec, 4, &all).run();
     assert_eq!(plan.active, 8);
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([1, 0]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([1, 0]));
     assert!(condition(&plan, "WaitingForIdle: 2 ").is_some());
     let plan = Case::new(&spec, 8, &all).run();
     assert!(plan.actions.is_empty());
@@ -473,7 +476,7 @@ fn max_caps_creates() {
     let mut spec = spec();
     spec.max = 10;
     let plan = Case::new(&spec, 12, &[]).run();
-    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 10);
+    assert_eq!(of_kind(&plan, VmActionKind::Create).len(), 10);
     assert_eq!(
         condition(&plan, "AtMax:"),
         Some("AtMax: 10 nodes exist or are being created (max 10); 2 more wanted")
@@ -496,9 +499,9 @@ fn every_existing_node_counts_toward_max_except_failed_missing_deleting() {
     case.next_index = 8;
     let plan = case.run();
     // active 3, need 7; one deallocating node will be started later; 5 exist → 5 of 6 creates.
-    assert_eq!(names(&plan, ActionKind::Create), names_of(8..13));
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([5]));
-    assert_eq!(names(&plan, ActionKind::Forget), names_of([6]));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of(8..13));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([5]));
+    assert_eq!(names(&plan, VmActionKind::Forget), names_of([6]));
     assert!(
         condition(&plan, "AtMax: 10 nodes").is_some(),
         "{:?}",
@@ -522,15 +525,15 @@ fn at_max_unstartable_deallocated_nodes_are_replaced_oldest_first() {
     case.unavailable = &unavailable;
     case.next_index = 10;
     let plan = case.run();
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([6, 7]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([6, 7]));
     assert_eq!(
-        of_kind(&plan, ActionKind::Delete)[0].reason,
+        of_kind(&plan, VmActionKind::Delete)[0].reason,
         "size Standard_NC4as_T4_v3 (spot) unavailable (AllocationFailed); replacing"
     );
-    let creates = of_kind(&plan, ActionKind::Create);
+    let creates = of_kind(&plan, VmActionKind::Create);
     assert_eq!(creates.len(), 2);
     assert_eq!(creates[0].size.as_deref(), Some(T8));
-    assert!(names(&plan, ActionKind::Start).is_empty());
+    assert!(names(&plan, VmActionKind::Start).is_empty());
     assert!(condition(&plan, "AtMax").is_none());
 }
 
@@ -545,7 +548,7 @@ fn below_max_unstartable_deallocated_nodes_are_kept() {
     let mut case = Case::new(&spec, 2, &all);
     case.unavailable = &unavailable;
     let plan = case.run();
-    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 2);
+    assert_eq!(of_kind(&plan, VmActionKind::Create).len(), 2);
     assert_eq!(plan.actions.len(), 2);
 }
 
@@ -577,9 +580,9 @@ fn deallocated_nodes_of_a_size_no_longer_listed_are_not_started() {
     let mut case = Case::new(&spec, 2, &all);
     case.next_index = 2;
     let plan = case.run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of([1]));
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([0]));
-    assert_eq!(names(&plan, ActionKind::Create), names_of([2]));
+    assert_eq!(names(&plan, VmActionKind::Start), names_of([1]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([0]));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of([2]));
 }
 
 #[test]
@@ -605,17 +608,17 @@ fn deleting_removes_everything_but_busy_and_in_flight_nodes() {
     let plan = case.run();
     assert_eq!(plan.desired, 0);
     assert_eq!(
-        names(&plan, ActionKind::Delete),
+        names(&plan, VmActionKind::Delete),
         names_of([5, 0, 2, 3, 4, 9])
     );
-    assert_eq!(names(&plan, ActionKind::Forget), names_of([6]));
-    assert!(of_kind(&plan, ActionKind::Create).is_empty());
+    assert_eq!(names(&plan, VmActionKind::Forget), names_of([6]));
+    assert!(of_kind(&plan, VmActionKind::Create).is_empty());
     assert_eq!(
         condition(&plan, "WaitingForBusyNodes:"),
         Some("WaitingForBusyNodes: 1 busy nodes finish their work before the pool is deleted")
     );
     assert_eq!(
-        of_kind(&plan, ActionKind::Delete)[1].reason,
+        of_kind(&plan, VmActionKind::Delete)[1].reason,
         "pool is being deleted"
     );
 }
@@ -639,7 +642,7 @@ fn failed_nodes_are_deleted_and_replaced_missing_ones_forgotten_and_replaced() {
     assert_eq!(
         kinds[0],
         (
-            ActionKind::Delete,
+            VmActionKind::Delete,
             "maya-00002",
             "provisioning failed: AllocationFailed"
         )
@@ -647,12 +650,12 @@ fn failed_nodes_are_deleted_and_replaced_missing_ones_forgotten_and_replaced() {
     assert_eq!(
         kinds[1],
         (
-            ActionKind::Forget,
+            VmActionKind::Forget,
             "maya-00003",
             "deleted or evicted outside renderburst"
         )
     );
-    assert_eq!(names(&plan, ActionKind::Create), names_of([4, 5]));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of([4, 5]));
     assert_eq!(plan.actions.len(), 4);
 }
 
@@ -662,9 +665,9 @@ fn stopped_nodes_are_started_when_needed_before_deallocated_ones() {
     let mut all = nodes(0..2, NodeState::Deallocated);
     all.push(node(2, NodeState::Stopped));
     let plan = Case::new(&spec, 2, &all).run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of([2, 0]));
+    assert_eq!(names(&plan, VmActionKind::Start), names_of([2, 0]));
     assert!(
-        of_kind(&plan, ActionKind::Start)[0]
+        of_kind(&plan, VmActionKind::Start)[0]
             .reason
             .contains("powered off outside renderburst")
     );
@@ -677,11 +680,11 @@ fn stopped_nodes_not_needed_are_deallocated_or_deleted() {
     let mut all = nodes(0..2, NodeState::Running);
     all.push(node(2, NodeState::Stopped));
     let plan = Case::new(&spec, 2, &all).run();
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([2]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([2]));
     assert_eq!(plan.actions.len(), 1);
     spec.scale_down = ScaleDown::Delete;
     let plan = Case::new(&spec, 2, &all).run();
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([2]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([2]));
     assert_eq!(plan.actions.len(), 1);
 }
 
@@ -691,15 +694,15 @@ fn surplus_deallocated_nodes_are_kept_with_deallocate_and_deleted_with_delete() 
     let mut all = nodes(0..2, NodeState::Running);
     all.extend(nodes(2..5, NodeState::Deallocated));
     let plan = Case::new(&spec, 3, &all).run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of([2]));
+    assert_eq!(names(&plan, VmActionKind::Start), names_of([2]));
     assert_eq!(plan.actions.len(), 1);
 
     spec.scale_down = ScaleDown::Delete;
     let plan = Case::new(&spec, 3, &all).run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of([2]));
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([3, 4]));
+    assert_eq!(names(&plan, VmActionKind::Start), names_of([2]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([3, 4]));
     assert_eq!(
-        of_kind(&plan, ActionKind::Delete)[0].reason,
+        of_kind(&plan, VmActionKind::Delete)[0].reason,
         "deallocated and not needed; scale_down is delete"
     );
 }
@@ -717,12 +720,12 @@ fn drained_idle_nodes_leave_regardless_of_surplus_and_are_replaced() {
     case.next_index = 4;
     let plan = case.run();
     assert_eq!(plan.active, 2);
-    assert_eq!(names(&plan, ActionKind::Deallocate), names_of([0]));
+    assert_eq!(names(&plan, VmActionKind::Deallocate), names_of([0]));
     assert_eq!(
-        of_kind(&plan, ActionKind::Deallocate)[0].reason,
+        of_kind(&plan, VmActionKind::Deallocate)[0].reason,
         "drained; not busy"
     );
-    assert_eq!(names(&plan, ActionKind::Create), names_of([4, 5]));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of([4, 5]));
     assert_eq!(
         condition(&plan, "WaitingForDrain:"),
         Some("WaitingForDrain: 1 drained nodes are still busy")
@@ -735,8 +738,8 @@ fn drained_deallocated_nodes_are_not_started() {
     let mut all = nodes(0..1, NodeState::Deallocated);
     all[0].draining = true;
     let plan = Case::new(&spec, 1, &all).run();
-    assert!(names(&plan, ActionKind::Start).is_empty());
-    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 1);
+    assert!(names(&plan, VmActionKind::Start).is_empty());
+    assert_eq!(of_kind(&plan, VmActionKind::Create).len(), 1);
 }
 
 #[test]
@@ -748,18 +751,18 @@ fn a_node_drained_while_deallocated_is_deleted_not_kept_for_a_scale_up() {
     all.extend(nodes(3..5, NodeState::Deallocated));
     all[3].draining = true;
     let plan = Case::new(&spec, 3, &all).run();
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([3]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([3]));
     assert_eq!(
-        of_kind(&plan, ActionKind::Delete)[0].reason,
+        of_kind(&plan, VmActionKind::Delete)[0].reason,
         "drained while deallocated; deleting it"
     );
-    assert!(names(&plan, ActionKind::Start).is_empty());
-    assert!(of_kind(&plan, ActionKind::Create).is_empty());
+    assert!(names(&plan, VmActionKind::Start).is_empty());
+    assert!(of_kind(&plan, VmActionKind::Create).is_empty());
     // Below desired, the other deallocated node is started; the drained one never is.
     let plan = Case::new(&spec, 5, &all).run();
-    assert_eq!(names(&plan, ActionKind::Start), names_of([4]));
-    assert_eq!(names(&plan, ActionKind::Delete), names_of([3]));
-    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 1);
+    assert_eq!(names(&plan, VmActionKind::Start), names_of([4]));
+    assert_eq!(names(&plan, VmActionKind::Delete), names_of([3]));
+    assert_eq!(of_kind(&plan, VmActionKind::Create).len(), 1);
 }
 
 #[test]
@@ -768,7 +771,7 @@ fn deallocating_nodes_are_waited_for_instead_of_creating() {
     let mut all = nodes(0..4, NodeState::Running);
     all.extend(nodes(4..10, NodeState::Deallocating));
     let plan = Case::new(&spec, 12, &all).run();
-    assert_eq!(of_kind(&plan, ActionKind::Create).len(), 2);
+    assert_eq!(of_kind(&plan, VmActionKind::Create).len(), 2);
     assert!(condition(&plan, "WaitingForDeallocation: 6 ").is_some());
 }
 
@@ -784,9 +787,9 @@ fn deallocations_still_in_flight_are_waited_for_too() {
     }
     all.extend(parked);
     let plan = Case::new(&spec, 10, &all).run();
-    assert!(of_kind(&plan, ActionKind::Create).is_empty(), "{plan:?}");
+    assert!(of_kind(&plan, VmActionKind::Create).is_empty(), "{plan:?}");
     assert!(
-        names(&plan, ActionKind::Start).is_empty(),
+        names(&plan, VmActionKind::Start).is_empty(),
         "in-flight nodes are left alone"
     );
     assert!(condition(&plan, "WaitingForDeallocation: 6 ").is_some());
@@ -844,7 +847,7 @@ fn the_same_input_in_any_order_gives_the_same_plan() {
     // Equal start times: newest-first falls back to name, descending.
     let plan = Case::new(&spec, 3, &all).run();
     assert_eq!(
-        names(&plan, ActionKind::Deallocate),
+        names(&plan, VmActionKind::Deallocate),
         names_of([14, 5, 4, 3])
     );
 }
@@ -892,16 +895,19 @@ fn a_node_that_never_registers_is_deleted_and_replaced_after_the_timeout() {
     all.push(young);
     let plan = Case::new(&spec, 3, &all).run();
     assert_eq!(plan.zombies, vec![node_name("maya", 2)]);
-    assert_eq!(names(&plan, ActionKind::Delete), vec![node_name("maya", 2)]);
+    assert_eq!(
+        names(&plan, VmActionKind::Delete),
+        vec![node_name("maya", 2)]
+    );
     assert!(
-        of_kind(&plan, ActionKind::Delete)[0]
+        of_kind(&plan, VmActionKind::Delete)[0]
             .reason
             .starts_with("zombie:")
     );
     // The zombie does not count: one replacement is created.
     assert_eq!(plan.active, 2);
     assert_eq!(
-        names(&plan, ActionKind::Create),
+        names(&plan, VmActionKind::Create),
         vec![node_name("maya", 100)]
     );
     assert!(condition(&plan, "Zombie:").is_some_and(|c| c.contains("maya-00002")));
@@ -924,7 +930,7 @@ fn registration_is_not_required_without_a_bootstrap_section_nor_of_busy_or_in_fl
     all[1].in_flight = true;
     let plan = Case::new(&spec, 2, &all).run();
     assert!(plan.zombies.is_empty(), "{plan:?}");
-    assert!(of_kind(&plan, ActionKind::Delete).is_empty());
+    assert!(of_kind(&plan, VmActionKind::Delete).is_empty());
 }
 
 #[test]
@@ -956,7 +962,7 @@ fn a_held_pool_plans_no_creates_and_says_why() {
     case.hold = Some(&hold);
     let plan = case.run();
     assert!(
-        of_kind(&plan, ActionKind::Create).is_empty(),
+        of_kind(&plan, VmActionKind::Create).is_empty(),
         "{:?}",
         plan.actions
     );
@@ -984,7 +990,7 @@ fn once_the_hold_lapses_one_probe_is_created_not_the_whole_gap() {
     let mut case = Case::new(&spec, 5, &[]);
     case.hold = Some(&hold);
     let plan = case.run();
-    assert_eq!(names(&plan, ActionKind::Create), names_of(100..101));
+    assert_eq!(names(&plan, VmActionKind::Create), names_of(100..101));
     assert_eq!(
         condition(&plan, "Blocked:"),
         Some("Blocked: InvalidResourceReference: subnet x was not found")
@@ -1010,12 +1016,12 @@ fn a_hold_does_not_stop_starts_or_scale_down() {
     let parked = nodes(0..3, NodeState::Deallocated);
     let mut case = Case::new(&spec, 2, &parked);
     case.hold = Some(&hold);
-    assert_eq!(of_kind(&case.run(), ActionKind::Start).len(), 2);
+    assert_eq!(of_kind(&case.run(), VmActionKind::Start).len(), 2);
     let running = nodes(0..4, NodeState::Running);
     let mut down = Case::new(&spec, 2, &running);
     down.hold = Some(&hold);
     let plan = down.run();
-    assert_eq!(of_kind(&plan, ActionKind::Deallocate).len(), 2);
+    assert_eq!(of_kind(&plan, VmActionKind::Deallocate).len(), 2);
     assert!(condition(&plan, "BackingOff").is_none());
 }
 
@@ -1040,7 +1046,7 @@ fn creates_take_failed_names_first_then_fresh_indexes() {
     let mut case = Case::new(&spec, 4, &inventory);
     case.reusable = &names;
     let p = case.run();
-    let created: Vec<&str> = of_kind(&p, ActionKind::Create)
+    let created: Vec<&str> = of_kind(&p, VmActionKind::Create)
         .iter()
         .map(|a| a.node.as_str())
         .collect();
@@ -1049,7 +1055,7 @@ fn creates_take_failed_names_first_then_fresh_indexes() {
         ["maya-00005", "maya-00009", "maya-00100", "maya-00101"],
         "{p:#?}"
     );
-    let deleted: Vec<&str> = of_kind(&p, ActionKind::Delete)
+    let deleted: Vec<&str> = of_kind(&p, VmActionKind::Delete)
         .iter()
         .map(|a| a.node.as_str())
         .collect();
@@ -1064,9 +1070,79 @@ fn creates_take_failed_names_first_then_fresh_indexes() {
     let mut case = Case::new(&spec, 2, &running);
     let five = [reusable(&running[0].name, false)];
     case.reusable = &five;
-    let created: Vec<String> = of_kind(&case.run(), ActionKind::Create)
+    let created: Vec<String> = of_kind(&case.run(), VmActionKind::Create)
         .iter()
         .map(|a| a.node.clone())
         .collect();
     assert_eq!(created, ["maya-00100"]);
+}
+
+#[test]
+fn an_arm_outage_closes_the_gate_on_creates_not_on_starts_or_deletes() {
+    let mut spec = spec();
+    spec.idle_timeout_seconds = 0;
+    let outage = CreateGate::open().with(GateReason::ArmUnavailable {
+        since: NOW - 90,
+        error: "503 ServiceUnavailable".into(),
+    });
+    let parked = nodes(0..2, NodeState::Deallocated);
+    let input = |nodes: &[NodeView], desired| {
+        plan(&PlanInput {
+            spec: &spec,
+            desired,
+            nodes,
+            unavailable: &[],
+            next_index: 100,
+            deleting: false,
+            gate: &outage,
+            reusable: &[],
+            now: NOW,
+        })
+    };
+    let up = input(&parked, 5);
+    assert_eq!(of_kind(&up, VmActionKind::Start).len(), 2);
+    assert!(of_kind(&up, VmActionKind::Create).is_empty(), "{up:?}");
+    let shown = condition(&up, "ArmUnavailable").expect("the gate's condition is shown");
+    assert!(shown.contains("503 ServiceUnavailable"), "{shown}");
+    // Shrinking never waits on the gate, and a pool that wants no node shows no gate.
+    let running = nodes(0..3, NodeState::Running);
+    let down = input(&running, 1);
+    assert_eq!(of_kind(&down, VmActionKind::Deallocate).len(), 2);
+    assert!(condition(&down, "ArmUnavailable").is_none());
+    // Two reasons: the fewest creates either allows, both shown.
+    let probing = Hold {
+        until: NOW - 1,
+        probe: Some(1),
+        condition: "Blocked: InvalidResourceReference: no subnet".into(),
+    };
+    let both = CreateGate::backoff(Some(&probing));
+    let one = plan(&PlanInput {
+        spec: &spec,
+        desired: 4,
+        nodes: &[],
+        unavailable: &[],
+        next_index: 100,
+        deleting: false,
+        gate: &both,
+        reusable: &[],
+        now: NOW,
+    });
+    assert_eq!(of_kind(&one, VmActionKind::Create).len(), 1, "a probe");
+    let closed = both.with(GateReason::ArmUnavailable {
+        since: NOW - 90,
+        error: "503".into(),
+    });
+    let none = plan(&PlanInput {
+        spec: &spec,
+        desired: 4,
+        nodes: &[],
+        unavailable: &[],
+        next_index: 100,
+        deleting: false,
+        gate: &closed,
+        reusable: &[],
+        now: NOW,
+    });
+    assert!(of_kind(&none, VmActionKind::Create).is_empty());
+    assert!(condition(&none, "Blocked").is_some() && condition(&none, "ArmUnavailable").is_some());
 }

@@ -46,42 +46,78 @@ impl Store {
     /// What `record`'s plan reads, from what the store holds, with `extra_in_flight` added to
     /// the nodes with open intents (the controller's writes of this process). The desired
     /// count is [`Store::desired`] at `now`, so live node requests count. The store reads;
-    /// core plans ([`PoolSnapshot::plan`]).
+    /// core plans ([`PoolSnapshot::plan`]). The controller's backends read their own kind
+    /// ([`Store::vm_snapshot`], [`Store::batch_snapshot`]); this is for what plans any pool.
     pub async fn pool_snapshot(
         &self,
         record: &PoolRecord,
         extra_in_flight: &HashSet<String>,
         now: UnixSeconds,
     ) -> Result<PoolSnapshot, StoreError> {
-        let desired = self.desired(record, now).await?;
+        Ok(match record.spec.mode {
+            PoolMode::Vm => PoolSnapshot::Vm(self.vm_snapshot(record, extra_in_flight, now).await?),
+            PoolMode::Batch => {
+                PoolSnapshot::Batch(self.batch_snapshot(record, extra_in_flight, now).await?)
+            }
+        })
+    }
+
+    /// The nodes of `record` and the in-flight set (open intents and `extra`).
+    async fn nodes_in_flight(
+        &self,
+        record: &PoolRecord,
+        extra: &HashSet<String>,
+    ) -> Result<(Vec<VmRecord>, HashSet<String>), StoreError> {
         let vms = self.list_vms(Some(&record.spec.name)).await?;
         let mut in_flight = self.in_flight_nodes().await?;
-        in_flight.extend(extra_in_flight.iter().cloned());
-        if record.spec.mode == PoolMode::Batch {
-            let state = self
-                .get_batch_state(&record.spec.name)
-                .await?
-                .unwrap_or_default();
-            let nodes = node_views(&vms, &in_flight)
-                .into_iter()
-                .zip(&vms)
-                .map(|(node, vm)| BatchNodeView {
-                    node,
-                    batch_state: vm.power_state.clone().unwrap_or_default(),
-                })
-                .collect();
-            let pool_key = pool_intent_node(&record.spec.name).to_ascii_lowercase();
-            return Ok(PoolSnapshot::Batch(BatchSnapshot {
-                desired,
-                observed: state.observed_at.is_some(),
-                pool: state.observed,
-                nodes,
-                unavailable: state.unavailable,
-                empty_since: state.empty_since,
-                pool_in_flight: in_flight.contains(&pool_key),
-                deleting: record.deleting,
-            }));
-        }
+        in_flight.extend(extra.iter().cloned());
+        Ok((vms, in_flight))
+    }
+
+    /// [`Store::pool_snapshot`] of a `mode: batch` pool: its last observation.
+    pub async fn batch_snapshot(
+        &self,
+        record: &PoolRecord,
+        extra_in_flight: &HashSet<String>,
+        now: UnixSeconds,
+    ) -> Result<BatchSnapshot, StoreError> {
+        let desired = self.desired(record, now).await?;
+        let (vms, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
+        let state = self
+            .get_batch_state(&record.spec.name)
+            .await?
+            .unwrap_or_default();
+        let nodes = node_views(&vms, &in_flight)
+            .into_iter()
+            .zip(&vms)
+            .map(|(node, vm)| BatchNodeView {
+                node,
+                batch_state: vm.power_state.clone().unwrap_or_default(),
+            })
+            .collect();
+        let pool_key = pool_intent_node(&record.spec.name).to_ascii_lowercase();
+        Ok(BatchSnapshot {
+            desired,
+            observed: state.observed_at.is_some(),
+            pool: state.observed,
+            nodes,
+            unavailable: state.unavailable,
+            empty_since: state.empty_since,
+            pool_in_flight: in_flight.contains(&pool_key),
+            deleting: record.deleting,
+        })
+    }
+
+    /// [`Store::pool_snapshot`] of a `mode: vm` pool: its inventory and what its creates may
+    /// be named.
+    pub async fn vm_snapshot(
+        &self,
+        record: &PoolRecord,
+        extra_in_flight: &HashSet<String>,
+        now: UnixSeconds,
+    ) -> Result<VmSnapshot, StoreError> {
+        let desired = self.desired(record, now).await?;
+        let (vms, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
         let reusable = self
             .reusable_names(&record.spec.name)
             .await?
@@ -91,13 +127,13 @@ impl Store {
                 name,
             })
             .collect();
-        Ok(PoolSnapshot::Vm(VmSnapshot {
+        Ok(VmSnapshot {
             desired,
             nodes: node_views(&vms, &in_flight),
             unavailable: self.list_unavailable(now).await?,
             next_index: record.next_index,
             deleting: record.deleting,
             reusable,
-        }))
+        })
     }
 }

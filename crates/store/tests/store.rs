@@ -1093,10 +1093,10 @@ async fn node_requests_count_until_released_or_expired() {
     );
     // The plan counts them too (controller and what-if alike).
     let plan = store
-        .pool_snapshot(&record, &Default::default(), t0)
+        .vm_snapshot(&record, &Default::default(), t0)
         .await
         .unwrap()
-        .plan(&record.spec, None, t0);
+        .plan(&record.spec, &rb_core::CreateGate::open(), t0);
     assert_eq!(plan.desired, 7);
 
     // Expiry: `expires_at > now` is live; at expires_at it stops counting, nobody writing.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arm_model::batch::NodeDeallocationOption;
 use rb_core::batch::{batch_pool_name, pool_intent_node};
 use rb_core::task::{PoolError, Task};
-use rb_core::{Action, ActionKind, NodeState, Plan, PoolSpec};
+use rb_core::{ActionKind, BatchAction, BatchActionKind, NodeState, Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord};
 
@@ -26,16 +26,16 @@ use crate::{Shared, bootstrap, now};
 pub(crate) async fn dispatch(
     sh: &Arc<Shared>,
     record: &PoolRecord,
-    plan: Plan,
+    plan: Plan<BatchAction>,
     owner: &str,
     rotate_enroll_token: bool,
 ) -> Result<(), store::StoreError> {
     let spec = &record.spec;
     let zombies = plan.zombies;
-    let (removals, pool_ops): (Vec<Action>, Vec<Action>) = plan
+    let (removals, pool_ops): (Vec<BatchAction>, Vec<BatchAction>) = plan
         .actions
         .into_iter()
-        .partition(|a| a.kind == ActionKind::RemoveNode);
+        .partition(|a| a.kind == BatchActionKind::RemoveNode);
     if !removals.is_empty() {
         let mut claimed = Vec::new();
         for a in removals {
@@ -93,11 +93,9 @@ pub(crate) async fn dispatch(
         }
     }
     // At most one pool write per activation: the planner never asks for two.
-    let rotation = rotate_enroll_token.then(|| Action {
-        kind: ActionKind::RotateEnrollToken,
+    let rotation = rotate_enroll_token.then(|| BatchAction {
+        kind: BatchActionKind::RotateEnrollToken,
         node: pool_intent_node(&spec.name),
-        size: None,
-        priority: None,
         targets: None,
         reason: format!(
             "the enrollment token in the start task is {} s old or not ours ([bootstrap] enroll_token_rotate_seconds)",
@@ -116,7 +114,7 @@ pub(crate) async fn dispatch(
                 &NewIntent {
                     pool: spec.name.clone(),
                     node: node.clone(),
-                    kind: a.kind,
+                    kind: a.kind.into(),
                     detail: detail.clone(),
                     reason: a.reason.clone(),
                 },
@@ -148,11 +146,11 @@ pub(crate) async fn dispatch(
 
 /// The decision event written with a Batch write's intent, as the VM executor's are
 /// (`plan.removenode`, `plan.resizepool`...): a crash keeps both or neither.
-fn decision(pool: &str, a: &Action, data: Value) -> NewEvent {
+fn decision(pool: &str, a: &BatchAction, data: Value) -> NewEvent {
     NewEvent {
-        kind: format!("plan.{}", verb_of(a.kind)),
+        kind: format!("plan.{}", verb_of(a.kind.into())),
         pool: Some(pool.to_owned()),
-        node: (a.kind == ActionKind::RemoveNode).then(|| a.node.clone()),
+        node: (a.kind == BatchActionKind::RemoveNode).then(|| a.node.clone()),
         actor: "controller".into(),
         message: a.reason.clone(),
         data,
@@ -172,7 +170,7 @@ enum Done {
 async fn pool_write(
     sh: &Shared,
     spec: &PoolSpec,
-    a: &Action,
+    a: &BatchAction,
     intent: i64,
     owner: &str,
 ) -> error::Result<Done> {
@@ -180,7 +178,7 @@ async fn pool_write(
         .ok_or_else(|| config_err(format!("pool {} has no batch section", spec.name)))?;
     let targets = a.targets.unwrap_or_default();
     match a.kind {
-        ActionKind::CreatePool => {
+        BatchActionKind::CreatePool => {
             // GET before PUT: the name never changes, so whatever exists is ours to adopt.
             if sh
                 .arm
@@ -213,7 +211,7 @@ async fn pool_write(
                 .await?;
             Ok(Done::Created)
         }
-        ActionKind::ResizePool => {
+        BatchActionKind::ResizePool => {
             sh.arm
                 .resize_pool(
                     &tg.rg,
@@ -226,11 +224,11 @@ async fn pool_write(
                 .await?;
             Ok(Done::Resized)
         }
-        ActionKind::StopResize => {
+        BatchActionKind::StopResize => {
             sh.arm.stop_pool_resize(&tg.rg, tg.account, tg.name).await?;
             Ok(Done::Stopped)
         }
-        ActionKind::RotateEnrollToken => {
+        BatchActionKind::RotateEnrollToken => {
             // Stored before the start task can carry it; the tokens it replaces keep working
             // until it is seen published, then `overlap` longer.
             let token = bootstrap::generate_pool_token();
@@ -249,7 +247,7 @@ async fn pool_write(
                 .context("cannot store the enrollment token")?;
             Ok(Done::Rotated)
         }
-        ActionKind::DeletePool => {
+        BatchActionKind::DeletePool => {
             if let Some(op) = sh.arm.delete_pool(&tg.rg, tg.account, tg.name).await? {
                 if let Ok(v) = serde_json::to_value(&op) {
                     let _ = sh.store.set_intent_operation(intent, &v).await;
@@ -258,7 +256,9 @@ async fn pool_write(
             }
             Ok(Done::Deleted)
         }
-        other => Err(config_err(format!("{other:?} is not a Batch pool write")).into()),
+        BatchActionKind::RemoveNode => {
+            Err(config_err("a node removal is not a Batch pool write").into())
+        }
     }
 }
 
@@ -266,7 +266,7 @@ async fn finish_pool_write(
     sh: &Shared,
     spec: &PoolSpec,
     generation: i64,
-    a: &Action,
+    a: &BatchAction,
     intent: i64,
     result: error::Result<Done>,
 ) {
@@ -278,7 +278,7 @@ async fn finish_pool_write(
                 .store
                 .close_intent(intent, &IntentOutcome::Succeeded)
                 .await;
-            crate::backoff::succeeded(sh, pool, a.kind).await;
+            crate::backoff::succeeded(sh, pool, a.kind.into()).await;
             let (kind, message) = match done {
                 Done::Created => (
                     "batch.pool_created",
@@ -361,7 +361,7 @@ async fn finish_pool_write(
             // Creates, resizes and deletes of the Batch pool back off as VM writes do
             // (permanent: Blocked with the fix; otherwise BackingOff), instead of being tried
             // again every activation.
-            crate::backoff::failed(sh, pool, a.kind, generation, &e).await;
+            crate::backoff::failed(sh, pool, a.kind.into(), generation, &e).await;
         }
     }
 }
@@ -389,7 +389,7 @@ async fn failed_here(
     .await;
 }
 
-async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(Action, i64)]) {
+async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(BatchAction, i64)]) {
     let pool = &spec.name;
     let result = async {
         let tg = target(sh, spec)

@@ -18,11 +18,13 @@
 //!   enrollment-token age;
 //! - `bodies`: the Batch pool body and its start tasks (what is sent to Azure);
 //! - `execute`: dispatching the plan's Batch actions, the pool writes and node removals;
-//! - `gc`: garbage collection of Batch pools no pool wants.
+//! - `gc`: garbage collection of Batch pools no pool wants;
+//! - `backend`: the steps above behind the reconciler's [`crate::backend::PoolBackend`].
 //!
 //! This file keeps what they share: where a pool's Batch pool lives, ownership, the error
 //! constructors, and the intent kinds recovery resolves by observation.
 
+mod backend;
 mod bodies;
 mod execute;
 mod gc;
@@ -35,10 +37,11 @@ use rb_core::{ActionKind, BatchSpec, PoolSpec, TAG_OWNER};
 
 use crate::Shared;
 
+pub(crate) use backend::BatchPools;
 pub use bodies::pool_model;
-pub(crate) use execute::dispatch;
-pub(crate) use gc::collect_garbage;
-pub(crate) use observe::{ACCOUNT_NOT_FOUND, observe, observe_accounts};
+use execute::dispatch;
+use gc::collect_garbage;
+use observe::{ACCOUNT_NOT_FOUND, observe, observe_accounts};
 
 struct Target<'a> {
     b: &'a BatchSpec,

@@ -18,14 +18,73 @@
 //!   remove: scale-down removes *specific* nodes through the data plane, idle ones only (by
 //!   heartbeat, as for VM pools), failed and drained ones at once, preempted and still-starting
 //!   ones before working ones, newest first;
-//! - the targets never ask Batch for more nodes than the desired count.
+//! - the targets never ask Batch for more nodes than the desired count;
+//! - the creation gate ([`crate::gate`]) caps how far the targets rise above the Batch pool's
+//!   (a new pool's first targets above zero), Spot first, and shows its conditions then.
 
 use serde::{Deserialize, Serialize};
 
 use crate::UnixSeconds;
 use crate::offerings::Unavailable;
-use crate::plan::{NodeState, NodeView};
+use crate::plan::{ActionKind, NodeState, NodeView, Step};
 use crate::spec::{PoolSpec, Priority};
+
+/// What a Batch pool's plan does: writes on the Batch pool itself (one at a time, the intent
+/// on [`pool_intent_node`]) and removals of specific nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchActionKind {
+    /// Create the Batch pool (management plane PUT, with its first targets).
+    CreatePool,
+    /// Set the Batch pool's fixed-scale targets (management plane PATCH).
+    ResizePool,
+    /// Remove one Batch node (data plane `removenodes`; the executor groups them).
+    RemoveNode,
+    /// Delete the Batch pool (management plane DELETE, long-running).
+    DeletePool,
+    /// Stop the Batch pool's resize (management plane `stopResize`), so new targets can be set.
+    StopResize,
+    /// Replace the enrollment token in the Batch pool's start task (management plane PATCH);
+    /// decided by the Batch controller from the token's age, not by the planner.
+    RotateEnrollToken,
+}
+
+impl From<BatchActionKind> for ActionKind {
+    fn from(k: BatchActionKind) -> Self {
+        match k {
+            BatchActionKind::CreatePool => ActionKind::CreatePool,
+            BatchActionKind::ResizePool => ActionKind::ResizePool,
+            BatchActionKind::RemoveNode => ActionKind::RemoveNode,
+            BatchActionKind::DeletePool => ActionKind::DeletePool,
+            BatchActionKind::StopResize => ActionKind::StopResize,
+            BatchActionKind::RotateEnrollToken => ActionKind::RotateEnrollToken,
+        }
+    }
+}
+
+/// One thing a Batch pool's plan does, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchAction {
+    pub kind: BatchActionKind,
+    /// The node to remove, or [`pool_intent_node`] for a write on the Batch pool.
+    pub node: String,
+    /// For CreatePool and ResizePool: the fixed-scale targets to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<BatchTargets>,
+    pub reason: String,
+}
+
+impl Step for BatchAction {
+    fn kind(&self) -> ActionKind {
+        self.kind.into()
+    }
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
 
 /// The resize error Batch reports after a `stopResize`.
 pub const RESIZE_STOPPED: &str = "ResizeStopped";
@@ -116,6 +175,9 @@ pub struct BatchInput<'a> {
     pub pool_in_flight: bool,
     /// The renderburst pool is being deleted.
     pub deleting: bool,
+    /// Every reason the pool may not grow now ([`crate::gate`]): targets are not raised
+    /// above the Batch pool's while it is closed, by at most what it lets through otherwise.
+    pub gate: &'a crate::gate::CreateGate,
     pub now: UnixSeconds,
 }
 

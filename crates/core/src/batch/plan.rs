@@ -1,14 +1,15 @@
 //! `plan_batch`: the rules of the module's documentation, applied to one activation.
 
+use super::{BatchAction, BatchActionKind};
 use super::{
     BatchInput, BatchNodeView, BatchPoolView, BatchTargets, RESIZE_STOPPED, batch_pool_name, split,
 };
 use crate::offerings::{Offering, Unavailable, format_utc, is_unavailable};
-use crate::plan::{Action, ActionKind, NodeState, Plan, idle_since, is_busy};
+use crate::plan::{NodeState, Plan, idle_since, is_busy};
 use crate::spec::{BatchLifecycle, Priority};
 
 /// Plans one activation of one Batch pool.
-pub fn plan_batch(input: &BatchInput<'_>) -> Plan {
+pub fn plan_batch(input: &BatchInput<'_>) -> Plan<BatchAction> {
     let mut nodes: Vec<&BatchNodeView> = input.nodes.iter().collect();
     nodes.sort_by(|a, b| a.node.name.cmp(&b.node.name));
     let desired = if input.deleting { 0 } else { input.desired };
@@ -39,16 +40,20 @@ pub fn plan_batch(input: &BatchInput<'_>) -> Plan {
 struct BatchPlanner<'a> {
     input: &'a BatchInput<'a>,
     name: String,
-    plan: Plan,
+    plan: Plan<BatchAction>,
 }
 
 impl BatchPlanner<'_> {
-    fn act(&mut self, kind: ActionKind, node: &str, targets: Option<BatchTargets>, reason: String) {
-        self.plan.actions.push(Action {
+    fn act(
+        &mut self,
+        kind: BatchActionKind,
+        node: &str,
+        targets: Option<BatchTargets>,
+        reason: String,
+    ) {
+        self.plan.actions.push(BatchAction {
             kind,
             node: node.to_owned(),
-            size: None,
-            priority: None,
             targets,
             reason,
         });
@@ -105,14 +110,15 @@ impl BatchPlanner<'_> {
                     "AutoPoolAbsent: the Batch pool is created on the first request".into(),
                 );
             } else {
-                let targets = self.first_targets(desired);
+                let first = self.first_targets(desired);
+                let targets = self.gated(BatchTargets::default(), first);
                 let why = if auto {
                     format!("auto pool: {desired} nodes wanted and no Batch pool yet")
                 } else {
                     "persistent pool: the Batch pool is created with the pool".to_string()
                 };
                 let name = self.name.clone();
-                self.act(ActionKind::CreatePool, &name, Some(targets), why);
+                self.act(BatchActionKind::CreatePool, &name, Some(targets), why);
             }
             return;
         };
@@ -154,7 +160,7 @@ impl BatchPlanner<'_> {
                 Some(since) if self.input.now.saturating_sub(since) >= after => {
                     let name = self.name.clone();
                     self.act(
-                        ActionKind::DeletePool,
+                        BatchActionKind::DeletePool,
                         &name,
                         None,
                         format!(
@@ -188,7 +194,7 @@ impl BatchPlanner<'_> {
             if growing && !errors && desired != pool.targets.total() {
                 let name = self.name.clone();
                 self.act(
-                    ActionKind::StopResize,
+                    BatchActionKind::StopResize,
                     &name,
                     None,
                     format!(
@@ -203,6 +209,28 @@ impl BatchPlanner<'_> {
     }
 
     /// Targets of a new pool: the split, less what Batch could not allocate lately.
+    /// `wanted` targets through the creation gate: at most what it lets through above
+    /// `current` (Spot first, the cheaper kind), its conditions shown when it keeps any back.
+    fn gated(&mut self, current: BatchTargets, wanted: BatchTargets) -> BatchTargets {
+        let rise_s = wanted.spot.saturating_sub(current.spot);
+        let rise_d = wanted.dedicated.saturating_sub(current.dedicated);
+        if rise_s + rise_d == 0 {
+            return wanted;
+        }
+        for text in self.input.gate.conditions(self.input.now) {
+            self.condition(text);
+        }
+        let Some(allowed) = self.input.gate.allows(self.input.now) else {
+            return wanted;
+        };
+        let spot = rise_s.min(allowed);
+        let dedicated = rise_d.min(allowed - spot);
+        BatchTargets {
+            dedicated: wanted.dedicated - (rise_d - dedicated),
+            spot: wanted.spot - (rise_s - spot),
+        }
+    }
+
     fn first_targets(&mut self, desired: u32) -> BatchTargets {
         let ideal = split(self.input.spec, desired);
         let fallback = self
@@ -429,10 +457,10 @@ impl BatchPlanner<'_> {
 
         if !removed.is_empty() || !surplus_removed.is_empty() {
             for (n, why) in removed {
-                self.act(ActionKind::RemoveNode, &n.node.name, None, why);
+                self.act(BatchActionKind::RemoveNode, &n.node.name, None, why);
             }
             for (n, why) in surplus_removed {
-                self.act(ActionKind::RemoveNode, &n.node.name, None, why);
+                self.act(BatchActionKind::RemoveNode, &n.node.name, None, why);
             }
             // Targets follow on the next activation, once Batch is steady again.
             return;
@@ -444,7 +472,7 @@ impl BatchPlanner<'_> {
                 if adopted {
                     if pool.targets.total() > 0 {
                         self.act(
-                            ActionKind::ResizePool,
+                            BatchActionKind::ResizePool,
                             &name,
                             Some(BatchTargets::default()),
                             "pool is being deleted; the adopted Batch pool is kept at zero".into(),
@@ -452,7 +480,7 @@ impl BatchPlanner<'_> {
                     }
                 } else {
                     self.act(
-                        ActionKind::DeletePool,
+                        BatchActionKind::DeletePool,
                         &name,
                         None,
                         "pool is being deleted and has no nodes left".into(),
@@ -474,14 +502,17 @@ impl BatchPlanner<'_> {
             .spot
             .saturating_sub(after.spot)
             .min(room.saturating_sub(grow_d));
-        let targets = BatchTargets {
-            dedicated: after.dedicated + grow_d,
-            spot: after.spot + grow_s,
-        };
+        let targets = self.gated(
+            pool.targets,
+            BatchTargets {
+                dedicated: after.dedicated + grow_d,
+                spot: after.spot + grow_s,
+            },
+        );
         let name = self.name.clone();
         if targets != pool.targets {
             self.act(
-                ActionKind::ResizePool,
+                BatchActionKind::ResizePool,
                 &name,
                 Some(targets),
                 format!(
@@ -497,7 +528,7 @@ impl BatchPlanner<'_> {
             let short_s = after.spot < targets.spot && self.unavailable(Priority::Spot).is_none();
             if short_d || short_s {
                 self.act(
-                    ActionKind::ResizePool,
+                    BatchActionKind::ResizePool,
                     &name,
                     Some(targets),
                     format!(

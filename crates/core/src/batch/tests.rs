@@ -1,7 +1,9 @@
 use super::*;
+use super::{BatchAction, BatchActionKind};
 use crate::UnixSeconds;
+use crate::gate::CreateGate;
 use crate::offerings::{Offering, Unavailable, UnavailableReason};
-use crate::plan::{ActionKind, NodeView, Plan};
+use crate::plan::{NodeView, Plan};
 use crate::spec::{BatchLifecycle, BatchSpec, PoolMode, PoolSpec, Priority};
 
 const NOW: UnixSeconds = 1_800_000_000;
@@ -97,11 +99,16 @@ fn input<'a>(
         empty_since: None,
         pool_in_flight: false,
         deleting: false,
+        gate: &OPEN,
         now: NOW,
     }
 }
 
-fn kinds(plan: &Plan) -> Vec<(ActionKind, String, Option<BatchTargets>)> {
+static OPEN: CreateGate = CreateGate {
+    reasons: Vec::new(),
+};
+
+fn kinds(plan: &Plan<BatchAction>) -> Vec<(BatchActionKind, String, Option<BatchTargets>)> {
     plan.actions
         .iter()
         .map(|a| (a.kind, a.node.clone(), a.targets))
@@ -163,7 +170,7 @@ fn persistent_pool_is_created_at_once_auto_pool_on_demand() {
     let plan = plan_batch(&input(&p, 0, None, &[]));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::CreatePool, "maya".into(), t(0, 0))]
+        vec![(BatchActionKind::CreatePool, "maya".into(), t(0, 0))]
     );
 
     let a = spec(Priority::Spot, BatchLifecycle::Auto);
@@ -173,7 +180,7 @@ fn persistent_pool_is_created_at_once_auto_pool_on_demand() {
     let plan = plan_batch(&input(&a, 4, None, &[]));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::CreatePool, "maya".into(), t(0, 4))]
+        vec![(BatchActionKind::CreatePool, "maya".into(), t(0, 4))]
     );
 }
 
@@ -203,7 +210,7 @@ fn scale_up_sets_targets_and_waits_while_resizing() {
     let plan = plan_batch(&input(&p, 20, Some(&bp), &[]));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::ResizePool, "maya".into(), t(0, 20))]
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(0, 20))]
     );
     let mut resizing = pool(0, 20);
     resizing.steady = false;
@@ -229,7 +236,7 @@ fn a_resize_is_stopped_when_demand_moves_while_the_pool_grows() {
         let plan = plan_batch(&input(&p, desired, Some(&growing), &[]));
         assert_eq!(
             kinds(&plan),
-            vec![(ActionKind::StopResize, "maya".into(), None)]
+            vec![(BatchActionKind::StopResize, "maya".into(), None)]
         );
     }
     // Batch already gave up on part of it: the resize ends by itself.
@@ -281,8 +288,8 @@ fn scale_down_removes_idle_nodes_only_never_busy_ones() {
     assert_eq!(
         kinds(&plan),
         vec![
-            (ActionKind::RemoveNode, "n3".into(), None),
-            (ActionKind::RemoveNode, "n2".into(), None)
+            (BatchActionKind::RemoveNode, "n3".into(), None),
+            (BatchActionKind::RemoveNode, "n2".into(), None)
         ]
     );
     assert!(
@@ -308,7 +315,7 @@ fn idle_timeout_is_respected_and_a_stale_busy_heartbeat_expires() {
     let plan = plan_batch(&input(&p, 0, Some(&bp), &nodes));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::RemoveNode, "b".into(), None)]
+        vec![(BatchActionKind::RemoveNode, "b".into(), None)]
     );
 }
 
@@ -325,14 +332,14 @@ fn targets_never_drop_below_existing_nodes() {
     let plan = plan_batch(&input(&p, 6, Some(&bp), &nodes));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::ResizePool, "maya".into(), t(0, 6))]
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(0, 6))]
     );
     let plan = plan_batch(&input(&p, 2, Some(&bp), &nodes));
     assert_eq!(plan.actions.len(), 2);
     assert!(
         plan.actions
             .iter()
-            .all(|a| a.kind == ActionKind::RemoveNode)
+            .all(|a| a.kind == BatchActionKind::RemoveNode)
     );
 }
 
@@ -380,7 +387,7 @@ fn spot_shortfall_falls_back_to_dedicated_when_allowed() {
     let plan = plan_batch(&i);
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::ResizePool, "maya".into(), t(6, 4))]
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(6, 4))]
     );
     assert!(
         plan.conditions
@@ -400,7 +407,7 @@ fn a_lapsed_refusal_retries_the_same_targets() {
     let plan = plan_batch(&input(&p, 10, Some(&bp), &nodes));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::ResizePool, "maya".into(), t(0, 10))]
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(0, 10))]
     );
     assert!(plan.actions[0].reason.starts_with("retrying"));
 }
@@ -421,7 +428,7 @@ fn growth_never_exceeds_desired_while_extra_dedicated_nodes_remain() {
     let plan = plan_batch(&input(&p, 12, Some(&bp), &nodes));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::ResizePool, "maya".into(), t(6, 6))]
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(6, 6))]
     );
 }
 
@@ -464,7 +471,7 @@ fn auto_pool_is_deleted_after_being_empty_long_enough() {
     let plan = plan_batch(&i);
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::DeletePool, "maya".into(), None)]
+        vec![(BatchActionKind::DeletePool, "maya".into(), None)]
     );
     // A persistent pool survives at zero.
     let p = spec(Priority::Spot, BatchLifecycle::Persistent);
@@ -484,7 +491,7 @@ fn deleting_removes_idle_nodes_then_the_pool_but_never_an_adopted_one() {
     let plan = plan_batch(&i);
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::RemoveNode, "a".into(), None)]
+        vec![(BatchActionKind::RemoveNode, "a".into(), None)]
     );
     assert!(
         plan.conditions
@@ -496,7 +503,7 @@ fn deleting_removes_idle_nodes_then_the_pool_but_never_an_adopted_one() {
     i.deleting = true;
     assert_eq!(
         kinds(&plan_batch(&i)),
-        vec![(ActionKind::DeletePool, "maya".into(), None)]
+        vec![(BatchActionKind::DeletePool, "maya".into(), None)]
     );
     let mut adopted = spec(Priority::Spot, BatchLifecycle::Persistent);
     adopted.batch.as_mut().unwrap().existing_pool = Some("legacy".into());
@@ -542,7 +549,7 @@ fn bootstrap_nodes_that_never_register_are_removed_as_zombies() {
     let plan = plan_batch(&input(&p, 4, Some(&b), &nodes));
     assert_eq!(
         kinds(&plan),
-        vec![(ActionKind::RemoveNode, "n2".into(), None)]
+        vec![(BatchActionKind::RemoveNode, "n2".into(), None)]
     );
     assert_eq!(plan.zombies, vec!["n2".to_string()]);
     assert!(
@@ -562,4 +569,53 @@ fn bootstrap_nodes_that_never_register_are_removed_as_zombies() {
     let plan = plan_batch(&input(&p, 4, Some(&b), &nodes));
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert!(plan.zombies.is_empty());
+}
+
+#[test]
+fn the_creation_gate_caps_how_far_targets_rise_never_a_shrink() {
+    let closed = CreateGate::open().with(crate::gate::GateReason::ArmUnavailable {
+        since: NOW - 60,
+        error: "503 ServiceUnavailable".into(),
+    });
+    let gated = |i: BatchInput<'_>| plan_batch(&BatchInput { gate: &closed, ..i });
+    // A new pool is created with no nodes while the gate is closed, and says why.
+    let a = spec(Priority::Spot, BatchLifecycle::Auto);
+    let plan = gated(input(&a, 4, None, &[]));
+    assert_eq!(
+        kinds(&plan),
+        vec![(BatchActionKind::CreatePool, "maya".into(), t(0, 0))]
+    );
+    assert!(
+        plan.conditions
+            .iter()
+            .any(|c| c.starts_with("ArmUnavailable")),
+        "{:?}",
+        plan.conditions
+    );
+    // An existing pool is not raised.
+    let p = spec(Priority::Spot, BatchLifecycle::Persistent);
+    let bp = pool(0, 2);
+    let listed = [node("a", false, "idle"), node("b", false, "idle")];
+    let plan = gated(input(&p, 20, Some(&bp), &listed));
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    // A probe lets one more node through, Spot first.
+    let probe = CreateGate::backoff(Some(&crate::Hold {
+        until: NOW - 1,
+        probe: Some(1),
+        condition: "BackingOff: InternalServerError: boom".into(),
+    }));
+    let plan = plan_batch(&BatchInput {
+        gate: &probe,
+        ..input(&p, 20, Some(&bp), &listed)
+    });
+    assert_eq!(
+        kinds(&plan),
+        vec![(BatchActionKind::ResizePool, "maya".into(), t(0, 3))]
+    );
+    // Shrinking goes through whatever the gate says.
+    let mut p = spec(Priority::Spot, BatchLifecycle::Persistent);
+    p.idle_timeout_seconds = 0;
+    let plan = gated(input(&p, 1, Some(&bp), &listed));
+    assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
+    assert_eq!(plan.actions[0].kind, BatchActionKind::RemoveNode);
 }
