@@ -123,6 +123,7 @@ fn pool(i: usize, nodes_per_pool: u64) -> Pool {
                 busy,
                 draining: running && rng.below(100) == 0,
                 in_flight,
+                pending: None,
                 registered_at: None,
             }
         })

@@ -53,6 +53,11 @@ pub struct NodeView {
     pub draining: bool,
     /// renderburst has an operation in flight on it (an open intent): leave it alone.
     pub in_flight: bool,
+    /// The kind of that write, from its intent: what the node is becoming, so a second plan
+    /// made before Azure shows the write counts it as it will be (a node being deleted or
+    /// deallocated is not active, one being started is), not as the last listing saw it.
+    #[serde(default)]
+    pub pending: Option<ActionKind>,
     /// When the node first called `POST /v1/nodes/{name}/register` with its token. In a
     /// pool with a `bootstrap` section a running node that has not registered within
     /// `register_timeout_seconds` of starting is a zombie, and is replaced.
@@ -836,10 +841,15 @@ struct Choice {
 
 /// Counted toward the desired count: running or on its way there, and not drained.
 fn is_active(n: &NodeView) -> bool {
-    matches!(
-        n.state,
-        NodeState::Creating | NodeState::Starting | NodeState::Running
-    ) && !n.draining
+    let becoming = match n.pending {
+        Some(ActionKind::Delete | ActionKind::Deallocate | ActionKind::RemoveNode) => false,
+        Some(ActionKind::Create | ActionKind::Start) => true,
+        _ => matches!(
+            n.state,
+            NodeState::Creating | NodeState::Starting | NodeState::Running
+        ),
+    };
+    becoming && !n.draining
 }
 
 /// Counted toward `max`: everything that exists and is not on its way out.

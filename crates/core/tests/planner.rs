@@ -61,6 +61,7 @@ fn node(i: u64, state: NodeState) -> NodeView {
         busy: false,
         draining: false,
         in_flight: false,
+        pending: None,
         registered_at: None,
     }
 }
@@ -1145,4 +1146,44 @@ fn an_arm_outage_closes_the_gate_on_creates_not_on_starts_or_deletes() {
     });
     assert!(of_kind(&none, VmActionKind::Create).is_empty());
     assert!(condition(&none, "Blocked").is_some() && condition(&none, "ArmUnavailable").is_some());
+}
+
+/// A second plan made before Azure shows the first one's writes (the listing still says
+/// running, or deallocated) counts each node as its write in flight will leave it: scaling
+/// 4 → 2 while two deletes are in flight deletes no more, and a start in flight is not
+/// started or replaced again.
+#[test]
+fn writes_in_flight_count_as_what_they_make_the_node() {
+    let mut spec = spec();
+    spec.idle_timeout_seconds = 0;
+    spec.scale_down = ScaleDown::Delete;
+    let mut running = nodes(0..4, NodeState::Running);
+    for n in &mut running[2..] {
+        n.in_flight = true;
+        n.pending = Some(rb_core::ActionKind::Delete);
+    }
+    let plan = Case::new(&spec, 2, &running).run();
+    assert_eq!(plan.active, 2);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    // Without knowing what is in flight the same listing loses two more nodes.
+    for n in &mut running[2..] {
+        n.pending = None;
+    }
+    assert_eq!(
+        of_kind(&Case::new(&spec, 2, &running).run(), VmActionKind::Delete).len(),
+        2
+    );
+
+    let mut parked = nodes(0..3, NodeState::Deallocated);
+    parked[0].in_flight = true;
+    parked[0].pending = Some(rb_core::ActionKind::Start);
+    let plan = Case::new(&spec, 1, &parked).run();
+    assert_eq!(plan.active, 1);
+    assert!(
+        plan.actions
+            .iter()
+            .all(|a| a.kind != VmActionKind::Start && a.kind != VmActionKind::Create),
+        "{:?}",
+        plan.actions
+    );
 }

@@ -3,19 +3,26 @@
 //! and the API's `/v1/pools/{name}/plan`, so both plan the same state the same way; the
 //! planning itself is core's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rb_core::batch::{BatchNodeView, pool_intent_node};
 use rb_core::{
-    BatchSnapshot, NodeView, PoolMode, PoolSnapshot, ReusableName, UnixSeconds, VmSnapshot,
+    ActionKind, BatchSnapshot, NodeView, PoolMode, PoolSnapshot, ReusableName, UnixSeconds,
+    VmSnapshot,
 };
 
 use crate::{PoolRecord, Store, StoreError, VmRecord};
 
-/// The planner's view of inventory rows; `in_flight` holds lower-cased node names.
-pub fn node_views(vms: &[VmRecord], in_flight: &HashSet<String>) -> Vec<NodeView> {
+/// The planner's view of inventory rows; `in_flight` holds lower-cased node names, `pending`
+/// the kind of each open intent by lower-cased node name.
+pub fn node_views(
+    vms: &[VmRecord],
+    in_flight: &HashSet<String>,
+    pending: &HashMap<String, ActionKind>,
+) -> Vec<NodeView> {
     vms.iter()
         .map(|v| NodeView {
+            pending: pending.get(&v.name.to_ascii_lowercase()).copied(),
             name: v.name.clone(),
             size: v.size.clone(),
             priority: v.priority,
@@ -62,16 +69,25 @@ impl Store {
         })
     }
 
-    /// The nodes of `record` and the in-flight set (open intents and `extra`).
+    /// The nodes of `record` as the planner sees them, and the in-flight set (open intents
+    /// and `extra`).
     async fn nodes_in_flight(
         &self,
         record: &PoolRecord,
         extra: &HashSet<String>,
-    ) -> Result<(Vec<VmRecord>, HashSet<String>), StoreError> {
+    ) -> Result<(Vec<VmRecord>, Vec<NodeView>, HashSet<String>), StoreError> {
         let vms = self.list_vms(Some(&record.spec.name)).await?;
-        let mut in_flight = self.in_flight_nodes().await?;
+        // The latest open intent of each node says what it is becoming.
+        let pending: HashMap<String, ActionKind> = self
+            .open_intents()
+            .await?
+            .into_iter()
+            .map(|i| (i.node.to_ascii_lowercase(), i.kind))
+            .collect();
+        let mut in_flight: HashSet<String> = pending.keys().cloned().collect();
         in_flight.extend(extra.iter().cloned());
-        Ok((vms, in_flight))
+        let views = node_views(&vms, &in_flight, &pending);
+        Ok((vms, views, in_flight))
     }
 
     /// [`Store::pool_snapshot`] of a `mode: batch` pool: its last observation.
@@ -82,12 +98,12 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<BatchSnapshot, StoreError> {
         let desired = self.desired(record, now).await?;
-        let (vms, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
+        let (vms, views, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
         let state = self
             .get_batch_state(&record.spec.name)
             .await?
             .unwrap_or_default();
-        let nodes = node_views(&vms, &in_flight)
+        let nodes = views
             .into_iter()
             .zip(&vms)
             .map(|(node, vm)| BatchNodeView {
@@ -117,7 +133,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<VmSnapshot, StoreError> {
         let desired = self.desired(record, now).await?;
-        let (vms, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
+        let (_, views, in_flight) = self.nodes_in_flight(record, extra_in_flight).await?;
         let reusable = self
             .reusable_names(&record.spec.name)
             .await?
@@ -129,7 +145,7 @@ impl Store {
             .collect();
         Ok(VmSnapshot {
             desired,
-            nodes: node_views(&vms, &in_flight),
+            nodes: views,
             unavailable: self.list_unavailable(now).await?,
             next_index: record.next_index,
             deleting: record.deleting,

@@ -62,6 +62,7 @@ fn node(id: &str, dedicated: bool, state: &str) -> BatchNodeView {
             draining: false,
             registered_at: None,
             in_flight: false,
+            pending: None,
         },
         batch_state: state.into(),
     }
