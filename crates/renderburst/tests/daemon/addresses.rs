@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::world::*;
 use common::{cli, eventually};
 
@@ -123,8 +123,20 @@ async fn vm_nodes_without_bootstrap_show_their_nics_private_ip() {
         },
     )
     .await;
+    if kept
+        .iter()
+        .any(|n| !listed.iter().any(|l| l["name"] == n["name"]))
+    {
+        let events = api
+            .ok(reqwest::Method::GET, "/v1/events?limit=200", None)
+            .await;
+        panic!("a node kept that was not listed before: {kept:?}\nevents: {events:#}");
+    }
     for n in &kept {
-        let before = listed.iter().find(|l| l["name"] == n["name"]).unwrap();
+        let before = listed
+            .iter()
+            .find(|l| l["name"] == n["name"])
+            .unwrap_or_else(|| panic!("{n} kept but not among the 4 listed before: {listed:?}"));
         assert_eq!(n["private_ip"], before["private_ip"], "{n}");
     }
     daemon.stop().await;

@@ -9,7 +9,7 @@
 //! as one accepted when its size was still offered (a size later retired, or one Batch does
 //! not offer in the region): the store as the daemon would have written it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

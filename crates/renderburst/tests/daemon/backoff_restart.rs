@@ -8,7 +8,7 @@
 //! The daemon runs as a child process (`renderburst serve`), stopped with real signals; the
 //! simulator runs in the test, and the test reads its ground truth (`/_sim/stats`).
 
-mod common;
+use crate::common;
 
 use std::process::Child;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ use renderburst::serve;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::eventually;
 
 const ACCOUNT: &str = "rbfarm";

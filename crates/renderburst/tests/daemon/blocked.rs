@@ -5,7 +5,7 @@
 //! an activation, its creates back off, names are reused, `--wait` fails with the reason,
 //! and creating the subnet lets the pool converge.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

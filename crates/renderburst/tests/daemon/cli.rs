@@ -14,7 +14,7 @@ use renderburst::config::Config;
 use renderburst::serve;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 #[path = "common/golden.rs"]
 mod golden;
 use common::eventually;

@@ -6,7 +6,7 @@ use renderburst::config::Config;
 use renderburst::serve;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::eventually;
 use common::world::*;
 

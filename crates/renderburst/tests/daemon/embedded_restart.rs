@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-mod common;
+use crate::common;
 use common::eventually;
 
 const TOKEN: &str = "e2e-admin-token-0123456789";

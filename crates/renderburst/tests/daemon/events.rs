@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-mod common;
+use crate::common;
 use common::eventually;
 use common::world::*;
 

@@ -11,7 +11,7 @@ use renderburst::config::Config;
 use renderburst::serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
+use crate::common;
 use common::{cli, eventually};
 
 const ADMIN: &str = "exposure-admin-token-0123456789";

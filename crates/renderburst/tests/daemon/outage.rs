@@ -4,7 +4,7 @@
 //! The daemon runs in-process against azure-sim; the outage is the simulator's
 //! `faults.arm_outage`.
 
-mod common;
+use crate::common;
 use common::eventually;
 use common::world::*;
 

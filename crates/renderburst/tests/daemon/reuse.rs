@@ -7,7 +7,7 @@
 //! each failed VM deleted before its name was created again (the simulator's
 //! `vm_failed_lifecycle`), and nothing is left orphaned.
 
-mod common;
+use crate::common;
 
 use common::eventually;
 use common::world::*;

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-mod common;
+use crate::common;
 use common::eventually;
 use common::world::*;
 

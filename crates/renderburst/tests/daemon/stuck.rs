@@ -2,7 +2,7 @@
 //! as a condition, and deleting it completes, since Azure saying the account is not there
 //! means nothing of the pool can be left.
 
-mod common;
+use crate::common;
 use common::world::*;
 use common::{cli, eventually};
 

@@ -3,7 +3,7 @@
 //! shows it for a VM pool's VMs; here what remains is the Batch pool itself, whose deletion
 //! takes a while (the simulator's Batch latency raised to 20 s once the pool runs nodes).
 
-mod common;
+use crate::common;
 use common::world::*;
 use common::{cli, eventually};
 
