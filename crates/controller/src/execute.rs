@@ -7,15 +7,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use azure::{ArmError, Operation};
-use rb_core::task::{PoolError, Task};
-use rb_core::{
-    ActionKind, NodeState, Offering, Plan, Priority, Unavailable, UnavailableReason, VmAction,
-    VmActionKind,
-};
+use rb_core::{ActionKind, NodeState, Offering, Plan, UnavailableReason, VmAction, VmActionKind};
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
 
 use crate::error::{self, Error, chain};
+use crate::failure::{self, Failed};
 use crate::{Shared, bootstrap, now, vmspec};
 
 /// Nodes with an open intent (in this process or left by a previous one).
@@ -382,33 +379,29 @@ async fn finish(
                 failed_here(sh, pool, action, intent, &err).await;
                 return;
             };
-            tracing::warn!(pool, node = %action.node, action = %verb, code = %e.code, error = %chain(&err), "action failed");
-            let _ = sh
-                .store
-                .close_intent(
-                    intent,
-                    &IntentOutcome::Failed {
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                    },
-                )
-                .await;
-            let mut data = json!({"code": e.code, "status": e.status, "action": verb, "request_id": e.request_id});
-            if let Some(reason) = unavailability(&e) {
-                let (size, priority) = match (&action.size, action.priority) {
-                    (Some(s), Some(p)) => (s.clone(), p),
-                    _ => match sh.store.get_vm(&action.node).await {
-                        Ok(Some(vm)) => (vm.size, vm.priority),
-                        _ => (String::new(), Priority::Regular),
-                    },
-                };
-                if !size.is_empty() {
-                    let u =
-                        Unavailable::new(Offering::new(&size, priority), reason, &e.code, now());
-                    data["unavailable_until"] = json!(u.until);
-                    let _ = sh.store.set_unavailable(&u).await;
-                }
-            }
+            // The offering a capacity or quota refusal marks: the create's, or the VM's.
+            let offering = match (&action.size, action.priority) {
+                (Some(s), Some(p)) => Some(Offering::new(s, p)),
+                _ => match sh.store.get_vm(&action.node).await {
+                    Ok(Some(vm)) => Some(Offering::new(&vm.size, vm.priority)),
+                    _ => None,
+                },
+            };
+            failure::record(
+                sh,
+                Failed {
+                    pool,
+                    kind: action.kind.into(),
+                    what: format!("{verb} {}", action.node),
+                    node: Some(&action.node),
+                    intents: &[intent],
+                    offering,
+                    generation: Some(generation),
+                    data: json!({}),
+                },
+                &e,
+            )
+            .await;
             if action.kind == VmActionKind::Create && e.kind != azure::ErrorKind::Operation {
                 // Refused synchronously: nothing was created. Forget the placeholder row
                 // unless Azure shows the VM (the next observation decides).
@@ -430,31 +423,6 @@ async fn finish(
             {
                 tracing::warn!(pool, node = %action.node, error = %chain(&err), "cannot keep the failed create's name for reuse");
             }
-            // Capacity and quota refusals mark the offering instead; any other failure holds
-            // the pool's writes of this kind (creates, starts, deallocates, deletes).
-            if unavailability(&e).is_none() {
-                crate::backoff::failed(sh, pool, action.kind.into(), generation, &e).await;
-            }
-            let _ = sh
-                .store
-                .put_task_status(
-                    &Task::pool_error(pool),
-                    &PoolError {
-                        code: e.code.clone(),
-                        message: format!("{verb} {}: {}", action.node, e.message),
-                        at: now(),
-                    },
-                )
-                .await;
-            let _ = event(
-                sh,
-                "arm.error",
-                Some(pool),
-                Some(&action.node),
-                &format!("{verb} {} failed: {}: {}", action.node, e.code, e.message),
-                data,
-            )
-            .await;
         }
     }
 }
@@ -472,40 +440,7 @@ async fn failed_here(sh: &Shared, pool: &str, action: &VmAction, intent: i64, er
     {
         let _ = sh.store.delete_vm(&action.node).await;
     }
-    record_failed_here(sh, pool, intent, &format!("{verb} {}", action.node), err).await;
-}
-
-/// What a write that failed in the daemon leaves, for VM and Batch writes alike: its intent
-/// closed as failed and the pool's last error, both saying `what` failed and why.
-pub(crate) async fn record_failed_here(
-    sh: &Shared,
-    pool: &str,
-    intent: i64,
-    what: &str,
-    err: &Error,
-) {
-    let message = format!("{what}: {}", err.message());
-    let _ = sh
-        .store
-        .close_intent(
-            intent,
-            &IntentOutcome::Failed {
-                code: err.code().to_owned(),
-                message: message.clone(),
-            },
-        )
-        .await;
-    let _ = sh
-        .store
-        .put_task_status(
-            &Task::pool_error(pool),
-            &PoolError {
-                code: err.code().to_owned(),
-                message,
-                at: now(),
-            },
-        )
-        .await;
+    failure::record_failed_here(sh, pool, intent, &format!("{verb} {}", action.node), err).await;
 }
 
 /// How long an error makes the planner avoid an offering, if at all.

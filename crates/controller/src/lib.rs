@@ -24,6 +24,7 @@ use vm::VmPools;
 pub mod bootstrap;
 pub mod error;
 mod execute;
+mod failure;
 mod gc;
 mod inventory;
 mod observe;
@@ -63,7 +64,8 @@ pub(crate) struct Shared {
     pub permits: Arc<Semaphore>,
     /// Nodes whose write is being executed by this process (intents cover restarts).
     pub executing: Mutex<HashSet<String>>,
-    pub gc_first_seen: Mutex<HashMap<String, Instant>>,
+    /// What the garbage collector has seen and tried (see [`gc::Garbage`]).
+    pub gc: Mutex<gc::grace::GraceTracker>,
     /// When the garbage collector last listed NICs and disks (see `gc::sweep_due`).
     pub gc_last_sweep: Mutex<Option<Instant>>,
     /// When NICs were last listed (the sweep, or for addresses: see `gc`).
@@ -182,7 +184,7 @@ impl Controller {
                 settled: Notify::new(),
                 permits,
                 executing: Mutex::new(HashSet::new()),
-                gc_first_seen: Mutex::new(HashMap::new()),
+                gc: Mutex::new(Default::default()),
                 gc_last_sweep: Mutex::new(None),
                 nics_listed_at: Mutex::new(None),
                 stopping: watch::channel(false).0,

@@ -6,37 +6,35 @@
 use std::sync::Arc;
 
 use azure::{ArmError, Operation};
-use rb_core::{ActionKind, Offering, Priority, Unavailable};
+use rb_core::{ActionKind, Offering, Priority};
 use serde_json::json;
 use store::IntentOutcome;
 
 use crate::Shared;
 use crate::error::chain;
-use crate::execute::{event, record_success, unavailability};
-use crate::now;
+use crate::execute::{event, record_success};
+use crate::failure::{self, Failed};
 
-/// An operation of the previous run that failed: logged as an `arm.error` like a failure seen
-/// live (every ARM error the daemon sees is in the event log), and a capacity or quota
-/// refusal makes the planner avoid the offering as it would have.
+/// An operation of the previous run that failed: recorded as a failure seen live is
+/// ([`failure::record`]: the intent closed, `arm.error` with `data.recovered`, the pool's last
+/// error, and for capacity or quota the offering marked), without a backoff streak.
 async fn recovered_failure(sh: &Arc<Shared>, intent: &store::Intent, e: &ArmError) {
-    let verb = format!("{:?}", intent.kind).to_ascii_lowercase();
-    tracing::warn!(pool = %intent.pool, node = %intent.node, action = %verb, code = %e.code, error = %chain(&e), "action of the previous run failed");
-    let mut data = json!({"code": e.code, "status": e.status, "action": verb,
-                          "request_id": e.request_id, "recovered": true});
     let size = intent.detail["size"].as_str().unwrap_or_default();
     let priority: Option<Priority> = serde_json::from_value(intent.detail["priority"].clone()).ok();
-    if let (Some(reason), false, Some(priority)) = (unavailability(e), size.is_empty(), priority) {
-        let u = Unavailable::new(Offering::new(size, priority), reason, &e.code, now());
-        data["unavailable_until"] = json!(u.until);
-        let _ = sh.store.set_unavailable(&u).await;
-    }
-    let _ = event(
+    let verb = crate::execute::verb_of(intent.kind);
+    failure::record(
         sh,
-        "arm.error",
-        Some(&intent.pool),
-        Some(&intent.node),
-        &format!("{verb} {} failed: {}: {}", intent.node, e.code, e.message),
-        data,
+        Failed {
+            pool: &intent.pool,
+            kind: intent.kind,
+            what: format!("{verb} {}", intent.node),
+            node: Some(&intent.node),
+            intents: &[intent.id],
+            offering: priority.map(|p| Offering::new(size, p)),
+            generation: None,
+            data: json!({"recovered": true}),
+        },
+        e,
     )
     .await;
 }
@@ -135,7 +133,8 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent, whose: &str) {
         Some(op) => match op.wait_done(&sh.arm).await {
             Ok(()) => {
                 crate::backoff::succeeded(sh, &intent.pool, intent.kind).await;
-                if !crate::batch::is_batch_kind(intent.kind) {
+                if !crate::batch::is_batch_kind(intent.kind) && !crate::gc::is_gc_kind(intent.kind)
+                {
                     record_success(
                         sh,
                         &intent.pool,
@@ -149,17 +148,21 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent, whose: &str) {
                 IntentOutcome::Succeeded
             }
             Err(e) => {
+                // Closes the intent too.
                 recovered_failure(sh, &intent, &e).await;
-                IntentOutcome::Failed {
-                    code: e.code.clone(),
-                    message: e.message.clone(),
-                }
+                resolved_event(sh, &intent, whose, "failed").await;
+                return;
             }
         },
         // A Batch write without an operation: the next observation shows what happened
         // and the planner decides again (a create is a GET before the PUT).
         None if crate::batch::is_batch_kind(intent.kind) => IntentOutcome::Abandoned {
             why: "resumed after a restart: the Batch pool's observation takes over".into(),
+        },
+        // A NIC or disk delete without an operation: the garbage collector's next listing
+        // shows whether it is still there, and deletes it again after the grace period.
+        None if crate::gc::is_gc_kind(intent.kind) => IntentOutcome::Abandoned {
+            why: "resumed after a restart: the garbage collector lists it again".into(),
         },
         // We crashed around the ARM call: look at the resource itself.
         None => match sh
@@ -204,12 +207,17 @@ async fn resolve(sh: &Arc<Shared>, intent: store::Intent, whose: &str) {
         },
     };
     let _ = sh.store.close_intent(intent.id, &outcome).await;
+    resolved_event(sh, &intent, whose, &format!("{outcome:?}")).await;
+}
+
+/// The `intent.recovered` event of a resolved intent.
+async fn resolved_event(sh: &Shared, intent: &store::Intent, whose: &str, outcome: &str) {
     let _ = event(
         sh,
         "intent.recovered",
         Some(&intent.pool),
         Some(&intent.node),
-        &format!("{:?} intent {whose} resolved: {outcome:?}", intent.kind),
+        &format!("{:?} intent {whose} resolved: {outcome}", intent.kind),
         json!({}),
     )
     .await;

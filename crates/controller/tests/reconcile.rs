@@ -293,12 +293,10 @@ async fn recovery_follows_the_operations_a_stopped_controller_left_without_writi
     assert_eq!(f.vm_puts().await, 2, "recovery wrote nothing again");
 }
 
-#[tokio::test]
-async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic_and_disk() {
-    let f = farm("gc").await;
-    f.pool("maya", 0).await;
-    // A VM tagged as ours, of a pool that does not exist (a pool deleted while the daemon was
-    // down, an older install's leftover).
+/// A VM tagged as ours, of a pool that does not exist (a pool deleted while the daemon was
+/// down, an older install's leftover), its NIC `{name}-nic` and OS disk `disk` deleted with it
+/// or not (`delete_option`: `Delete`, `Detach`).
+async fn ghost_vm(f: &Farm, name: &str, disk: &str, delete_option: &str) {
     let arm = arm_client(&f.sim);
     let body = json!({
         "location": LOCATION,
@@ -307,27 +305,36 @@ async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic
             "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
             "storageProfile": {
                 "imageReference": {"publisher": "Canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                "osDisk": {"name": "ghost-00001-osdisk", "createOption": "FromImage", "deleteOption": "Delete",
+                "osDisk": {"name": disk, "createOption": "FromImage", "deleteOption": delete_option,
                            "managedDisk": {"storageAccountType": "Premium_LRS"}}
             },
-            "osProfile": {"computerName": "ghost-00001", "adminUsername": "render",
+            "osProfile": {"computerName": name, "adminUsername": "render",
                           "linuxConfiguration": {"disablePasswordAuthentication": true}},
             "networkProfile": {
                 "networkApiVersion": "2020-11-01",
                 "networkInterfaceConfigurations": [{
-                    "name": "ghost-00001-nic",
-                    "properties": {"primary": true, "deleteOption": "Delete", "ipConfigurations": [
+                    "name": format!("{name}-nic"),
+                    "properties": {"primary": true, "deleteOption": delete_option, "ipConfigurations": [
                         {"name": "ipconfig1", "properties": {"subnet": {"id": f.subnet_id}}}]}
                 }]
             }
         }
     });
     let (_, op) = arm
-        .create_or_update_vm(RG, "ghost-00001", &serde_json::from_value(body).unwrap())
+        .create_or_update_vm(RG, name, &serde_json::from_value(body).unwrap())
         .await
         .unwrap();
     f.sim.advance_clock(Duration::from_secs(60));
     op.wait(&arm).await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_collection_removes_a_vm_of_ours_that_no_pool_wants_with_its_nic_and_disk() {
+    let f = farm("gc").await;
+    f.pool("maya", 0).await;
+    // A VM tagged as ours, of a pool that does not exist (a pool deleted while the daemon was
+    // down, an older install's leftover).
+    ghost_vm(&f, "ghost-00001", "ghost-00001-osdisk", "Delete").await;
     let ours = async |f: &Farm| {
         let all = f.sim_get("/_sim/resources").await;
         all["resources"]
@@ -408,4 +415,39 @@ async fn an_intent_left_open_while_running_is_resolved_by_the_next_activation() 
         "the write never reached Azure: {closed:?}"
     );
     assert_eq!(f.vm_puts().await, 0, "resolving writes nothing");
+}
+
+/// NICs and OS disks named like ours that no VM uses (left by a VM deleted with `Detach`) are
+/// deleted by the garbage collector, each delete journalled as an intent of its own kind.
+#[tokio::test]
+async fn detached_nics_and_disks_are_collected_each_delete_journalled() {
+    let f = farm("gc-leftovers").await;
+    f.pool("maya", 0).await;
+    ghost_vm(&f, "ghost-00002", "ghost-00002-os", "Detach").await;
+    let ctl = f.controller();
+    ctl.start_up().await;
+    let left = async |f: &Farm| {
+        let all = f.sim_get("/_sim/resources").await;
+        all["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("ghost-")))
+            .count()
+    };
+    f.step_until(
+        &ctl,
+        "the ghost VM, its detached NIC and disk gone, every delete closed",
+        async |f| left(f).await == 0 && f.store.open_intents().await.unwrap().is_empty(),
+    )
+    .await;
+    for (node, kind) in [
+        ("ghost-00002", ActionKind::Delete),
+        ("ghost-00002-nic", ActionKind::DeleteNic),
+        ("ghost-00002-os", ActionKind::DeleteDisk),
+    ] {
+        let i = f.store.last_intent_for(node).await.unwrap().unwrap();
+        assert_eq!(i.kind, kind, "{i:?}");
+        assert_eq!(i.outcome, Some(IntentOutcome::Succeeded), "{i:?}");
+    }
 }

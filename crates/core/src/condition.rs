@@ -96,6 +96,8 @@ pub fn write_words(kind: ActionKind) -> &'static str {
         ActionKind::DeletePool => "Batch pool delete",
         ActionKind::StopResize => "Batch pool stop-resize",
         ActionKind::RotateEnrollToken => "enrollment token rotation",
+        ActionKind::DeleteNic => "NIC delete",
+        ActionKind::DeleteDisk => "OS disk delete",
     }
 }
 

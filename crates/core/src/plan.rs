@@ -92,6 +92,10 @@ pub enum ActionKind {
     /// Replace the enrollment token in the Batch pool's start task (management plane PATCH);
     /// decided by the Batch controller from the token's age, not by the planner.
     RotateEnrollToken,
+    /// Delete a NIC no VM uses (the garbage collector; Network DELETE, long-running).
+    DeleteNic,
+    /// Delete an OS disk no VM uses (the garbage collector; Compute DELETE, long-running).
+    DeleteDisk,
 }
 
 /// What a VM pool's plan does to one VM.

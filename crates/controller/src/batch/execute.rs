@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arm_model::batch::NodeDeallocationOption;
 use rb_core::batch::{batch_pool_name, pool_intent_node};
-use rb_core::task::{PoolError, Task};
 use rb_core::{ActionKind, BatchAction, BatchActionKind, NodeState, Plan, PoolSpec};
 use serde_json::{Value, json};
 use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord};
@@ -15,6 +14,7 @@ use super::bodies::{enroll_start_task, pool_model};
 use super::{config_err, secs, target};
 use crate::error::{self, Error, ResultExt, chain};
 use crate::execute::{event, verb_of};
+use crate::failure::{self, Failed};
 use crate::{Shared, bootstrap, now};
 
 /// Starts the plan's Batch actions in the background: removals as one data-plane call (an
@@ -327,41 +327,24 @@ async fn finish_pool_write(
                 failed_here(sh, pool, batch_pool, &verb, intent, &err).await;
                 return;
             };
-            tracing::warn!(pool = %pool, action = %verb, code = %e.code, error = %chain(&err), "Batch pool write failed");
-            let _ = sh
-                .store
-                .close_intent(
-                    intent,
-                    &IntentOutcome::Failed {
-                        code: e.code.clone(),
-                        message: e.message.clone(),
-                    },
-                )
-                .await;
-            let _ = sh
-                .store
-                .put_task_status(
-                    &Task::pool_error(pool),
-                    &PoolError {
-                        code: e.code.clone(),
-                        message: format!("{verb} of Batch pool {batch_pool}: {}", e.message),
-                        at: now(),
-                    },
-                )
-                .await;
-            let _ = event(
-                sh,
-                "arm.error",
-                Some(pool),
-                None,
-                &format!("{verb} of Batch pool {batch_pool} failed: {}: {}", e.code, e.message),
-                json!({"code": e.code, "status": e.status, "action": verb, "request_id": e.request_id}),
-            )
-            .await;
             // Creates, resizes and deletes of the Batch pool back off as VM writes do
             // (permanent: Blocked with the fix; otherwise BackingOff), instead of being tried
-            // again every activation.
-            crate::backoff::failed(sh, pool, a.kind.into(), generation, &e).await;
+            // again every activation; Batch's own shortfalls are marked from resize errors.
+            failure::record(
+                sh,
+                Failed {
+                    pool,
+                    kind: a.kind.into(),
+                    what: format!("{verb} of Batch pool {batch_pool}"),
+                    node: None,
+                    intents: &[intent],
+                    offering: None,
+                    generation: Some(generation),
+                    data: json!({}),
+                },
+                &e,
+            )
+            .await;
         }
     }
 }
@@ -379,7 +362,7 @@ async fn failed_here(
     err: &Error,
 ) {
     tracing::error!(pool = %pool, action = %verb, code = %err.code(), error = %chain(err), "Batch pool write failed in the daemon");
-    crate::execute::record_failed_here(
+    failure::record_failed_here(
         sh,
         pool,
         intent,
@@ -413,28 +396,17 @@ async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(BatchAction, i64
             .await
     }
     .await;
-    let outcome = match &result {
-        Ok(()) => IntentOutcome::Succeeded,
-        Err(e) => IntentOutcome::Failed {
-            code: e.code.clone(),
-            message: e.message.clone(),
-        },
-    };
-    for (a, id) in claimed {
-        let _ = sh.store.close_intent(*id, &outcome).await;
-        if result.is_ok() {
-            // Leaving: the next observation removes the row once Batch lists it no more.
-            if let Ok(Some(mut vm)) = sh.store.get_vm(&a.node).await {
-                vm.state = NodeState::Deleting;
-                vm.power_state = Some("leavingpool".into());
-                let _ = sh.store.upsert_vm(&vm).await;
-            }
-        }
-    }
     let nodes: Vec<&str> = claimed.iter().map(|(a, _)| a.node.as_str()).collect();
     match result {
         Ok(()) => {
-            for (a, _) in claimed {
+            for (a, id) in claimed {
+                let _ = sh.store.close_intent(*id, &IntentOutcome::Succeeded).await;
+                // Leaving: the next observation removes the row once Batch lists it no more.
+                if let Ok(Some(mut vm)) = sh.store.get_vm(&a.node).await {
+                    vm.state = NodeState::Deleting;
+                    vm.power_state = Some("leavingpool".into());
+                    let _ = sh.store.upsert_vm(&vm).await;
+                }
                 let _ = event(
                     sh,
                     "batch.node_removed",
@@ -447,30 +419,20 @@ async fn remove_nodes(sh: &Shared, spec: &PoolSpec, claimed: &[(BatchAction, i64
             }
         }
         Err(e) => {
-            tracing::warn!(pool = %pool, code = %e.code, error = %chain(&e), "Batch node removal failed");
-            let _ = sh
-                .store
-                .put_task_status(
-                    &Task::pool_error(pool),
-                    &PoolError {
-                        code: e.code.clone(),
-                        message: format!("removing nodes {}: {}", nodes.join(", "), e.message),
-                        at: now(),
-                    },
-                )
-                .await;
-            let _ = event(
+            let intents: Vec<i64> = claimed.iter().map(|(_, id)| *id).collect();
+            failure::record(
                 sh,
-                "arm.error",
-                Some(pool),
-                None,
-                &format!(
-                    "removing {} Batch nodes failed: {}: {}",
-                    nodes.len(),
-                    e.code,
-                    e.message
-                ),
-                json!({"code": e.code, "status": e.status, "nodes": nodes}),
+                Failed {
+                    pool,
+                    kind: ActionKind::RemoveNode,
+                    what: format!("removing Batch nodes {}", nodes.join(", ")),
+                    node: None,
+                    intents: &intents,
+                    offering: None,
+                    generation: None,
+                    data: json!({"nodes": nodes}),
+                },
+                &e,
             )
             .await;
         }

@@ -2,18 +2,23 @@
 
 use std::collections::HashSet;
 
-use rb_core::TAG_POOL;
+use rb_core::batch::pool_intent_node;
+use rb_core::{ActionKind, TAG_POOL};
 use serde_json::json;
 use store::PoolRecord;
 
 use super::{owned_by, target};
 use crate::Shared;
-use crate::execute::event;
+use crate::gc::{Garbage, GarbageDelete, Kind};
 
 /// Batch pools tagged with our owner id that no pool wants (in the accounts pools name and
 /// the configured one) are deleted once they have been garbage for the grace period, as VMs
 /// are. Adopted pools never carry our tag, so they are never collected.
-pub(crate) async fn collect_garbage(sh: &Shared, pools: &[PoolRecord], owner: &str) {
+pub(crate) async fn collect_garbage(
+    sh: &std::sync::Arc<Shared>,
+    pools: &[PoolRecord],
+    owner: &str,
+) {
     let mut accounts: Vec<(String, String)> = Vec::new();
     let mut wanted: HashSet<String> = HashSet::new();
     for r in pools {
@@ -61,29 +66,29 @@ pub(crate) async fn collect_garbage(sh: &Shared, pools: &[PoolRecord], owner: &s
                 .as_ref()
                 .and_then(|p| p.provisioning_state.as_deref())
                 .is_some_and(|s| s.eq_ignore_ascii_case("Deleting"));
-            let gc_key = format!("batchpool:{key}");
-            garbage.insert(gc_key.clone());
-            if deleting || !crate::gc::grace_passed(sh, &gc_key) {
+            let g = Garbage::batch_pool(&rg, &account, &name);
+            garbage.insert(g.clone());
+            if deleting || !crate::gc::due(sh, &g) {
                 continue;
             }
             let tag_pool = p.tags.as_ref().and_then(|t| t.get(TAG_POOL).cloned());
-            match sh.arm.delete_pool(&rg, &account, &name).await {
-                Ok(_) => {
-                    let _ = event(
-                        sh,
-                        "gc.batch_pool",
-                        tag_pool.as_deref(),
-                        None,
-                        &format!("deleting Batch pool {name} in account {account}: ours, and no pool wants it"),
-                        json!({"owner": owner}),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    tracing::warn!(pool = %name, error = %crate::chain(&e), "garbage collection of a Batch pool failed")
-                }
-            }
+            crate::gc::delete_journalled(
+                sh,
+                GarbageDelete {
+                    garbage: g,
+                    node: pool_intent_node(&name),
+                    pool: tag_pool.as_deref().unwrap_or_default(),
+                    kind: ActionKind::DeletePool,
+                    event: "gc.batch_pool",
+                    message: format!(
+                        "deleting Batch pool {name} in account {account}: ours, and no pool wants it"
+                    ),
+                    data: json!({"owner": owner}),
+                },
+                sh.arm.delete_pool(&rg, &account, &name),
+            )
+            .await;
         }
     }
-    crate::gc::forget_except(sh, "batchpool:", &garbage);
+    crate::gc::forget_except(sh, Kind::BatchPool, &garbage);
 }

@@ -11,6 +11,14 @@
 //! sooner (at most every [`ADDRESS_LIST_INTERVAL`]) while a VM of ours has no known address.
 //! The NIC's address is Azure's truth and replaces what a node said at registration; an
 //! address goes with its node's inventory row.
+//!
+//! What has been seen and tried is typed in [`grace::GraceTracker`]: each piece of garbage by
+//! kind and name, its first sighting, and its failed deletes, held back 10 s doubling (to
+//! `error_backoff_max_seconds`) rather than repeated at every sweep.
+
+pub(crate) mod grace;
+
+pub(crate) use grace::{Garbage, Kind};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,7 +29,6 @@ use serde_json::json;
 use store::{IntentOutcome, NewEvent, NewIntent};
 
 use crate::Shared;
-use crate::execute::event;
 use crate::observe::Observation;
 
 /// Whether `name` is `{pool}-{5 digits}-{suffix}` with a valid pool name.
@@ -41,13 +48,30 @@ fn ours(name: &str, suffix: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// True once `key` has been seen as garbage for the whole grace period.
-pub(crate) fn grace_passed(sh: &Shared, key: &str) -> bool {
-    let Ok(mut seen) = sh.gc_first_seen.lock() else {
-        return false;
-    };
-    let first = *seen.entry(key.to_owned()).or_insert_with(Instant::now);
-    first.elapsed() >= sh.cfg.gc_grace
+/// True once `g` has been garbage for the whole grace period, and no failed delete of it is
+/// being held back.
+pub(crate) fn due(sh: &Shared, g: &Garbage) -> bool {
+    sh.gc
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .due(g, sh.cfg.gc_grace, Instant::now())
+}
+
+/// Deleting `g` failed: the next attempt is held back (see [`grace::GraceTracker::failed`]).
+pub(crate) fn failed(sh: &Shared, g: &Garbage) {
+    sh.gc.lock().unwrap_or_else(|p| p.into_inner()).failed(
+        g,
+        sh.cfg.error_backoff_max,
+        Instant::now(),
+    );
+}
+
+/// Forgets what of `kind` is not in `garbage` any more.
+pub(crate) fn forget_except(sh: &Shared, kind: Kind, garbage: &HashSet<Garbage>) {
+    sh.gc
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .forget_except(kind, garbage);
 }
 
 /// How often NICs and disks are listed: two paged reads that the activation's observation
@@ -101,55 +125,72 @@ async fn record_addresses(
     }
 }
 
-/// Deletes a VM of ours that no pool wants, journalled like every ARM write: the intent
-/// (with its `gc.vm` event, one transaction) before the call, the operation once ARM took it,
-/// the outcome when it ends, followed in the background with the VM counted in flight
-/// (`executing`), so a restart meanwhile follows the delete to its end and never takes it for
-/// one made outside renderburst. The VM's NIC and OS disk go with it (`deleteOption:
-/// Delete`); leftovers of other writes are swept below by name.
-async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str) {
-    if !sh.claim(name) {
+/// One delete of the garbage collector, as its journal and its event describe it.
+pub(crate) struct GarbageDelete<'a> {
+    pub garbage: Garbage,
+    /// The intent's node: the VM, NIC or disk name, or `batch:{name}` for a Batch pool.
+    pub node: String,
+    /// The pool it was tagged with, if any ("" when unknown).
+    pub pool: &'a str,
+    pub kind: ActionKind,
+    /// `gc.vm`, `gc.nic`, `gc.disk`, `gc.batch_pool`.
+    pub event: &'static str,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+/// Deletes a piece of garbage, journalled like every ARM write: the intent (with its `gc.*`
+/// event, one transaction) before the call, the operation once ARM took it, the outcome when
+/// it ends, followed in the background with the node counted in flight (`executing`), so a
+/// restart meanwhile follows the delete to its end and never takes it for one made outside
+/// renderburst. A failed delete is held back before the next attempt
+/// ([`grace::GraceTracker::failed`]).
+pub(crate) async fn delete_journalled<F>(sh: &Arc<Shared>, d: GarbageDelete<'_>, call: F)
+where
+    F: std::future::Future<Output = azure::Result<Option<azure::Operation>>>,
+{
+    if !sh.claim(&d.node) {
         return; // Already being deleted.
     }
-    let reason = "deleting a VM of ours that no pool wants";
     let opened = sh
         .store
         .open_intent_with_event(
             &NewIntent {
-                pool: pool.to_owned(),
-                node: name.to_owned(),
-                kind: ActionKind::Delete,
+                pool: d.pool.to_owned(),
+                node: d.node.clone(),
+                kind: d.kind,
                 detail: json!({"garbage": true}),
-                reason: reason.to_owned(),
+                reason: d.message.clone(),
             },
             &NewEvent {
-                kind: "gc.vm".into(),
-                pool: Some(pool.to_owned()),
-                node: Some(name.to_owned()),
+                kind: d.event.into(),
+                pool: (!d.pool.is_empty()).then(|| d.pool.to_owned()),
+                node: matches!(d.garbage, Garbage::Vm(_)).then(|| d.node.clone()),
                 actor: "controller".into(),
-                message: reason.to_owned(),
-                data: json!({"owner": owner}),
+                message: d.message.clone(),
+                data: d.data.clone(),
             },
         )
         .await;
     let intent = match opened {
         Ok((intent, _)) => intent,
         Err(e) => {
-            tracing::warn!(vm = %name, error = %crate::chain(&e), "cannot journal the garbage collection of a VM: not deleting it now");
-            sh.release(name);
+            tracing::warn!(node = %d.node, error = %crate::chain(&e), "cannot journal a garbage collection: not deleting it now");
+            sh.release(&d.node);
             return;
         }
     };
-    let failed = |e: &azure::ArmError| IntentOutcome::Failed {
+    let failed_outcome = |e: &azure::ArmError| IntentOutcome::Failed {
         code: e.code.clone(),
         message: e.message.clone(),
     };
-    let op = match sh.arm.delete_vm(&sh.cfg.resource_group, name).await {
+    let op = match call.await {
         Ok(op) => op,
         Err(e) => {
-            tracing::warn!(vm = %name, error = %crate::chain(&e), "garbage collection of a VM failed");
-            let _ = sh.store.close_intent(intent, &failed(&e)).await;
-            sh.release(name);
+            tracing::warn!(node = %d.node, error = %crate::chain(&e), "garbage collection failed");
+            let _ = sh.store.close_intent(intent, &failed_outcome(&e)).await;
+            failed(sh, &d.garbage);
+            sh.release(&d.node);
             return;
         }
     };
@@ -157,22 +198,28 @@ async fn delete_garbage_vm(sh: &Arc<Shared>, pool: &str, name: &str, owner: &str
         let _ = sh.store.set_intent_operation(intent, &v).await;
     }
     let sh = sh.clone();
-    let name = name.to_owned();
     tokio::spawn(async move {
         let outcome = match op {
             None => IntentOutcome::Succeeded,
             Some(op) => match op.wait_done(&sh.arm).await {
                 Ok(()) => IntentOutcome::Succeeded,
                 Err(e) => {
-                    tracing::warn!(vm = %name, error = %crate::chain(&e), "garbage collection of a VM failed");
-                    failed(&e)
+                    tracing::warn!(node = %d.node, error = %crate::chain(&e), "garbage collection failed");
+                    failed(&sh, &d.garbage);
+                    failed_outcome(&e)
                 }
             },
         };
         let _ = sh.store.close_intent(intent, &outcome).await;
-        sh.release(&name);
+        sh.release(&d.node);
         sh.settled.notify_one();
     });
+}
+
+/// Whether recovery leaves an open intent of this kind to the garbage collector's next
+/// listing (a NIC or disk delete: nothing in the inventory depends on it).
+pub(crate) fn is_gc_kind(kind: ActionKind) -> bool {
+    matches!(kind, ActionKind::DeleteNic | ActionKind::DeleteDisk)
 }
 
 /// True (and the sweep time recorded) if NICs and disks are due to be listed.
@@ -199,10 +246,26 @@ pub(crate) async fn collect(
         if pools.contains(&vm.pool) {
             continue;
         }
-        let key = format!("vm:{}", vm.name.to_ascii_lowercase());
-        garbage.insert(key.clone());
-        if grace_passed(sh, &key) && vm.state != rb_core::NodeState::Deleting {
-            delete_garbage_vm(sh, &vm.pool, &vm.name, owner).await;
+        let g = Garbage::vm(&vm.name);
+        garbage.insert(g.clone());
+        if due(sh, &g) && vm.state != rb_core::NodeState::Deleting {
+            // The VM's NIC and OS disk go with it (`deleteOption: Delete`); leftovers of other
+            // writes are swept below by name.
+            let message = "deleting a VM of ours that no pool wants".to_owned();
+            delete_journalled(
+                sh,
+                GarbageDelete {
+                    garbage: g,
+                    node: vm.name.clone(),
+                    pool: &vm.pool,
+                    kind: ActionKind::Delete,
+                    event: "gc.vm",
+                    message,
+                    data: json!({"owner": owner}),
+                },
+                sh.arm.delete_vm(rg, &vm.name),
+            )
+            .await;
         }
     }
     let sweep = sweep_due(sh);
@@ -233,22 +296,23 @@ pub(crate) async fn collect(
                 if attached || !ours(&name, "nic") {
                     continue;
                 }
-                let key = format!("nic:{}", name.to_ascii_lowercase());
-                garbage.insert(key.clone());
-                if grace_passed(sh, &key) {
-                    if let Err(e) = sh.arm.delete_nic(rg, &name).await {
-                        tracing::warn!(nic = %name, error = %crate::chain(&e), "garbage collection of a NIC failed");
-                    } else {
-                        let _ = event(
-                            sh,
-                            "gc.nic",
-                            None,
-                            None,
-                            &format!("deleting NIC {name}: no VM uses it"),
-                            json!({}),
-                        )
-                        .await;
-                    }
+                let g = Garbage::nic(&name);
+                garbage.insert(g.clone());
+                if due(sh, &g) {
+                    delete_journalled(
+                        sh,
+                        GarbageDelete {
+                            garbage: g,
+                            node: name.clone(),
+                            pool: "",
+                            kind: ActionKind::DeleteNic,
+                            event: "gc.nic",
+                            message: format!("deleting NIC {name}: no VM uses it"),
+                            data: json!({}),
+                        },
+                        sh.arm.delete_nic(rg, &name),
+                    )
+                    .await;
                 }
             }
         }
@@ -269,22 +333,23 @@ pub(crate) async fn collect(
                 if disk.managed_by.is_some() || !ours(&name, "os") {
                     continue;
                 }
-                let key = format!("disk:{}", name.to_ascii_lowercase());
-                garbage.insert(key.clone());
-                if grace_passed(sh, &key) {
-                    if let Err(e) = sh.arm.delete_disk(rg, &name).await {
-                        tracing::warn!(disk = %name, error = %crate::chain(&e), "garbage collection of a disk failed");
-                    } else {
-                        let _ = event(
-                            sh,
-                            "gc.disk",
-                            None,
-                            None,
-                            &format!("deleting OS disk {name}: no VM uses it"),
-                            json!({}),
-                        )
-                        .await;
-                    }
+                let g = Garbage::disk(&name);
+                garbage.insert(g.clone());
+                if due(sh, &g) {
+                    delete_journalled(
+                        sh,
+                        GarbageDelete {
+                            garbage: g,
+                            node: name.clone(),
+                            pool: "",
+                            kind: ActionKind::DeleteDisk,
+                            event: "gc.disk",
+                            message: format!("deleting OS disk {name}: no VM uses it"),
+                            data: json!({}),
+                        },
+                        sh.arm.delete_disk(rg, &name),
+                    )
+                    .await;
                 }
             }
         }
@@ -295,20 +360,12 @@ pub(crate) async fn collect(
     // Forget what is no longer garbage, so its grace period starts over if it comes back
     // (NICs and disks only when they were listed this time). Batch pools are collected
     // separately (`batch::collect_garbage`).
-    if let Ok(mut seen) = sh.gc_first_seen.lock() {
-        seen.retain(|k, _| {
-            garbage.contains(k)
-                || k.starts_with("batchpool:")
-                || (!nics_listed && k.starts_with("nic:"))
-                || (!sweep && k.starts_with("disk:"))
-        });
+    forget_except(sh, Kind::Vm, &garbage);
+    if nics_listed {
+        forget_except(sh, Kind::Nic, &garbage);
     }
-}
-
-/// Forgets the garbage keys under `prefix` that are not in `garbage` any more.
-pub(crate) fn forget_except(sh: &Shared, prefix: &str, garbage: &HashSet<String>) {
-    if let Ok(mut seen) = sh.gc_first_seen.lock() {
-        seen.retain(|k, _| !k.starts_with(prefix) || garbage.contains(k));
+    if sweep {
+        forget_except(sh, Kind::Disk, &garbage);
     }
 }
 
