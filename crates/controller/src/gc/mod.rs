@@ -216,6 +216,47 @@ where
     });
 }
 
+/// What a swept resource named like ours and used by no VM is.
+#[derive(Clone, Copy)]
+enum Leftover {
+    Nic,
+    Disk,
+}
+
+/// A NIC or OS disk named like ours that no VM uses: garbage, deleted once due.
+async fn leftover(sh: &Arc<Shared>, garbage: &mut HashSet<Garbage>, name: &str, what: Leftover) {
+    let rg = &sh.cfg.resource_group;
+    let (g, kind, event, words) = match what {
+        Leftover::Nic => (Garbage::nic(name), ActionKind::DeleteNic, "gc.nic", "NIC"),
+        Leftover::Disk => (
+            Garbage::disk(name),
+            ActionKind::DeleteDisk,
+            "gc.disk",
+            "OS disk",
+        ),
+    };
+    garbage.insert(g.clone());
+    if !due(sh, &g) {
+        return;
+    }
+    let call = async {
+        match what {
+            Leftover::Nic => sh.arm.delete_nic(rg, name).await,
+            Leftover::Disk => sh.arm.delete_disk(rg, name).await,
+        }
+    };
+    let d = GarbageDelete {
+        garbage: g,
+        node: name.to_owned(),
+        pool: "",
+        kind,
+        event,
+        message: format!("deleting {words} {name}: no VM uses it"),
+        data: json!({}),
+    };
+    delete_journalled(sh, d, call).await;
+}
+
 /// Whether recovery leaves an open intent of this kind to the garbage collector's next
 /// listing (a NIC or disk delete: nothing in the inventory depends on it).
 pub(crate) fn is_gc_kind(kind: ActionKind) -> bool {
@@ -296,24 +337,7 @@ pub(crate) async fn collect(
                 if attached || !ours(&name, "nic") {
                     continue;
                 }
-                let g = Garbage::nic(&name);
-                garbage.insert(g.clone());
-                if due(sh, &g) {
-                    delete_journalled(
-                        sh,
-                        GarbageDelete {
-                            garbage: g,
-                            node: name.clone(),
-                            pool: "",
-                            kind: ActionKind::DeleteNic,
-                            event: "gc.nic",
-                            message: format!("deleting NIC {name}: no VM uses it"),
-                            data: json!({}),
-                        },
-                        sh.arm.delete_nic(rg, &name),
-                    )
-                    .await;
-                }
+                leftover(sh, &mut garbage, &name, Leftover::Nic).await;
             }
         }
         Err(e) => {
@@ -333,24 +357,7 @@ pub(crate) async fn collect(
                 if disk.managed_by.is_some() || !ours(&name, "os") {
                     continue;
                 }
-                let g = Garbage::disk(&name);
-                garbage.insert(g.clone());
-                if due(sh, &g) {
-                    delete_journalled(
-                        sh,
-                        GarbageDelete {
-                            garbage: g,
-                            node: name.clone(),
-                            pool: "",
-                            kind: ActionKind::DeleteDisk,
-                            event: "gc.disk",
-                            message: format!("deleting OS disk {name}: no VM uses it"),
-                            data: json!({}),
-                        },
-                        sh.arm.delete_disk(rg, &name),
-                    )
-                    .await;
-                }
+                leftover(sh, &mut garbage, &name, Leftover::Disk).await;
             }
         }
         Err(e) => {
