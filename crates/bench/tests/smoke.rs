@@ -10,20 +10,18 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// The daemon binary, built (or found up to date) by the same cargo that runs this test, so
-/// the benchmark never measures a stale daemon.
+/// the benchmark never measures a stale daemon. Built as `cargo test --workspace` builds it
+/// (every member's tests selected, so dev-dependencies' features are unified the same way:
+/// tokio's `test-util`): under the README's test command this finds the binary that command
+/// just built, where `cargo build -p renderburst` compiled a second copy of tokio and of
+/// everything above it (about 100 s of a clean CI run). Run alone (`cargo test -p
+/// renderburst-bench`), it builds the workspace's tests first.
 fn renderburst() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let bench = PathBuf::from(env!("CARGO_BIN_EXE_renderburst-bench"));
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "renderburst",
-                "--bin",
-                "renderburst",
-            ])
+            .args(["build", "--quiet", "--workspace", "--tests", "--bins"])
             .args(if bench.parent().is_some_and(|d| d.ends_with("release")) {
                 &["--release"][..]
             } else {
@@ -31,7 +29,10 @@ fn renderburst() -> &'static PathBuf {
             })
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p renderburst failed");
+        assert!(
+            status.success(),
+            "cargo build --workspace --tests --bins failed"
+        );
         let bin = bench.with_file_name(format!("renderburst{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "{} missing after the build", bin.display());
         bin

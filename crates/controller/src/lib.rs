@@ -4,7 +4,9 @@
 //! Shape (after omicron's background tasks): activations take no input — an API call or a
 //! schedule only *wakes* the reconciler — and each one records a typed status. One activation
 //! runs at a time, so one pool is never planned twice concurrently. Writes run in the
-//! background with bounded concurrency; an activation never waits for a VM to boot.
+//! background with bounded concurrency; an activation never waits for a VM to boot. The
+//! garbage collector is a background task of its own: each activation publishes its complete
+//! listing, the collector reads it under its own deadline and records its own status (`gc`).
 //!
 //! Guarantees:
 //! - Never scale up from an incomplete view: if listing Azure fails, nothing is planned.
@@ -49,7 +51,7 @@ pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
 pub use config::{ControllerConfig, ENDED_REQUESTS_KEPT_SECONDS, EnrollmentConfig};
 pub use error::{Error, chain};
 pub use observe::{Observation, ObservedVm, node_state};
-pub use rb_core::task::{ActivationStatus, PoolActivation};
+pub use rb_core::task::{ActivationStatus, GcStatus, PoolActivation};
 pub use schedules::{Scheduler, TickReport};
 pub use vmspec::Placement;
 
@@ -165,6 +167,10 @@ pub struct Controller {
     activations: Mutex<u64>,
     /// When the ARM outage being reported started (unix seconds), for its events.
     outage_reported: Mutex<Option<UnixSeconds>>,
+    /// Each activation's complete listing, for the garbage collector's task.
+    gc_input: watch::Sender<Option<Arc<gc::Round>>>,
+    /// The activation whose listing the garbage collector read last.
+    gc_done: tokio::sync::Mutex<u64>,
 }
 
 pub fn now() -> UnixSeconds {
@@ -202,6 +208,8 @@ impl Controller {
             ready,
             activations: Mutex::new(0),
             outage_reported: Mutex::new(None),
+            gc_input: watch::channel(None).0,
+            gc_done: tokio::sync::Mutex::new(0),
         })
     }
 
@@ -232,6 +240,23 @@ impl Controller {
     /// wake-up.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         self.start_up().await;
+        // The garbage collector is a task of its own: it reads each activation's listing
+        // when it is published, under its own deadline, so an activation never waits on it.
+        let gc = self.clone();
+        let mut gc_stop = shutdown.clone();
+        let mut rounds = self.gc_input.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = rounds.changed() => if changed.is_err() { break },
+                    _ = gc_stop.changed() => {}
+                }
+                if *gc_stop.borrow() {
+                    break;
+                }
+                gc.collect_garbage().await;
+            }
+        });
         loop {
             let started = tokio::time::Instant::now();
             let status = self.activate().await;
@@ -322,6 +347,56 @@ impl Controller {
         status
     }
 
+    /// One round of the garbage collector on the latest activation's listing, if it has
+    /// not read that one yet ([`Controller::run`] runs it as its own task; tests step it).
+    /// Its status is the `gc` task status.
+    pub async fn collect_garbage(&self) -> Option<GcStatus> {
+        let mut done = self.gc_done.lock().await;
+        let round = self.gc_input.borrow().clone()?;
+        if round.activation <= *done {
+            return None;
+        }
+        *done = round.activation;
+        let sh = &self.shared;
+        let started = Instant::now();
+        let mut status = GcStatus {
+            activation: round.activation,
+            started_at: now(),
+            ..Default::default()
+        };
+        let no_writes = HashSet::new();
+        let act = Activation {
+            owner: &round.owner,
+            observation: &round.observation,
+            in_flight: &no_writes,
+            pools: &round.pools,
+            now: now(),
+            deadline: tokio::time::Instant::now() + sh.cfg.activation_timeout,
+        };
+        let garbage = async {
+            VmPools.collect_garbage(sh, &act).await;
+            BatchPools.collect_garbage(sh, &act).await;
+        };
+        if tokio::time::timeout_at(act.deadline, garbage)
+            .await
+            .is_err()
+        {
+            status.cut = true;
+            let e = format!(
+                "garbage collection cut at its deadline ({} s, activation_timeout_seconds)",
+                sh.cfg.activation_timeout.as_secs()
+            );
+            tracing::warn!(activation = round.activation, "{e}");
+            status.errors.push(e);
+        }
+        status.duration_ms = started.elapsed().as_millis() as u64;
+        let _ = sh
+            .store
+            .put_task_status(&Task::garbage_collector(), &status)
+            .await;
+        Some(status)
+    }
+
     async fn activate_inner(
         &self,
         status: &mut ActivationStatus,
@@ -370,6 +445,8 @@ impl Controller {
         status.list_requests = observation.pages;
         let mut in_flight = execute::in_flight(sh).await?;
         in_flight.extend(in_flight_before);
+        let observation = Arc::new(observation);
+        let pools = Arc::new(pools);
         let act = Activation {
             owner: &owner,
             observation: &observation,
@@ -384,7 +461,7 @@ impl Controller {
         status.cut |= VmPools.observe_all(sh, &act).await?;
         status.cut |= BatchPools.observe_all(sh, &act).await?;
         let forced = force_requests(sh).await;
-        for record in &pools {
+        for record in pools.iter() {
             match record.spec.mode {
                 PoolMode::Vm => reconcile_pool(&VmPools, sh, &act, record, &forced, status).await?,
                 PoolMode::Batch => {
@@ -392,18 +469,13 @@ impl Controller {
                 }
             }
         }
-        // Garbage can wait for the next activation; the deadline cannot.
-        let garbage = async {
-            VmPools.collect_garbage(sh, &act).await;
-            BatchPools.collect_garbage(sh, &act).await;
-        };
-        if tokio::time::timeout_at(deadline, garbage).await.is_err() {
-            status.cut = true;
-            status.errors.push(format!(
-                "garbage collection cut at the activation deadline ({} s, activation_timeout_seconds)",
-                sh.cfg.activation_timeout.as_secs()
-            ));
-        }
+        // What no pool wants: the garbage collector's task reads this listing.
+        self.gc_input.send_replace(Some(Arc::new(gc::Round {
+            activation: status.number,
+            owner: owner.clone(),
+            observation: observation.clone(),
+            pools: pools.clone(),
+        })));
         let now = act.now;
         let _ = sh.store.trim_events(sh.cfg.events_retained).await;
         // Ended node requests are history only `GET /v1/requests?all=true` shows; live ones

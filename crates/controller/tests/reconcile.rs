@@ -152,6 +152,8 @@ impl Farm {
     ) -> u32 {
         for step in 1..=200 {
             ctl.activate().await;
+            // The garbage collector's own task, stepped after the activation it reads.
+            ctl.collect_garbage().await;
             self.sim.advance_clock(Duration::from_secs(60));
             if done(self).await {
                 return step;
@@ -441,6 +443,17 @@ async fn detached_nics_and_disks_are_collected_each_delete_journalled() {
         async |f| left(f).await == 0 && f.store.open_intents().await.unwrap().is_empty(),
     )
     .await;
+    // The collector ran as its own task on the activations' listings, and said so.
+    let (gc, _) = f
+        .store
+        .task_status(&rb_core::task::Task::garbage_collector())
+        .await
+        .unwrap()
+        .expect("the gc task status");
+    assert!(
+        gc.activation >= 1 && !gc.cut && gc.errors.is_empty(),
+        "{gc:?}"
+    );
     for (node, kind) in [
         ("ghost-00002", ActionKind::Delete),
         ("ghost-00002-nic", ActionKind::DeleteNic),

@@ -32,6 +32,8 @@ pub enum TaskKey {
     /// `batch-accounts`: the last listing of the subscription's Batch accounts
     /// ([`BatchAccounts`]).
     BatchAccounts,
+    /// `gc`: the garbage collector's last round ([`GcStatus`]).
+    GarbageCollector,
     /// `pool:{pool}`: the pool's last activation ([`PoolActivation`]).
     Pool(String),
     /// `pool-error:{pool}`: the pool's last error ([`PoolError`]).
@@ -49,6 +51,7 @@ pub enum TaskKey {
 const RECONCILER: &str = "reconciler";
 const SCHEDULER: &str = "scheduler";
 const BATCH_ACCOUNTS: &str = "batch-accounts";
+const GARBAGE_COLLECTOR: &str = "gc";
 const POOL: &str = "pool:";
 const POOL_ERROR: &str = "pool-error:";
 const EVICTIONS: &str = "evictions:";
@@ -67,6 +70,7 @@ impl TaskKey {
             RECONCILER => Some(Self::Reconciler),
             SCHEDULER => Some(Self::Scheduler),
             BATCH_ACCOUNTS => Some(Self::BatchAccounts),
+            GARBAGE_COLLECTOR => Some(Self::GarbageCollector),
             _ => None
                 .or_else(|| per_pool(POOL).map(Self::Pool))
                 .or_else(|| per_pool(POOL_ERROR).map(Self::PoolError))
@@ -79,7 +83,9 @@ impl TaskKey {
     /// The pool a per-pool key is about.
     pub fn pool(&self) -> Option<&str> {
         match self {
-            Self::Reconciler | Self::Scheduler | Self::BatchAccounts => None,
+            Self::Reconciler | Self::Scheduler | Self::BatchAccounts | Self::GarbageCollector => {
+                None
+            }
             Self::Pool(p)
             | Self::PoolError(p)
             | Self::Evictions(p)
@@ -96,6 +102,7 @@ impl fmt::Display for TaskKey {
             Self::Reconciler => f.write_str(RECONCILER),
             Self::Scheduler => f.write_str(SCHEDULER),
             Self::BatchAccounts => f.write_str(BATCH_ACCOUNTS),
+            Self::GarbageCollector => f.write_str(GARBAGE_COLLECTOR),
             Self::Pool(p) => write!(f, "{POOL}{p}"),
             Self::PoolError(p) => write!(f, "{POOL_ERROR}{p}"),
             Self::Evictions(p) => write!(f, "{EVICTIONS}{p}"),
@@ -154,6 +161,12 @@ impl<S> fmt::Display for Task<S> {
 impl Task<ActivationStatus> {
     pub fn reconciler() -> Self {
         Self::new(TaskKey::Reconciler)
+    }
+}
+
+impl Task<GcStatus> {
+    pub fn garbage_collector() -> Self {
+        Self::new(TaskKey::GarbageCollector)
     }
 }
 
@@ -221,6 +234,22 @@ pub struct ActivationStatus {
 }
 
 impl TaskStatus for ActivationStatus {}
+
+/// The garbage collector's last round (`gc`): it runs as its own task on each activation's
+/// complete listing, under its own deadline.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct GcStatus {
+    /// The activation whose listing it read.
+    pub activation: u64,
+    pub started_at: UnixSeconds,
+    pub duration_ms: u64,
+    /// It reached `activation_timeout_seconds`; what it did not look at waits for the next.
+    pub cut: bool,
+    pub errors: Vec<String>,
+}
+
+impl TaskStatus for GcStatus {}
 
 /// A pool's last activation (`pool:{pool}`): what the planner wanted and why.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -414,6 +443,7 @@ mod tests {
             (TaskKey::Reconciler, "reconciler"),
             (TaskKey::Scheduler, "scheduler"),
             (TaskKey::BatchAccounts, "batch-accounts"),
+            (TaskKey::GarbageCollector, "gc"),
             (TaskKey::Pool("maya".into()), "pool:maya"),
             (TaskKey::PoolError("maya".into()), "pool-error:maya"),
             (TaskKey::Evictions("maya".into()), "evictions:maya"),
@@ -425,7 +455,7 @@ mod tests {
             assert_eq!(TaskKey::parse(name), Some(key));
         }
         assert_eq!(TaskKey::parse("pool:"), None);
-        assert_eq!(TaskKey::parse("gc"), None);
+        assert_eq!(TaskKey::parse("garbage"), None);
         assert_eq!(Task::pool("maya").key().pool(), Some("maya"));
         assert_eq!(Task::reconciler().key().pool(), None);
     }

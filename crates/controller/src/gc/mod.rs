@@ -18,6 +18,15 @@
 
 pub(crate) mod grace;
 
+/// What one round of the garbage collector reads: an activation's complete listing of our
+/// VMs and the pools it planned (what is not theirs is garbage).
+pub(crate) struct Round {
+    pub activation: u64,
+    pub owner: String,
+    pub observation: Arc<Observation>,
+    pub pools: Arc<Vec<store::PoolRecord>>,
+}
+
 pub(crate) use grace::{Garbage, Kind};
 
 use std::collections::HashSet;
