@@ -32,10 +32,14 @@ pub(crate) async fn dispatch(
 ) -> Result<(), store::StoreError> {
     let spec = &record.spec;
     let zombies = plan.zombies;
-    let (removals, pool_ops): (Vec<BatchAction>, Vec<BatchAction>) = plan
-        .actions
-        .into_iter()
-        .partition(|a| a.kind == BatchActionKind::RemoveNode);
+    let mut removals = Vec::new();
+    let mut pool_ops = Vec::new();
+    for a in plan.actions {
+        match PoolWrite::of(a.kind) {
+            Some(w) => pool_ops.push((w, a)),
+            None => removals.push(a),
+        }
+    }
     if !removals.is_empty() {
         let mut claimed = Vec::new();
         for a in removals {
@@ -102,7 +106,8 @@ pub(crate) async fn dispatch(
             sh.cfg.enrollment.rotate_every.as_secs()
         ),
     });
-    if let Some(a) = pool_ops.into_iter().next().or(rotation) {
+    let rotation = rotation.map(|a| (PoolWrite::RotateEnrollToken, a));
+    if let Some((w, a)) = pool_ops.into_iter().next().or(rotation) {
         let node = pool_intent_node(&spec.name);
         if !sh.claim(&node) {
             return Ok(());
@@ -134,7 +139,7 @@ pub(crate) async fn dispatch(
         let generation = record.generation;
         tokio::spawn(async move {
             let permit = sh2.permits.clone().acquire_owned().await;
-            let result = pool_write(&sh2, &spec, &a, intent, &owner).await;
+            let result = pool_write(&sh2, &spec, w, &a, intent, &owner).await;
             drop(permit);
             finish_pool_write(&sh2, &spec, generation, &a, intent, result).await;
             sh2.release(&node);
@@ -167,9 +172,35 @@ enum Done {
     Rotated,
 }
 
+/// A write on the Batch pool itself, one at a time under the intent on `batch:{pool}` (node
+/// removals go their own way, grouped).
+#[derive(Debug, Clone, Copy)]
+enum PoolWrite {
+    Create,
+    Resize,
+    StopResize,
+    RotateEnrollToken,
+    Delete,
+}
+
+impl PoolWrite {
+    /// The pool write an action is, or None for a node removal.
+    fn of(kind: BatchActionKind) -> Option<Self> {
+        match kind {
+            BatchActionKind::CreatePool => Some(Self::Create),
+            BatchActionKind::ResizePool => Some(Self::Resize),
+            BatchActionKind::StopResize => Some(Self::StopResize),
+            BatchActionKind::RotateEnrollToken => Some(Self::RotateEnrollToken),
+            BatchActionKind::DeletePool => Some(Self::Delete),
+            BatchActionKind::RemoveNode => None,
+        }
+    }
+}
+
 async fn pool_write(
     sh: &Shared,
     spec: &PoolSpec,
+    w: PoolWrite,
     a: &BatchAction,
     intent: i64,
     owner: &str,
@@ -177,8 +208,8 @@ async fn pool_write(
     let tg = target(sh, spec)
         .ok_or_else(|| config_err(format!("pool {} has no batch section", spec.name)))?;
     let targets = a.targets.unwrap_or_default();
-    match a.kind {
-        BatchActionKind::CreatePool => {
+    match w {
+        PoolWrite::Create => {
             // GET before PUT: the name never changes, so whatever exists is ours to adopt.
             if sh
                 .arm
@@ -211,7 +242,7 @@ async fn pool_write(
                 .await?;
             Ok(Done::Created)
         }
-        BatchActionKind::ResizePool => {
+        PoolWrite::Resize => {
             sh.arm
                 .resize_pool(
                     &tg.rg,
@@ -224,11 +255,11 @@ async fn pool_write(
                 .await?;
             Ok(Done::Resized)
         }
-        BatchActionKind::StopResize => {
+        PoolWrite::StopResize => {
             sh.arm.stop_pool_resize(&tg.rg, tg.account, tg.name).await?;
             Ok(Done::Stopped)
         }
-        BatchActionKind::RotateEnrollToken => {
+        PoolWrite::RotateEnrollToken => {
             // Stored before the start task can carry it; the tokens it replaces keep working
             // until it is seen published, then `overlap` longer.
             let token = bootstrap::generate_pool_token();
@@ -247,7 +278,7 @@ async fn pool_write(
                 .context("cannot store the enrollment token")?;
             Ok(Done::Rotated)
         }
-        BatchActionKind::DeletePool => {
+        PoolWrite::Delete => {
             if let Some(op) = sh.arm.delete_pool(&tg.rg, tg.account, tg.name).await? {
                 if let Ok(v) = serde_json::to_value(&op) {
                     let _ = sh.store.set_intent_operation(intent, &v).await;
@@ -255,9 +286,6 @@ async fn pool_write(
                 op.wait(&sh.arm).await?;
             }
             Ok(Done::Deleted)
-        }
-        BatchActionKind::RemoveNode => {
-            Err(config_err("a node removal is not a Batch pool write").into())
         }
     }
 }
