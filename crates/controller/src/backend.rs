@@ -8,9 +8,11 @@
 //!    kind's pools share (the VM inventory from the VM listing, the Batch account list);
 //! 2. per pool, [`PoolBackend::observe`] (an error: that pool is not planned this time),
 //!    [`PoolBackend::snapshot`] from the store, [`PoolBackend::plan`] (pure: core's planner for
-//!    the kind, typed actions, the controller's holds applied), then either the end of a
+//!    the kind, typed actions, through the creation gate; the backoff's other holds applied
+//!    here), then either the end of a
 //!    deletion ([`PoolBackend::released`]) or [`PoolBackend::execute`];
-//! 3. [`PoolBackend::collect_garbage`], once, for what no pool wants.
+//! 3. [`PoolBackend::collect_garbage`], in the garbage collector's own task, on the
+//!    activation's listing ([`gc::Round`]): what no pool wants.
 //!
 //! A backend's actions are its own type (`VmAction`, `BatchAction`); the journal, the
 //! backoff and the events see them through [`rb_core::Step`] (kind of write, node, reason).
@@ -20,13 +22,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rb_core::task::{ActivationStatus, PoolActivation, PoolError, Task};
-use rb_core::{ActionKind, CreateGate, GateReason, Hold, Plan, PoolSpec, Step, UnixSeconds};
+use rb_core::{CreateGate, GateReason, Hold, Plan, PoolSpec, Step, UnixSeconds};
 use store::PoolRecord;
 
 use crate::deletion::remove_deleted_pool;
 use crate::error::{self, Error, ResultExt, chain};
 use crate::observe::Observation;
-use crate::{Shared, backoff, typed_conditions};
+use crate::{Shared, backoff, gc, typed_conditions};
 
 /// What one activation knows before it plans any pool, for every backend.
 pub(crate) struct Activation<'a> {
@@ -40,14 +42,6 @@ pub(crate) struct Activation<'a> {
     pub pools: &'a [PoolRecord],
     pub now: UnixSeconds,
     pub deadline: tokio::time::Instant,
-}
-
-/// What keeps a pool's writes back: the creation gate (every reason it may not create or
-/// grow now, which the planners apply themselves, so probes get fresh names) and the
-/// controller's backoff on the other kinds of write ([`rb_core::apply_holds`]).
-pub(crate) struct Holds {
-    pub gate: CreateGate,
-    pub others: Vec<(ActionKind, Hold)>,
 }
 
 /// Failed ARM attempts in a row, with no answer in between, that close the creation gate: one
@@ -114,12 +108,14 @@ pub(crate) trait PoolBackend: Sync {
         record: &PoolRecord,
     ) -> impl Future<Output = Result<Self::Snapshot, store::StoreError>> + Send;
 
-    /// The pool's plan: pure, from its snapshot and the holds on its writes.
+    /// The pool's plan: pure, core's planner for the kind on its snapshot, through the
+    /// creation gate (which the planners apply themselves, so probes get fresh names). The
+    /// backoff's holds on the other kinds of write are applied to it by [`reconcile_pool`].
     fn plan(
         &self,
         snapshot: &Self::Snapshot,
         spec: &PoolSpec,
-        holds: &Holds,
+        gate: &CreateGate,
         now: UnixSeconds,
     ) -> Plan<Self::Action>;
 
@@ -152,11 +148,12 @@ pub(crate) trait PoolBackend: Sync {
         seen: Self::Seen,
     ) -> impl Future<Output = Result<(), store::StoreError>> + Send;
 
-    /// Once per activation, after every pool: what no pool of this kind wants.
+    /// What no pool of this kind wants, from an activation's listing (the garbage
+    /// collector's task, after the activation).
     fn collect_garbage(
         &self,
         sh: &Arc<Shared>,
-        act: &Activation<'_>,
+        round: &gc::Round,
     ) -> impl Future<Output = ()> + Send;
 }
 
@@ -240,12 +237,9 @@ pub(crate) async fn reconcile_pool<B: PoolBackend>(
         }
     };
     let (create, others) = backoff::holds(sh, record, now).await;
-    let holds = Holds {
-        gate: gate(sh, create.as_ref()),
-        others,
-    };
     let snapshot = backend.snapshot(sh, act, record).await?;
-    let plan = backend.plan(&snapshot, &record.spec, &holds, now);
+    let mut plan = backend.plan(&snapshot, &record.spec, &gate(sh, create.as_ref()), now);
+    rb_core::apply_holds(&mut plan, &others, now);
     let force = forced
         .get(name)
         .is_some_and(|created_at| record.deleting && *created_at == record.created_at);

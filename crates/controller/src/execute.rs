@@ -17,13 +17,7 @@ use crate::{Shared, bootstrap, now, vmspec};
 
 /// Nodes with an open intent (in this process or left by a previous one).
 pub(crate) async fn in_flight(sh: &Shared) -> Result<HashSet<String>, store::StoreError> {
-    let mut set: HashSet<String> = sh
-        .store
-        .open_intents()
-        .await?
-        .into_iter()
-        .map(|i| i.node.to_ascii_lowercase())
-        .collect();
+    let mut set = sh.store.in_flight_nodes().await?;
     if let Ok(ex) = sh.executing.lock() {
         set.extend(ex.iter().cloned());
     }

@@ -364,20 +364,11 @@ impl Controller {
             started_at: now(),
             ..Default::default()
         };
-        let no_writes = HashSet::new();
-        let act = Activation {
-            owner: &round.owner,
-            observation: &round.observation,
-            in_flight: &no_writes,
-            pools: &round.pools,
-            now: now(),
-            deadline: tokio::time::Instant::now() + sh.cfg.activation_timeout,
-        };
         let garbage = async {
-            VmPools.collect_garbage(sh, &act).await;
-            BatchPools.collect_garbage(sh, &act).await;
+            VmPools.collect_garbage(sh, &round).await;
+            BatchPools.collect_garbage(sh, &round).await;
         };
-        if tokio::time::timeout_at(act.deadline, garbage)
+        if tokio::time::timeout(sh.cfg.activation_timeout, garbage)
             .await
             .is_err()
         {
@@ -456,8 +447,9 @@ impl Controller {
             deadline,
         };
         // Each kind of pool observes what its pools share, then each pool is reconciled by
-        // its backend, then each backend collects its garbage. A new kind of pool is a new
-        // backend and one line in each of these three places.
+        // its backend; the garbage collector's task then has each backend collect its
+        // garbage from this listing. A new kind of pool is a new backend and one line in
+        // each of these three places.
         status.cut |= VmPools.observe_all(sh, &act).await?;
         status.cut |= BatchPools.observe_all(sh, &act).await?;
         let forced = force_requests(sh).await;

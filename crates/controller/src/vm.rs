@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use rb_core::{Plan, PoolSpec, UnixSeconds, VmAction, VmSnapshot};
+use rb_core::{CreateGate, Plan, PoolSpec, UnixSeconds, VmAction, VmSnapshot};
 use store::PoolRecord;
 
-use crate::backend::{Activation, Holds, PoolBackend, tagged_vms};
+use crate::backend::{Activation, PoolBackend, tagged_vms};
 use crate::{Shared, error, execute, gc, inventory};
 
 /// The `mode: vm` backend.
@@ -46,18 +46,14 @@ impl PoolBackend for VmPools {
         sh.store.vm_snapshot(record, act.in_flight, act.now).await
     }
 
-    /// Creates go through the gate in the planner (probes get fresh names); the other kinds
-    /// of write held back are taken out of the plan.
     fn plan(
         &self,
         snapshot: &VmSnapshot,
         spec: &PoolSpec,
-        holds: &Holds,
+        gate: &CreateGate,
         now: UnixSeconds,
     ) -> Plan<VmAction> {
-        let mut plan = snapshot.plan(spec, &holds.gate, now);
-        rb_core::apply_holds(&mut plan, &holds.others, now);
-        plan
+        snapshot.plan(spec, gate, now)
     }
 
     async fn remains(
@@ -98,8 +94,8 @@ impl PoolBackend for VmPools {
         execute::dispatch(sh, record, plan, snapshot.next_index).await
     }
 
-    async fn collect_garbage(&self, sh: &Arc<Shared>, act: &Activation<'_>) {
-        let known: HashSet<String> = act.pools.iter().map(|p| p.spec.name.clone()).collect();
-        gc::collect(sh, act.observation, &known, act.owner).await;
+    async fn collect_garbage(&self, sh: &Arc<Shared>, round: &gc::Round) {
+        let known: HashSet<String> = round.pools.iter().map(|p| p.spec.name.clone()).collect();
+        gc::collect(sh, &round.observation, &known, &round.owner).await;
     }
 }

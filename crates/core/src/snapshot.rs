@@ -46,22 +46,6 @@ pub struct BatchSnapshot {
 }
 
 impl PoolSnapshot {
-    pub fn desired(&self) -> u32 {
-        match self {
-            PoolSnapshot::Vm(s) => s.desired,
-            PoolSnapshot::Batch(s) => s.desired,
-        }
-    }
-
-    /// The VM pool's next fresh index, which its plan's fresh names start from: what the
-    /// store checks when it reserves them ([`crate::plan::Plan`] creates name their VMs).
-    pub fn next_index(&self) -> Option<u64> {
-        match self {
-            PoolSnapshot::Vm(s) => Some(s.next_index),
-            PoolSnapshot::Batch(_) => None,
-        }
-    }
-
     /// The pool's plan now, typed by its backend, through the creation `gate`; the holds on
     /// other kinds of write apply afterwards ([`PoolPlan::apply_holds`]).
     pub fn plan(&self, spec: &PoolSpec, gate: &CreateGate, now: UnixSeconds) -> PoolPlan {

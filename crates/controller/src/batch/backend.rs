@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use rb_core::{BatchAction, BatchSnapshot, Plan, PoolSpec, UnixSeconds};
+use rb_core::{BatchAction, BatchSnapshot, CreateGate, Plan, PoolSpec, UnixSeconds};
 use store::PoolRecord;
 
 use super::{ACCOUNT_NOT_FOUND, collect_garbage, dispatch, observe, observe_accounts};
-use crate::backend::{Activation, Holds, PoolBackend, tagged_vms};
+use crate::backend::{Activation, PoolBackend, tagged_vms};
 use crate::error::{self, Error};
 use crate::{Shared, execute};
 
@@ -65,12 +65,10 @@ impl PoolBackend for BatchPools {
         &self,
         snapshot: &BatchSnapshot,
         spec: &PoolSpec,
-        holds: &Holds,
+        gate: &CreateGate,
         now: UnixSeconds,
     ) -> Plan<BatchAction> {
-        let mut plan = snapshot.plan(spec, &holds.gate, now);
-        rb_core::apply_holds(&mut plan, &holds.others, now);
-        plan
+        snapshot.plan(spec, gate, now)
     }
 
     /// Tagged VMs of the listing, and the Batch pool while it is ours (a Batch pool that
@@ -152,7 +150,7 @@ impl PoolBackend for BatchPools {
         dispatch(sh, record, plan, act.owner, rotate_enroll_token).await
     }
 
-    async fn collect_garbage(&self, sh: &Arc<Shared>, act: &Activation<'_>) {
-        collect_garbage(sh, act.pools, act.owner).await;
+    async fn collect_garbage(&self, sh: &Arc<Shared>, round: &crate::gc::Round) {
+        collect_garbage(sh, &round.pools, &round.owner).await;
     }
 }
