@@ -177,15 +177,19 @@ impl Operation {
         self.wait_for(client, false).await.map(|_| ())
     }
 
+    /// How long after the first answer the operation is worth a first look: its
+    /// `Retry-After`, or without a hint (Compute's VM PUT gives none) a second, since short
+    /// operations are done by then and long ones are looked at on the usual interval after.
+    pub fn first_look(&self, client: &ArmClient) -> Duration {
+        match self.retry_after_seconds {
+            Some(s) => client.poll_interval(Some(Duration::from_secs(s))),
+            None => client.poll_interval(None).min(FIRST_POLL_WITHOUT_HINT),
+        }
+    }
+
     async fn wait_for(&self, client: &ArmClient, fetch: bool) -> Result<Option<Value>> {
         if !self.completed {
-            // Without a hint (Compute's VM PUT gives none), look once soon: short operations
-            // are done by then, long ones are polled at the usual interval afterwards.
-            let first = match self.retry_after_seconds {
-                Some(s) => client.poll_interval(Some(Duration::from_secs(s))),
-                None => client.poll_interval(None).min(FIRST_POLL_WITHOUT_HINT),
-            };
-            tokio::time::sleep(first).await;
+            tokio::time::sleep(self.first_look(client)).await;
         }
         loop {
             match self.poll_for(client, fetch).await? {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use azure::{ArmError, Operation};
 use rb_core::{ActionKind, NodeState, Offering, Plan, UnavailableReason, VmAction, VmActionKind};
 use serde_json::{Value, json};
-use store::{IntentOutcome, NewEvent, NewIntent, PoolRecord, VmRecord};
+use store::{IntentOutcome, NewEvent, NewIntent, OpenIntent, PoolRecord, VmRecord};
 
 use crate::error::{self, Error, chain};
 use crate::failure::{self, Failed};
-use crate::{Shared, bootstrap, now, vmspec};
+use crate::{Shared, bootstrap, follow, now, vmspec};
 
 /// Nodes with an open intent (in this process or left by a previous one).
 pub(crate) async fn in_flight(sh: &Shared) -> Result<HashSet<String>, store::StoreError> {
@@ -68,104 +68,113 @@ pub(crate) async fn dispatch(
         .collect();
     let zombies = plan.zombies.clone();
     let generation = record.generation;
-    for action in plan.actions {
-        let reuse = action.kind == VmActionKind::Create && reused.contains(&action.node);
-        if !sh.claim(&action.node) {
-            continue; // Already being worked on.
-        }
-        if action.kind == VmActionKind::Delete && zombies.contains(&action.node) {
-            tracing::warn!(pool = %record.spec.name, node = %action.node, "node never registered: replacing it");
-            let _ = event(
-                sh,
-                "node.zombie",
-                Some(&record.spec.name),
-                Some(&action.node),
-                &action.reason,
-                json!({"register_timeout_seconds": record.spec.bootstrap.as_ref().map(|b| b.register_timeout_seconds)}),
-            )
-            .await;
-        }
-        // The decision goes into the log with its intent, in one transaction: a crash keeps
-        // both or neither, so the log shows every decision the journal acted on.
-        let detail = json!({"size": action.size, "priority": action.priority});
-        let intent = sh
-            .store
-            .open_intent_with_event(
-                &NewIntent {
-                    pool: record.spec.name.clone(),
+    let pool = &record.spec.name;
+    // What this process is not already working on, claimed for this plan.
+    let actions: Vec<VmAction> = plan
+        .actions
+        .into_iter()
+        .filter(|a| sh.claim(&a.node))
+        .collect();
+    for action in actions
+        .iter()
+        .filter(|a| a.kind == VmActionKind::Delete && zombies.contains(&a.node))
+    {
+        tracing::warn!(pool = %pool, node = %action.node, "node never registered: replacing it");
+        let _ = event(
+            sh,
+            "node.zombie",
+            Some(pool),
+            Some(&action.node),
+            &action.reason,
+            json!({"register_timeout_seconds": record.spec.bootstrap.as_ref().map(|b| b.register_timeout_seconds)}),
+        )
+        .await;
+    }
+    // Every decision goes into the log with its intent, and a create's inventory row (the
+    // node counts from now on, before ARM has even seen it), all in one transaction: a crash
+    // keeps the plan's journal whole or not at all, and a burst of a hundred is one commit.
+    let t = now();
+    let opening: Vec<OpenIntent> = actions
+        .iter()
+        .map(|action| {
+            let detail = json!({"size": action.size, "priority": action.priority});
+            OpenIntent {
+                intent: NewIntent {
+                    pool: pool.clone(),
                     node: action.node.clone(),
                     kind: action.kind.into(),
                     detail: detail.clone(),
                     reason: action.reason.clone(),
                 },
-                &NewEvent {
+                event: NewEvent {
                     kind: format!("plan.{}", verb_of(action.kind.into())),
-                    pool: Some(record.spec.name.clone()),
+                    pool: Some(pool.clone()),
                     node: Some(action.node.clone()),
                     actor: "controller".into(),
                     message: action.reason.clone(),
                     data: detail,
                 },
-            )
-            .await;
-        let intent = match intent {
-            Ok((id, _event)) => id,
-            Err(e) => {
-                sh.release(&action.node);
-                return Err(e);
+                placeholder: (action.kind == VmActionKind::Create)
+                    .then(|| placeholder(pool, action, t)),
             }
-        };
-        if action.kind == VmActionKind::Create {
-            // Count the node from now on, before ARM has even seen it.
-            let t = now();
-            sh.store
-                .upsert_vm(&VmRecord {
-                    name: action.node.clone(),
-                    pool: record.spec.name.clone(),
-                    size: action.size.clone().unwrap_or_default(),
-                    priority: action.priority.unwrap_or_default(),
-                    state: NodeState::Creating,
-                    power_state: None,
-                    azure_id: None,
-                    failed_code: None,
-                    created_at: t,
-                    started_at: None,
-                    deallocated_at: None,
-                    last_seen: None,
-                    last_heartbeat: None,
-                    busy: false,
-                    draining: false,
-                    registered_at: None,
-                    node_seen_at: None,
-                })
-                .await?;
+        })
+        .collect();
+    let intents = match sh.store.open_plan_intents(&opening).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            for action in &actions {
+                sh.release(&action.node);
+            }
+            return Err(e);
         }
+    };
+    for (action, intent) in actions.into_iter().zip(intents) {
+        let reuse = action.kind == VmActionKind::Create && reused.contains(&action.node);
         let sh2 = sh.clone();
         let spec = record.spec.clone();
         tokio::spawn(async move {
             let mut stopping = sh2.stopping.subscribe();
-            let work = async {
-                let permit = sh2.permits.clone().acquire_owned().await;
-                let result = run_action(&sh2, &spec, &action, intent, reuse).await;
-                drop(permit);
-                result
-            };
             let result = tokio::select! {
-                result = work => Some(result),
+                outcome = run_action(&sh2, &spec, &action, intent, reuse) => Some(outcome),
                 // The daemon is stopping: the open intent (with its operation, if ARM took
                 // the write) is what the next start follows to its end.
                 _ = stopping.wait_for(|s| *s) => None,
             };
-            let Some(result) = result else {
+            let Some((result, recorded)) = result else {
                 tracing::info!(node = %action.node, "stopping: the intent stays open for the next start");
                 return;
             };
             finish(&sh2, &spec.name, generation, &action, intent, result).await;
             sh2.release(&action.node);
+            // The activation whose listing settled the write plans once it is recorded.
+            drop(recorded);
             sh2.settled.notify_one();
         });
     }
     Ok(())
+}
+
+/// A create's inventory row from the moment it is planned.
+fn placeholder(pool: &str, action: &VmAction, t: rb_core::UnixSeconds) -> VmRecord {
+    VmRecord {
+        name: action.node.clone(),
+        pool: pool.to_owned(),
+        size: action.size.clone().unwrap_or_default(),
+        priority: action.priority.unwrap_or_default(),
+        state: NodeState::Creating,
+        power_state: None,
+        azure_id: None,
+        failed_code: None,
+        created_at: t,
+        started_at: None,
+        deallocated_at: None,
+        last_seen: None,
+        last_heartbeat: None,
+        busy: false,
+        draining: false,
+        registered_at: None,
+        node_seen_at: None,
+    }
 }
 
 /// Before a name of a failed create is created again: a VM of that name that Azure shows in
@@ -255,24 +264,37 @@ async fn node_bootstrap(
     Ok(rendered.map(|r| r.text))
 }
 
+/// One action: its write under an operation slot (the slots bound the writes in flight, not
+/// the operations Azure is running), then its end followed from the listings (`follow`).
 async fn run_action(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
     action: &VmAction,
     intent: i64,
     reuse: bool,
-) -> error::Result<()> {
-    if reuse && action.kind == VmActionKind::Create {
-        clear_failed_vm(sh, &action.node).await?;
-    }
-    let op = start_op(sh, spec, action).await?;
-    if let Some(op) = op {
+) -> (error::Result<()>, Option<follow::Ack>) {
+    let accepted = async {
+        let _permit = sh.permits.clone().acquire_owned().await;
+        if reuse && action.kind == VmActionKind::Create {
+            clear_failed_vm(sh, &action.node).await?;
+        }
+        let Some(op) = start_op(sh, spec, action).await? else {
+            return Ok(None);
+        };
+        let accepted = tokio::time::Instant::now();
         if let Ok(v) = serde_json::to_value(&op) {
             let _ = sh.store.set_intent_operation(intent, &v).await;
         }
-        op.wait_done(&sh.arm).await?;
+        error::Result::Ok(Some((op, accepted)))
+    };
+    match accepted.await {
+        Err(e) => (Err(e), None),
+        Ok(None) => (Ok(()), None),
+        Ok(Some((op, accepted))) => {
+            let (result, ack) = follow::outcome(sh, action.kind, &action.node, &op, accepted).await;
+            (result.map_err(Into::into), ack)
+        }
     }
-    Ok(())
 }
 
 /// `delete`, `deallocate`...: how events name an action.

@@ -27,6 +27,7 @@ pub mod bootstrap;
 pub mod error;
 mod execute;
 mod failure;
+mod follow;
 mod gc;
 mod inventory;
 mod observe;
@@ -61,8 +62,11 @@ pub(crate) struct Shared {
     pub arm: ArmClient,
     pub cfg: ControllerConfig,
     pub wake: Arc<Notify>,
-    /// An operation of ours ended: worth an activation soon, but not at once (see `run`).
+    /// An operation of ours ended, or one waits for a listing to show its end: worth an
+    /// activation soon, but not at once (see `run`).
     pub settled: Notify,
+    /// Writes ARM accepted that wait for a listing to show their end (`follow`), by node.
+    pub followed: Mutex<HashMap<String, follow::Followed>>,
     pub permits: Arc<Semaphore>,
     /// Nodes whose write is being executed by this process (intents cover restarts).
     pub executing: Mutex<HashSet<String>>,
@@ -188,6 +192,7 @@ impl Controller {
                 cfg,
                 wake: Arc::new(Notify::new()),
                 settled: Notify::new(),
+                followed: Mutex::new(HashMap::new()),
                 permits,
                 executing: Mutex::new(HashSet::new()),
                 gc: Mutex::new(Default::default()),
@@ -402,6 +407,7 @@ impl Controller {
         // are read has a node that may be on no page (created after its page was read) and
         // no longer in flight afterwards; without this it would be taken for gone.
         let in_flight_before = execute::in_flight(sh).await?;
+        let listing_started = tokio::time::Instant::now();
         let listed = tokio::time::timeout_at(
             deadline,
             observe::observe(&sh.arm, &sh.cfg.resource_group, &owner),
@@ -434,9 +440,24 @@ impl Controller {
         status.observed = true;
         status.observed_vms = observation.vms.len();
         status.list_requests = observation.pages;
+        let observation = Arc::new(observation);
+        // The writes waiting for a listing to show their end: those it settles are recorded
+        // before anything is planned from it.
+        let recorded = follow::judge(
+            sh,
+            &follow::Listing {
+                started: listing_started,
+                observation: observation.clone(),
+            },
+        );
+        let _ = tokio::time::timeout_at(deadline, async {
+            for done in recorded {
+                let _ = done.await;
+            }
+        })
+        .await;
         let mut in_flight = execute::in_flight(sh).await?;
         in_flight.extend(in_flight_before);
-        let observation = Arc::new(observation);
         let pools = Arc::new(pools);
         let act = Activation {
             owner: &owner,

@@ -19,6 +19,8 @@ pub struct ObservedVm {
     pub size: String,
     pub priority: Priority,
     pub state: NodeState,
+    /// Azure's provisioning state (`Succeeded`, `Creating`, `Failed`...), as listed.
+    pub provisioning: Option<String>,
     pub power: Option<String>,
     pub failed_code: Option<String>,
 }
@@ -124,6 +126,7 @@ pub async fn observe(
                 id,
                 pool,
                 state,
+                provisioning,
                 power,
                 failed_code,
             },

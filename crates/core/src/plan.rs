@@ -683,20 +683,28 @@ impl Planner<'_> {
 
     /// Names for `n` creates, as the executor will use them (it makes no choice): names of
     /// failed creates first, lowest first, where nothing of that name is in flight, planned
-    /// already or in the inventory but a failed VM (which the create deletes first); then
-    /// fresh indexes from `next_index`, which the store reserves when the plan is accepted.
-    fn create_names(&self, n: u32) -> Vec<String> {
+    /// already (but the delete of its failed VM, which the create takes over: it deletes the
+    /// failed VM first) or in the inventory but a failed VM; then fresh indexes from
+    /// `next_index`, which the store reserves when the plan is accepted. So a failed VM's
+    /// name is created again in the plan that deletes it, never passed over for a new one.
+    fn create_names(&mut self, n: u32) -> Vec<String> {
+        let failed_delete =
+            |a: &VmAction| {
+                a.kind == VmActionKind::Delete
+                    && self.input.nodes.iter().any(|v| {
+                        v.name.eq_ignore_ascii_case(&a.node) && v.state == NodeState::Failed
+                    })
+            };
         let mut reusable: Vec<&ReusableName> = self
             .input
             .reusable
             .iter()
             .filter(|r| !r.in_flight)
             .filter(|r| {
-                !self
-                    .plan
+                self.plan
                     .actions
                     .iter()
-                    .any(|a| a.node.eq_ignore_ascii_case(&r.name))
+                    .all(|a| !a.node.eq_ignore_ascii_case(&r.name) || failed_delete(a))
             })
             .filter(|r| {
                 self.input.nodes.iter().all(|v| {
@@ -711,6 +719,9 @@ impl Planner<'_> {
             .take(n as usize)
             .map(|r| r.name.clone())
             .collect();
+        self.plan
+            .actions
+            .retain(|a| !names.iter().any(|n| n.eq_ignore_ascii_case(&a.node)));
         let fresh = u64::from(n) - names.len() as u64;
         names.extend((0..fresh).map(|k| node_name(&self.spec.name, self.input.next_index + k)));
         names

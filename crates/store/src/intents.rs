@@ -99,6 +99,52 @@ fn intent_what(id: i64) -> String {
     format!("intent {id}")
 }
 
+/// One write of a plan for [`Store::open_intents`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenIntent {
+    pub intent: NewIntent,
+    /// The decision, as `plan.{verb}`; its `data` gains `"intent": ID`.
+    pub event: crate::NewEvent,
+    /// A create's inventory row, written with its intent.
+    pub placeholder: Option<crate::VmRecord>,
+}
+
+async fn insert_intent_with_event(
+    tx: &mut sqlx::SqliteConnection,
+    intent: &NewIntent,
+    event: &crate::NewEvent,
+    at: UnixSeconds,
+) -> Result<(i64, i64), StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO intents (pool, node, kind, detail, reason, opened_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&intent.pool)
+    .bind(&intent.node)
+    .bind(enum_str(&intent.kind))
+    .bind(to_json(&intent.detail))
+    .bind(&intent.reason)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut data = event.data.clone();
+    if let serde_json::Value::Object(fields) = &mut data {
+        fields.insert("intent".into(), id.into());
+    }
+    let event_id: i64 = sqlx::query_scalar(
+        "INSERT INTO events (at, kind, pool, node, actor, message, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(at)
+    .bind(&event.kind)
+    .bind(&event.pool)
+    .bind(&event.node)
+    .bind(&event.actor)
+    .bind(&event.message)
+    .bind(to_json(&data))
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok((id, event_id))
+}
+
 impl Store {
     /// Records an intent before its ARM write; returns its id.
     pub async fn open_intent(&self, intent: &NewIntent) -> Result<i64, StoreError> {
@@ -125,37 +171,33 @@ impl Store {
         intent: &NewIntent,
         event: &crate::NewEvent,
     ) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ids = insert_intent_with_event(&mut tx, intent, event, now()).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// A plan's writes opened together: every intent with its event (as
+    /// [`Store::open_intent_with_event`]) and, for a create, the inventory row that counts the
+    /// node from now on ([`Store::upsert_vm`]'s rules), in one transaction — a plan of a
+    /// hundred creates costs one commit, not two hundred, and a crash keeps all of it or none.
+    /// Returns the intents' ids in order.
+    ///
+    /// Errors: [`StoreError::NotFound`] if a placeholder's pool does not exist (nothing is
+    /// kept).
+    pub async fn open_plan_intents(&self, opening: &[OpenIntent]) -> Result<Vec<i64>, StoreError> {
         let at = now();
         let mut tx = self.writer.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO intents (pool, node, kind, detail, reason, opened_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&intent.pool)
-        .bind(&intent.node)
-        .bind(enum_str(&intent.kind))
-        .bind(to_json(&intent.detail))
-        .bind(&intent.reason)
-        .bind(at)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut data = event.data.clone();
-        if let serde_json::Value::Object(fields) = &mut data {
-            fields.insert("intent".into(), id.into());
+        let mut ids = Vec::with_capacity(opening.len());
+        for o in opening {
+            let (id, _) = insert_intent_with_event(&mut tx, &o.intent, &o.event, at).await?;
+            if let Some(vm) = &o.placeholder {
+                crate::vms::upsert_vm_in(&mut tx, vm).await?;
+            }
+            ids.push(id);
         }
-        let event_id: i64 = sqlx::query_scalar(
-            "INSERT INTO events (at, kind, pool, node, actor, message, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(at)
-        .bind(&event.kind)
-        .bind(&event.pool)
-        .bind(&event.node)
-        .bind(&event.actor)
-        .bind(&event.message)
-        .bind(to_json(&data))
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok((id, event_id))
+        Ok(ids)
     }
 
     /// The most recent intent about `node` (open or closed), if any: who last acted on a VM,

@@ -80,7 +80,7 @@ pub use backoff::BackoffRow;
 pub use batch::BatchState;
 pub use error::StoreError;
 pub use events::{Event, EventQuery, NewEvent};
-pub use intents::{Intent, IntentOutcome, NewIntent};
+pub use intents::{Intent, IntentOutcome, NewIntent, OpenIntent};
 pub use planning::node_views;
 pub use pools::PoolRecord;
 pub use requests::RequestRecord;

@@ -79,6 +79,48 @@ fn vm_what(name: &str) -> String {
     format!("vm {name:?}")
 }
 
+/// [`Store::upsert_vm`] on a connection (or in a transaction) of the writer.
+pub(crate) async fn upsert_vm_in(
+    conn: &mut sqlx::SqliteConnection,
+    vm: &VmRecord,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO vms ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, size = excluded.size, \
+         priority = excluded.priority, state = excluded.state, power_state = excluded.power_state, \
+         azure_id = excluded.azure_id, failed_code = excluded.failed_code, \
+         created_at = excluded.created_at, started_at = excluded.started_at, \
+         deallocated_at = excluded.deallocated_at, last_seen = excluded.last_seen"
+    );
+    let result = sqlx::query(&sql)
+        .bind(&vm.name)
+        .bind(&vm.pool)
+        .bind(&vm.size)
+        .bind(enum_str(&vm.priority))
+        .bind(enum_str(&vm.state))
+        .bind(&vm.power_state)
+        .bind(&vm.azure_id)
+        .bind(&vm.failed_code)
+        .bind(vm.created_at)
+        .bind(vm.started_at)
+        .bind(vm.deallocated_at)
+        .bind(vm.last_seen)
+        .bind(vm.last_heartbeat)
+        .bind(vm.busy)
+        .bind(vm.draining)
+        .bind(vm.registered_at)
+        .bind(vm.node_seen_at)
+        .execute(&mut *conn)
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_foreign_key_violation(&e) => {
+            Err(StoreError::not_found(format!("pool {:?}", vm.pool)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Inserts the VM, or replaces every field of an existing row except `last_heartbeat`,
     /// `busy`, `draining`, `registered_at` and `node_seen_at`, which keep their stored values
@@ -86,41 +128,8 @@ impl Store {
     ///
     /// Errors: [`StoreError::NotFound`] if its pool does not exist.
     pub async fn upsert_vm(&self, vm: &VmRecord) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO vms ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, size = excluded.size, \
-             priority = excluded.priority, state = excluded.state, power_state = excluded.power_state, \
-             azure_id = excluded.azure_id, failed_code = excluded.failed_code, \
-             created_at = excluded.created_at, started_at = excluded.started_at, \
-             deallocated_at = excluded.deallocated_at, last_seen = excluded.last_seen"
-        );
-        let result = sqlx::query(&sql)
-            .bind(&vm.name)
-            .bind(&vm.pool)
-            .bind(&vm.size)
-            .bind(enum_str(&vm.priority))
-            .bind(enum_str(&vm.state))
-            .bind(&vm.power_state)
-            .bind(&vm.azure_id)
-            .bind(&vm.failed_code)
-            .bind(vm.created_at)
-            .bind(vm.started_at)
-            .bind(vm.deallocated_at)
-            .bind(vm.last_seen)
-            .bind(vm.last_heartbeat)
-            .bind(vm.busy)
-            .bind(vm.draining)
-            .bind(vm.registered_at)
-            .bind(vm.node_seen_at)
-            .execute(&self.writer)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_foreign_key_violation(&e) => {
-                Err(StoreError::not_found(format!("pool {:?}", vm.pool)))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut conn = self.writer.acquire().await?;
+        upsert_vm_in(&mut conn, vm).await
     }
 
     /// The inventory, of one pool or of all, ordered by name.
