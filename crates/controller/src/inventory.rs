@@ -20,7 +20,15 @@ pub(crate) async fn sync(
     now: UnixSeconds,
 ) -> Result<(), store::StoreError> {
     let store = &sh.store;
-    let known = store.list_vms(None).await?;
+    let known: HashMap<String, VmRecord> = store
+        .list_vms(None)
+        .await?
+        .into_iter()
+        .map(|k| (k.name.to_ascii_lowercase(), k))
+        .collect();
+    // Rows that changed, written in one transaction at the end: at 5,000 VMs one commit per
+    // VM per activation was most of an activation's time.
+    let mut changed: Vec<VmRecord> = Vec::new();
     // Batch pools' nodes are not VMs: `batch::observe` keeps their rows.
     let pools: HashMap<String, rb_core::PoolSpec> = store
         .list_pools()
@@ -36,7 +44,7 @@ pub(crate) async fn sync(
         }
         let key = vm.name.to_ascii_lowercase();
         seen.insert(key.clone());
-        let old = known.iter().find(|k| k.name.eq_ignore_ascii_case(&vm.name));
+        let old = known.get(&key);
         // A Spot VM we left running that Azure shows deallocated, with nothing of ours in
         // flight on it: evicted under the Deallocate policy.
         if let Some(o) = old
@@ -85,30 +93,32 @@ pub(crate) async fn sync(
             (NodeState::Deallocated, _) => Some(now),
             (_, t) => t,
         };
-        store
-            .upsert_vm(&VmRecord {
-                name: vm.name.clone(),
-                pool: vm.pool.clone(),
-                size: vm.size.clone(),
-                priority: vm.priority,
-                state,
-                power_state: vm.power.clone(),
-                azure_id: Some(vm.id.clone()),
-                failed_code: vm.failed_code.clone(),
-                created_at: old.map_or(now, |o| o.created_at),
-                started_at,
-                deallocated_at,
-                last_seen: Some(now),
-                last_heartbeat: None,
-                busy: false,
-                draining: false,
-                registered_at: None,
-                node_seen_at: None,
-            })
-            .await?;
+        let row = VmRecord {
+            name: vm.name.clone(),
+            pool: vm.pool.clone(),
+            size: vm.size.clone(),
+            priority: vm.priority,
+            state,
+            power_state: vm.power.clone(),
+            azure_id: Some(vm.id.clone()),
+            failed_code: vm.failed_code.clone(),
+            created_at: old.map_or(now, |o| o.created_at),
+            started_at,
+            deallocated_at,
+            last_seen: Some(now),
+            last_heartbeat: None,
+            busy: false,
+            draining: false,
+            registered_at: None,
+            node_seen_at: None,
+        };
+        if old.is_none_or(|o| needs_write(o, &row)) {
+            changed.push(row);
+        }
     }
-    for k in known.iter().filter(|k| pools.contains_key(&k.pool)) {
-        let key = k.name.to_ascii_lowercase();
+    store.upsert_vms(&changed).await?;
+    for (key, k) in known.iter().filter(|(_, k)| pools.contains_key(&k.pool)) {
+        let key = key.clone();
         if seen.contains(&key) || in_flight.contains(&key) || k.state == NodeState::Missing {
             continue;
         }
@@ -144,6 +154,28 @@ pub(crate) async fn sync(
         store.upsert_vm(&gone).await?;
     }
     Ok(())
+}
+
+/// How stale a row's `last_seen` may get before an unchanged row is written again.
+const LAST_SEEN_RESOLUTION: UnixSeconds = 60;
+
+/// Whether an observed row differs from the stored one in what the controller writes
+/// (`upsert_vm` keeps the node API's columns), or its `last_seen` is older than
+/// [`LAST_SEEN_RESOLUTION`].
+fn needs_write(old: &VmRecord, new: &VmRecord) -> bool {
+    old.pool != new.pool
+        || old.size != new.size
+        || old.priority != new.priority
+        || old.state != new.state
+        || old.power_state != new.power_state
+        || old.azure_id != new.azure_id
+        || old.failed_code != new.failed_code
+        || old.created_at != new.created_at
+        || old.started_at != new.started_at
+        || old.deallocated_at != new.deallocated_at
+        || old
+            .last_seen
+            .is_none_or(|t| new.last_seen.unwrap_or(t) - t >= LAST_SEEN_RESOLUTION)
 }
 
 /// Whether renderburst's last write on the node (by the intent journal) was one of

@@ -132,6 +132,19 @@ impl Store {
         upsert_vm_in(&mut conn, vm).await
     }
 
+    /// [`Store::upsert_vm`] for many rows in one transaction (all or none).
+    pub async fn upsert_vms(&self, vms: &[VmRecord]) -> Result<(), StoreError> {
+        if vms.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for vm in vms {
+            upsert_vm_in(&mut tx, vm).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The inventory, of one pool or of all, ordered by name.
     pub async fn list_vms(&self, pool: Option<&str>) -> Result<Vec<VmRecord>, StoreError> {
         let rows = match pool {
