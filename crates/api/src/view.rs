@@ -116,6 +116,7 @@ pub struct Pool {
     pub max: u32,
     pub target: u32,
     pub idle_timeout_seconds: u64,
+    pub scale_down_stabilization_seconds: u64,
     pub scale_down: rb_core::ScaleDown,
     pub tags: BTreeMap<String, String>,
     /// `mode: batch` pools only.
@@ -175,6 +176,7 @@ pub fn pool_json(
         max,
         target,
         idle_timeout_seconds,
+        scale_down_stabilization_seconds,
         scale_down,
         tags,
         batch,
@@ -193,6 +195,7 @@ pub fn pool_json(
         max,
         target,
         idle_timeout_seconds,
+        scale_down_stabilization_seconds,
         scale_down,
         tags,
         batch,

@@ -759,10 +759,21 @@ async fn node_requests_add_to_desired_until_released_or_expired() {
         app.store.live_request_sum("maya", expires).await.unwrap(),
         3
     );
+    // The desired count follows live requests down once they have stayed lower for the
+    // pool's scale-down stabilization window (300 s by default).
     let record = app.store.get_pool("maya").await.unwrap().unwrap();
-    assert_eq!(app.store.desired(&record, expires).await.unwrap(), 3);
+    let window = record.spec.scale_down_stabilization_seconds as i64;
+    assert_eq!(window, 300);
+    assert_eq!(app.store.desired(&record, expires).await.unwrap(), 5);
     assert_eq!(
-        app.store.desired(&record, created + 3600).await.unwrap(),
+        app.store.desired(&record, expires + window).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        app.store
+            .desired(&record, created + 3600 + window)
+            .await
+            .unwrap(),
         1,
         "back to target"
     );
@@ -1038,7 +1049,10 @@ async fn fifty_concurrent_requesters_never_lose_or_double_count_a_request() {
     const STEPS: usize = 9;
     const MAX: u64 = 20;
     let app = Arc::new(spawn_app().await);
-    app.create(pool_spec("maya", MAX as u32)).await;
+    // Counting is what is tested here: no stabilization window, desired is the live sum.
+    let mut spec = pool_spec("maya", MAX as u32);
+    spec["scale_down_stabilization_seconds"] = json!(0);
+    app.create(spec).await;
     let live_sum = Arc::new(AtomicU64::new(0));
     let created = Arc::new(AtomicU64::new(0));
     let released = Arc::new(AtomicU64::new(0));

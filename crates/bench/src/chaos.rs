@@ -354,9 +354,11 @@ async fn delete_random_vm(
         .send()
         .await
         .context("out-of-band DELETE")?;
-    // 202/200/204 deleted; 404 gone already; 409 busy with another operation.
+    // 202/200/204 deleted; 404 gone already; 409 busy with another operation; 429 the VM's
+    // (or the subscription's) bucket is empty, as any client of the subscription may be
+    // told: that outsider tries later, it is not the daemon's fault.
     anyhow::ensure!(
-        r.status().is_success() || matches!(r.status().as_u16(), 404 | 409),
+        r.status().is_success() || matches!(r.status().as_u16(), 404 | 409 | 429),
         "out-of-band DELETE {id}: {}: {}",
         r.status(),
         r.text().await.unwrap_or_default()

@@ -70,6 +70,7 @@ fn pool(i: usize, nodes_per_pool: u64) -> Pool {
         max: (nodes_per_pool * 12 / 10).max(1) as u32,
         target: 0,
         idle_timeout_seconds: 900,
+        scale_down_stabilization_seconds: 300,
         scale_down: if i.is_multiple_of(3) {
             ScaleDown::Delete
         } else {

@@ -36,7 +36,7 @@ pub use schedule::{Bounds, ScheduleSet, ScheduleSpec, Timing};
 pub use snapshot::{BatchSnapshot, PoolPlan, PoolSnapshot, VmSnapshot};
 pub use spec::{
     BatchLifecycle, BatchSpec, LicenseServer, Os, PoolMode, PoolSpec, Priority, ScaleDown,
-    SpecError, SpotSpec, StartTaskSpec, desired_count,
+    SpecError, SpotSpec, StartTaskSpec, desired_count, requested_peak,
 };
 
 /// Unix time in seconds.

@@ -27,6 +27,7 @@ fn spec() -> PoolSpec {
         max: 50,
         target: 0,
         idle_timeout_seconds: 900,
+        scale_down_stabilization_seconds: 0,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::new(),
         batch: None,

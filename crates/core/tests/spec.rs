@@ -31,6 +31,7 @@ fn spec() -> PoolSpec {
         max: 50,
         target: 0,
         idle_timeout_seconds: 900,
+        scale_down_stabilization_seconds: 0,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
         batch: None,
@@ -720,4 +721,31 @@ fn a_known_linux_image_with_windows_os_and_the_reverse_are_refused_naming_the_im
             assert!(e.message.contains("os is"), "{}", e.message);
         }
     }
+}
+
+#[test]
+fn the_requested_peak_is_the_most_requested_at_once_within_the_window() {
+    use rb_core::requested_peak;
+    // (created, ended, count): 2 from 0 to 100, 3 from 50 to 60, 4 from 200 to 300.
+    let r = [(0, 100, 2), (50, 60, 3), (200, 300, 4)];
+    assert_eq!(requested_peak(&r, 0, 1000), 5, "overlap of the first two");
+    assert_eq!(
+        requested_peak(&r, 60, 150),
+        2,
+        "the 3 ended at 60 (exclusive)"
+    );
+    assert_eq!(
+        requested_peak(&r, 100, 199),
+        0,
+        "nothing live in the window"
+    );
+    assert_eq!(
+        requested_peak(&r, 250, 260),
+        4,
+        "live across the whole window"
+    );
+    assert_eq!(requested_peak(&r, 0, 40), 2, "not started yet");
+    // Back to back: a release and a new request at the same second do not add up.
+    assert_eq!(requested_peak(&[(0, 10, 3), (10, 20, 3)], 0, 30), 3);
+    assert_eq!(requested_peak(&[], 0, 30), 0);
 }

@@ -338,12 +338,40 @@ impl Store {
     /// The pool's desired node count at `now`: 0 while it is being deleted, otherwise
     /// `desired_count(spec, live requests)` = clamp(max(target, live requests, min), 0, max).
     /// The one definition used by the planner (controller and what-if) and the pool status.
+    ///
+    /// Requests count for their peak over the pool's scale-down stabilization window
+    /// (`scale_down_stabilization_seconds`), which starts again at the pool's last change
+    /// (`updated_at`: a scale, a PUT, a schedule's firing), so demand that dips for a moment
+    /// does not scale the pool down and an admin's own change is never delayed. The window is
+    /// read from the request rows (ended ones are kept a day), so it survives restarts and the
+    /// what-if sees what the controller sees.
     pub async fn desired(&self, record: &PoolRecord, now: UnixSeconds) -> Result<u32, StoreError> {
         if record.deleting {
             return Ok(0);
         }
-        let live = self.live_request_sum(&record.spec.name, now).await?;
-        Ok(desired_count(&record.spec, live))
+        let pool = &record.spec.name;
+        let live = self.live_request_sum(pool, now).await?;
+        let window = i64::try_from(record.spec.scale_down_stabilization_seconds).unwrap_or(0);
+        let from = (now - window).max(record.updated_at);
+        if window == 0 || from >= now {
+            return Ok(desired_count(&record.spec, live));
+        }
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT created_at, MIN(expires_at, COALESCE(released_at, expires_at)), count \
+             FROM requests WHERE pool = ? AND created_at <= ? \
+             AND MIN(expires_at, COALESCE(released_at, expires_at)) > ?",
+        )
+        .bind(pool)
+        .bind(now)
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        let spans: Vec<(UnixSeconds, UnixSeconds, u64)> = rows
+            .into_iter()
+            .map(|(start, end, count)| (start, end, u64::try_from(count).unwrap_or(0)))
+            .collect();
+        let peak = rb_core::requested_peak(&spans, from, now);
+        Ok(desired_count(&record.spec, live.max(peak)))
     }
 
     /// Deletes requests that ended (were released or expired) before `ended_before`; returns

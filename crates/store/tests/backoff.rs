@@ -23,6 +23,7 @@ fn spec(name: &str) -> PoolSpec {
         max: 10,
         target: 0,
         idle_timeout_seconds: 900,
+        scale_down_stabilization_seconds: 0,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::new(),
         bootstrap: None,

@@ -36,6 +36,7 @@ fn spec(name: &str) -> PoolSpec {
         max: 50,
         target: 0,
         idle_timeout_seconds: 900,
+        scale_down_stabilization_seconds: 0,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
         bootstrap: None,
@@ -1872,4 +1873,49 @@ async fn request_owners_are_backfilled_from_the_token_names() {
             ("r3".to_string(), None),
         ]
     );
+}
+
+/// Requested demand counts for its peak over the pool's stabilization window, which starts
+/// again at the pool's last change: requests that come and go do not scale the pool down
+/// until they have stayed lower that long.
+#[tokio::test]
+async fn requests_count_for_their_peak_over_the_stabilization_window() {
+    let dir = TempDir::new("test");
+    let store = open(&dir.db()).await;
+    let mut maya = spec("maya");
+    maya.max = 10;
+    maya.scale_down_stabilization_seconds = 300;
+    store.create_pool(&maya).await.unwrap();
+    let t0 = 1_000_000;
+    let mut record = store.get_pool("maya").await.unwrap().unwrap();
+    record.updated_at = t0 - 1000; // changed long before
+    let a = store
+        .create_request("maya", 4, 3600, "deadline", None, "test", None, t0)
+        .await
+        .unwrap();
+    assert_eq!(store.desired(&record, t0 + 10).await.unwrap(), 4);
+    store
+        .release_request(&a.id, "deadline", t0 + 20)
+        .await
+        .unwrap();
+    // Released: still 4 for the window after the release...
+    assert_eq!(store.desired(&record, t0 + 21).await.unwrap(), 4);
+    assert_eq!(store.desired(&record, t0 + 319).await.unwrap(), 4);
+    // ...then down.
+    assert_eq!(store.desired(&record, t0 + 320).await.unwrap(), 0);
+    // The pool's own change (a scale, a PUT, a schedule) starts the window again: the
+    // released request no longer holds the pool up.
+    record.updated_at = t0 + 25;
+    assert_eq!(store.desired(&record, t0 + 26).await.unwrap(), 0);
+    // A window of 0 is today's rule: live requests only.
+    record.updated_at = t0 - 1000;
+    record.spec.scale_down_stabilization_seconds = 0;
+    assert_eq!(store.desired(&record, t0 + 21).await.unwrap(), 0);
+    // Demand rising is never held back.
+    record.spec.scale_down_stabilization_seconds = 300;
+    store
+        .create_request("maya", 6, 3600, "deadline", None, "test", None, t0 + 330)
+        .await
+        .unwrap();
+    assert_eq!(store.desired(&record, t0 + 330).await.unwrap(), 6);
 }

@@ -21,6 +21,7 @@ fn spec(priority: Priority, lifecycle: BatchLifecycle) -> PoolSpec {
         max: 20,
         target: 0,
         idle_timeout_seconds: 0,
+        scale_down_stabilization_seconds: 0,
         scale_down: Default::default(),
         tags: Default::default(),
         batch: Some(BatchSpec {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::UnixSeconds;
 use crate::bootstrap::BootstrapSpec;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -88,6 +89,46 @@ fn default_idle_timeout() -> u64 {
     900
 }
 
+/// Five minutes, the Kubernetes HPA's default scale-down stabilization window: longer than
+/// the gaps between a render manager's jobs, short next to a render node's hour.
+fn default_scale_down_stabilization() -> u64 {
+    300
+}
+
+/// Longest scale-down stabilization window: a day (ended requests are kept that long).
+pub const MAX_SCALE_DOWN_STABILIZATION_SECONDS: u64 = 24 * 3600;
+
+/// The most nodes requested at once at any moment of `[from, now]`, from requests as
+/// `(created_at, ended_at, count)` with `ended_at` the release or expiry (exclusive). Pure.
+pub fn requested_peak(
+    requests: &[(UnixSeconds, UnixSeconds, u64)],
+    from: UnixSeconds,
+    now: UnixSeconds,
+) -> u64 {
+    // Sweep the window's changes in time order; at one instant, ends before starts.
+    let mut changes: Vec<(UnixSeconds, i8, u64)> = Vec::new();
+    for &(start, end, count) in requests {
+        if start > now || end <= from || end <= start {
+            continue;
+        }
+        changes.push((start.max(from), 1, count));
+        changes.push((end, -1, count));
+    }
+    changes.sort_unstable_by_key(|&(t, sign, _)| (t, sign));
+    let (mut live, mut peak) = (0u64, 0u64);
+    for (t, sign, count) in changes {
+        if sign > 0 {
+            live += count;
+            if t <= now {
+                peak = peak.max(live);
+            }
+        } else {
+            live = live.saturating_sub(count);
+        }
+    }
+    peak
+}
+
 /// A pool of render nodes, as farm admins declare it (DESIGN.md section 5).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +153,13 @@ pub struct PoolSpec {
     pub target: u32,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_seconds: u64,
+    /// How long demand from node requests must have stayed lower before the pool scales down
+    /// for it (the Kubernetes HPA's scale-down stabilization window): requests that come and
+    /// go every few seconds would otherwise start and deallocate the same VMs over and over.
+    /// The pool's own changes (`pool scale`, a PUT, a schedule's firing) are never delayed:
+    /// the window starts again at each.
+    #[serde(default = "default_scale_down_stabilization")]
+    pub scale_down_stabilization_seconds: u64,
     #[serde(default)]
     pub scale_down: ScaleDown,
     #[serde(default)]

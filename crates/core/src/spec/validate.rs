@@ -3,9 +3,10 @@
 use super::image::{validate_image, validate_image_os};
 use super::{
     APPLICATION_LICENSES_RETIRED, BatchLifecycle, BatchSpec, EvictionPolicy,
-    MAX_IDLE_TIMEOUT_SECONDS, MAX_POOL_NAME_CHARS, MAX_POOL_SIZE, MAX_TAG_NAME_CHARS,
-    MAX_TAG_VALUE_CHARS, MAX_TAGS, MAX_VM_SIZES, Os, PoolMode, PoolSpec, Priority,
-    RESERVED_TAG_PREFIX, SpecError, from_json_named,
+    MAX_IDLE_TIMEOUT_SECONDS, MAX_POOL_NAME_CHARS, MAX_POOL_SIZE,
+    MAX_SCALE_DOWN_STABILIZATION_SECONDS, MAX_TAG_NAME_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS,
+    MAX_VM_SIZES, Os, PoolMode, PoolSpec, Priority, RESERVED_TAG_PREFIX, SpecError,
+    from_json_named,
 };
 use crate::bootstrap::{self, BootstrapSpec, HostEntry, NodeContext};
 
@@ -50,6 +51,12 @@ impl PoolSpec {
             return Err(SpecError::new(
                 "idle_timeout_seconds",
                 format!("must be at most {MAX_IDLE_TIMEOUT_SECONDS} (7 days)"),
+            ));
+        }
+        if self.scale_down_stabilization_seconds > MAX_SCALE_DOWN_STABILIZATION_SECONDS {
+            return Err(SpecError::new(
+                "scale_down_stabilization_seconds",
+                format!("must be at most {MAX_SCALE_DOWN_STABILIZATION_SECONDS} (a day)"),
             ));
         }
         let price = self.spot.max_price;
