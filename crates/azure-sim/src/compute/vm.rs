@@ -21,17 +21,37 @@ impl State {
         name: &str,
     ) -> Result<Reply, ArmErr> {
         let body = ctx.json_body()?;
-        validate_tags(&body)?;
-        if let Err(e) = serde_json::from_value::<arm_model::compute::VirtualMachine>(body.clone()) {
-            return Err(ArmErr::invalid_content(format!(
-                "The request content was invalid and could not be deserialized: '{e}'."
-            )));
-        }
+        check_vm_body(&body)?;
         if self.get(id).is_some() {
             return self.vm_update(ctx, sub, id, name, &body);
         }
         self.compute_throttle(ctx, ComputeGroup::PutVm, Some(id))?;
-        let location = require_location(&body)?;
+        let (op, location) = self.vm_create(sub, rg, id, name, &body, ctx.now)?;
+        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        Ok(Reply::json(StatusCode::CREATED, rendered)
+            .header("azure-asyncoperation", aao)
+            .header("azure-asyncnotification", "Enabled"))
+    }
+
+    /// Creates VM `id` from a checked body ([`check_vm_body`]) exactly as a PUT does once
+    /// throttling let it through: the synchronous checks (size, image, profile, quota,
+    /// network), the NICs of `networkInterfaceConfigurations` and the OS disk, then the
+    /// create operation. Answers (operation id, location). A Compute Schedule create runs
+    /// through here too, so both count in `/_sim/stats` the same way.
+    pub(crate) fn vm_create(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        id: &str,
+        name: &str,
+        body: &Value,
+        now: std::time::Instant,
+    ) -> Result<(String, String), ArmErr> {
+        let location = require_location(body)?;
         let props = &body["properties"];
         let size_name = str_at(props, "/hardwareProfile/vmSize").ok_or_else(|| {
             ArmErr::invalid_parameter(
@@ -419,16 +439,9 @@ impl State {
             latency,
             Effect::VmCreate { vm: id.to_owned() },
             fail_with,
-            ctx.now,
+            now,
         );
-        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
-        let rendered = self
-            .get(id)
-            .map(|r| self.render(r, false))
-            .unwrap_or_default();
-        Ok(Reply::json(StatusCode::CREATED, rendered)
-            .header("azure-asyncoperation", aao)
-            .header("azure-asyncnotification", "Enabled"))
+        Ok((op, location))
     }
 
     /// PUT on an existing VM: an idempotent retry of a running create answers with that
@@ -442,12 +455,43 @@ impl State {
         body: &Value,
     ) -> Result<Reply, ArmErr> {
         self.compute_throttle(ctx, ComputeGroup::UpdateVm, Some(id))?;
-        let (busy, deleting, location) = {
+        let (op, creating) = self.vm_update_existing(id, name, body, ctx.now)?;
+        let location = self
+            .get(id)
+            .and_then(Res::vm)
+            .map(|v| v.location.clone())
+            .unwrap_or_default();
+        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        let status = if creating {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(Reply::json(status, rendered)
+            .header("azure-asyncoperation", aao)
+            .header("azure-asyncnotification", "Enabled"))
+    }
+
+    /// A PUT's work on an existing VM once throttling let it through: a create still running
+    /// answers with that create (`true`), as an idempotent retry does; otherwise tags, size
+    /// and a few settable fields are updated by a new operation (`false`).
+    pub(crate) fn vm_update_existing(
+        &mut self,
+        id: &str,
+        name: &str,
+        body: &Value,
+        now: std::time::Instant,
+    ) -> Result<(String, bool), ArmErr> {
+        let (busy, deleting) = {
             let v = self
                 .get(id)
                 .and_then(Res::vm)
                 .ok_or_else(ArmErr::internal)?;
-            (v.busy_op.clone(), v.deleting, v.location.clone())
+            (v.busy_op.clone(), v.deleting)
         };
         if deleting {
             return Err(marked_for_deletion("PUT", name));
@@ -458,37 +502,18 @@ impl State {
                 .get(op)
                 .is_some_and(|o| matches!(o.effect, Effect::VmCreate { .. }))
             {
-                let (aao, _) = ctx.op_urls(sub, NS, &location, op);
-                let rendered = self
-                    .get(id)
-                    .map(|r| self.render(r, false))
-                    .unwrap_or_default();
-                return Ok(Reply::json(StatusCode::CREATED, rendered)
-                    .header("azure-asyncoperation", aao)
-                    .header("azure-asyncnotification", "Enabled"));
+                return Ok((op.clone(), true));
             }
             return Err(another_operation("PUT", name));
         }
         self.apply_vm_update(id, body)?;
         self.stats.vm_lifecycle(name, "update");
         let latency = ms(self.cfg.latency_ms.nic);
-        let op = self.start_op(
-            latency,
-            Effect::VmUpdate { vm: id.to_owned() },
-            None,
-            ctx.now,
-        );
+        let op = self.start_op(latency, Effect::VmUpdate { vm: id.to_owned() }, None, now);
         if let Some(v) = self.get_mut(id).and_then(Res::vm_mut) {
             v.provisioning = "Updating".into();
         }
-        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
-        let rendered = self
-            .get(id)
-            .map(|r| self.render(r, false))
-            .unwrap_or_default();
-        Ok(Reply::ok(rendered)
-            .header("azure-asyncoperation", aao)
-            .header("azure-asyncnotification", "Enabled"))
+        Ok((op, false))
     }
 
     fn apply_vm_update(&mut self, id: &str, body: &Value) -> Result<(), ArmErr> {
@@ -551,14 +576,24 @@ impl State {
         };
         self.compute_throttle(ctx, ComputeGroup::DeleteVm, Some(id))?;
         let retry = self.cfg.polling.retry_after_seconds;
+        let op = self
+            .vm_begin_delete(id, ctx.now)
+            .ok_or_else(ArmErr::internal)?;
+        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+    }
+
+    /// A DELETE's work once throttling let it through: the running delete if there is one,
+    /// else a new one that preempts whatever the VM was doing. `None` if there is no VM.
+    pub(crate) fn vm_begin_delete(&mut self, id: &str, now: std::time::Instant) -> Option<String> {
+        let v = self.get(id).and_then(Res::vm).cloned()?;
         if v.deleting
             && let Some(op) = &v.busy_op
         {
-            return Ok(ctx.accepted(sub, NS, &v.location, op, retry));
+            return Some(op.clone());
         }
         if let Some(op) = &v.busy_op {
             // A delete preempts whatever the VM was doing.
-            self.cancel_op(op, ctx.now);
+            self.cancel_op(op, now);
         }
         if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
             vm.deleting = true;
@@ -568,12 +603,17 @@ impl State {
             self.stats.vm_lifecycle(name, "delete");
         }
         let latency = ms(self.cfg.latency_ms.vm_delete);
-        let op = self.start_op(
-            latency,
-            Effect::VmDelete { vm: id.to_owned() },
-            None,
-            ctx.now,
-        );
-        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+        Some(self.start_op(latency, Effect::VmDelete { vm: id.to_owned() }, None, now))
     }
+}
+
+/// What every VM body must pass before anything else: tags and the typed shape.
+pub(crate) fn check_vm_body(body: &Value) -> Result<(), ArmErr> {
+    validate_tags(body)?;
+    if let Err(e) = serde_json::from_value::<arm_model::compute::VirtualMachine>(body.clone()) {
+        return Err(ArmErr::invalid_content(format!(
+            "The request content was invalid and could not be deserialized: '{e}'."
+        )));
+    }
+    Ok(())
 }
