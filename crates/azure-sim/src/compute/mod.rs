@@ -21,6 +21,8 @@ mod disk;
 mod power;
 mod vm;
 
+pub(crate) use vm::check_vm_body;
+
 const NS: &str = "Microsoft.Compute";
 
 fn ms(v: u64) -> Duration {

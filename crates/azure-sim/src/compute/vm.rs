@@ -607,6 +607,48 @@ impl State {
     }
 }
 
+impl State {
+    /// A create again on a VM whose create failed (a Compute Schedule retry): quota and
+    /// capacity are decided anew and the create operation runs again on the same VM, NIC and
+    /// OS disk; it is not a second create of the name.
+    pub(crate) fn vm_recreate(
+        &mut self,
+        id: &str,
+        now: std::time::Instant,
+    ) -> Result<String, ArmErr> {
+        let v = self
+            .get(id)
+            .and_then(Res::vm)
+            .cloned()
+            .ok_or_else(ArmErr::internal)?;
+        self.check_quota(v.spot, v.family, v.vcpus, &v.location)?;
+        let mut fail_with = None;
+        let mut allocated = true;
+        if !self.has_capacity(&v.size, 1) {
+            fail_with = Some(allocation_failed());
+            allocated = false;
+        } else if let Some(f) = self.injected_failure() {
+            fail_with = Some(f);
+        }
+        if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
+            vm.allocated = allocated;
+            vm.provisioning = "Creating".into();
+            vm.power = Power::Starting;
+            vm.failed_code = None;
+        }
+        if let Some(name) = id.rsplit('/').next() {
+            self.stats.vm_lifecycle(name, "create");
+        }
+        let latency = ms(self.cfg.latency_ms.vm_create);
+        Ok(self.start_op(
+            latency,
+            Effect::VmCreate { vm: id.to_owned() },
+            fail_with,
+            now,
+        ))
+    }
+}
+
 /// What every VM body must pass before anything else: tags and the typed shape.
 pub(crate) fn check_vm_body(body: &Value) -> Result<(), ArmErr> {
     validate_tags(body)?;
