@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Azure SDK and CLI compatibility checks against a fresh simulator.
 #
-#   tests/compat/run.sh [sdk|cli|batch|all]     (default all)
+#   tests/compat/run.sh [sdk|cli|batch|schedule|all]     (default all)
 #
 # Venvs (git-ignored): .venv-compat (SDKs, requirements.txt) and .venv-compat-cli (azure-cli,
 # requirements-cli.txt; separate because azure-cli pins older mgmt SDKs).
@@ -32,7 +32,7 @@ ensure_venv() { # DIR REQUIREMENTS
     fi
 }
 
-if [[ "$WHAT" == all || "$WHAT" == sdk || "$WHAT" == batch ]]; then
+if [[ "$WHAT" == all || "$WHAT" == sdk || "$WHAT" == batch || "$WHAT" == schedule ]]; then
     ensure_venv "$ROOT/.venv-compat" "$HERE/requirements.txt" || { echo "FAIL venv (sdk)"; exit 1; }
 fi
 if [[ "$WHAT" == all || "$WHAT" == cli ]]; then
@@ -83,6 +83,10 @@ if [[ "$WHAT" == all || "$WHAT" == sdk ]]; then
     # shellcheck disable=SC2086
     "$ROOT/.venv-compat/bin/python" "$HERE/sdk_check.py" --url "$URL" --ca "$CA" \
         --endpoints-out "$TMP/sdk-endpoints.txt" ${COMPAT_SDK_ARGS:-} || RC=1
+fi
+if [[ "$WHAT" == all || "$WHAT" == schedule ]]; then
+    echo "## Compute Schedule SDK (bulk VM operations)"
+    "$ROOT/.venv-compat/bin/python" "$HERE/computeschedule_check.py" --url "$URL" --ca "$CA" || RC=1
 fi
 if [[ "$WHAT" == all || "$WHAT" == batch ]]; then
     echo "## azure-mgmt-batch sees the pool renderburst created"

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod batch;
 pub mod common;
 pub mod compute;
+pub mod computeschedule;
 pub mod network;
 pub mod resources;
 pub mod sizes;

@@ -26,6 +26,28 @@ pub struct SimConfig {
     /// Region reported for operations and Batch accounts when a request names none.
     pub location: String,
     pub boot: Boot,
+    pub compute_schedule: ComputeSchedule,
+}
+
+/// How the simulated Compute Schedule service (`Microsoft.ComputeSchedule`) paces its work.
+/// Azure documents neither number; these are the simulator's, kept short like its latencies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeSchedule {
+    /// From an execute request to its VMs' first attempt (state `PendingScheduling` meanwhile;
+    /// live answers show the deadline about a second after the request).
+    pub schedule_delay_ms: u64,
+    /// From a failed attempt to the next one, when the retry policy allows one.
+    pub retry_interval_ms: u64,
+}
+
+impl Default for ComputeSchedule {
+    fn default() -> Self {
+        Self {
+            schedule_delay_ms: 1000,
+            retry_interval_ms: 1000,
+        }
+    }
 }
 
 /// Booting VMs (off by default): a VM created with `customData` that reaches running finds
@@ -60,6 +82,7 @@ impl Default for SimConfig {
             polling: Polling::default(),
             location: "westeurope".to_owned(),
             boot: Boot::default(),
+            compute_schedule: ComputeSchedule::default(),
         }
     }
 }

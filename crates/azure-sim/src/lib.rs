@@ -33,6 +33,7 @@ mod persist;
 mod pipeline;
 mod reply;
 mod resources;
+mod schedule;
 mod state;
 mod throttle;
 mod tls;

@@ -4,8 +4,8 @@
 //! the database holds VM names, Batch account endpoints and operation URLs that only mean
 //! something if the simulator comes back with the same resources, on the same address, with
 //! the same CA. So the file holds the resources (Batch pools and their nodes included),
-//! operations, pending evictions, statistics, the address, the TLS chain and key, and the
-//! token-signing key. It does not hold the settings (the caller passes them at every start,
+//! operations (Compute Schedule's too), pending evictions, statistics, the address, the TLS
+//! chain and key, and the token-signing key. It does not hold the settings (the caller passes them at every start,
 //! so an edited configuration applies) nor the throttling buckets (they start full).
 //!
 //! Saving: the whole world is serialized under the lock and written outside it, to a
@@ -35,6 +35,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::Shared;
 use crate::config::SimConfig;
+use crate::schedule::BulkOp;
 use crate::state::{Op, PendingEviction, Res, State, Stats, key};
 use crate::tls::TlsParts;
 
@@ -93,6 +94,7 @@ struct SnapshotRef<'a> {
     resources: Vec<&'a Res>,
     operations: Vec<&'a Op>,
     evictions: &'a [PendingEviction],
+    bulk_operations: Vec<&'a BulkOp>,
 }
 
 /// What a state file holds.
@@ -108,6 +110,9 @@ pub(crate) struct Snapshot {
     resources: Vec<Res>,
     operations: Vec<Op>,
     evictions: Vec<PendingEviction>,
+    /// Compute Schedule operations (absent from files written before they were modelled).
+    #[serde(default)]
+    bulk_operations: Vec<BulkOp>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -147,6 +152,11 @@ impl Snapshot {
             .map(|o| (o.id.clone(), o))
             .collect();
         st.evictions = self.evictions;
+        st.bulk = self
+            .bulk_operations
+            .into_iter()
+            .map(|b| (b.id.clone(), b))
+            .collect();
         st.stats = self.stats;
         st.seq = self.seq;
         st.next_ip = self.next_ip;
@@ -205,6 +215,7 @@ pub(crate) fn save(shared: &Shared) -> anyhow::Result<()> {
             resources: st.res.values().collect(),
             operations: st.ops.values().collect(),
             evictions: &st.evictions,
+            bulk_operations: st.bulk.values().collect(),
         })?
     };
     write_atomic(&p.path, &bytes)

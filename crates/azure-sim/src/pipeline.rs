@@ -87,6 +87,7 @@ pub(crate) async fn arm_entry(AxState(shared): AxState<Arc<Shared>>, req: Reques
         api_version: String::new(),
         extra_headers: Vec::new(),
         stat_type: None,
+        read_only: false,
     };
     let batch = ctx
         .segs
@@ -117,6 +118,7 @@ fn handle_arm(shared: &Shared, ctx: &mut Ctx, auth: Option<&str>) -> Reply {
     let mut st = shared.lock();
     st.advance(ctx.now);
     *st.stats.requests.entry(ctx.method.to_string()).or_default() += 1;
+    let last_write = st.stats.last_write_unix_ms;
     if ctx.method != http::Method::GET {
         st.stats.last_write_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -125,6 +127,9 @@ fn handle_arm(shared: &Shared, ctx: &mut Ctx, auth: Option<&str>) -> Reply {
     }
     let class = ArmClass::of(&ctx.method);
     let result = arm_pipeline(&mut st, shared, ctx, auth, class);
+    if ctx.read_only {
+        st.stats.last_write_unix_ms = last_write;
+    }
     if let Some(t) = ctx.stat_type.take() {
         *st.stats
             .by_type

@@ -26,7 +26,12 @@ impl TokenBucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        // Never backwards: Compute Schedule's queued operations draw at the instant they were
+        // due, which can be earlier than the last request's.
+        if now <= self.last {
+            return;
+        }
+        let elapsed = now.duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.refill_per_s).min(self.capacity);
         self.last = now;
     }
@@ -52,6 +57,23 @@ impl TokenBucket {
     pub fn take(&mut self, now: Instant) {
         self.refill(now);
         self.tokens -= 1.0;
+    }
+}
+
+impl TokenBucket {
+    /// Takes a token at `now` even if there is none, going into debt, and answers how many
+    /// seconds until that token is earned. For work that waits its turn instead of being
+    /// refused: Compute Schedule paces its calls to Compute so its callers never see a 429
+    /// (`schedule` module). A debt delays everyone after it, direct requests included, as it
+    /// should: the tokens were spent.
+    pub fn reserve(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            0.0
+        } else {
+            -self.tokens / self.refill_per_s
+        }
     }
 }
 
@@ -160,5 +182,24 @@ mod tests {
             3,
             "never above capacity"
         );
+    }
+
+    #[test]
+    fn reservations_queue_behind_each_other_and_time_never_runs_backwards() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2.0, 4.0, t0);
+        assert_eq!(b.reserve(t0), 0.0);
+        assert_eq!(b.reserve(t0), 0.0);
+        // Empty: the third waits a quarter second, the fourth half a second.
+        assert!((b.reserve(t0) - 0.25).abs() < 1e-9);
+        assert!((b.reserve(t0) - 0.5).abs() < 1e-9);
+        // A direct request now waits for the debt to be paid, plus its own token.
+        assert!((b.wait_s(t0) - 0.75).abs() < 1e-9);
+        // An instant before the bucket's last one refills nothing.
+        let later = t0 + Duration::from_secs(1);
+        b.remaining(later);
+        let before = b.tokens;
+        b.remaining(t0);
+        assert_eq!(b.tokens, before);
     }
 }

@@ -5,12 +5,14 @@
 //! - [`governor`]: one rate governor per subscription, shared by every caller.
 //! - `pipeline`: one request — token, ids, timeout, governor, bounded jittered retries.
 //! - [`lro`]: long-running operations that can be persisted and resumed.
-//! - `ops`: typed operations on the resources renderburst uses.
+//! - `ops`: typed operations on the resources renderburst uses; [`computeschedule`]: bulk
+//!   VM operations (Compute Schedule).
 //! - [`error`]: [`ArmError`] and the questions callers ask of it.
 //!
 //! Token and ARM traffic share one `reqwest` client, so one TLS set-up (and one extra CA,
 //! for the simulator or a corporate proxy) applies to both.
 
+pub mod computeschedule;
 pub mod credential;
 pub mod error;
 pub mod governor;
@@ -26,6 +28,7 @@ use http::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use computeschedule::{CreateBatch, bulk_error};
 pub use credential::{CredentialConfig, TokenSource};
 pub use error::{ArmError, ErrorData, ErrorKind, QuotaInfo, Result};
 pub use governor::{GovernorLimits, GovernorSnapshot};

@@ -125,6 +125,30 @@ impl State {
         Ok(())
     }
 
+    /// Compute Schedule's call to Compute for one VM at `at`: reserves a token in the
+    /// group's subscription bucket and the VM's (into debt if need be) and answers the seconds
+    /// until both are earned, when the call may go. The service waits rather than failing:
+    /// it "shields the customer from having to deal with throttling"
+    /// (https://learn.microsoft.com/en-us/rest/api/computeschedule/?view=rest-computeschedule-2025-05-01).
+    pub fn compute_reserve(&mut self, group: ComputeGroup, vm: &str, at: Instant) -> f64 {
+        let f = self.cfg.limits.compute_factor;
+        let sub_wait = self
+            .compute_buckets
+            .get_mut(&group)
+            .map_or(0.0, |b| b.reserve(at));
+        if !group.per_vm() {
+            return sub_wait;
+        }
+        let vm_wait = self
+            .vm_buckets
+            .entry((key(vm), group))
+            .or_insert_with(|| {
+                TokenBucket::new((PER_VM_BURST * f).max(1.0), PER_VM_PER_MIN * f / 60.0, at)
+            })
+            .reserve(at);
+        sub_wait.max(vm_wait)
+    }
+
     /// Dispatches an authenticated, throttled ARM request.
     pub fn dispatch(&mut self, ctx: &mut Ctx) -> Result<Reply, ArmErr> {
         let (sub, route) = route(&ctx.segs, &ctx.path)?;
@@ -187,6 +211,9 @@ impl State {
                     self.require_rg(&sub, rg)?;
                 }
                 self.list_generic(ctx, rg.as_deref())
+            }
+            Route::ComputeSchedule { location, action } => {
+                self.compute_schedule(ctx, &sub, &location, &action)
             }
             Route::Operation { namespace, id } => {
                 ctx.stat_type = Some(format!("{namespace}/operations"));

@@ -32,6 +32,9 @@ pub struct Ctx {
     pub extra_headers: Vec<(&'static str, String)>,
     /// The ARM type the request is about, for `/_sim/stats`.
     pub stat_type: Option<String>,
+    /// A POST that only reads (Compute Schedule's status and error polls): not a write for
+    /// `Stats::last_write_unix_ms`, though ARM counts it in its write bucket.
+    pub read_only: bool,
 }
 
 impl Ctx {

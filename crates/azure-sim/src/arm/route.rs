@@ -44,6 +44,12 @@ pub enum Route {
     Provider {
         namespace: String,
     },
+    /// `POST /subscriptions/{sub}/providers/Microsoft.ComputeSchedule/locations/{location}/{action}`
+    /// (`action` as sent, e.g. `virtualMachinesExecuteCreate`).
+    ComputeSchedule {
+        location: String,
+        action: String,
+    },
 }
 
 fn not_a_route(path: &str) -> ArmErr {
@@ -103,6 +109,14 @@ pub fn route(segs: &[String], path: &str) -> Result<(Option<String>, Route), Arm
                 Route::Operation {
                     namespace: ns,
                     id: rest[5].clone(),
+                }
+            } else if ns.eq_ignore_ascii_case("Microsoft.ComputeSchedule")
+                && tail.len() == 3
+                && tail[0] == "locations"
+            {
+                Route::ComputeSchedule {
+                    location: rest[3].clone(),
+                    action: rest[4].clone(),
                 }
             } else {
                 provider_route(&sub, None, &rest[1..], path)?

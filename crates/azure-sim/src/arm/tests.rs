@@ -62,6 +62,14 @@ fn routes() {
         route(&segs(p), p).unwrap().1,
         Route::Operation { .. }
     ));
+    let p = "/subscriptions/s/providers/Microsoft.ComputeSchedule/locations/westeurope/virtualMachinesExecuteCreate";
+    match route(&segs(p), p).unwrap().1 {
+        Route::ComputeSchedule { location, action } => {
+            assert_eq!(location, "westeurope");
+            assert_eq!(action, "virtualMachinesExecuteCreate");
+        }
+        _ => panic!("not a Compute Schedule call"),
+    }
     let p = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Nope/things/x";
     assert_eq!(
         route(&segs(p), p).err().unwrap().code(),

@@ -5,8 +5,9 @@
 //! as Azure does; capacity is decided when the operation starts and reported when it ends
 //! (`AllocationFailed` as a failed asynchronous operation), for creates and starts alike.
 //!
-//! `vm.rs` creates, updates and deletes VMs; `power.rs` runs their power actions and Spot
-//! evictions; `disk.rs` serves managed disks; this file holds what they share (quota, faults).
+//! `vm.rs` creates and deletes VMs, `update.rs` updates them; `power.rs` runs their power
+//! actions and Spot evictions; `disk.rs` serves managed disks; this file holds what they
+//! share (quota, faults).
 
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ use crate::state::State;
 
 mod disk;
 mod power;
+mod update;
 mod vm;
+
+pub(crate) use vm::check_vm_body;
 
 const NS: &str = "Microsoft.Compute";
 

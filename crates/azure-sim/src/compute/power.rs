@@ -33,7 +33,7 @@ impl State {
                 ));
             }
         };
-        let Some(v) = self.get(id).and_then(Res::vm).cloned() else {
+        let Some(location) = self.get(id).and_then(Res::vm).map(|v| v.location.clone()) else {
             return Err(ArmErr::not_found(
                 RType::VirtualMachine.arm_type(),
                 name,
@@ -41,13 +41,38 @@ impl State {
             ));
         };
         self.compute_throttle(ctx, group, Some(id))?;
+        let retry = self.cfg.polling.retry_after_seconds;
+        Ok(match self.vm_power(id, name, rg, action, ctx.now)? {
+            Some(op) => ctx.accepted(sub, NS, &location, &op, retry),
+            None => Reply::empty(StatusCode::NO_CONTENT),
+        })
+    }
+
+    /// A power action's work once throttling let it through (`action` lower-case: start,
+    /// deallocate, poweroff, restart, simulateeviction): the operation it started, or `None`
+    /// for a simulated eviction, which answers 204 and happens later. A Compute Schedule
+    /// start or deallocate runs through here too.
+    pub(crate) fn vm_power(
+        &mut self,
+        id: &str,
+        name: &str,
+        rg: &str,
+        action: &str,
+        now: Instant,
+    ) -> Result<Option<String>, ArmErr> {
+        let Some(v) = self.get(id).and_then(Res::vm).cloned() else {
+            return Err(ArmErr::not_found(
+                RType::VirtualMachine.arm_type(),
+                name,
+                rg,
+            ));
+        };
         if v.deleting {
             return Err(marked_for_deletion(action, name));
         }
         if v.busy_op.is_some() {
             return Err(another_operation(action, name));
         }
-        let retry = self.cfg.polling.retry_after_seconds;
         let l = self.cfg.latency_ms.clone();
         let (effect, latency, fail_with, power) = match action {
             "start" => {
@@ -131,15 +156,14 @@ impl State {
                         ),
                     ));
                 }
-                self.schedule_eviction(id, ctx.now);
-                return Ok(Reply::empty(StatusCode::NO_CONTENT));
+                self.schedule_eviction(id, now);
+                return Ok(None);
             }
         };
         if let (Some(p), Some(vm)) = (power, self.get_mut(id).and_then(Res::vm_mut)) {
             vm.power = p;
         }
-        let op = self.start_op(ms(latency), effect, fail_with, ctx.now);
-        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+        Ok(Some(self.start_op(ms(latency), effect, fail_with, now)))
     }
 
     pub fn schedule_eviction(&mut self, vm: &str, now: Instant) {

@@ -1,9 +1,9 @@
-//! Virtual machines: create (with NIC and OS disk), update, patch and delete.
+//! Virtual machines: create (with NIC and OS disk), create again after a failure, delete.
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{NS, allocation_failed, another_operation, marked_for_deletion, ms, str_at};
+use super::{NS, allocation_failed, ms, str_at};
 use crate::arm::{Ctx, truncate, validate_name, validate_tags};
 use crate::reply::{ArmErr, Reply};
 use crate::resources::require_location;
@@ -21,17 +21,37 @@ impl State {
         name: &str,
     ) -> Result<Reply, ArmErr> {
         let body = ctx.json_body()?;
-        validate_tags(&body)?;
-        if let Err(e) = serde_json::from_value::<arm_model::compute::VirtualMachine>(body.clone()) {
-            return Err(ArmErr::invalid_content(format!(
-                "The request content was invalid and could not be deserialized: '{e}'."
-            )));
-        }
+        check_vm_body(&body)?;
         if self.get(id).is_some() {
             return self.vm_update(ctx, sub, id, name, &body);
         }
         self.compute_throttle(ctx, ComputeGroup::PutVm, Some(id))?;
-        let location = require_location(&body)?;
+        let (op, location) = self.vm_create(sub, rg, id, name, &body, ctx.now)?;
+        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
+        let rendered = self
+            .get(id)
+            .map(|r| self.render(r, false))
+            .unwrap_or_default();
+        Ok(Reply::json(StatusCode::CREATED, rendered)
+            .header("azure-asyncoperation", aao)
+            .header("azure-asyncnotification", "Enabled"))
+    }
+
+    /// Creates VM `id` from a checked body ([`check_vm_body`]) exactly as a PUT does once
+    /// throttling let it through: the synchronous checks (size, image, profile, quota,
+    /// network), the NICs of `networkInterfaceConfigurations` and the OS disk, then the
+    /// create operation. Answers (operation id, location). A Compute Schedule create runs
+    /// through here too, so both count in `/_sim/stats` the same way.
+    pub(crate) fn vm_create(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        id: &str,
+        name: &str,
+        body: &Value,
+        now: std::time::Instant,
+    ) -> Result<(String, String), ArmErr> {
+        let location = require_location(body)?;
         let props = &body["properties"];
         let size_name = str_at(props, "/hardwareProfile/vmSize").ok_or_else(|| {
             ArmErr::invalid_parameter(
@@ -419,130 +439,9 @@ impl State {
             latency,
             Effect::VmCreate { vm: id.to_owned() },
             fail_with,
-            ctx.now,
+            now,
         );
-        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
-        let rendered = self
-            .get(id)
-            .map(|r| self.render(r, false))
-            .unwrap_or_default();
-        Ok(Reply::json(StatusCode::CREATED, rendered)
-            .header("azure-asyncoperation", aao)
-            .header("azure-asyncnotification", "Enabled"))
-    }
-
-    /// PUT on an existing VM: an idempotent retry of a running create answers with that
-    /// create; otherwise tags, size and a few settable fields are updated.
-    fn vm_update(
-        &mut self,
-        ctx: &mut Ctx,
-        sub: &str,
-        id: &str,
-        name: &str,
-        body: &Value,
-    ) -> Result<Reply, ArmErr> {
-        self.compute_throttle(ctx, ComputeGroup::UpdateVm, Some(id))?;
-        let (busy, deleting, location) = {
-            let v = self
-                .get(id)
-                .and_then(Res::vm)
-                .ok_or_else(ArmErr::internal)?;
-            (v.busy_op.clone(), v.deleting, v.location.clone())
-        };
-        if deleting {
-            return Err(marked_for_deletion("PUT", name));
-        }
-        if let Some(op) = &busy {
-            if self
-                .ops
-                .get(op)
-                .is_some_and(|o| matches!(o.effect, Effect::VmCreate { .. }))
-            {
-                let (aao, _) = ctx.op_urls(sub, NS, &location, op);
-                let rendered = self
-                    .get(id)
-                    .map(|r| self.render(r, false))
-                    .unwrap_or_default();
-                return Ok(Reply::json(StatusCode::CREATED, rendered)
-                    .header("azure-asyncoperation", aao)
-                    .header("azure-asyncnotification", "Enabled"));
-            }
-            return Err(another_operation("PUT", name));
-        }
-        self.apply_vm_update(id, body)?;
-        self.stats.vm_lifecycle(name, "update");
-        let latency = ms(self.cfg.latency_ms.nic);
-        let op = self.start_op(
-            latency,
-            Effect::VmUpdate { vm: id.to_owned() },
-            None,
-            ctx.now,
-        );
-        if let Some(v) = self.get_mut(id).and_then(Res::vm_mut) {
-            v.provisioning = "Updating".into();
-        }
-        let (aao, _) = ctx.op_urls(sub, NS, &location, &op);
-        let rendered = self
-            .get(id)
-            .map(|r| self.render(r, false))
-            .unwrap_or_default();
-        Ok(Reply::ok(rendered)
-            .header("azure-asyncoperation", aao)
-            .header("azure-asyncnotification", "Enabled"))
-    }
-
-    fn apply_vm_update(&mut self, id: &str, body: &Value) -> Result<(), ArmErr> {
-        let new_size = str_at(body, "/properties/hardwareProfile/vmSize").map(str::to_owned);
-        let size = match &new_size {
-            Some(s) => Some(catalog::lookup(s).ok_or_else(|| {
-                ArmErr::conflict(
-                    "SkuNotAvailable",
-                    format!(
-                        "The requested VM size '{}' is currently not available.",
-                        truncate(s, 80)
-                    ),
-                )
-                .target("sku.name")
-            })?),
-            None => None,
-        };
-        let r = self.get_mut(id).ok_or_else(ArmErr::internal)?;
-        if let Some(tags) = body.get("tags") {
-            r.body["tags"] = tags.clone();
-        }
-        if let Some(ud) = body.pointer("/properties/userData") {
-            r.body["properties"]["userData"] = ud.clone();
-        }
-        if let (Some(size), Some(v)) = (size, r.vm_mut()) {
-            v.size = size.name.clone();
-            v.vcpus = size.vcpus;
-            v.family = size.family;
-            r.body["properties"]["hardwareProfile"]["vmSize"] = json!(size.name);
-        }
-        Ok(())
-    }
-
-    pub fn vm_patch(
-        &mut self,
-        ctx: &mut Ctx,
-        sub: &str,
-        id: &str,
-        name: &str,
-        rg: &str,
-    ) -> Result<Reply, ArmErr> {
-        let body = ctx.json_body()?;
-        validate_tags(&body)?;
-        if self.get(id).is_none() {
-            return Err(ArmErr::not_found(
-                RType::VirtualMachine.arm_type(),
-                name,
-                rg,
-            ));
-        }
-        self.vm_update(ctx, sub, id, name, &body).map(|mut r| {
-            r.status = StatusCode::OK;
-            r
-        })
+        Ok((op, location))
     }
 
     pub fn vm_delete(&mut self, ctx: &mut Ctx, sub: &str, id: &str) -> Result<Reply, ArmErr> {
@@ -551,14 +450,24 @@ impl State {
         };
         self.compute_throttle(ctx, ComputeGroup::DeleteVm, Some(id))?;
         let retry = self.cfg.polling.retry_after_seconds;
+        let op = self
+            .vm_begin_delete(id, ctx.now)
+            .ok_or_else(ArmErr::internal)?;
+        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+    }
+
+    /// A DELETE's work once throttling let it through: the running delete if there is one,
+    /// else a new one that preempts whatever the VM was doing. `None` if there is no VM.
+    pub(crate) fn vm_begin_delete(&mut self, id: &str, now: std::time::Instant) -> Option<String> {
+        let v = self.get(id).and_then(Res::vm).cloned()?;
         if v.deleting
             && let Some(op) = &v.busy_op
         {
-            return Ok(ctx.accepted(sub, NS, &v.location, op, retry));
+            return Some(op.clone());
         }
         if let Some(op) = &v.busy_op {
             // A delete preempts whatever the VM was doing.
-            self.cancel_op(op, ctx.now);
+            self.cancel_op(op, now);
         }
         if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
             vm.deleting = true;
@@ -568,12 +477,59 @@ impl State {
             self.stats.vm_lifecycle(name, "delete");
         }
         let latency = ms(self.cfg.latency_ms.vm_delete);
-        let op = self.start_op(
-            latency,
-            Effect::VmDelete { vm: id.to_owned() },
-            None,
-            ctx.now,
-        );
-        Ok(ctx.accepted(sub, NS, &v.location, &op, retry))
+        Some(self.start_op(latency, Effect::VmDelete { vm: id.to_owned() }, None, now))
     }
+}
+
+impl State {
+    /// A create again on a VM whose create failed (a Compute Schedule retry): quota and
+    /// capacity are decided anew and the create operation runs again on the same VM, NIC and
+    /// OS disk; it is not a second create of the name.
+    pub(crate) fn vm_recreate(
+        &mut self,
+        id: &str,
+        now: std::time::Instant,
+    ) -> Result<String, ArmErr> {
+        let v = self
+            .get(id)
+            .and_then(Res::vm)
+            .cloned()
+            .ok_or_else(ArmErr::internal)?;
+        self.check_quota(v.spot, v.family, v.vcpus, &v.location)?;
+        let mut fail_with = None;
+        let mut allocated = true;
+        if !self.has_capacity(&v.size, 1) {
+            fail_with = Some(allocation_failed());
+            allocated = false;
+        } else if let Some(f) = self.injected_failure() {
+            fail_with = Some(f);
+        }
+        if let Some(vm) = self.get_mut(id).and_then(Res::vm_mut) {
+            vm.allocated = allocated;
+            vm.provisioning = "Creating".into();
+            vm.power = Power::Starting;
+            vm.failed_code = None;
+        }
+        if let Some(name) = id.rsplit('/').next() {
+            self.stats.vm_lifecycle(name, "create");
+        }
+        let latency = ms(self.cfg.latency_ms.vm_create);
+        Ok(self.start_op(
+            latency,
+            Effect::VmCreate { vm: id.to_owned() },
+            fail_with,
+            now,
+        ))
+    }
+}
+
+/// What every VM body must pass before anything else: tags and the typed shape.
+pub(crate) fn check_vm_body(body: &Value) -> Result<(), ArmErr> {
+    validate_tags(body)?;
+    if let Err(e) = serde_json::from_value::<arm_model::compute::VirtualMachine>(body.clone()) {
+        return Err(ArmErr::invalid_content(format!(
+            "The request content was invalid and could not be deserialized: '{e}'."
+        )));
+    }
+    Ok(())
 }

@@ -387,6 +387,8 @@ pub struct State {
     pub arm_buckets: HashMap<ArmClass, TokenBucket>,
     pub compute_buckets: HashMap<ComputeGroup, TokenBucket>,
     pub vm_buckets: HashMap<(String, ComputeGroup), TokenBucket>,
+    /// Compute Schedule operations by id (`schedule` module).
+    pub bulk: BTreeMap<String, crate::schedule::BulkOp>,
     pub stats: Stats,
     pub seq: u64,
     /// Unused since NICs get the next free address of their subnet
@@ -417,6 +419,7 @@ impl State {
             arm_buckets: HashMap::new(),
             compute_buckets: HashMap::new(),
             vm_buckets: HashMap::new(),
+            bulk: BTreeMap::new(),
             stats: Stats::default(),
             seq: 0,
             next_ip: 4,

@@ -45,15 +45,15 @@ impl State {
 
     /// Applies every transition that is due at `now`, oldest first.
     pub fn advance(&mut self, now: Instant) {
-        let mut due: Vec<(Instant, u64, String)> = self
-            .ops
-            .values()
-            .filter(|o| matches!(o.status, OpStatus::InProgress) && o.due <= now)
-            .map(|o| (o.due, o.seq, o.id.clone()))
-            .collect();
-        due.sort();
-        for (_, _, id) in due {
-            self.complete_op(&id, now);
+        // Compute Schedule operations start attempts whose operations may be due already, and
+        // follow operations that completed: alternate until nothing moves. Each round moves
+        // some operation a step along a finite path (attempts are bounded by the retry
+        // policy), so this ends; the bound is a guard.
+        for _ in 0..1000 {
+            self.complete_due_ops(now);
+            if !self.advance_bulk(now) {
+                break;
+            }
         }
         if !self.evictions.is_empty() {
             let (ready, later): (Vec<_>, Vec<_>) =
@@ -65,6 +65,20 @@ impl State {
         }
         self.advance_pools(now);
         self.prune_ops(now);
+        self.prune_bulk(now);
+    }
+
+    fn complete_due_ops(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, u64, String)> = self
+            .ops
+            .values()
+            .filter(|o| matches!(o.status, OpStatus::InProgress) && o.due <= now)
+            .map(|o| (o.due, o.seq, o.id.clone()))
+            .collect();
+        due.sort();
+        for (_, _, id) in due {
+            self.complete_op(&id, now);
+        }
     }
 
     fn prune_ops(&mut self, now: Instant) {

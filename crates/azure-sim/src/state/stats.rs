@@ -42,6 +42,24 @@ pub struct Stats {
     /// Failed asynchronous operations whose failure a client saw (the first poll of the
     /// operation's status that answered it), by error code.
     pub failures_reported: BTreeMap<String, u64>,
+    /// Compute Schedule traffic.
+    pub bulk: BulkStats,
+}
+
+/// What Compute Schedule did, for a benchmark that compares bulk and per-VM paths.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BulkStats {
+    /// Accepted requests by call (`ExecuteCreate`, `GetOperationStatus`...).
+    pub requests: BTreeMap<String, u64>,
+    /// VM operations accepted, by `opType`.
+    pub operations: BTreeMap<String, u64>,
+    /// VMs of execute requests answered with an `errorCode` (not accepted), by code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Operations that ended, by final state.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Attempts retried under a retry policy.
+    pub retries: u64,
 }
 
 /// Entries kept per name in `Stats::vm_failed_lifecycle`.
@@ -94,6 +112,13 @@ impl Stats {
             }).collect::<BTreeMap<_, _>>(),
             "failures_reported": self.failures_reported,
             "vm_failed_lifecycle": self.vm_failed_lifecycle,
+            "compute_schedule": {
+                "requests": self.bulk.requests,
+                "operations": self.bulk.operations,
+                "rejected": self.bulk.rejected,
+                "outcomes": self.bulk.outcomes,
+                "retries": self.bulk.retries,
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod addresses;
 mod batch;
+mod compute_schedule;
 mod concurrency;
 mod control;
 mod entra;

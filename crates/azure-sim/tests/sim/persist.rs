@@ -174,3 +174,51 @@ async fn a_saved_address_in_use_or_an_unreadable_file_is_an_error_that_says_so()
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
+
+#[tokio::test]
+async fn compute_schedule_operations_outlive_a_restart_and_finish_while_stopped() {
+    let path = temp_file("bulk");
+    let s = start(&path).await;
+    let subnet = s.create_network("rg").await;
+    s.create_vm_ok("rg", "b", &vm_body(&subnet, "b", SIZE))
+        .await;
+    let location = format!(
+        "{}/providers/Microsoft.ComputeSchedule/locations/{LOCATION}",
+        s.sub_path()
+    );
+    let r = s
+        .post(
+            &format!("{location}/virtualMachinesExecuteDeallocate"),
+            Some(
+                &json!({"executionParameters": {}, "resources": {"ids": [s.vm_path("rg", "b")]},
+                         "correlationid": "p"}),
+            ),
+        )
+        .await;
+    r.expect(200);
+    let op = r.body["results"][0]["operation"]["operationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.sim.shutdown().await;
+    let s = start(&path).await;
+    // Its first attempt was due a second after the request (the default scheduling delay).
+    s.sim.advance_clock(Duration::from_secs(2));
+    let r = s
+        .post(
+            &format!("{location}/virtualMachinesGetOperationStatus"),
+            Some(&json!({"operationIds": [op], "correlationid": "p"})),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(
+        r.body["results"][0]["operation"]["state"], "Succeeded",
+        "{r:#?}"
+    );
+    assert_eq!(
+        s.power_state("rg", "b").await.as_deref(),
+        Some("deallocated")
+    );
+    s.sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
