@@ -38,6 +38,8 @@ pub struct ControllerConfig {
     /// The longest hold of a pool's creates after permanent failures
     /// (`[controller] error_backoff_max_seconds`; see [`backoff`]).
     pub error_backoff_max: Duration,
+    /// When VM writes go through Compute Schedule in bulk (`[controller] bulk`).
+    pub bulk: crate::bulk::BulkMode,
 }
 
 /// Batch nodes' enrollment (`[bootstrap]` of the configuration). Anyone who can read a Batch

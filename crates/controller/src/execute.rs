@@ -128,7 +128,45 @@ pub(crate) async fn dispatch(
             return Err(e);
         }
     };
+    // Writes of a kind numerous enough go in bulk through Compute Schedule, a request per
+    // hundred (a reused name is not: its failed VM is deleted first, one at a time).
+    let mut per_kind: std::collections::HashMap<VmActionKind, usize> = Default::default();
+    for a in &actions {
+        if !(a.kind == VmActionKind::Create && reused.contains(&a.node)) {
+            *per_kind.entry(a.kind).or_default() += 1;
+        }
+    }
+    let mut bulk: std::collections::BTreeMap<u8, Vec<(VmAction, i64)>> = Default::default();
+    let mut single = Vec::new();
     for (action, intent) in actions.into_iter().zip(intents) {
+        let reuse = action.kind == VmActionKind::Create && reused.contains(&action.node);
+        let n = per_kind.get(&action.kind).copied().unwrap_or(0);
+        if !reuse && crate::bulk::wants_bulk(sh.cfg.bulk, action.kind, n) {
+            bulk.entry(action.kind as u8)
+                .or_default()
+                .push((action, intent));
+        } else {
+            single.push((action, intent));
+        }
+    }
+    for (_, writes) in bulk {
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let chunk: Vec<(VmAction, i64)> = writes
+                .by_ref()
+                .take(arm_model::computeschedule::MAX_RESOURCES_PER_REQUEST)
+                .collect();
+            let kind = chunk[0].0.kind;
+            tokio::spawn(crate::bulk::run_chunk(
+                sh.clone(),
+                record.spec.clone(),
+                generation,
+                kind,
+                chunk,
+            ));
+        }
+    }
+    for (action, intent) in single {
         let reuse = action.kind == VmActionKind::Create && reused.contains(&action.node);
         let sh2 = sh.clone();
         let spec = record.spec.clone();
@@ -233,7 +271,7 @@ async fn start_op(
 /// the VM exists), and the rendered script. A failure (a secret that cannot be resolved, a
 /// script too large) fails the create before any ARM call, naming the field; so does a store
 /// that cannot keep the token (as a store failure, not a bootstrap one).
-async fn node_bootstrap(
+pub(crate) async fn node_bootstrap(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
     node: &str,
@@ -291,7 +329,14 @@ async fn run_action(
         Err(e) => (Err(e), None),
         Ok(None) => (Ok(()), None),
         Ok(Some((op, accepted))) => {
-            let (result, ack) = follow::outcome(sh, action.kind, &action.node, &op, accepted).await;
+            let (result, ack) = follow::outcome(
+                sh,
+                action.kind,
+                &action.node,
+                follow::Handle::Arm(&op),
+                accepted,
+            )
+            .await;
             (result.map_err(Into::into), ack)
         }
     }
@@ -364,7 +409,7 @@ pub(crate) async fn record_success(
 }
 
 /// Records the outcome of an action: intent, inventory, event, unavailable offerings.
-async fn finish(
+pub(crate) async fn finish(
     sh: &Shared,
     pool: &str,
     generation: i64,

@@ -20,6 +20,7 @@ use rb_core::VmActionKind;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::bulk::BulkOperation;
 use crate::{Observation, ObservedVm, Shared};
 
 /// How long a write is followed by listings alone before its operation is polled. Azure's
@@ -35,7 +36,7 @@ pub(crate) struct Listing {
 
 /// What a listing says about a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
+pub enum Seen {
     /// The write's effect is there: done.
     Done,
     /// Under way: wait for the next listing.
@@ -55,11 +56,14 @@ fn power(vm: &ObservedVm) -> Option<&str> {
         .map(|p| p.rsplit('/').next().unwrap_or(p))
 }
 
-/// What a listing that started after the write was accepted says about it. Pure.
-pub(crate) fn seen(kind: VmActionKind, vm: Option<&ObservedVm>) -> Seen {
+/// What a listing that started after the write was accepted says about it. Pure. A bulk
+/// write (`bulk`) starts only when Compute Schedule schedules it, so until then the VM shows
+/// what it was: not yet created, or in its old power state, is still under way.
+pub fn seen(kind: VmActionKind, bulk: bool, vm: Option<&ObservedVm>) -> Seen {
     let Some(vm) = vm else {
         return match kind {
             VmActionKind::Delete | VmActionKind::Forget => Seen::Done,
+            VmActionKind::Create if bulk => Seen::Pending,
             // A create's VM is listed from the moment ARM accepts its PUT; a started or
             // deallocated VM does not vanish: only the operation knows what happened.
             _ => Seen::AskTheOperation,
@@ -79,10 +83,12 @@ pub(crate) fn seen(kind: VmActionKind, vm: Option<&ObservedVm>) -> Seen {
         // Settled the other way: Azure shows a write as under way from when it accepts it,
         // so the write ended and something else came after it (a Spot eviction of a VM
         // being started, say). Only the operation says how the write itself ended.
-        VmActionKind::Start if settled && one_of(&["deallocated", "deallocating", "stopped"]) => {
+        VmActionKind::Start
+            if !bulk && settled && one_of(&["deallocated", "deallocating", "stopped"]) =>
+        {
             Seen::AskTheOperation
         }
-        VmActionKind::Deallocate if settled && one_of(&["running", "starting"]) => {
+        VmActionKind::Deallocate if !bulk && settled && one_of(&["running", "starting"]) => {
             Seen::AskTheOperation
         }
         VmActionKind::Forget => Seen::Done,
@@ -90,9 +96,41 @@ pub(crate) fn seen(kind: VmActionKind, vm: Option<&ObservedVm>) -> Seen {
     }
 }
 
+/// How a write's own end is read when a listing cannot tell: its ARM long-running operation,
+/// or its Compute Schedule operation.
+#[derive(Clone, Copy)]
+pub(crate) enum Handle<'a> {
+    Arm(&'a Operation),
+    Bulk(&'a BulkOperation),
+}
+
+impl Handle<'_> {
+    fn completed(&self) -> bool {
+        matches!(self, Handle::Arm(op) if op.completed)
+    }
+
+    fn first_look(&self, sh: &Shared) -> Duration {
+        match self {
+            Handle::Arm(op) => op.first_look(&sh.arm),
+            // Compute Schedule starts an operation about a second after the request
+            // (docs/compute-schedule.md): look once it may have begun.
+            Handle::Bulk(_) => Duration::from_secs(1),
+        }
+    }
+
+    async fn wait_done(&self, sh: &Shared) -> azure::Result<()> {
+        match self {
+            Handle::Arm(op) => op.wait_done(&sh.arm).await,
+            Handle::Bulk(op) => op.wait_done(sh).await,
+        }
+    }
+}
+
 /// A write waiting for a listing to show its end.
 pub(crate) struct Followed {
     kind: VmActionKind,
+    /// Sent through Compute Schedule: the write starts when the service schedules it.
+    bulk: bool,
     accepted: Instant,
     verdict: oneshot::Sender<Verdict>,
 }
@@ -118,7 +156,7 @@ pub(crate) fn judge(sh: &Shared, listing: &Listing) -> Vec<oneshot::Receiver<()>
         .iter()
         .filter(|(node, f)| {
             f.accepted <= listing.started
-                && seen(f.kind, listing.observation.vms.get(node.as_str())) != Seen::Pending
+                && seen(f.kind, f.bulk, listing.observation.vms.get(node.as_str())) != Seen::Pending
         })
         .map(|(node, _)| node.clone())
         .collect();
@@ -126,7 +164,7 @@ pub(crate) fn judge(sh: &Shared, listing: &Listing) -> Vec<oneshot::Receiver<()>
         let Some(f) = followed.remove(&node) else {
             continue;
         };
-        let verdict = match seen(f.kind, listing.observation.vms.get(&node)) {
+        let verdict = match seen(f.kind, f.bulk, listing.observation.vms.get(&node)) {
             Seen::Done => {
                 let (tx, rx) = oneshot::channel();
                 acks.push(rx);
@@ -152,10 +190,10 @@ pub(crate) async fn outcome(
     sh: &Shared,
     kind: VmActionKind,
     node: &str,
-    op: &Operation,
+    op: Handle<'_>,
     accepted: Instant,
 ) -> (azure::Result<()>, Option<Ack>) {
-    if op.completed {
+    if op.completed() {
         return (Ok(()), None);
     }
     let key = node.to_ascii_lowercase();
@@ -165,30 +203,31 @@ pub(crate) async fn outcome(
             key.clone(),
             Followed {
                 kind,
+                bulk: matches!(op, Handle::Bulk(_)),
                 accepted,
                 verdict: tx,
             },
         );
     }
     // The first activation worth having: when the operation is first worth a look.
-    let mut nudge = accepted + op.first_look(&sh.arm);
+    let mut nudge = accepted + op.first_look(sh);
     let give_up = accepted + FOLLOW_BY_LISTING_FOR;
     loop {
         tokio::select! {
             verdict = &mut rx => return match verdict {
                 Ok(Verdict::Done(ack)) => (Ok(()), Some(ack)),
-                Ok(Verdict::AskTheOperation) | Err(_) => (op.wait_done(&sh.arm).await, None),
+                Ok(Verdict::AskTheOperation) | Err(_) => (op.wait_done(sh).await, None),
             },
             _ = tokio::time::sleep_until(nudge) => {
                 sh.settled.notify_one();
                 // Until a listing settles it, ask again now and then (one may be cut).
-                nudge = Instant::now() + op.first_look(&sh.arm).max(Duration::from_secs(1));
+                nudge = Instant::now() + op.first_look(sh).max(Duration::from_secs(1));
             }
             _ = tokio::time::sleep_until(give_up) => {
                 if let Ok(mut f) = sh.followed.lock() {
                     f.remove(&key);
                 }
-                return (op.wait_done(&sh.arm).await, None);
+                return (op.wait_done(sh).await, None);
             }
         }
     }
@@ -252,7 +291,23 @@ mod tests {
             (Forget, Some(&running), Done),
         ];
         for (kind, seen_vm, want) in cases {
-            assert_eq!(seen(kind, seen_vm), want, "{kind:?} {seen_vm:?}");
+            assert_eq!(seen(kind, false, seen_vm), want, "{kind:?} {seen_vm:?}");
+        }
+        // In bulk, a write waits for Compute Schedule to start it: the VM not there yet, or
+        // still in its old power state, is under way; a failed one still asks.
+        let bulk = [
+            (Create, None, Pending),
+            (Create, Some(&running), Done),
+            (Create, Some(&failed), AskTheOperation),
+            (Start, Some(&deallocated), Pending),
+            (Start, Some(&running), Done),
+            (Deallocate, Some(&running), Pending),
+            (Deallocate, Some(&deallocated), Done),
+            (Delete, Some(&running), Pending),
+            (Delete, None, Done),
+        ];
+        for (kind, seen_vm, want) in bulk {
+            assert_eq!(seen(kind, true, seen_vm), want, "bulk {kind:?} {seen_vm:?}");
         }
     }
 }

@@ -17,6 +17,7 @@
 mod backend;
 pub mod backoff;
 mod batch;
+mod bulk;
 mod config;
 mod deletion;
 use backend::{Activation, PoolBackend, reconcile_pool};
@@ -49,6 +50,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 pub use batch::pool_model;
 pub use bootstrap::{BootstrapConfig, DeclaredSecrets};
+pub use bulk::{AUTO_MIN_WRITES, BulkMode};
 pub use config::{ControllerConfig, ENDED_REQUESTS_KEPT_SECONDS, EnrollmentConfig};
 pub use error::{Error, chain};
 pub use observe::{Observation, ObservedVm, node_state};

@@ -105,6 +105,10 @@ async fn farm(tag: &str) -> Farm {
 
 impl Farm {
     fn controller(&self) -> Arc<Controller> {
+        self.controller_with(controller::BulkMode::Off)
+    }
+
+    fn controller_with(&self, bulk: controller::BulkMode) -> Arc<Controller> {
         Controller::new(
             self.store.clone(),
             arm_client(&self.sim),
@@ -128,6 +132,7 @@ impl Farm {
                 enrollment: Default::default(),
                 secrets: Arc::new(DeclaredSecrets::default()),
                 error_backoff_max: Duration::from_secs(900),
+                bulk,
             },
         )
     }
@@ -463,4 +468,92 @@ async fn detached_nics_and_disks_are_collected_each_delete_journalled() {
         assert_eq!(i.kind, kind, "{i:?}");
         assert_eq!(i.outcome, Some(IntentOutcome::Succeeded), "{i:?}");
     }
+}
+
+/// Compute Schedule requests of `call` (`ExecuteCreate`...) the simulator answered.
+async fn bulk_calls(f: &Farm, call: &str) -> u64 {
+    f.stats().await["by_type"][format!("Microsoft.ComputeSchedule/virtualMachines{call}")]["POST"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn bulk_writes_go_through_compute_schedule_journalled_and_followed_like_single_ones() {
+    let f = farm("bulk").await;
+    f.pool("maya", 3).await;
+    let ctl = f.controller_with(controller::BulkMode::Always);
+    ctl.start_up().await;
+    f.step_until(&ctl, "3 running, no intent open", async |f| {
+        f.running("maya").await == 3 && f.store.open_intents().await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(f.vm_puts().await, 0, "no VM PUT: the creates went in bulk");
+    assert_eq!(
+        bulk_calls(&f, "ExecuteCreate").await,
+        1,
+        "one request for 3"
+    );
+    let intents = f.store.recent_intents(100).await.unwrap();
+    for i in intents.iter().filter(|i| i.kind == ActionKind::Create) {
+        assert_eq!(i.outcome, Some(IntentOutcome::Succeeded), "{i:?}");
+        let op = i.operation.as_ref().expect("journalled");
+        assert!(op["bulk"]["operation_id"].is_string(), "{op}");
+    }
+    assert_eq!(f.stats().await["vm_creates_repeated"], json!({}));
+
+    f.store.set_target("maya", 1).await.unwrap();
+    f.step_until(&ctl, "1 running, 2 deallocated", async |f| {
+        let vms = f.store.list_vms(Some("maya")).await.unwrap();
+        let dealloc = vms
+            .iter()
+            .filter(|v| v.state == NodeState::Deallocated)
+            .count();
+        f.running("maya").await == 1
+            && dealloc == 2
+            && f.store.open_intents().await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(bulk_calls(&f, "ExecuteDeallocate").await, 1);
+}
+
+#[tokio::test]
+async fn a_controller_stopped_mid_bulk_is_followed_by_the_next_without_writing_again() {
+    let f = farm("bulk-recovery").await;
+    f.pool("maya", 2).await;
+    let first = f.controller_with(controller::BulkMode::Always);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(first.clone().run(stopped));
+    let mut open = Vec::new();
+    for _ in 0..400 {
+        open = f.store.open_intents().await.unwrap();
+        if open.len() == 2 && open.iter().all(|i| i.operation.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(open.len(), 2, "{open:?}");
+    stop.send_replace(true);
+    running.await.unwrap();
+    drop(first);
+    assert_eq!(bulk_calls(&f, "ExecuteCreate").await, 1);
+
+    // The service runs the operations while nobody watches; the next start-up follows each
+    // VM's operation id to its end, and creates nothing again.
+    f.sim.advance_clock(Duration::from_secs(60));
+    let second = f.controller_with(controller::BulkMode::Always);
+    second.start_up().await;
+    assert!(
+        f.store.open_intents().await.unwrap().is_empty(),
+        "start-up resolved every open intent"
+    );
+    f.step_until(&second, "2 running", async |f| f.running("maya").await == 2)
+        .await;
+    assert_eq!(
+        bulk_calls(&f, "ExecuteCreate").await,
+        1,
+        "nothing sent again"
+    );
+    assert_eq!(f.vm_puts().await, 0);
+    let st = f.stats().await;
+    assert_eq!(st["vm_creates_repeated"], json!({}), "{st}");
 }

@@ -261,6 +261,7 @@ pub async fn start(cfg: Config, listen: Option<std::net::SocketAddr>) -> anyhow:
             enrollment: cfg.bootstrap.enrollment(),
             secrets: secrets.clone(),
             error_backoff_max: Duration::from_secs(cfg.controller.error_backoff_max_seconds),
+            bulk: cfg.controller.bulk,
         },
     );
     // Catch-up before the first activation: the firings missed while the daemon was down

@@ -264,6 +264,10 @@ pub struct ControllerSection {
     /// missing subnet, a refused permission): 10 s doubling up to this.
     #[serde(default = "default_error_backoff_max")]
     pub error_backoff_max_seconds: u64,
+    /// When VM writes go through Compute Schedule in bulk: `auto` (a plan with more than 100
+    /// writes of one kind), `off` (one ARM write per VM), `always`.
+    #[serde(default)]
+    pub bulk: controller::BulkMode,
 }
 
 impl Default for ControllerSection {
@@ -275,6 +279,7 @@ impl Default for ControllerSection {
             gc_grace_seconds: default_gc_grace(),
             events_retained: default_events_retained(),
             error_backoff_max_seconds: default_error_backoff_max(),
+            bulk: controller::BulkMode::default(),
         }
     }
 }
