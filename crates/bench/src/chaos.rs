@@ -52,6 +52,9 @@ pub struct Opts {
     pub seed: u64,
     /// SIGKILLs of the daemon (0: `chaos`).
     pub kills: u32,
+    /// Every write through Compute Schedule (`[controller] bulk = "always"`); else the
+    /// daemon's default.
+    pub bulk: bool,
 }
 
 #[derive(Default)]
@@ -66,6 +69,9 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
     let t0 = Instant::now();
     let mut rng = fastrand::Rng::with_seed(o.seed);
     let mut w = World::start(renderburst, scenario).await?;
+    if o.bulk {
+        w.bulk = Some("always");
+    }
     w.start_daemon().await?;
     // `chaos-a` regular, `chaos-b` Spot (what `/_sim/evict` evicts).
     for ((name, max), priority) in POOLS.into_iter().zip(["regular", "spot"]) {
@@ -303,7 +309,7 @@ async fn sim_put_config(w: &World, patch: Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn resources(w: &World) -> anyhow::Result<Vec<Value>> {
+pub async fn resources(w: &World) -> anyhow::Result<Vec<Value>> {
     let r: Value = w
         .sim_http
         .get(format!("{}/_sim/resources", w.sim.base_url()))
@@ -400,7 +406,19 @@ async fn audit(w: &World) -> anyhow::Result<Vec<String>> {
             }
         }
     }
-    for r in &res {
+    v.extend(leftovers(&res, &pools));
+    let st = w.stats().await?;
+    for (name, n) in st["vm_creates_repeated"].as_object().into_iter().flatten() {
+        v.push(format!("VM {name} created {n} times"));
+    }
+    Ok(v)
+}
+
+/// What the simulator's resources hold that no pool of `pools` wants: VMs without a live
+/// pool's tag or left `Failed`, NICs without a VM, disks nobody manages.
+pub fn leftovers(res: &[Value], pools: &[&str]) -> Vec<String> {
+    let mut v = Vec::new();
+    for r in res {
         let name = r["name"].as_str().unwrap_or("?");
         if is_type(r, "Microsoft.Compute/virtualMachines") {
             match pool_tag(r) {
@@ -418,11 +436,7 @@ async fn audit(w: &World) -> anyhow::Result<Vec<String>> {
             v.push(format!("orphaned disk {name}"));
         }
     }
-    let st = w.stats().await?;
-    for (name, n) in st["vm_creates_repeated"].as_object().into_iter().flatten() {
-        v.push(format!("VM {name} created {n} times"));
-    }
-    Ok(v)
+    v
 }
 
 fn power_of(vm: &Value) -> Option<&str> {

@@ -61,6 +61,33 @@ pub fn lower_bound_down(n: u64) -> f64 {
     )
 }
 
+/// VMs per Compute Schedule request (docs/compute-schedule.md: 1-100 per request).
+pub const BULK_PER_REQUEST: u64 = 100;
+
+/// How long Compute Schedule waits before it starts an operation, as the simulator models
+/// it (`compute_schedule.schedule_delay_ms`, default 1 s: live deadlines are about a second
+/// after the request; docs/compute-schedule.md).
+pub const BULK_SCHEDULE_DELAY_S: f64 = 1.0;
+
+/// In bulk, ARM's write bucket sees one write per request (ceil(N / 100)) and Compute's
+/// buckets one operation per VM (the simulator shares them with single writes), so:
+/// max(ceil(N / 100) over ARM writes, N over Compute's bucket of the kind) + the service's
+/// scheduling delay + one operation latency.
+pub fn lower_bound_bulk(n: u64, compute: Bucket, latency_ms: u64) -> f64 {
+    let requests = n.div_ceil(BULK_PER_REQUEST);
+    let arm = (requests as f64 - ARM_WRITES.burst).max(0.0) / ARM_WRITES.per_s;
+    let compute = (n as f64 - compute.burst).max(0.0) / compute.per_s;
+    arm.max(compute) + BULK_SCHEDULE_DELAY_S + latency_ms as f64 / 1000.0
+}
+
+pub fn lower_bound_up_bulk(n: u64) -> f64 {
+    lower_bound_bulk(n, COMPUTE_PUT_VM, VM_CREATE_MS)
+}
+
+pub fn lower_bound_down_bulk(n: u64) -> f64 {
+    lower_bound_bulk(n, COMPUTE_DELETE_VM, VM_DEALLOCATE_MS)
+}
+
 fn per_vm(counts: &Value, n: u64) -> Value {
     let f = |k: &str| counts[k].as_u64().unwrap_or(0) as f64 / n.max(1) as f64;
     json!({"read": f("read"), "write": f("write"), "delete": f("delete")})
@@ -83,9 +110,15 @@ fn phase(name: &str, wall: f64, lower: f64, after: &Value, before: &Value, n: u6
     })
 }
 
-pub async fn run(renderburst: std::path::PathBuf, n: u64) -> anyhow::Result<Value> {
+pub async fn run(renderburst: std::path::PathBuf, n: u64, bulk: bool) -> anyhow::Result<Value> {
     let mut w = World::start(renderburst, "converge").await?;
+    w.bulk = Some(if bulk { "always" } else { "off" });
     w.start_daemon().await?;
+    let (bound_up, bound_down) = if bulk {
+        (lower_bound_up_bulk(n), lower_bound_down_bulk(n))
+    } else {
+        (lower_bound_up(n), lower_bound_down(n))
+    };
     w.create_pool("bench", n as usize).await?;
     // Generous deadlines: ten times the bound plus a minute.
     let deadline = |lb: f64| Duration::from_secs_f64(lb * 10.0 + 60.0);
@@ -100,7 +133,7 @@ pub async fn run(renderburst: std::path::PathBuf, n: u64) -> anyhow::Result<Valu
     )
     .await?;
     let after_up = w
-        .wait_for("0 -> N", poll, deadline(lower_bound_up(n)), |st| {
+        .wait_for("0 -> N", poll, deadline(bound_up), |st| {
             harness::power(st, "running") == n
         })
         .await?;
@@ -122,28 +155,43 @@ pub async fn run(renderburst: std::path::PathBuf, n: u64) -> anyhow::Result<Valu
     )
     .await?;
     let after_down = w
-        .wait_for("N -> 0", poll, deadline(lower_bound_down(n)), |st| {
+        .wait_for("N -> 0", poll, deadline(bound_down), |st| {
             harness::power(st, "deallocated") == n
         })
         .await?;
     let down = t1.elapsed().as_secs_f64();
     let usage = w.daemon_usage()?;
+    let orphans = crate::chaos::leftovers(&crate::chaos::resources(&w).await?, &["bench"]);
     w.stop().await;
 
-    let phases = vec![
-        phase("up", up, lower_bound_up(n), &after_up, &before, n),
-        phase("down", down, lower_bound_down(n), &after_down, &mid, n),
+    let mut phases = vec![
+        phase("up", up, bound_up, &after_up, &before, n),
+        phase("down", down, bound_down, &after_down, &mid, n),
     ];
+    for (p, per_vm) in phases
+        .iter_mut()
+        .zip([lower_bound_up(n), lower_bound_down(n)])
+    {
+        p["per_vm_lower_bound_s"] = json!(per_vm);
+        p["ratio_to_per_vm_bound"] = json!(p["wall_s"].as_f64().unwrap_or(0.0) / per_vm);
+    }
     let mut counts = harness::by_class(&after_up, &before);
     let down_counts = harness::by_class(&after_down, &mid);
     for k in ["read", "write", "delete"] {
         counts[k] = json!(counts[k].as_u64().unwrap_or(0) + down_counts[k].as_u64().unwrap_or(0));
     }
     let wall = up + down;
-    let lower = lower_bound_up(n) + lower_bound_down(n);
+    let lower = bound_up + bound_down;
+    let per_vm_lower = lower_bound_up(n) + lower_bound_down(n);
     Ok(json!({
         "scenario": "converge",
         "vms": n,
+        "bulk": bulk,
+        "per_vm_lower_bound_s": per_vm_lower,
+        "ratio_to_per_vm_bound": wall / per_vm_lower,
+        "vm_creates": after_down["vm_creates"].clone(),
+        "vm_creates_repeated": after_down["vm_creates_repeated"].clone(),
+        "orphans": orphans,
         "wall_s": wall,
         "lower_bound_s": lower,
         "ratio": wall / lower,
@@ -225,5 +273,10 @@ mod tests {
         // At 10,000 Compute's bucket dominates: (10000 − 1500) / (500/60) = 1020 s against
         // ARM's (10000 − 200) / 10 = 980 s.
         assert!((lower_bound_up(10_000) - 1020.8).abs() < 1e-6);
+        // In bulk, 2,000 creates are 20 ARM writes: Compute's PutVM bucket sets the pace,
+        // (2000 − 1500) / (500/60) = 60 s, plus the service's 1 s and one create.
+        assert!((lower_bound_up_bulk(2000) - 61.8).abs() < 1e-9);
+        assert!((lower_bound_down_bulk(2000) - 61.5).abs() < 1e-9);
+        assert!((lower_bound_up_bulk(100) - 1.8).abs() < 1e-9);
     }
 }

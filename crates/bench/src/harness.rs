@@ -36,6 +36,8 @@ pub struct World {
     /// `[azure] subnet_id` with `ensure_network = false` (an admin's own network), set
     /// before the daemon starts; `None`: the daemon ensures its network.
     pub subnet_id: Option<String>,
+    /// `[controller] bulk` for the daemon (`"off"`, `"always"`...); `None`: its default.
+    pub bulk: Option<&'static str>,
 }
 
 /// The `renderburst` binary: `--renderburst`, else beside this binary (same target dir).
@@ -132,6 +134,7 @@ impl World {
             api: String::new(),
             keep_dir: std::env::var_os("RENDERBURST_BENCH_KEEP").is_some(),
             subnet_id: None,
+            bulk: None,
         })
     }
 
@@ -143,7 +146,7 @@ impl World {
              [auth]\nadmin_token = \"{ADMIN_TOKEN}\"\n\
              [azure]\nsubscription_id = \"{s}\"\ntenant_id = \"{t}\"\nclient_id = \"{c}\"\n\
              client_secret = \"{x}\"\narm_endpoint = \"{u}\"\nauthority_host = \"{u}\"\n\
-             ca_cert_file = \"{ca}\"\nresource_group = \"bench\"\n{network}",
+             ca_cert_file = \"{ca}\"\nresource_group = \"bench\"\n{network}{controller}",
             db = self.dir.join("bench.db").display(),
             s = id.subscription_id,
             t = id.tenant_id,
@@ -154,6 +157,10 @@ impl World {
             network = match &self.subnet_id {
                 Some(id) => format!("ensure_network = false\nsubnet_id = \"{id}\"\n"),
                 None => "ensure_network = true\n".to_owned(),
+            },
+            controller = match self.bulk {
+                Some(mode) => format!("[controller]\nbulk = \"{mode}\"\n"),
+                None => String::new(),
             }
         );
         let path = self.dir.join("bench.toml");

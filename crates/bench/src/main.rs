@@ -50,6 +50,10 @@ enum Scenario {
         #[arg(long, value_delimiter = ',', default_values_t = [100u64, 500, 2000],
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         vms: Vec<u64>,
+        /// `on`: the daemon sends its writes through Compute Schedule (`[controller] bulk =
+        /// "always"`) and the bound is the bulk one; `off`: one ARM write per VM.
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        bulk: String,
     },
     /// Time from a node request to the first ARM write, on a pool at a steady state.
     Reaction {
@@ -76,6 +80,9 @@ enum Scenario {
         minutes: f64,
         #[arg(long, default_value_t = 8)]
         seed: u64,
+        /// `on`: every write through Compute Schedule (`[controller] bulk = "always"`).
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        bulk: String,
     },
     /// The chaos with the daemon SIGKILLed K times at random moments and started again on the
     /// same database; the same audit plus `PRAGMA integrity_check`.
@@ -86,6 +93,9 @@ enum Scenario {
         minutes: f64,
         #[arg(long, default_value_t = 8)]
         seed: u64,
+        /// `on`: every write through Compute Schedule (`[controller] bulk = "always"`).
+        #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+        bulk: String,
     },
     /// A configured subnet that does not exist, with the default backoff cap: VM PUTs in the
     /// first 150 s and in M minutes, time to `Blocked`, time until `pool scale --wait` fails,
@@ -127,6 +137,7 @@ async fn chaos_run(
     minutes: f64,
     seed: u64,
     kills: u32,
+    bulk: bool,
 ) -> anyhow::Result<()> {
     eprintln!(
         "{}: {minutes} min of chaos (seed {seed}, {kills} kills), then quiesce and audit ...",
@@ -136,6 +147,7 @@ async fn chaos_run(
         minutes,
         seed,
         kills,
+        bulk,
     };
     let v = chaos::run(bin, &opts).await?;
     emit(json, &v, chaos::table(&v));
@@ -159,11 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     let daemon = || harness::locate_renderburst(cli.renderburst.as_deref());
     match cli.scenario {
-        Scenario::Converge { vms } => {
+        Scenario::Converge { vms, bulk } => {
             let bin = daemon()?;
             for n in vms {
-                eprintln!("converge: 0 -> {n} -> 0 ...");
-                let v = converge::run(bin.clone(), n).await?;
+                eprintln!("converge: 0 -> {n} -> 0 (bulk {bulk}) ...");
+                let v = converge::run(bin.clone(), n, bulk == "on").await?;
                 emit(json, &v, converge::table(&v));
             }
         }
@@ -176,15 +188,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = restart::run(daemon()?, vms).await?;
             emit(json, &v, restart::table(&v));
         }
-        Scenario::Chaos { minutes, seed } => {
-            chaos_run(json, daemon()?, minutes, seed, 0).await?;
+        Scenario::Chaos {
+            minutes,
+            seed,
+            bulk,
+        } => {
+            chaos_run(json, daemon()?, minutes, seed, 0, bulk == "on").await?;
         }
         Scenario::Crashloop {
             kills,
             minutes,
             seed,
+            bulk,
         } => {
-            chaos_run(json, daemon()?, minutes, seed, kills).await?;
+            chaos_run(json, daemon()?, minutes, seed, kills, bulk == "on").await?;
         }
         Scenario::Blocked {
             minutes,

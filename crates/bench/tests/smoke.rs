@@ -110,6 +110,27 @@ fn converge_small_pools() {
     }
 }
 
+/// The same through Compute Schedule: one request each way for 6 VMs (the ARM writes), the
+/// bulk bound, and nothing created twice or left behind.
+#[test]
+fn converge_in_bulk_small() {
+    let v = &bench(&["converge", "--vms", "6", "--bulk", "on"])[0];
+    has_common_fields(v);
+    assert_eq!(v["bulk"], true, "{v}");
+    // Under every bucket's burst: the service's second, then one create and one deallocation.
+    assert!((f(v, "lower_bound_s") - 3.3).abs() < 1e-9, "{v}");
+    assert!((f(v, "per_vm_lower_bound_s") - 1.3).abs() < 1e-9, "{v}");
+    let counts = &v["arm_requests"];
+    assert!(
+        counts["write"].as_u64().unwrap_or(0) < 12,
+        "not one write per VM: {v}"
+    );
+    assert_eq!(v["vm_creates"], 6, "{v}");
+    assert_eq!(v["vm_creates_repeated"], serde_json::json!({}), "{v}");
+    assert_eq!(v["orphans"], serde_json::json!([]), "{v}");
+    assert_eq!(v["throttled_429"], 0, "{v}");
+}
+
 #[test]
 fn reaction_and_restart_small() {
     let r = &bench(&["reaction", "--steady", "2", "--repeats", "3"])[0];
