@@ -266,6 +266,10 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
         "api_errors": t.api_errors,
         "faults_injected": stats["faults_injected"],
         "throttled_429": stats["throttled_429"],
+        // Compute's per-VM bucket (12 burst, 4 a minute, as the simulator models it) bounds
+        // this at 16: the most operations one VM was granted within a minute, and which.
+        "vm_ops_per_minute_max": stats["vm_ops_per_minute_max"],
+        "vm_ops_per_minute_max_vm": stats["vm_ops_per_minute_max_vm"],
         "operations_failed": stats["operations_failed"],
         "failures_reported": stats["failures_reported"],
         "evictions": stats["evictions"],
@@ -524,6 +528,10 @@ pub fn table(v: &Value) -> Table {
         format!(
             "failed operations the daemon polled, by code: {}",
             v["failures_reported"]
+        ),
+        format!(
+            "most operations one VM was granted within a minute: {} ({})",
+            v["vm_ops_per_minute_max"], v["vm_ops_per_minute_max_vm"]
         ),
     ];
     if violations.is_empty() {

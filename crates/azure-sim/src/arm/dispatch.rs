@@ -114,6 +114,9 @@ impl State {
         }
         if let Some(b) = vm_key.as_ref().and_then(|k| self.vm_buckets.get_mut(k)) {
             b.take(now);
+            if let Some(vm) = vm {
+                self.stats.vm_op(vm, now);
+            }
             parts.push(format!(
                 "Microsoft.Compute/{}.Resource;{}",
                 group.policy(),
@@ -146,7 +149,10 @@ impl State {
                 TokenBucket::new((PER_VM_BURST * f).max(1.0), PER_VM_PER_MIN * f / 60.0, at)
             })
             .reserve(at);
-        sub_wait.max(vm_wait)
+        let wait = sub_wait.max(vm_wait);
+        self.stats
+            .vm_op(vm, at + std::time::Duration::from_secs_f64(wait.max(0.0)));
+        wait
     }
 
     /// Dispatches an authenticated, throttled ARM request.
@@ -328,7 +334,9 @@ impl State {
             || ctx
                 .q("$expand")
                 .is_some_and(|v| v.eq_ignore_ascii_case("instanceView"));
-        let items: Vec<Value> = self
+        // Only the page asked for is rendered: rendering every match for each page made
+        // listing N VMs cost N² / page size renders (5,000 VMs: a million per listing).
+        let matching: Vec<&crate::state::Res> = self
             .res
             .iter()
             .filter(|(k, r)| {
@@ -338,7 +346,14 @@ impl State {
                         .as_ref()
                         .is_none_or(|p| k.starts_with(p.as_str()))
             })
-            .map(|(_, r)| {
+            .map(|(_, r)| r)
+            .collect();
+        let (skip, size) = ctx.page_bounds(self.cfg.paging.page_size);
+        let value: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(size)
+            .map(|r| {
                 let full = self.render(r, expand);
                 if status_only {
                     status_only_view(&full)
@@ -347,9 +362,11 @@ impl State {
                 }
             })
             .collect();
-        Ok(Reply::ok(ctx.page(
-            items,
-            self.cfg.paging.page_size,
+        Ok(Reply::ok(ctx.paged(
+            value,
+            skip,
+            size,
+            matching.len(),
             "nextLink",
         )))
     }
@@ -359,20 +376,29 @@ impl State {
     fn list_generic(&mut self, ctx: &Ctx, rg: Option<&str>) -> Result<Reply, ArmErr> {
         let filter = parse_filter(ctx.q("$filter").unwrap_or(""))?;
         let rg = rg.map(str::to_ascii_lowercase);
-        let items: Vec<Value> = self
+        let matching: Vec<&crate::state::Res> = self
             .res
             .values()
             .filter(|r| r.rtype != RType::ResourceGroup && rg.as_ref().is_none_or(|g| &r.rg == g))
             .filter(|r| filter.matches(r.rtype.arm_type(), &r.tags()))
+            .collect();
+        // Only the page asked for is rendered (see `list`).
+        let (skip, size) = ctx.page_bounds(self.cfg.paging.page_size);
+        let value: Vec<Value> = matching
+            .iter()
+            .skip(skip)
+            .take(size)
             .map(|r| {
                 let full = self.render(r, false);
                 json!({"id": full["id"], "name": full["name"], "type": full["type"],
                        "location": full["location"], "tags": full.get("tags").cloned().unwrap_or(json!({}))})
             })
             .collect();
-        Ok(Reply::ok(ctx.page(
-            items,
-            self.cfg.paging.page_size,
+        Ok(Reply::ok(ctx.paged(
+            value,
+            skip,
+            size,
+            matching.len(),
             "nextLink",
         )))
     }

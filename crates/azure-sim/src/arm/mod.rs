@@ -104,6 +104,14 @@ impl Ctx {
     /// Splits `items` into the requested page, with an absolute `nextLink` that keeps every
     /// query parameter of the first call (api-version, $filter, statusOnly...).
     pub fn page(&self, items: Vec<Value>, page_size: usize, link_key: &str) -> Value {
+        let (skip, size) = self.page_bounds(page_size);
+        let total = items.len();
+        let value: Vec<Value> = items.into_iter().skip(skip).take(size).collect();
+        self.paged(value, skip, size, total, link_key)
+    }
+
+    /// The requested page's first item and size (`$skiptoken`, `maxresults`/`$top`).
+    pub fn page_bounds(&self, page_size: usize) -> (usize, usize) {
         let skip: usize = self
             .q("$skiptoken")
             .and_then(|s| s.parse().ok())
@@ -114,8 +122,19 @@ impl Ctx {
             .and_then(|s| s.parse::<usize>().ok())
             .filter(|n| *n > 0)
             .map_or(page_size, |n| n.min(page_size));
-        let total = items.len();
-        let value: Vec<Value> = items.into_iter().skip(skip).take(size).collect();
+        (skip, size)
+    }
+
+    /// A page already cut at `skip` (`value`, at most `size` items) of `total`, with its
+    /// `nextLink` when more follow: for lists that render only the page they answer.
+    pub fn paged(
+        &self,
+        value: Vec<Value>,
+        skip: usize,
+        size: usize,
+        total: usize,
+        link_key: &str,
+    ) -> Value {
         let mut out = json!({ "value": value });
         if skip + size < total {
             let mut ser = url::form_urlencoded::Serializer::new(String::new());

@@ -44,6 +44,15 @@ pub struct Stats {
     pub failures_reported: BTreeMap<String, u64>,
     /// Compute Schedule traffic.
     pub bulk: BulkStats,
+    /// The most operations one VM's per-VM Compute bucket granted within a minute (creates,
+    /// updates, starts, deallocations, deletes: the groups with a bucket per VM), and which VM:
+    /// how hard a client works a single VM.
+    pub vm_ops_per_minute_max: u64,
+    pub vm_ops_per_minute_max_vm: Option<String>,
+    /// Each VM's grants within the last minute (simulator clock), for the above.
+    #[serde(skip)]
+    pub vm_ops_recent:
+        std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
 }
 
 /// What Compute Schedule did, for a benchmark that compares bulk and per-VM paths.
@@ -85,6 +94,32 @@ impl Stats {
         }
     }
 
+    /// A per-VM Compute bucket granted an operation on `vm` at `now`.
+    pub fn vm_op(&mut self, vm: &str, now: std::time::Instant) {
+        let minute = std::time::Duration::from_secs(60);
+        let recent = self
+            .vm_ops_recent
+            .entry(vm.to_ascii_lowercase())
+            .or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+        let n = recent.len() as u64;
+        if n > self.vm_ops_per_minute_max {
+            self.vm_ops_per_minute_max = n;
+            self.vm_ops_per_minute_max_vm = Some(vm.rsplit('/').next().unwrap_or(vm).to_owned());
+        }
+        // Keep the map to VMs worked on within the last minute.
+        if self.vm_ops_recent.len() > 4096 {
+            self.vm_ops_recent
+                .retain(|_, r| r.back().is_some_and(|t| now.duration_since(*t) < minute));
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut requests = serde_json::Map::new();
         for m in ["GET", "PUT", "PATCH", "POST", "DELETE"] {
@@ -112,6 +147,8 @@ impl Stats {
             }).collect::<BTreeMap<_, _>>(),
             "failures_reported": self.failures_reported,
             "vm_failed_lifecycle": self.vm_failed_lifecycle,
+            "vm_ops_per_minute_max": self.vm_ops_per_minute_max,
+            "vm_ops_per_minute_max_vm": self.vm_ops_per_minute_max_vm,
             "compute_schedule": {
                 "requests": self.bulk.requests,
                 "operations": self.bulk.operations,
