@@ -234,6 +234,27 @@ pub fn table(v: &Value) -> Table {
         num(&v["peak_rss_mib"], 1),
         num(&v["refill_wait_s"], 1)
     )];
+    if v["bulk"] == true {
+        notes.push(format!(
+            "bulk: {} s against the per-VM bound {} s (ratio {})",
+            num(&v["wall_s"], 1),
+            num(&v["per_vm_lower_bound_s"], 1),
+            num(&v["ratio_to_per_vm_bound"], 2)
+        ));
+    }
+    let c = &v["careful_script"];
+    if c.is_object() {
+        notes.push(format!(
+            "careful SDK script, same phases: {} s (ratio {}: up {}, down {}), reads/VM {}, 429s {}; renderburst / script {}",
+            num(&c["wall_s"], 2),
+            num(&c["ratio"], 2),
+            num(&c["up_ratio"], 2),
+            num(&c["down_ratio"], 2),
+            num(&c["arm_requests_per_vm"]["read"], 2),
+            c["throttled_429"],
+            num(&v["vs_careful_script"], 2)
+        ));
+    }
     for p in v["phases"].as_array().into_iter().flatten() {
         notes.push(format!(
             "{} GETs by type: {}",

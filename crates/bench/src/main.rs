@@ -9,6 +9,7 @@
 //! violation, 2 usage.
 
 mod blocked;
+mod careful;
 mod chaos;
 mod converge;
 mod harness;
@@ -54,6 +55,12 @@ enum Scenario {
         /// "always"`) and the bound is the bulk one; `off`: one ARM write per VM.
         #[arg(long, default_value = "off", value_parser = ["on", "off"])]
         bulk: String,
+        /// A Python with Microsoft's SDKs (tests/compat/requirements.txt, e.g.
+        /// `.venv-compat/bin/python`): also run the careful hand-written script
+        /// (`scripts/careful_burst.py`) through the same phases, against a fresh simulator, and
+        /// report it beside renderburst (`careful_script`).
+        #[arg(long)]
+        careful: Option<PathBuf>,
     },
     /// Time from a node request to the first ARM write, on a pool at a steady state.
     Reaction {
@@ -171,11 +178,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     let daemon = || harness::locate_renderburst(cli.renderburst.as_deref());
     match cli.scenario {
-        Scenario::Converge { vms, bulk } => {
+        Scenario::Converge {
+            vms,
+            bulk,
+            careful: python,
+        } => {
             let bin = daemon()?;
             for n in vms {
                 eprintln!("converge: 0 -> {n} -> 0 (bulk {bulk}) ...");
-                let v = converge::run(bin.clone(), n, bulk == "on").await?;
+                let mut v = converge::run(bin.clone(), n, bulk == "on").await?;
+                if let Some(python) = &python {
+                    eprintln!("converge: the careful script, 0 -> {n} -> 0 ...");
+                    let c = careful::run(python, n).await?;
+                    v["vs_careful_script"] = serde_json::json!(
+                        v["wall_s"].as_f64().unwrap_or(0.0) / c["wall_s"].as_f64().unwrap_or(1.0)
+                    );
+                    v["careful_script"] = c;
+                }
                 emit(json, &v, converge::table(&v));
             }
         }
