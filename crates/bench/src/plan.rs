@@ -164,6 +164,7 @@ pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
     let runs = runs.max(1);
     let farm: Vec<Pool> = (0..pools).map(|i| pool(i, per_pool)).collect();
     let open = rb_core::CreateGate::open();
+    let no_room = std::collections::BTreeSet::new();
     let inputs: Vec<PlanInput<'_>> = farm
         .iter()
         .map(|p| PlanInput {
@@ -175,6 +176,7 @@ pub fn run(pools: usize, per_pool: u64, runs: usize) -> Value {
             deleting: false,
             gate: &open,
             reusable: &[],
+            no_room: &no_room,
             now: NOW,
         })
         .collect();

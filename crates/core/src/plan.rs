@@ -174,6 +174,10 @@ pub struct PlanInput<'a> {
     /// Names of the pool's creates that failed definitely, kept so failures never burn names:
     /// creates take them (lowest first) before fresh indexes from `next_index`.
     pub reusable: &'a [ReusableName],
+    /// Nodes (lower-case names) whose own Compute bucket has no room now (Compute throttles
+    /// power operations per VM as well as per subscription): among nodes equally good to
+    /// start or remove, the planner takes others first.
+    pub no_room: &'a std::collections::BTreeSet<String>,
     pub now: UnixSeconds,
 }
 
@@ -300,6 +304,11 @@ impl Planner<'_> {
             ScaleDown::Deallocate => VmActionKind::Deallocate,
             ScaleDown::Delete => VmActionKind::Delete,
         }
+    }
+
+    /// The node's own Compute bucket has no room now (see [`PlanInput::no_room`]).
+    fn no_room(&self, n: &NodeView) -> bool {
+        !self.input.no_room.is_empty() && self.input.no_room.contains(&n.name.to_ascii_lowercase())
     }
 
     fn idle_timeout(&self) -> i64 {
@@ -511,7 +520,9 @@ impl Planner<'_> {
             .copied()
             .filter(|n| n.state == NodeState::Deallocated && !n.in_flight)
             .collect();
-        deallocated.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        deallocated.sort_by(|a, b| {
+            (self.no_room(a), a.created_at, &a.name).cmp(&(self.no_room(b), b.created_at, &b.name))
+        });
 
         // A drain ends with its node deallocated (the controller clears the flag then), so a
         // node still flagged while deallocated was drained after it was parked: it is out of
@@ -806,7 +817,8 @@ impl Planner<'_> {
         candidates.sort_by(|(a, _), (b, _)| {
             let ka = (a.started_at.unwrap_or(a.created_at), &a.name);
             let kb = (b.started_at.unwrap_or(b.created_at), &b.name);
-            kb.cmp(&ka)
+            // Nodes with room in their Compute bucket first; then newest first.
+            (self.no_room(a), kb).cmp(&(self.no_room(b), ka))
         });
         let remove = self.remove_kind();
         let mut taken = 0;

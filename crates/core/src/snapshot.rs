@@ -28,6 +28,10 @@ pub struct VmSnapshot {
     pub deleting: bool,
     /// Names of failed creates kept for the next creates.
     pub reusable: Vec<ReusableName>,
+    /// Nodes whose own Compute bucket has no room now: the controller fills it from its ARM
+    /// client's governor (the store cannot know), the what-if leaves it empty.
+    #[serde(default)]
+    pub no_room: std::collections::BTreeSet<String>,
 }
 
 /// A `mode: batch` pool: its last observation.
@@ -69,6 +73,7 @@ impl VmSnapshot {
             deleting: self.deleting,
             gate,
             reusable: &self.reusable,
+            no_room: &self.no_room,
             now,
         })
     }

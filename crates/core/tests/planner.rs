@@ -89,6 +89,7 @@ struct Case<'a> {
     deleting: bool,
     hold: Option<&'a Hold>,
     reusable: &'a [ReusableName],
+    no_room: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Case<'a> {
@@ -102,6 +103,7 @@ impl<'a> Case<'a> {
             deleting: false,
             hold: None,
             reusable: &[],
+            no_room: Default::default(),
         }
     }
 
@@ -115,6 +117,7 @@ impl<'a> Case<'a> {
             deleting: self.deleting,
             gate: &CreateGate::backoff(self.hold),
             reusable: self.reusable,
+            no_room: &self.no_room,
             now: NOW,
         })
     }
@@ -1095,6 +1098,7 @@ fn an_arm_outage_closes_the_gate_on_creates_not_on_starts_or_deletes() {
             deleting: false,
             gate: &outage,
             reusable: &[],
+            no_room: &Default::default(),
             now: NOW,
         })
     };
@@ -1124,6 +1128,7 @@ fn an_arm_outage_closes_the_gate_on_creates_not_on_starts_or_deletes() {
         deleting: false,
         gate: &both,
         reusable: &[],
+        no_room: &Default::default(),
         now: NOW,
     });
     assert_eq!(of_kind(&one, VmActionKind::Create).len(), 1, "a probe");
@@ -1140,6 +1145,7 @@ fn an_arm_outage_closes_the_gate_on_creates_not_on_starts_or_deletes() {
         deleting: false,
         gate: &closed,
         reusable: &[],
+        no_room: &Default::default(),
         now: NOW,
     });
     assert!(of_kind(&none, VmActionKind::Create).is_empty());
@@ -1183,5 +1189,46 @@ fn writes_in_flight_count_as_what_they_make_the_node() {
             .all(|a| a.kind != VmActionKind::Start && a.kind != VmActionKind::Create),
         "{:?}",
         plan.actions
+    );
+}
+
+/// Compute throttles power operations per VM too: among nodes equally good to start or to
+/// remove, those whose own bucket has no room go last.
+#[test]
+fn nodes_without_room_in_their_compute_bucket_go_last() {
+    let mut spec = spec();
+    spec.idle_timeout_seconds = 0;
+    let parked = nodes(0..3, NodeState::Deallocated);
+    let mut case = Case::new(&spec, 1, &parked);
+    let oldest = parked
+        .iter()
+        .min_by_key(|n| (n.created_at, n.name.clone()))
+        .unwrap();
+    assert_eq!(
+        of_kind(&case.run(), VmActionKind::Start)[0].node,
+        oldest.name,
+        "oldest first"
+    );
+    case.no_room = [oldest.name.to_ascii_lowercase()].into();
+    let started = case.run();
+    let started = of_kind(&started, VmActionKind::Start);
+    assert_eq!(started.len(), 1);
+    assert_ne!(
+        started[0].node, oldest.name,
+        "the oldest has no room: another goes"
+    );
+
+    let running = nodes(0..3, NodeState::Running);
+    let mut down = Case::new(&spec, 2, &running);
+    let newest = of_kind(&down.run(), VmActionKind::Deallocate)[0]
+        .node
+        .clone();
+    down.no_room = [newest.to_ascii_lowercase()].into();
+    let plan = down.run();
+    let removed = of_kind(&plan, VmActionKind::Deallocate);
+    assert_eq!(removed.len(), 1);
+    assert_ne!(
+        removed[0].node, newest,
+        "the newest has no room: another goes"
     );
 }

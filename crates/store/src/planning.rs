@@ -150,6 +150,7 @@ impl Store {
             next_index: record.next_index,
             deleting: record.deleting,
             reusable,
+            no_room: Default::default(),
         })
     }
 }
