@@ -72,6 +72,7 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     // Writes the previous run was following: one listing shows most of them done (a burst
     // killed before its listings caught up leaves hundreds), which costs its pages instead
     // of a second and a read per intent. The rest follow their operation.
+    let started_listing = tokio::time::Instant::now();
     let listing = if intents
         .iter()
         .any(|i| i.operation.is_some() && vm_kind(i.kind).is_some())
@@ -100,6 +101,17 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
         if let Err(e) = done {
             tracing::error!(error = %chain(&e), "resolving an open intent panicked");
         }
+    }
+    // Every intent settled by the listing: nothing of ours changed since it started, so the
+    // first activation plans from it.
+    if settled == count
+        && let Some(observation) = listing
+        && let Ok(mut pre) = sh.prelisted.lock()
+    {
+        *pre = Some(follow::Listing {
+            started: started_listing,
+            observation: Arc::new(observation),
+        });
     }
     tracing::info!(
         count,

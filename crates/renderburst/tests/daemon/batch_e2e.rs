@@ -601,16 +601,14 @@ async fn spot_quota_is_reported_and_dedicated_nodes_make_up_the_shortfall() {
 async fn an_auto_pool_comes_with_demand_and_goes_when_idle_a_persistent_one_stays() {
     let w = world("auto", json!({})).await;
     let (daemon, api) = w.serve().await;
-    api.ok(
-        Method::POST,
-        "/v1/pools",
-        Some(batch_spec(
-            "houdini",
-            8,
-            json!({"lifecycle": "auto", "auto_delete_after_seconds": 3}),
-        )),
-    )
-    .await;
+    // Demand leaving is what is tested: no stabilization window.
+    let mut houdini = batch_spec(
+        "houdini",
+        8,
+        json!({"lifecycle": "auto", "auto_delete_after_seconds": 3}),
+    );
+    houdini["scale_down_stabilization_seconds"] = json!(0);
+    api.ok(Method::POST, "/v1/pools", Some(houdini)).await;
     api.ok(
         Method::POST,
         "/v1/pools",

@@ -618,12 +618,10 @@ async fn expired_requests_stop_counting_within_one_reconcile_interval() {
     const SLACK: i64 = 2;
     let w = world("expiry", json!({})).await;
     let (daemon, api) = w.serve().await;
-    api.ok(
-        reqwest::Method::POST,
-        "/v1/pools",
-        Some(pool_spec("nuke", &["Standard_D4s_v5"], 4)),
-    )
-    .await;
+    // Expiry is what is tested: no stabilization window holds the count up after it.
+    let mut nuke = pool_spec("nuke", &["Standard_D4s_v5"], 4);
+    nuke["scale_down_stabilization_seconds"] = json!(0);
+    api.ok(reqwest::Method::POST, "/v1/pools", Some(nuke)).await;
     // The server stamps expires_at in whole seconds between these two instants, plus the ttl.
     let before = unix_now();
     let (status, request) = api
