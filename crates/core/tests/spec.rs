@@ -31,7 +31,7 @@ fn spec() -> PoolSpec {
         max: 50,
         target: 0,
         idle_timeout_seconds: 900,
-        scale_down_stabilization_seconds: 0,
+        scale_down_stabilization_seconds: 300,
         scale_down: ScaleDown::Deallocate,
         tags: BTreeMap::from([("show".to_string(), "ep101".to_string())]),
         batch: None,
