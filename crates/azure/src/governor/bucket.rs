@@ -11,10 +11,10 @@
 //!   still in flight. Lower always; higher only when no other header arrived while the
 //!   request was out (so the answer is the newest state we have).
 //! - **Refill at what was learnt.** Between headers the model refills at the estimator's lower
-//!   bound ([`super::estimator`]) up to the largest bucket seen. Until a bound exists (or
-//!   after a 429, at half the rate then in use) the configured limits are only an upper
-//!   prior: room they credit is unconfirmed, and only one request may be out on unconfirmed
-//!   room at a time.
+//!   bound ([`super::estimator`]), capped at the configured rate, up to the largest bucket
+//!   seen. Until a bound exists (or after a 429, at half the rate then in use) the configured
+//!   limits are only an upper prior: room they credit is unconfirmed, and only one request
+//!   may be out on unconfirmed room at a time.
 //! - **No headers at all** (successes without them: a proxy that strips them): the
 //!   configured limits, as before.
 
@@ -86,13 +86,16 @@ impl Bucket {
         }
     }
 
-    /// The refill rate in use, and whether it was learnt (not a guess).
+    /// The refill rate in use, and whether it was learnt (not a guess). Never above the
+    /// configured rate: a bucket that refills faster still gets used at its speed, since
+    /// every answer hands back the room it shows, and a window that saw a jump of the
+    /// server's clock (the simulator's `/_sim/clock`) cannot make the governor race.
     pub fn rate(&self, now: Instant) -> (f64, bool) {
         if !self.headers {
             return (self.prior_rate, true);
         }
         match self.est.learned_rate(now) {
-            Some(r) => (r, true),
+            Some(r) => (r.min(self.prior_rate), true),
             None => (self.est.fallback_rate().unwrap_or(self.prior_rate), false),
         }
     }
