@@ -31,12 +31,12 @@ use serde_json::Value;
 pub use computeschedule::{CreateBatch, bulk_error};
 pub use credential::{CredentialConfig, TokenSource};
 pub use error::{ArmError, ErrorData, ErrorKind, QuotaInfo, Result};
-pub use governor::{GovernorLimits, GovernorSnapshot};
+pub use governor::{ComputeGroup, GovernorLimits, GovernorSnapshot};
 pub use lro::{Operation, Poll};
 pub use ops::{ApiVersions, TagFilter};
 pub use pipeline::{ArmOutage, PipelineCounters, PipelineOptions, Response};
 
-use crate::governor::{ArmClass, ComputeGroup, Draw, Governor};
+use crate::governor::{ArmClass, Draw, Governor};
 use crate::pipeline::{Call, Pipeline};
 
 /// How long-running operations are polled.
@@ -188,6 +188,17 @@ impl ArmClient {
 
     pub fn governor(&self) -> GovernorSnapshot {
         self.inner.pipeline.governor.snapshot()
+    }
+
+    /// Room in Compute's per-VM bucket of `group` for the VM `name` in `rg`: writes of that
+    /// group that may go to it now without waiting (a VM not written to lately has the
+    /// documented 12; a VM held after a per-VM 429 has none). One map look-up, for a planner's
+    /// caller choosing among VMs.
+    pub fn vm_room(&self, rg: &str, name: &str, group: ComputeGroup) -> f64 {
+        self.inner
+            .pipeline
+            .governor
+            .vm_room(&vm_id_of(&self.vm_path(rg, name)), group)
     }
 
     pub fn counters(&self) -> &PipelineCounters {

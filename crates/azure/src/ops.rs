@@ -253,7 +253,7 @@ impl ArmClient {
 
     // ----- compute -----
 
-    fn vm_path(&self, rg: &str, name: &str) -> String {
+    pub(crate) fn vm_path(&self, rg: &str, name: &str) -> String {
         format!(
             "{}/providers/Microsoft.Compute/virtualMachines/{name}",
             self.rg_path(rg)

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::credential::TokenSource;
 use crate::error::{ArmError, ErrorKind, Result};
-use crate::governor::{Draw, Governor};
+use crate::governor::{Draw, Governor, Ticket};
 
 /// Knobs of the request pipeline.
 #[derive(Debug, Clone)]
@@ -148,26 +148,27 @@ pub(crate) struct Pipeline {
     pub counters: Arc<PipelineCounters>,
 }
 
-/// A governor draw in flight: completed with the answer's headers, or without any when
-/// dropped. A caller may drop a request's future (the controller bounds its activations with
-/// a deadline); without this the governor would count the draw in flight for ever.
+/// A governor draw in flight: completed with the answer, or without one when dropped. A
+/// caller may drop a request's future (the controller bounds its activations with a
+/// deadline); without this the governor would count the draw in flight for ever.
 struct InFlight<'a> {
     governor: &'a Governor,
-    draw: Option<&'a Draw>,
+    draw: Option<(&'a Draw, Ticket)>,
 }
 
 impl InFlight<'_> {
-    fn complete(mut self, headers: Option<&HeaderMap>) {
-        if let Some(d) = self.draw.take() {
-            self.governor.complete(d, headers);
-        }
+    /// Completes the draw; returns its ticket, for [`Governor::throttled`].
+    fn complete(mut self, answer: Option<(u16, &HeaderMap)>) -> Option<Ticket> {
+        let (d, t) = self.draw.take()?;
+        self.governor.complete(d, &t, answer);
+        Some(t)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(d) = self.draw.take() {
-            self.governor.complete(d, None);
+        if let Some((d, t)) = self.draw.take() {
+            self.governor.complete(d, &t, None);
         }
     }
 }
@@ -263,15 +264,17 @@ impl Pipeline {
         let mut attempt: u32 = 0;
         let mut reauthenticated = false;
         loop {
+            let mut draw = None;
             if let Some(d) = &call.draw {
-                let waited = self.governor.acquire(d).await;
+                let ticket = self.governor.acquire(d).await;
                 self.counters
                     .governor_wait_us
-                    .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                    .fetch_add(ticket.waited.as_micros() as u64, Ordering::Relaxed);
+                draw = Some((d, ticket));
             }
             let in_flight = InFlight {
                 governor: &self.governor,
-                draw: call.draw.as_ref(),
+                draw,
             };
             let token = match call.tokens.token().await {
                 Ok(t) => t,
@@ -353,7 +356,7 @@ impl Pipeline {
                     tokio::time::sleep(delay).await;
                 }
                 Ok((status, headers, body)) => {
-                    in_flight.complete(Some(&headers));
+                    let ticket = in_flight.complete(Some((status, &headers)));
                     self.counters.count(class_label, status);
                     if call.draw.is_some() {
                         let failed = status == 408 || status >= 500;
@@ -395,8 +398,8 @@ impl Pipeline {
                             .iter()
                             .find(|d| d.code == "TooManyRequests")
                             .and_then(|d| d.target.clone());
-                        if let Some(d) = &call.draw {
-                            self.governor.throttled(d, wait, scope.as_deref());
+                        if let (Some(d), Some(t)) = (&call.draw, &ticket) {
+                            self.governor.throttled(d, t, wait, scope.as_deref());
                         }
                         tracing::info!(%client_request_id, class = class_label, retry_after_s = wait.as_secs_f64(), code = %err.code, "throttled by Azure");
                         if !may_retry || started.elapsed() + wait > self.opts.max_retry_time {

@@ -88,7 +88,7 @@ pub fn lower_bound_down_bulk(n: u64) -> f64 {
     lower_bound_bulk(n, COMPUTE_DELETE_VM, VM_DEALLOCATE_MS)
 }
 
-fn per_vm(counts: &Value, n: u64) -> Value {
+pub fn per_vm(counts: &Value, n: u64) -> Value {
     let f = |k: &str| counts[k].as_u64().unwrap_or(0) as f64 / n.max(1) as f64;
     json!({"read": f("read"), "write": f("write"), "delete": f("delete")})
 }
@@ -110,16 +110,28 @@ fn phase(name: &str, wall: f64, lower: f64, after: &Value, before: &Value, n: u6
     })
 }
 
-pub async fn run(renderburst: std::path::PathBuf, n: u64, bulk: bool) -> anyhow::Result<Value> {
-    let mut w = World::start(renderburst, "converge").await?;
-    w.bulk = Some(if bulk { "always" } else { "off" });
-    w.start_daemon().await?;
-    let (bound_up, bound_down) = if bulk {
-        (lower_bound_up_bulk(n), lower_bound_down_bulk(n))
-    } else {
-        (lower_bound_up(n), lower_bound_down(n))
-    };
-    w.create_pool("bench", n as usize).await?;
+/// What one way up (0 → N) and back (N → 0) measured: wall times and the simulator's stats
+/// around each phase.
+pub struct UpAndDown {
+    pub up_s: f64,
+    pub down_s: f64,
+    pub before: Value,
+    pub after_up: Value,
+    pub mid: Value,
+    pub after_down: Value,
+    /// Seconds waited between the phases for the write bucket to refill.
+    pub refill_wait_s: f64,
+}
+
+/// Scales the pool `bench` (created by the caller, daemon running) 0 → N, waits until
+/// `writes` has refilled from what the way up took (the bounds assume full buckets), then
+/// N → 0. `bounds` are the phases' lower bounds, for deadlines.
+pub async fn up_and_down(
+    w: &World,
+    n: u64,
+    writes: Bucket,
+    bounds: (f64, f64),
+) -> anyhow::Result<UpAndDown> {
     // Generous deadlines: ten times the bound plus a minute.
     let deadline = |lb: f64| Duration::from_secs_f64(lb * 10.0 + 60.0);
     let poll = Duration::from_millis(100);
@@ -133,18 +145,18 @@ pub async fn run(renderburst: std::path::PathBuf, n: u64, bulk: bool) -> anyhow:
     )
     .await?;
     let after_up = w
-        .wait_for("0 -> N", poll, deadline(bound_up), |st| {
+        .wait_for("0 -> N", poll, deadline(bounds.0), |st| {
             harness::power(st, "running") == n
         })
         .await?;
-    let up = t0.elapsed().as_secs_f64();
+    let up_s = t0.elapsed().as_secs_f64();
 
-    // The bound assumes full buckets: wait until ARM's write bucket has refilled from what
-    // the way up took from it (at most a full bucket, 20 s at 10/s), counted from the last
-    // write of the way up.
+    // The bound assumes full buckets: wait until the write bucket has refilled from what
+    // the way up took from it (at most a full bucket), counted from the last write of the
+    // way up.
     let taken = harness::writes(&after_up) - harness::writes(&before);
-    let refill = (taken as f64).min(ARM_WRITES.burst) / ARM_WRITES.per_s + 1.0;
-    tokio::time::sleep(Duration::from_secs_f64(refill)).await;
+    let refill_wait_s = (taken as f64).min(writes.burst) / writes.per_s + 1.0;
+    tokio::time::sleep(Duration::from_secs_f64(refill_wait_s)).await;
 
     let mid = w.stats().await?;
     let t1 = Instant::now();
@@ -155,59 +167,115 @@ pub async fn run(renderburst: std::path::PathBuf, n: u64, bulk: bool) -> anyhow:
     )
     .await?;
     let after_down = w
-        .wait_for("N -> 0", poll, deadline(bound_down), |st| {
+        .wait_for("N -> 0", poll, deadline(bounds.1), |st| {
             harness::power(st, "deallocated") == n
         })
         .await?;
-    let down = t1.elapsed().as_secs_f64();
+    Ok(UpAndDown {
+        up_s,
+        down_s: t1.elapsed().as_secs_f64(),
+        before,
+        after_up,
+        mid,
+        after_down,
+        refill_wait_s,
+    })
+}
+
+impl UpAndDown {
+    /// The two phases, each against its bound.
+    pub fn phases(&self, n: u64, bounds: (f64, f64)) -> Vec<Value> {
+        vec![
+            phase("up", self.up_s, bounds.0, &self.after_up, &self.before, n),
+            phase(
+                "down",
+                self.down_s,
+                bounds.1,
+                &self.after_down,
+                &self.mid,
+                n,
+            ),
+        ]
+    }
+
+    /// ARM requests of both phases by class.
+    pub fn counts(&self) -> Value {
+        let mut counts = harness::by_class(&self.after_up, &self.before);
+        let down = harness::by_class(&self.after_down, &self.mid);
+        for k in ["read", "write", "delete"] {
+            counts[k] = json!(counts[k].as_u64().unwrap_or(0) + down[k].as_u64().unwrap_or(0));
+        }
+        counts
+    }
+
+    /// 429s of both phases.
+    pub fn throttled(&self) -> u64 {
+        harness::throttled(&self.after_up, &self.before)
+            + harness::throttled(&self.after_down, &self.mid)
+    }
+}
+
+pub async fn run(renderburst: std::path::PathBuf, n: u64, bulk: bool) -> anyhow::Result<Value> {
+    let mut w = World::start(renderburst, "converge").await?;
+    w.bulk = Some(if bulk { "always" } else { "off" });
+    w.start_daemon().await?;
+    w.create_pool("bench", n as usize).await?;
+    let per_vm_bounds = (lower_bound_up(n), lower_bound_down(n));
+    let bounds = if bulk {
+        (lower_bound_up_bulk(n), lower_bound_down_bulk(n))
+    } else {
+        per_vm_bounds
+    };
+    let r = up_and_down(&w, n, ARM_WRITES, bounds).await?;
     let usage = w.daemon_usage()?;
     let orphans = crate::chaos::leftovers(&crate::chaos::resources(&w).await?, &["bench"]);
     w.stop().await;
 
-    let mut phases = vec![
-        phase("up", up, bound_up, &after_up, &before, n),
-        phase("down", down, bound_down, &after_down, &mid, n),
-    ];
-    for (p, per_vm) in phases
-        .iter_mut()
-        .zip([lower_bound_up(n), lower_bound_down(n)])
-    {
+    let counts = r.counts();
+    let wall = r.up_s + r.down_s;
+    let lower = bounds.0 + bounds.1;
+    let per_vm_lower = per_vm_bounds.0 + per_vm_bounds.1;
+    let mut phases = r.phases(n, bounds);
+    for (p, per_vm) in phases.iter_mut().zip([per_vm_bounds.0, per_vm_bounds.1]) {
         p["per_vm_lower_bound_s"] = json!(per_vm);
         p["ratio_to_per_vm_bound"] = json!(p["wall_s"].as_f64().unwrap_or(0.0) / per_vm);
     }
-    let mut counts = harness::by_class(&after_up, &before);
-    let down_counts = harness::by_class(&after_down, &mid);
-    for k in ["read", "write", "delete"] {
-        counts[k] = json!(counts[k].as_u64().unwrap_or(0) + down_counts[k].as_u64().unwrap_or(0));
-    }
-    let wall = up + down;
-    let lower = bound_up + bound_down;
-    let per_vm_lower = lower_bound_up(n) + lower_bound_down(n);
     Ok(json!({
         "scenario": "converge",
         "vms": n,
         "bulk": bulk,
-        "per_vm_lower_bound_s": per_vm_lower,
-        "ratio_to_per_vm_bound": wall / per_vm_lower,
-        "vm_creates": after_down["vm_creates"].clone(),
-        "vm_creates_repeated": after_down["vm_creates_repeated"].clone(),
-        "orphans": orphans,
         "wall_s": wall,
         "lower_bound_s": lower,
         "ratio": wall / lower,
+        "per_vm_lower_bound_s": per_vm_lower,
+        "ratio_to_per_vm_bound": wall / per_vm_lower,
         "arm_requests": counts,
         "arm_requests_per_vm": per_vm(&counts, n),
-        "throttled_429": harness::throttled(&after_up, &before) + harness::throttled(&after_down, &mid),
+        "throttled_429": r.throttled(),
+        "vm_creates": r.after_down["vm_creates"].clone(),
+        "vm_creates_repeated": r.after_down["vm_creates_repeated"].clone(),
+        "orphans": orphans,
         "cpu_s": usage.cpu_s,
         "peak_rss_mib": usage.peak_rss_mib,
-        "refill_wait_s": refill,
+        "refill_wait_s": r.refill_wait_s,
         "phases": phases,
     }))
 }
 
-pub fn table(v: &Value) -> Table {
-    let n = v["vms"].as_u64().unwrap_or(0);
-    let mut rows = Vec::new();
+/// The columns of [`phase_rows`].
+pub const PHASE_HEADER: [&str; 8] = [
+    "phase",
+    "wall s",
+    "lower bound s",
+    "ratio",
+    "read/VM",
+    "write/VM",
+    "delete/VM",
+    "429s",
+];
+
+/// One row per phase of `v["phases"]` and a total row from `v` itself.
+pub fn phase_rows(v: &Value, n: u64) -> Vec<Row> {
     let row = |label: &str, p: &Value| {
         Row(vec![
             label.to_owned(),
@@ -220,14 +288,25 @@ pub fn table(v: &Value) -> Table {
             p["throttled_429"].to_string(),
         ])
     };
-    for p in v["phases"].as_array().into_iter().flatten() {
-        let label = match p["phase"].as_str() {
-            Some("up") => format!("0 -> {n}"),
-            _ => format!("{n} -> 0"),
-        };
-        rows.push(row(&label, p));
-    }
+    let mut rows: Vec<Row> = v["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let label = match p["phase"].as_str() {
+                Some("up") => format!("0 -> {n}"),
+                _ => format!("{n} -> 0"),
+            };
+            row(&label, p)
+        })
+        .collect();
     rows.push(row("total", v));
+    rows
+}
+
+pub fn table(v: &Value) -> Table {
+    let n = v["vms"].as_u64().unwrap_or(0);
+    let rows = phase_rows(v, n);
     let mut notes = vec![format!(
         "daemon: {} CPU s, peak RSS {} MiB; write bucket refill wait before the way back: {} s",
         num(&v["cpu_s"], 2),
@@ -263,16 +342,7 @@ pub fn table(v: &Value) -> Table {
     }
     Table {
         title: format!("converge: 0 -> {n} VMs and back, against azure-sim with Azure's limits"),
-        header: vec![
-            "phase",
-            "wall s",
-            "lower bound s",
-            "ratio",
-            "read/VM",
-            "write/VM",
-            "delete/VM",
-            "429s",
-        ],
+        header: PHASE_HEADER.to_vec(),
         rows,
         notes,
     }

@@ -300,6 +300,26 @@ impl World {
         Ok(())
     }
 
+    /// Merges `patch` into the simulator's settings (`PUT /_sim/config`); a change of
+    /// `limits` refills every bucket to its new size.
+    pub async fn put_sim_config(&self, patch: Value) -> anyhow::Result<()> {
+        let r = self
+            .sim_http
+            .put(format!("{}/_sim/config", self.sim.base_url()))
+            .json(&patch)
+            .send()
+            .await
+            .context("PUT /_sim/config")?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!(
+                "PUT /_sim/config {patch}: {status}: {}",
+                r.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
     pub async fn stats(&self) -> anyhow::Result<Value> {
         let r = self
             .sim_http

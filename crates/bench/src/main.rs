@@ -2,7 +2,7 @@
 //! against the simulator with Azure's real request limits and its default (scaled-down)
 //! operation latencies, with the daemon (`renderburst serve`) as a child process.
 //!
-//! Scenarios: `converge`, `reaction`, `restart`, `plan`, the audits `chaos` and
+//! Scenarios: `converge`, `throttle`, `reaction`, `restart`, `plan`, the audits `chaos` and
 //! `crashloop`, and `blocked` (see README, "Benchmarks"). Each
 //! prints a table on stdout; with `--json` each prints one JSON object on one line on stdout
 //! instead (JSON lines) and its table on stderr. Exit codes: 0 ok, 1 error or audit
@@ -17,6 +17,7 @@ mod plan;
 mod reaction;
 mod report;
 mod restart;
+mod throttle;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,13 @@ enum Scenario {
         /// report it beside renderburst (`careful_script`).
         #[arg(long)]
         careful: Option<PathBuf>,
+    },
+    /// A pool 0 -> N VMs and back to 0 with ARM's write bucket far smaller than Azure's
+    /// default (5 burst, 4/s) and the daemon not told: 429s over the whole run and wall time
+    /// / the lower bound of that bucket.
+    Throttle {
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        vms: u64,
     },
     /// Time from a node request to the first ARM write, on a pool at a steady state.
     Reaction {
@@ -197,6 +205,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 emit(json, &v, converge::table(&v));
             }
+        }
+        Scenario::Throttle { vms } => {
+            eprintln!(
+                "throttle: 0 -> {vms} -> 0 with a write bucket of {} + {}/s ...",
+                throttle::TIGHT_WRITES.burst,
+                throttle::TIGHT_WRITES.per_s
+            );
+            let v = throttle::run(daemon()?, vms, throttle::TIGHT_WRITES).await?;
+            emit(json, &v, throttle::table(&v));
         }
         Scenario::Reaction { steady, repeats } => {
             let v = reaction::run(daemon()?, steady, repeats).await?;

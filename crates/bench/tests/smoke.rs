@@ -132,6 +132,31 @@ fn converge_in_bulk_small() {
 }
 
 #[test]
+fn throttle_small_pool() {
+    let v = &bench(&["throttle", "--vms", "8"])[0];
+    has_common_fields(v);
+    assert_eq!(v["scenario"], "throttle");
+    assert_eq!(v["vms"], 8);
+    assert_eq!(v["bucket"]["burst"], 5.0, "{v}");
+    assert_eq!(v["bucket"]["per_s"], 4.0, "{v}");
+    // The tight bucket's bound: (8 − 5) / 4 + 0.8 up, (8 − 5) / 4 + 0.5 down.
+    assert!((f(v, "lower_bound_s") - 2.8).abs() < 1e-9, "{v}");
+    let ratio = f(v, "ratio");
+    assert!(ratio.is_finite() && ratio >= 1.0, "ratio {ratio}: {v}");
+    assert!((f(v, "wall_s") / f(v, "lower_bound_s") - ratio).abs() < 1e-9);
+    let writes = v["arm_requests"]["write"].as_u64().expect("write count");
+    assert!(writes >= 16, "{v}");
+    assert!(
+        v["throttled_429"].is_u64() && v["throttled_429_startup"].is_u64(),
+        "{v}"
+    );
+    // What the daemon's governor believes about the write bucket is reported.
+    assert!(v["governor_writes"].is_object(), "{v}");
+    daemon_usage_is_plausible(v);
+    assert_eq!(v["phases"].as_array().map(Vec::len), Some(2), "{v}");
+}
+
+#[test]
 fn reaction_and_restart_small() {
     let r = &bench(&["reaction", "--steady", "2", "--repeats", "3"])[0];
     has_common_fields(r);
