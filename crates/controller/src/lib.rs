@@ -156,6 +156,31 @@ fn settle_gap(list_requests: u32, interval: Duration) -> Duration {
     )
 }
 
+/// How long the next activation that is not a change of desired state waits, so its listing
+/// leaves room in Compute's VM-list bucket (`HighCostGetVM`: 900 burst, refilled at 300 a
+/// minute, every page counted; the governor's learnt figures): room for the listing and one
+/// more (a change of desired state, or a restart, lists at once). A farm of 5,000 VMs lists
+/// 200 pages: every 15 s that would keep the bucket empty and a restart would wait 40 s for
+/// its first listing. At most five minutes.
+fn list_budget_wait(tokens: f64, refill_per_s: f64, pages: u32) -> Duration {
+    let deficit = 2.0 * f64::from(pages) - tokens;
+    if deficit <= 0.0 || refill_per_s <= 0.0 || !deficit.is_finite() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64((deficit / refill_per_s).min(300.0))
+}
+
+/// [`list_budget_wait`] from the ARM client's governor now.
+fn list_budget(arm: &ArmClient, pages: u32) -> Duration {
+    let g = arm.governor();
+    g.classes
+        .iter()
+        .find(|b| b.name == "compute_high_cost_get")
+        .map_or(Duration::ZERO, |b| {
+            list_budget_wait(b.tokens, b.refill_per_s, pages)
+        })
+}
+
 /// Upper bounds (seconds) of the activation-duration histogram's buckets.
 pub const ACTIVATION_BUCKETS: &[f64] =
     &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -276,8 +301,9 @@ impl Controller {
                 self.ready.send_replace(true);
             }
             let interval = self.shared.cfg.reconcile_interval;
+            let budget = list_budget(&self.shared.arm, status.list_requests);
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(interval.max(budget)) => {}
                 // A change of desired state: at once (reaction time is what users see).
                 _ = self.shared.wake.notified() => {}
                 // Operations ending: while hundreds end during a scale-up, activating on each
@@ -285,7 +311,7 @@ impl Controller {
                 // polling needs. Wait out a gap that grows with what the last observation
                 // cost, unless desired state changes meanwhile.
                 _ = self.shared.settled.notified() => {
-                    let gap = settle_gap(status.list_requests, interval);
+                    let gap = settle_gap(status.list_requests, interval).max(budget);
                     tokio::select! {
                         _ = tokio::time::sleep_until(started + gap) => {}
                         _ = self.shared.wake.notified() => {}
@@ -532,6 +558,17 @@ mod tests {
             settle_gap(5, Duration::from_millis(100)),
             Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn listings_leave_room_for_one_more_in_computes_list_bucket() {
+        // 200 pages with 900 tokens: room for two, no wait.
+        assert_eq!(list_budget_wait(900.0, 5.0, 200), Duration::ZERO);
+        // 250 left: 150 short of two listings, at 5 a second.
+        assert_eq!(list_budget_wait(250.0, 5.0, 200), Duration::from_secs(30));
+        // Never more than five minutes; nothing learnt, no wait.
+        assert_eq!(list_budget_wait(0.0, 0.1, 200), Duration::from_secs(300));
+        assert_eq!(list_budget_wait(0.0, 0.0, 200), Duration::ZERO);
     }
 
     #[test]

@@ -43,7 +43,24 @@ impl PoolBackend for VmPools {
         act: &Activation<'_>,
         record: &PoolRecord,
     ) -> Result<VmSnapshot, store::StoreError> {
-        sh.store.vm_snapshot(record, act.in_flight, act.now).await
+        let mut snapshot = sh.store.vm_snapshot(record, act.in_flight, act.now).await?;
+        // What the ARM client knows of Compute's per-VM buckets: a node whose bucket has no
+        // room for the write the planner might choose for it (a start for a parked node, a
+        // deallocation or delete for a running one) is taken last.
+        let rg = &sh.cfg.resource_group;
+        for n in &snapshot.nodes {
+            let group = match n.state {
+                rb_core::NodeState::Deallocated | rb_core::NodeState::Stopped => {
+                    azure::ComputeGroup::UpdateVm
+                }
+                rb_core::NodeState::Running => azure::ComputeGroup::DeleteVm,
+                _ => continue,
+            };
+            if sh.arm.vm_room(rg, &n.name, group) < 1.0 {
+                snapshot.no_room.insert(n.name.to_ascii_lowercase());
+            }
+        }
+        Ok(snapshot)
     }
 
     fn plan(
