@@ -147,6 +147,25 @@ impl Farm {
         self.store.create_pool(&spec).await.unwrap();
     }
 
+    /// Runs a controller until `n` intents are open with their operations (ARM accepted the
+    /// writes), then stops it before they end: what a SIGTERM or a crash leaves.
+    async fn run_until_accepted(&self, bulk: controller::BulkMode, n: usize) {
+        let first = self.controller_with(bulk);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(first.clone().run(stopped));
+        let mut open = Vec::new();
+        for _ in 0..400 {
+            open = self.store.open_intents().await.unwrap();
+            if open.len() == n && open.iter().all(|i| i.operation.is_some()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(open.len(), n, "{open:?}");
+        stop.send_replace(true);
+        running.await.unwrap();
+    }
+
     /// Activates, moves the simulator's clock a minute, and checks, until `done` holds;
     /// fails after 200 steps. Returns how many activations it took.
     async fn step_until(
@@ -262,21 +281,7 @@ async fn recovery_follows_the_operations_a_stopped_controller_left_without_writi
     f.pool("maya", 2).await;
     // The first controller sends its creates, then stops before they end: its intents stay
     // open with their operations (what a SIGTERM or a crash leaves).
-    let first = f.controller();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(first.clone().run(stopped));
-    let mut open = Vec::new();
-    for _ in 0..400 {
-        open = f.store.open_intents().await.unwrap();
-        if open.len() == 2 && open.iter().all(|i| i.operation.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(open.len(), 2, "{open:?}");
-    stop.send_replace(true);
-    running.await.unwrap();
-    drop(first);
+    f.run_until_accepted(controller::BulkMode::Off, 2).await;
     assert_eq!(f.vm_puts().await, 2);
     assert_eq!(
         f.store.open_intents().await.unwrap().len(),
@@ -520,21 +525,7 @@ async fn bulk_writes_go_through_compute_schedule_journalled_and_followed_like_si
 async fn a_controller_stopped_mid_bulk_is_followed_by_the_next_without_writing_again() {
     let f = farm("bulk-recovery").await;
     f.pool("maya", 2).await;
-    let first = f.controller_with(controller::BulkMode::Always);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(first.clone().run(stopped));
-    let mut open = Vec::new();
-    for _ in 0..400 {
-        open = f.store.open_intents().await.unwrap();
-        if open.len() == 2 && open.iter().all(|i| i.operation.is_some()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert_eq!(open.len(), 2, "{open:?}");
-    stop.send_replace(true);
-    running.await.unwrap();
-    drop(first);
+    f.run_until_accepted(controller::BulkMode::Always, 2).await;
     assert_eq!(bulk_calls(&f, "ExecuteCreate").await, 1);
 
     // The service runs the operations while nobody watches; the next start-up follows each

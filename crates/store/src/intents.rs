@@ -109,13 +109,12 @@ pub struct OpenIntent {
     pub placeholder: Option<crate::VmRecord>,
 }
 
-async fn insert_intent_with_event(
-    tx: &mut sqlx::SqliteConnection,
+async fn insert_intent(
+    conn: &mut sqlx::SqliteConnection,
     intent: &NewIntent,
-    event: &crate::NewEvent,
     at: UnixSeconds,
-) -> Result<(i64, i64), StoreError> {
-    let id: i64 = sqlx::query_scalar(
+) -> Result<i64, StoreError> {
+    let id = sqlx::query_scalar(
         "INSERT INTO intents (pool, node, kind, detail, reason, opened_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&intent.pool)
@@ -124,8 +123,18 @@ async fn insert_intent_with_event(
     .bind(to_json(&intent.detail))
     .bind(&intent.reason)
     .bind(at)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
+    Ok(id)
+}
+
+async fn insert_intent_with_event(
+    tx: &mut sqlx::SqliteConnection,
+    intent: &NewIntent,
+    event: &crate::NewEvent,
+    at: UnixSeconds,
+) -> Result<(i64, i64), StoreError> {
+    let id = insert_intent(tx, intent, at).await?;
     let mut data = event.data.clone();
     if let serde_json::Value::Object(fields) = &mut data {
         fields.insert("intent".into(), id.into());
@@ -148,18 +157,8 @@ async fn insert_intent_with_event(
 impl Store {
     /// Records an intent before its ARM write; returns its id.
     pub async fn open_intent(&self, intent: &NewIntent) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO intents (pool, node, kind, detail, reason, opened_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&intent.pool)
-        .bind(&intent.node)
-        .bind(enum_str(&intent.kind))
-        .bind(to_json(&intent.detail))
-        .bind(&intent.reason)
-        .bind(now())
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(id)
+        let mut conn = self.writer.acquire().await?;
+        insert_intent(&mut conn, intent, now()).await
     }
 
     /// Records an intent and the event that announces the decision in one transaction, so a

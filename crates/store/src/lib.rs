@@ -123,6 +123,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// controller writes. Writes have a pool of their own with one connection.
 const READ_CONNECTIONS: u32 = 4;
 
+/// Each reader's page cache (SQLite's `cache_size`; negative: KiB).
+const READER_CACHE_KIB: &str = "-512";
+
 /// The handle to renderburst's database. Cheap to share behind an `Arc`; every method takes
 /// `&self`.
 ///
@@ -183,10 +186,17 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         let checkpoints = spawn_checkpointer(checkpointer);
+        // Readers keep a smaller page cache than SQLite's 2 MB default: each of them fills
+        // its own while a large farm's inventory is read, and the file's pages stay in the
+        // kernel's cache for all of them anyway.
         let pool = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .test_before_acquire(false)
-            .connect_with(options.pragma("query_only", "ON"))
+            .connect_with(
+                options
+                    .pragma("query_only", "ON")
+                    .pragma("cache_size", READER_CACHE_KIB),
+            )
             .await?;
         let creates = requests::spawn_create_batcher(writer.clone());
         Ok(Store {
