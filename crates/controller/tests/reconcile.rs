@@ -71,7 +71,11 @@ fn arm_client(sim: &Simulator) -> ArmClient {
 }
 
 async fn farm(tag: &str) -> Farm {
-    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), SimConfig::default())
+    farm_with(tag, SimConfig::default()).await
+}
+
+async fn farm_with(tag: &str, cfg: SimConfig) -> Farm {
+    let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), cfg)
         .await
         .unwrap();
     let arm = arm_client(&sim);
@@ -547,4 +551,49 @@ async fn a_controller_stopped_mid_bulk_is_followed_by_the_next_without_writing_a
     assert_eq!(f.vm_puts().await, 0);
     let st = f.stats().await;
     assert_eq!(st["vm_creates_repeated"], json!({}), "{st}");
+}
+
+#[tokio::test]
+async fn a_bulk_create_short_of_capacity_marks_the_offering_and_the_next_size_fills_in() {
+    // Room for one Standard_D8s_v5: of a bulk request for three, two fail for capacity.
+    let cfg = SimConfig::default()
+        .merged(&json!({"capacity": {"Standard_D8s_v5": 1}}))
+        .unwrap();
+    let f = farm_with("bulk-capacity", cfg).await;
+    let spec = serde_json::from_value(json!({
+        "name": "maya", "mode": "vm", "vm_sizes": ["Standard_D8s_v5", "Standard_D4s_v5"],
+        "image": "Canonical:ubuntu-24_04-lts:server:latest", "max": 10, "target": 3,
+        "idle_timeout_seconds": 0}))
+    .unwrap();
+    f.store.create_pool(&spec).await.unwrap();
+    let ctl = f.controller_with(controller::BulkMode::Always);
+    ctl.start_up().await;
+    f.step_until(&ctl, "3 running, no intent open", async |f| {
+        f.running("maya").await == 3 && f.store.open_intents().await.unwrap().is_empty()
+    })
+    .await;
+    let vms = f.store.list_vms(Some("maya")).await.unwrap();
+    let sizes = |s: &str| {
+        vms.iter()
+            .filter(|v| v.size.eq_ignore_ascii_case(s))
+            .count()
+    };
+    assert_eq!(
+        (sizes("Standard_D8s_v5"), sizes("Standard_D4s_v5")),
+        (1, 2),
+        "{vms:?}"
+    );
+    // The per-VM capacity failures marked the offering, as a single create's would.
+    let avoided = f.store.list_unavailable(controller::now()).await.unwrap();
+    assert!(
+        avoided
+            .iter()
+            .any(|u| u.offering.size.eq_ignore_ascii_case("Standard_D8s_v5")),
+        "{avoided:?}"
+    );
+    assert_eq!(f.stats().await["vm_creates_repeated"], json!({}));
+    // The first three in one request; the two failed names are created again one at a
+    // time (each deletes its failed VM first), on the next size.
+    assert_eq!(bulk_calls(&f, "ExecuteCreate").await, 1);
+    assert_eq!(f.vm_puts().await, 2);
 }
