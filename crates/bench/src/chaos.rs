@@ -266,8 +266,9 @@ pub async fn run(renderburst: std::path::PathBuf, o: &Opts) -> anyhow::Result<Va
         "api_errors": t.api_errors,
         "faults_injected": stats["faults_injected"],
         "throttled_429": stats["throttled_429"],
-        // Compute's per-VM bucket (12 burst, 4 a minute, as the simulator models it) bounds
-        // this at 16: the most operations one VM was granted within a minute, and which.
+        // Compute's per-VM bucket of each operation group (12 burst, 4 a minute, as the
+        // simulator models it) bounds this at 16: the most operations one VM was granted
+        // within a minute by one group's bucket, and which VM and group.
         "vm_ops_per_minute_max": stats["vm_ops_per_minute_max"],
         "vm_ops_per_minute_max_vm": stats["vm_ops_per_minute_max_vm"],
         "operations_failed": stats["operations_failed"],
@@ -530,7 +531,7 @@ pub fn table(v: &Value) -> Table {
             v["failures_reported"]
         ),
         format!(
-            "most operations one VM was granted within a minute: {} ({})",
+            "most operations one VM was granted within a minute by one group's bucket (at most 16): {} ({})",
             v["vm_ops_per_minute_max"], v["vm_ops_per_minute_max_vm"]
         ),
     ];

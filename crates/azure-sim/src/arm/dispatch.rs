@@ -115,7 +115,7 @@ impl State {
         if let Some(b) = vm_key.as_ref().and_then(|k| self.vm_buckets.get_mut(k)) {
             b.take(now);
             if let Some(vm) = vm {
-                self.stats.vm_op(vm, now);
+                self.stats.vm_op(vm, group.policy(), now);
             }
             parts.push(format!(
                 "Microsoft.Compute/{}.Resource;{}",
@@ -150,8 +150,11 @@ impl State {
             })
             .reserve(at);
         let wait = sub_wait.max(vm_wait);
-        self.stats
-            .vm_op(vm, at + std::time::Duration::from_secs_f64(wait.max(0.0)));
+        self.stats.vm_op(
+            vm,
+            group.policy(),
+            at + std::time::Duration::from_secs_f64(wait.max(0.0)),
+        );
         wait
     }
 

@@ -44,9 +44,10 @@ pub struct Stats {
     pub failures_reported: BTreeMap<String, u64>,
     /// Compute Schedule traffic.
     pub bulk: BulkStats,
-    /// The most operations one VM's per-VM Compute bucket granted within a minute (creates,
-    /// updates, starts, deallocations, deletes: the groups with a bucket per VM), and which VM:
-    /// how hard a client works a single VM.
+    /// The most operations one VM's per-VM Compute bucket of one operation group granted
+    /// within a minute (Put VM, Update VM, Delete VM: each has a bucket per VM), and which VM
+    /// and group: how hard a client works a single VM. The bucket (12 burst, 4 a minute)
+    /// bounds it at 16.
     pub vm_ops_per_minute_max: u64,
     pub vm_ops_per_minute_max_vm: Option<String>,
     /// Each VM's grants within the last minute (simulator clock), for the above.
@@ -95,11 +96,11 @@ impl Stats {
     }
 
     /// A per-VM Compute bucket granted an operation on `vm` at `now`.
-    pub fn vm_op(&mut self, vm: &str, now: std::time::Instant) {
+    pub fn vm_op(&mut self, vm: &str, group: &str, now: std::time::Instant) {
         let minute = std::time::Duration::from_secs(60);
         let recent = self
             .vm_ops_recent
-            .entry(vm.to_ascii_lowercase())
+            .entry(format!("{}|{group}", vm.to_ascii_lowercase()))
             .or_default();
         // In time order: Compute Schedule's grants are reserved ahead, at the time their
         // tokens are earned, so they may come in later than a grant they precede.
@@ -125,7 +126,8 @@ impl Stats {
         }
         if n > self.vm_ops_per_minute_max {
             self.vm_ops_per_minute_max = n;
-            self.vm_ops_per_minute_max_vm = Some(vm.rsplit('/').next().unwrap_or(vm).to_owned());
+            self.vm_ops_per_minute_max_vm =
+                Some(format!("{} ({group})", vm.rsplit('/').next().unwrap_or(vm)));
         }
         // Keep the map to VMs worked on within the last minute.
         if self.vm_ops_recent.len() > 4096 {
@@ -186,19 +188,27 @@ mod vm_ops_tests {
         let mut s = Stats::default();
         let t0 = Instant::now();
         for _ in 0..12 {
-            s.vm_op("vm-1", t0);
+            s.vm_op("vm-1", "DeleteVM", t0);
         }
         // Four more, 15 s apart: the minute after t0 holds the burst and three of them.
         for k in 1..=4 {
-            s.vm_op("vm-1", t0 + Duration::from_secs(15 * k));
+            s.vm_op("vm-1", "DeleteVM", t0 + Duration::from_secs(15 * k));
         }
         assert_eq!(s.vm_ops_per_minute_max, 15);
         // A grant reserved ahead (in 100 s) then one now: counted in their own minutes.
         let mut b = Stats::default();
-        b.vm_op("vm-2", t0 + Duration::from_secs(100));
-        b.vm_op("vm-2", t0);
-        b.vm_op("vm-2", t0 + Duration::from_secs(30));
+        b.vm_op("vm-2", "UpdateVM", t0 + Duration::from_secs(100));
+        b.vm_op("vm-2", "UpdateVM", t0);
+        b.vm_op("vm-2", "UpdateVM", t0 + Duration::from_secs(30));
         assert_eq!(b.vm_ops_per_minute_max, 2);
-        assert_eq!(b.vm_ops_per_minute_max_vm.as_deref(), Some("vm-2"));
+        assert_eq!(
+            b.vm_ops_per_minute_max_vm.as_deref(),
+            Some("vm-2 (UpdateVM)")
+        );
+        // Each operation group has its own bucket per VM: counted apart.
+        for _ in 0..3 {
+            b.vm_op("vm-2", "DeleteVM", t0);
+        }
+        assert_eq!(b.vm_ops_per_minute_max, 3);
     }
 }
