@@ -253,6 +253,11 @@ impl ArmClient {
 
     // ----- compute -----
 
+    /// A VM's ARM resource id (what Compute Schedule's requests name VMs by).
+    pub fn vm_id(&self, rg: &str, name: &str) -> String {
+        self.vm_path(rg, name)
+    }
+
     pub(crate) fn vm_path(&self, rg: &str, name: &str) -> String {
         format!(
             "{}/providers/Microsoft.Compute/virtualMachines/{name}",

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Shared;
+use crate::execute::conclude;
 
 /// `[controller] bulk`: when writes go through Compute Schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -197,19 +198,10 @@ pub(crate) async fn run_chunk(
     let mut writes = Vec::with_capacity(chunk.len());
     for (action, intent) in chunk {
         let body = if kind == VmActionKind::Create {
-            match crate::execute::node_bootstrap(&sh, &spec, &action.node).await {
-                Ok(custom_data) => Some(crate::vmspec::vm_body(
-                    &spec,
-                    &action.node,
-                    action.size.as_deref().unwrap_or_default(),
-                    action.priority.unwrap_or_default(),
-                    &sh.cfg.placement,
-                    custom_data.as_deref(),
-                )),
+            match crate::execute::create_body(&sh, &spec, &action).await {
+                Ok(body) => Some(body),
                 Err(e) => {
-                    crate::execute::finish(&sh, &spec.name, generation, &action, intent, Err(e))
-                        .await;
-                    sh.release(&action.node);
+                    conclude(&sh, &spec.name, generation, &action, intent, Err(e)).await;
                     continue;
                 }
             }
@@ -239,9 +231,7 @@ pub(crate) async fn run_chunk(
         let op = match result {
             Ok(op) => op,
             Err(e) => {
-                crate::execute::finish(&sh, &spec.name, generation, &action, intent, Err(e.into()))
-                    .await;
-                sh.release(&action.node);
+                conclude(&sh, &spec.name, generation, &action, intent, Err(e.into())).await;
                 continue;
             }
         };
@@ -254,11 +244,8 @@ pub(crate) async fn run_chunk(
                 _ = stopping.wait_for(|s| *s) => return,
             };
             let (result, recorded) = followed;
-            crate::execute::finish(&sh2, &pool, generation, &action, intent, result.map_err(Into::into))
-                .await;
-            sh2.release(&action.node);
+            conclude(&sh2, &pool, generation, &action, intent, result.map_err(Into::into)).await;
             drop(recorded);
-            sh2.settled.notify_one();
         });
     }
     sh.settled.notify_one();
@@ -294,7 +281,7 @@ async fn request(
         _ => {
             let ids: Vec<String> = writes
                 .iter()
-                .map(|(a, _, _)| vm_id(sh.arm.subscription_id(), rg, &a.node))
+                .map(|(a, _, _)| sh.arm.vm_id(rg, &a.node))
                 .collect();
             match kind {
                 VmActionKind::Start => {
@@ -353,12 +340,6 @@ async fn request(
             }
         })
         .collect())
-}
-
-fn vm_id(subscription: &str, resource_group: &str, name: &str) -> String {
-    format!(
-        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Compute/virtualMachines/{name}"
-    )
 }
 
 #[cfg(test)]

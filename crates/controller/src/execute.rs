@@ -182,11 +182,9 @@ pub(crate) async fn dispatch(
                 tracing::info!(node = %action.node, "stopping: the intent stays open for the next start");
                 return;
             };
-            finish(&sh2, &spec.name, generation, &action, intent, result).await;
-            sh2.release(&action.node);
+            conclude(&sh2, &spec.name, generation, &action, intent, result).await;
             // The activation whose listing settled the write plans once it is recorded.
             drop(recorded);
-            sh2.settled.notify_one();
         });
     }
     Ok(())
@@ -246,16 +244,7 @@ async fn start_op(
     let arm = &sh.arm;
     match action.kind {
         VmActionKind::Create => {
-            let size = action.size.clone().unwrap_or_default();
-            let custom_data = node_bootstrap(sh, spec, &action.node).await?;
-            let vm = vmspec::vm_body(
-                spec,
-                &action.node,
-                &size,
-                action.priority.unwrap_or_default(),
-                &sh.cfg.placement,
-                custom_data.as_deref(),
-            );
+            let vm = create_body(sh, spec, action).await?;
             Ok(Some(
                 arm.create_or_update_vm(rg, &action.node, &vm).await?.1,
             ))
@@ -267,11 +256,29 @@ async fn start_op(
     }
 }
 
+/// A create's VM body, as one PUT or a Compute Schedule request carries it: the node's
+/// bootstrap (token and script) made first.
+pub(crate) async fn create_body(
+    sh: &Shared,
+    spec: &rb_core::PoolSpec,
+    action: &VmAction,
+) -> error::Result<arm_model::compute::VirtualMachine> {
+    let custom_data = node_bootstrap(sh, spec, &action.node).await?;
+    Ok(vmspec::vm_body(
+        spec,
+        &action.node,
+        action.size.as_deref().unwrap_or_default(),
+        action.priority.unwrap_or_default(),
+        &sh.cfg.placement,
+        custom_data.as_deref(),
+    ))
+}
+
 /// For a pool with a `bootstrap` section: a fresh token for the node (its hash stored before
 /// the VM exists), and the rendered script. A failure (a secret that cannot be resolved, a
 /// script too large) fails the create before any ARM call, naming the field; so does a store
 /// that cannot keep the token (as a store failure, not a bootstrap one).
-pub(crate) async fn node_bootstrap(
+async fn node_bootstrap(
     sh: &Shared,
     spec: &rb_core::PoolSpec,
     node: &str,
@@ -408,8 +415,23 @@ pub(crate) async fn record_success(
     .await;
 }
 
+/// The end of a write of this process: its outcome recorded ([`finish`]), its node released,
+/// and the reconciler told an operation ended.
+pub(crate) async fn conclude(
+    sh: &Shared,
+    pool: &str,
+    generation: i64,
+    action: &VmAction,
+    intent: i64,
+    result: error::Result<()>,
+) {
+    finish(sh, pool, generation, action, intent, result).await;
+    sh.release(&action.node);
+    sh.settled.notify_one();
+}
+
 /// Records the outcome of an action: intent, inventory, event, unavailable offerings.
-pub(crate) async fn finish(
+async fn finish(
     sh: &Shared,
     pool: &str,
     generation: i64,

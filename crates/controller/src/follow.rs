@@ -152,19 +152,20 @@ pub(crate) struct Ack(#[allow(dead_code)] oneshot::Sender<()>);
 pub(crate) fn judge(sh: &Shared, listing: &Listing) -> Vec<oneshot::Receiver<()>> {
     let mut acks = Vec::new();
     let mut followed = sh.followed.lock().unwrap_or_else(|p| p.into_inner());
-    let settled: Vec<String> = followed
+    let settled: Vec<(String, Seen)> = followed
         .iter()
-        .filter(|(node, f)| {
-            f.accepted <= listing.started
-                && seen(f.kind, f.bulk, listing.observation.vms.get(node.as_str())) != Seen::Pending
+        .filter(|(_, f)| f.accepted <= listing.started)
+        .map(|(node, f)| {
+            let s = seen(f.kind, f.bulk, listing.observation.vms.get(node.as_str()));
+            (node.clone(), s)
         })
-        .map(|(node, _)| node.clone())
+        .filter(|(_, s)| *s != Seen::Pending)
         .collect();
-    for node in settled {
+    for (node, s) in settled {
         let Some(f) = followed.remove(&node) else {
             continue;
         };
-        let verdict = match seen(f.kind, f.bulk, listing.observation.vms.get(&node)) {
+        let verdict = match s {
             Seen::Done => {
                 let (tx, rx) = oneshot::channel();
                 acks.push(rx);

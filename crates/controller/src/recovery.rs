@@ -75,7 +75,7 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     let started_listing = tokio::time::Instant::now();
     let listing = if intents
         .iter()
-        .any(|i| i.operation.is_some() && vm_kind(i.kind).is_some())
+        .any(|i| i.operation.is_some() && VmActionKind::try_from(i.kind).is_ok())
     {
         listed(sh).await
     } else {
@@ -121,17 +121,6 @@ pub(crate) async fn recover(sh: &Arc<Shared>) {
     );
 }
 
-/// The VM write an intent journals, for the kinds a listing can show.
-fn vm_kind(kind: ActionKind) -> Option<VmActionKind> {
-    match kind {
-        ActionKind::Create => Some(VmActionKind::Create),
-        ActionKind::Start => Some(VmActionKind::Start),
-        ActionKind::Deallocate => Some(VmActionKind::Deallocate),
-        ActionKind::Delete => Some(VmActionKind::Delete),
-        _ => None,
-    }
-}
-
 /// One listing of our VMs for recovery, or None if it cannot be had now (every intent then
 /// follows its operation, as before).
 async fn listed(sh: &Shared) -> Option<Observation> {
@@ -149,7 +138,7 @@ async fn listed(sh: &Shared) -> Option<Observation> {
 /// accepted (it has an operation) before the listing started, so what the listing shows is
 /// after it (`follow::seen`).
 fn shown_done(intent: &store::Intent, obs: &Observation) -> bool {
-    let (Some(op), Some(kind)) = (&intent.operation, vm_kind(intent.kind)) else {
+    let (Some(op), Ok(kind)) = (&intent.operation, VmActionKind::try_from(intent.kind)) else {
         return false;
     };
     if crate::gc::is_gc_kind(intent.kind) {

@@ -123,6 +123,22 @@ impl From<VmActionKind> for ActionKind {
     }
 }
 
+/// The VM write an intent of this kind journals, for the kinds a VM pool plans.
+impl TryFrom<ActionKind> for VmActionKind {
+    type Error = ActionKind;
+
+    fn try_from(kind: ActionKind) -> Result<Self, ActionKind> {
+        match kind {
+            ActionKind::Create => Ok(VmActionKind::Create),
+            ActionKind::Start => Ok(VmActionKind::Start),
+            ActionKind::Deallocate => Ok(VmActionKind::Deallocate),
+            ActionKind::Delete => Ok(VmActionKind::Delete),
+            ActionKind::Forget => Ok(VmActionKind::Forget),
+            other => Err(other),
+        }
+    }
+}
+
 /// One thing a VM pool's plan does, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VmAction {
